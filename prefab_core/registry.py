@@ -1,0 +1,281 @@
+"""The versioned model registry shared by the pipeline tasks, the CLI and the server.
+
+Layout inside an :class:`~prefab_core.storage.ObjectStore` (a local directory by
+default, ``s3://bucket/prefix/registry`` with ``storage=s3``)::
+
+    <model>/blobs/<token>/model.pkl         payload files, written first
+    <model>/blobs/<token>/plots/roc.png
+    <model>/blobs/<token>/reference.parquet drift reference sample
+    <model>/versions/000003.json            the manifest; its existence *is* the version
+    <model>/aliases/production.json         {"version": 3, "history": [1, 2]}
+    <model>/events/<time>-<token>.json      append-only audit log (promotions, rollbacks)
+
+Atomicity: payload files go to a fresh ``blobs/<token>/`` prefix that no reader
+looks at; the version becomes visible only when its manifest is created with an
+atomic *create-if-absent* (``link`` locally, ``If-None-Match`` on S3). A crash
+before that leaves only unreferenced blobs and never touches existing versions.
+A manifest records the sha256 of the model file, checked on every load.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import json
+import pickle
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefab_core.errors import IntegrityError, RegistryError
+from prefab_core.fingerprint import bytes_sha256
+from prefab_core.storage import LocalObjectStore, ObjectStore, new_token
+
+_VERSION_WIDTH = 6
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class ModelVersion:
+    """A registered version's manifest (everything needed to trust and reproduce it)."""
+
+    model_name: str
+    version: int
+    created_at: str
+    fingerprint: str
+    model_key: str
+    model_sha256: str
+    problem_type: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    gate: dict[str, Any] = field(default_factory=dict)
+    champion: dict[str, Any] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    features: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    git: dict[str, Any] = field(default_factory=dict)
+    packages: dict[str, str] = field(default_factory=dict)
+    run: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.model_name}:v{self.version}"
+
+
+@dataclass
+class AliasState:
+    alias: str
+    version: int
+    history: list[int] = field(default_factory=list)
+    updated_at: str = ""
+
+
+@dataclass
+class LoadedModel:
+    version: ModelVersion
+    model: Any
+
+
+class ModelRegistry:
+    """Versions, aliases and an audit log for named models in one object store.
+
+    Args:
+        store: Where the registry lives.
+    """
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+
+    # ----------------------------------------------------------------- locks
+    @contextmanager
+    def _lock(self, model_name: str) -> Iterator[None]:
+        """Serialize alias updates. Local stores use ``flock``; S3 is last-writer-wins."""
+        if isinstance(self.store, LocalObjectStore):
+            path = self.store.local_path(f"{model_name}/.lock")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a+") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+        else:
+            with nullcontext():
+                yield
+
+    # -------------------------------------------------------------- versions
+    def models(self) -> list[str]:
+        names = {k.split("/", 1)[0] for k in self.store.list("") if "/versions/" in k}
+        return sorted(names)
+
+    def versions(self, model_name: str) -> list[ModelVersion]:
+        keys = [k for k in self.store.list(f"{model_name}/versions/") if k.endswith(".json")]
+        return [self._read_manifest(k) for k in keys]
+
+    def _read_manifest(self, key: str) -> ModelVersion:
+        try:
+            raw = json.loads(self.store.get(key))
+        except KeyError:
+            raise RegistryError(f"Registry manifest '{key}' is missing.") from None
+        return ModelVersion(**raw)
+
+    def get_version(self, model_name: str, version: int) -> ModelVersion:
+        key = f"{model_name}/versions/{version:0{_VERSION_WIDTH}d}.json"
+        if not self.store.exists(key):
+            have = [v.version for v in self.versions(model_name)]
+            raise RegistryError(
+                f"Model '{model_name}' has no version {version} (versions: {have or 'none'}).",
+                fix="List versions with `prefab registry list " + model_name + "`.")
+        return self._read_manifest(key)
+
+    def find_by_fingerprint(self, model_name: str, fingerprint: str,
+                            sha256: str) -> ModelVersion | None:
+        for v in self.versions(model_name):
+            if v.fingerprint == fingerprint and v.model_sha256 == sha256:
+                return v
+        return None
+
+    def register(self, manifest: ModelVersion, model_bytes: bytes,
+                 extra_files: dict[str, bytes] | None = None) -> ModelVersion:
+        """Store a new version atomically and return its manifest (with its number).
+
+        ``manifest.version`` is assigned here. Payload files are written under a
+        fresh blob prefix first; the manifest is then created with create-if-absent.
+        """
+        name = manifest.model_name
+        token = new_token()
+        blob = f"{name}/blobs/{token}"
+        sha = bytes_sha256(model_bytes)
+        manifest.model_key = f"{blob}/model.pkl"
+        manifest.model_sha256 = sha
+        self.store.put(manifest.model_key, model_bytes)
+        files = {}
+        for rel, data in (extra_files or {}).items():
+            key = f"{blob}/{rel}"
+            self.store.put(key, data)
+            files[rel] = key
+        manifest.files = files
+        manifest.created_at = _now()
+        for _ in range(1000):
+            existing = [v.version for v in self.versions(name)]
+            manifest.version = (max(existing) if existing else 0) + 1
+            key = f"{name}/versions/{manifest.version:0{_VERSION_WIDTH}d}.json"
+            body = json.dumps(asdict(manifest), indent=2, sort_keys=True, default=str).encode()
+            if self.store.put_if_absent(key, body):
+                self.record_event(name, "register", version=manifest.version,
+                            fingerprint=manifest.fingerprint)
+                return manifest
+        raise RegistryError(f"Could not allocate a version number for '{name}'.")
+
+    # ------------------------------------------------------------------ files
+    def read_file(self, mv: ModelVersion, rel: str) -> bytes:
+        if rel not in mv.files:
+            raise RegistryError(f"{mv.label} has no file '{rel}' (files: {sorted(mv.files)}).")
+        return self.store.get(mv.files[rel])
+
+    def load(self, model_name: str, version: int | None = None,
+             alias: str | None = None) -> LoadedModel:
+        """Load a version's model after checking its sha256.
+
+        Raises:
+            RegistryError: unknown version/alias.
+            IntegrityError: the model file does not match its recorded sha256.
+        """
+        if version is None:
+            state = self.alias(model_name, alias or "production")
+            if state is None:
+                raise RegistryError(
+                    f"Model '{model_name}' has no '{alias or 'production'}' alias yet.",
+                    fix="Train and promote a model first (make train).")
+            version = state.version
+        mv = self.get_version(model_name, version)
+        try:
+            data = self.store.get(mv.model_key)
+        except KeyError:
+            raise IntegrityError(f"{mv.label}: model file '{mv.model_key}' is missing.",
+                                 fix="Restore the registry from backup or retrain.") from None
+        if bytes_sha256(data) != mv.model_sha256:
+            raise IntegrityError(
+                f"{mv.label}: model file sha256 {bytes_sha256(data)[:12]}… does not match the "
+                f"registered {mv.model_sha256[:12]}…; refusing to load a tampered model.",
+                fix="Restore the file from the registry's storage backup or retrain.")
+        return LoadedModel(version=mv, model=pickle.loads(data))  # noqa: S301 - sha-verified
+
+    # ---------------------------------------------------------------- aliases
+    def alias(self, model_name: str, alias: str) -> AliasState | None:
+        key = f"{model_name}/aliases/{alias}.json"
+        try:
+            return AliasState(**json.loads(self.store.get(key)))
+        except KeyError:
+            return None
+
+    def aliases(self, model_name: str) -> dict[str, AliasState]:
+        out = {}
+        for key in self.store.list(f"{model_name}/aliases/"):
+            name = Path(key).stem
+            state = self.alias(model_name, name)
+            if state:
+                out[name] = state
+        return out
+
+    def set_alias(self, model_name: str, alias: str, version: int, *,
+                  reason: str = "", event: str = "set_alias",
+                  details: dict[str, Any] | None = None) -> AliasState:
+        """Point ``alias`` at ``version`` (remembering the previous one) and log it."""
+        self.get_version(model_name, version)
+        with self._lock(model_name):
+            prev = self.alias(model_name, alias)
+            history = list(prev.history) if prev else []
+            if prev and prev.version != version:
+                history.append(prev.version)
+            state = AliasState(alias, version, history[-50:], _now())
+            self.store.put(f"{model_name}/aliases/{alias}.json",
+                           json.dumps(asdict(state), indent=2).encode())
+            self.record_event(model_name, event, alias=alias, version=version,
+                        previous=prev.version if prev else None, reason=reason,
+                        **(details or {}))
+        return state
+
+    def rollback(self, model_name: str, alias: str = "production",
+                 reason: str = "manual rollback") -> AliasState:
+        """Move ``alias`` back to the version it pointed at before, and log it.
+
+        Raises:
+            RegistryError: the alias does not exist or has no earlier version.
+        """
+        with self._lock(model_name):
+            cur = self.alias(model_name, alias)
+            if cur is None:
+                raise RegistryError(f"Model '{model_name}' has no '{alias}' alias.",
+                                    fix="Nothing to roll back; promote a version first.")
+            if not cur.history:
+                raise RegistryError(
+                    f"'{alias}' of '{model_name}' is at v{cur.version} and has no earlier "
+                    "version to roll back to.",
+                    fix=f"Promote a specific version instead: prefab promote {model_name} N")
+            history = list(cur.history)
+            target = history.pop()
+            state = AliasState(alias, target, history, _now())
+            self.store.put(f"{model_name}/aliases/{alias}.json",
+                           json.dumps(asdict(state), indent=2).encode())
+            self.record_event(model_name, "rollback", alias=alias, version=target,
+                        previous=cur.version, reason=reason)
+        return state
+
+    # ----------------------------------------------------------------- events
+    def record_event(self, model_name: str, kind: str, **payload: Any) -> None:
+        now = _now()
+        stamp = now.replace(":", "").replace("-", "").replace(".", "")
+        body = {"event": kind, "model_name": model_name, "at": now, **payload}
+        self.store.put(f"{model_name}/events/{stamp}-{new_token()[:8]}.json",
+                       json.dumps(body, default=str).encode())
+
+    def events(self, model_name: str) -> list[dict[str, Any]]:
+        return [json.loads(self.store.get(k))
+                for k in self.store.list(f"{model_name}/events/")]

@@ -1,0 +1,390 @@
+"""Where bytes live: data sources and the object stores behind snapshots and the registry.
+
+Two kinds of location are handled:
+
+* **Data sources** (:func:`read_source`, :func:`source_fingerprint`): a local path,
+  ``s3://bucket/key`` (read through a prefect-aws ``S3Bucket`` block), or
+  ``pkg://package/path`` for data files shipped inside an installed package. A
+  ``#member`` suffix selects one file inside a ``.tar``/``.tar.gz`` archive.
+* **Object stores** (:class:`LocalObjectStore`, :class:`S3ObjectStore`): a flat
+  key → bytes namespace with an atomic *create-if-absent*, on which the model
+  registry and the data snapshots are built.
+
+S3 failures that may pass (connection errors, throttling, 5xx) are raised as
+:class:`~prefab_core.errors.TransientError` so that retries apply to them only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tarfile
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from prefab_core.config import S3Config, StorageConfig
+from prefab_core.errors import DataSourceNotFound, PrefabError, TransientError
+from prefab_core.fingerprint import bytes_sha256, file_sha256, stable_hash
+
+_TRANSIENT_S3_CODES = {
+    "SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout",
+    "RequestTimeoutException", "Throttling", "ThrottlingException", "500", "502", "503", "504",
+}
+_NOT_FOUND_S3_CODES = {"NoSuchKey", "NoSuchBucket", "404", "NotFound"}
+
+
+# ------------------------------------------------------------------ locations
+@dataclass(frozen=True)
+class Location:
+    """A parsed data location."""
+
+    scheme: str  # "file" | "s3"
+    path: str  # local filesystem path, or S3 key
+    bucket: str | None = None
+    member: str | None = None  # file inside a tar archive
+
+    @property
+    def display(self) -> str:
+        base = f"s3://{self.bucket}/{self.path}" if self.scheme == "s3" else self.path
+        return f"{base}#{self.member}" if self.member else base
+
+    @property
+    def name(self) -> str:
+        return Path(self.member or self.path).name
+
+
+def parse_location(uri: str, base_dir: str | Path | None = None) -> Location:
+    """Parse ``uri`` into a :class:`Location`.
+
+    Relative local paths are resolved against ``base_dir`` (the project root).
+
+    Raises:
+        DataSourceNotFound: ``pkg://`` names a package that is not installed.
+    """
+    uri = str(uri)
+    member = None
+    if "#" in uri:
+        uri, member = uri.split("#", 1)
+    if uri.startswith("s3://"):
+        bucket, _, key = uri[5:].partition("/")
+        if not bucket or not key:
+            raise DataSourceNotFound(
+                f"'{uri}' is not a valid S3 location.", fix="Use s3://<bucket>/<key>.")
+        return Location("s3", key, bucket=bucket, member=member)
+    if uri.startswith("pkg://"):
+        package, _, rel = uri[6:].partition("/")
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise DataSourceNotFound(
+                f"Data location '{uri}' names package '{package}', which is not installed.",
+                fix=f"pip install {package}, or point data.uri at a file.")
+        root = Path(list(spec.submodule_search_locations)[0])
+        return Location("file", str(root / rel), member=member)
+    if uri.startswith("file://"):
+        uri = uri[7:]
+    path = Path(uri).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    return Location("file", str(path), member=member)
+
+
+# ----------------------------------------------------------------- S3 blocks
+def s3_bucket_block(bucket: str, s3: S3Config):
+    """A prefect-aws ``S3Bucket`` block for ``bucket`` (unsaved; nothing is registered)."""
+    from prefect_aws import AwsCredentials, S3Bucket
+    from prefect_aws.client_parameters import AwsClientParameters
+
+    if s3.credentials_block:
+        creds = AwsCredentials.load(s3.credentials_block)
+    else:
+        creds = AwsCredentials(
+            region_name=s3.region_name,
+            aws_client_parameters=AwsClientParameters(endpoint_url=s3.endpoint_url)
+            if s3.endpoint_url else AwsClientParameters(),
+        )
+    return S3Bucket(bucket_name=bucket, credentials=creds)
+
+
+def s3_client(bucket_block):
+    """The boto3 S3 client behind an ``S3Bucket`` block."""
+    return bucket_block.credentials.get_s3_client()
+
+
+def _s3_error(exc: Exception, what: str) -> Exception:
+    """Turn a botocore error into a transient or not-found prefab error."""
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
+
+    if isinstance(exc, (EndpointConnectionError, ConnectionClosedError,
+                        ReadTimeoutError, ConnectTimeoutError)):
+        return TransientError(f"Cannot reach S3 for {what}: {exc}",
+                              fix="Check storage.s3.endpoint_url and that the server is up; "
+                              "the task retries by itself.")
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in _TRANSIENT_S3_CODES:
+            return TransientError(f"S3 answered {code} for {what}.",
+                                  fix="Transient; the task retries by itself.")
+        if code in _NOT_FOUND_S3_CODES:
+            return DataSourceNotFound(f"{what} does not exist (S3 {code}).",
+                                      fix="Check the bucket and key in data.uri.")
+        return PrefabError(f"S3 refused {what}: {code} {exc}",
+                           fix="Check credentials and bucket permissions.")
+    return exc
+
+
+# ---------------------------------------------------------------- data reads
+def read_source(loc: Location, s3: S3Config) -> bytes:
+    """Read the bytes of a data location (the archive member, if one is named).
+
+    Raises:
+        DataSourceNotFound: the file, key or archive member does not exist.
+        TransientError: S3 could not be reached.
+    """
+    if loc.scheme == "s3":
+        assert loc.bucket is not None
+        client = s3_client(s3_bucket_block(loc.bucket, s3))
+        try:
+            data = client.get_object(Bucket=loc.bucket, Key=loc.path)["Body"].read()
+        except Exception as exc:  # noqa: BLE001 - mapped below
+            raise _s3_error(exc, f"data location '{loc.display}'") from exc
+    else:
+        path = Path(loc.path)
+        if not path.is_file():
+            hint = "it is a directory" if path.is_dir() else "no such file"
+            raise DataSourceNotFound(
+                f"Data file '{loc.path}' cannot be read: {hint}.",
+                fix="Fix data.uri (a local path, s3://bucket/key or pkg://package/path).")
+        data = path.read_bytes()
+    if loc.member:
+        return _tar_member(data, loc)
+    return data
+
+
+def _tar_member(data: bytes, loc: Location) -> bytes:
+    import io
+
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+            try:
+                member = tar.getmember(loc.member)  # type: ignore[arg-type]
+            except KeyError:
+                raise DataSourceNotFound(
+                    f"Archive '{loc.path}' has no member '{loc.member}'.",
+                    fix="Fix the part after '#' in data.uri.") from None
+            fh = tar.extractfile(member)
+            if fh is None:
+                raise DataSourceNotFound(f"'{loc.display}' is not a regular file.")
+            return fh.read()
+    except tarfile.TarError as exc:
+        raise DataSourceNotFound(
+            f"'{loc.path}' is not a readable tar archive ({exc}).",
+            fix="Only .tar/.tar.gz archives support the '#member' suffix.") from None
+
+
+def source_fingerprint(loc: Location, s3: S3Config) -> str:
+    """A cheap fingerprint of a data location's current content.
+
+    Local files are hashed (sha256, streamed); S3 objects use their ETag and size,
+    so a cache key never needs to download the data.
+    """
+    if loc.scheme == "s3":
+        assert loc.bucket is not None
+        client = s3_client(s3_bucket_block(loc.bucket, s3))
+        try:
+            head = client.head_object(Bucket=loc.bucket, Key=loc.path)
+        except Exception as exc:  # noqa: BLE001
+            raise _s3_error(exc, f"data location '{loc.display}'") from exc
+        return stable_hash("s3", loc.display, head.get("ETag"), head.get("ContentLength"))
+    path = Path(loc.path)
+    if not path.is_file():
+        raise DataSourceNotFound(
+            f"Data file '{loc.path}' does not exist.",
+            fix="Fix data.uri (a local path, s3://bucket/key or pkg://package/path).")
+    return stable_hash("file", file_sha256(path), loc.member)
+
+
+# -------------------------------------------------------------- object stores
+class ObjectStore(Protocol):
+    """A key → bytes namespace (keys use ``/``)."""
+
+    def get(self, key: str) -> bytes: ...
+    def put(self, key: str, data: bytes) -> None: ...
+    def put_if_absent(self, key: str, data: bytes) -> bool: ...
+    def exists(self, key: str) -> bool: ...
+    def list(self, prefix: str) -> list[str]: ...
+    def uri(self, key: str) -> str: ...
+
+
+class LocalObjectStore:
+    """An object store in a local directory. Every write is atomic (tmp + rename)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def _path(self, key: str) -> Path:
+        p = (self.root / key).resolve()
+        if self.root.resolve() not in p.parents and p != self.root.resolve():
+            raise PrefabError(f"Key '{key}' escapes the store root {self.root}.")
+        return p
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise KeyError(key) from None
+
+    def _tmp(self, target: Path, data: bytes) -> Path:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return Path(tmp)
+
+    def put(self, key: str, data: bytes) -> None:
+        target = self._path(key)
+        os.replace(self._tmp(target, data), target)
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Create ``key`` only if it does not exist; atomic (``link`` fails if taken)."""
+        target = self._path(key)
+        tmp = self._tmp(target, data)
+        try:
+            os.link(tmp, target)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str) -> list[str]:
+        base = self._path(prefix) if prefix else self.root
+        if not base.is_dir():
+            return []
+        out = []
+        for p in base.rglob("*"):
+            if p.is_file() and not p.name.startswith("."):
+                out.append(p.relative_to(self.root).as_posix())
+        return sorted(out)
+
+    def uri(self, key: str) -> str:
+        return str(self._path(key))
+
+    def local_path(self, key: str) -> Path:
+        return self._path(key)
+
+
+class S3ObjectStore:
+    """An object store under ``s3://bucket/prefix`` through a prefect-aws ``S3Bucket`` block.
+
+    ``put_if_absent`` uses S3 conditional writes (``If-None-Match: *``).
+    """
+
+    def __init__(self, bucket: str, prefix: str, s3: S3Config) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self._block = s3_bucket_block(bucket, s3)
+        self._client = s3_client(self._block)
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except Exception as exc:  # noqa: BLE001
+            err = _s3_error(exc, f"s3://{self.bucket}/{self._key(key)}")
+            if isinstance(err, DataSourceNotFound):
+                raise KeyError(key) from None
+            raise err from exc
+
+    def put(self, key: str, data: bytes) -> None:
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        except Exception as exc:  # noqa: BLE001
+            raise _s3_error(exc, f"writing s3://{self.bucket}/{self._key(key)}") from exc
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data,
+                                    IfNoneMatch="*")
+            return True
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}:
+                return False
+            raise _s3_error(exc, f"writing s3://{self.bucket}/{self._key(key)}") from exc
+        except Exception as exc:  # noqa: BLE001
+            raise _s3_error(exc, f"writing s3://{self.bucket}/{self._key(key)}") from exc
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code", "")) in _NOT_FOUND_S3_CODES:
+                return False
+            raise _s3_error(exc, f"s3://{self.bucket}/{self._key(key)}") from exc
+
+    def list(self, prefix: str) -> list[str]:
+        full = self._key(prefix)
+        out: list[str] = []
+        try:
+            paginator = self._client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+                for obj in page.get("Contents", []):
+                    key = obj["Key"]
+                    rel = key[len(self.prefix) + 1:] if self.prefix else key
+                    if not Path(rel).name.startswith("."):
+                        out.append(rel)
+        except Exception as exc:  # noqa: BLE001
+            raise _s3_error(exc, f"listing s3://{self.bucket}/{full}") from exc
+        return sorted(out)
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+
+def object_store(storage: StorageConfig, local_root: str | Path, area: str) -> ObjectStore:
+    """The store for ``area`` (``registry`` or ``snapshots``).
+
+    Local storage uses ``local_root`` as is; S3 storage uses
+    ``s3://<bucket>/<prefix>/<area>``.
+    """
+    if storage.kind == "s3":
+        assert storage.bucket
+        return S3ObjectStore(storage.bucket, f"{storage.prefix}/{area}", storage.s3)
+    return LocalObjectStore(local_root)
+
+
+def new_token() -> str:
+    """A random token for staging keys."""
+    return uuid.uuid4().hex
+
+
+__all__ = [
+    "Location", "LocalObjectStore", "ObjectStore", "S3ObjectStore", "bytes_sha256",
+    "new_token", "object_store", "parse_location", "read_source", "s3_bucket_block",
+    "source_fingerprint",
+]

@@ -1,0 +1,125 @@
+"""Register: store a trained model as a new, immutable registry version.
+
+A version holds the pickled inference pipeline, its sha256, metrics, parameters,
+the resolved config, the data lineage (fingerprint and snapshot location), the
+git commit and package versions, plots and a drift-reference sample. Writes are
+atomic (see :mod:`prefab_core.registry`); registering the same training lineage
+twice returns the existing version instead of creating a duplicate.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefect import task
+
+from prefab_core.config import RegisterConfig, StorageConfig
+from prefab_core.errors import RegistryError
+from prefab_core.logs import get_logger
+from prefab_core.provenance import git_info, package_versions
+from prefab_core.registry import LoadedModel, ModelRegistry, ModelVersion
+from prefab_core.retries import retry_transient
+from prefab_core.storage import object_store
+from tasks.evaluate import Evaluation
+from tasks.featurize import FeatureSet
+from tasks.ingest import Dataset
+from tasks.train import TrainedModel
+
+
+@dataclass
+class RunInfo:
+    """Facts about the current run recorded with a version (no logic depends on them)."""
+
+    config: dict[str, Any] = field(default_factory=dict)
+    project_root: str = "."
+    flow_run_id: str | None = None
+    flow_run_name: str | None = None
+
+
+def open_registry(cfg: RegisterConfig, storage: StorageConfig) -> ModelRegistry:
+    """The registry described by ``conf/register`` and ``conf/storage``."""
+    return ModelRegistry(object_store(storage, cfg.root, "registry"))
+
+
+def _reference_sample(features: FeatureSet, rows: int, seed: int) -> bytes:
+    X = features.train.X
+    ref = X.sample(n=min(rows, len(X)), random_state=seed) if rows < len(X) else X
+    ref = ref.assign(__target__=features.train.y[ref.index.to_numpy()])
+    buf = io.BytesIO()
+    ref.reset_index(drop=True).to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+@task(name="register", retry_condition_fn=retry_transient)
+def register(model: TrainedModel, evaluation: Evaluation, data: Dataset, features: FeatureSet,
+             champion_metrics: dict[str, float] | None, cfg: RegisterConfig,
+             storage: StorageConfig, run: RunInfo, seed: int) -> ModelVersion:
+    """Register ``model`` (or return the identical version already registered).
+
+    Args:
+        model: The trained pipeline.
+        evaluation: Its test metrics, gate outcome and plots.
+        data: The data set it was trained on (lineage).
+        features: Split facts, input schema and the drift-reference sample source.
+        champion_metrics: The production model's metrics on the same test split.
+        cfg: ``conf/register``: model name, registry root, aliases, sample size.
+        storage: ``conf/storage``: local or S3.
+        run: Resolved config and run ids to record.
+        seed: Global seed (for the reference sample).
+
+    Returns:
+        The registered :class:`ModelVersion`; ``cfg.aliases`` point at it.
+    """
+    log = get_logger()
+    registry = open_registry(cfg, storage)
+    existing = next((v for v in registry.versions(cfg.model_name)
+                     if v.fingerprint == model.fingerprint), None)
+    if existing is not None:
+        log.info("%s already holds this exact model (same lineage %s); not registering again.",
+                 existing.label, model.fingerprint[:12])
+        return existing
+    blob = pickle.dumps(model.pipeline, protocol=pickle.HIGHEST_PROTOCOL)
+    files = {f"plots/{name}": png for name, png in evaluation.plots.items()}
+    if cfg.reference_sample_rows > 0:
+        files["reference.parquet"] = _reference_sample(features, cfg.reference_sample_rows, seed)
+    manifest = ModelVersion(
+        model_name=cfg.model_name, version=0, created_at="", fingerprint=model.fingerprint,
+        model_key="", model_sha256="", problem_type=model.problem_type,
+        metrics=evaluation.metrics,
+        gate={"passed": evaluation.gate.passed, "failures": evaluation.gate.failures,
+              "rules": evaluation.gate.rules},
+        champion={"metrics": champion_metrics} if champion_metrics else None,
+        params={"estimator": model.estimator, **model.params, **model.info},
+        config=run.config,
+        data={**data.lineage_record(), "split": features.split_info},
+        features={"input_schema": model.input_schema, "feature_names": model.feature_names,
+                  "classes": model.classes, "target": data.target,
+                  "confusion_matrix": evaluation.confusion_matrix},
+        git=git_info(run.project_root), packages=package_versions(),
+        run={"flow_run_id": run.flow_run_id, "flow_run_name": run.flow_run_name},
+    )
+    mv = registry.register(manifest, blob, files)
+    for alias in cfg.aliases:
+        registry.set_alias(cfg.model_name, alias, mv.version, reason="registered")
+    log.info("Registered %s (sha256 %s…)", mv.label, mv.model_sha256[:12])
+    return mv
+
+
+@task(name="load-production", retry_condition_fn=retry_transient)
+def load_production(cfg: RegisterConfig, storage: StorageConfig,
+                    alias: str = "production") -> LoadedModel | None:
+    """The model behind ``alias`` (sha256-checked), or None if there is none yet.
+
+    Raises:
+        IntegrityError: the production model file was tampered with.
+    """
+    registry = open_registry(cfg, storage)
+    if registry.alias(cfg.model_name, alias) is None:
+        return None
+    try:
+        return registry.load(cfg.model_name, alias=alias)
+    except RegistryError:
+        raise

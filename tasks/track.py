@@ -1,0 +1,29 @@
+"""Track: log a flow run to Weights & Biases (config, metrics, plots, model artifact).
+
+An I/O task with retries; the flow runs it so that a failure only warns.
+"""
+
+from __future__ import annotations
+
+from prefect import task
+
+from prefab_core.config import TrackingConfig
+from prefab_core.retries import retry_transient
+from prefab_core.tracking import RunRecord, TrackedRun, log_to_wandb
+
+
+@task(name="track", retry_condition_fn=retry_transient)
+def track(record: RunRecord, cfg: TrackingConfig) -> TrackedRun:
+    """Send ``record`` to W&B as one run.
+
+    Args:
+        record: What to log.
+        cfg: ``conf/tracking``: mode, project, entity, dir, init timeout.
+
+    Returns:
+        The W&B run id/dir and the logged model artifact.
+
+    Raises:
+        TrackingError: W&B failed (the flow turns this into a warning).
+    """
+    return log_to_wandb(cfg, record)
