@@ -86,7 +86,10 @@ class NativeCategorical(TransformerMixin, BaseEstimator):
         for col, cats in zip(self.feature_names_in_, self.categories_, strict=True):
             s = X[col]
             s = s.astype("object").where(s.notna(), None)
-            out[col] = pd.Categorical(s.astype(str).where(s.notna()), categories=cats)
+            v = s.astype(str).where(s.notna())
+            # Unseen values become missing explicitly: pandas 3 warns (pandas 4 raises)
+            # when Categorical() is given values outside its categories.
+            out[col] = pd.Categorical(v.where(v.isin(cats)), categories=cats)
         return pd.DataFrame(out, index=X.index)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:

@@ -1,0 +1,95 @@
+"""One measured run in a fresh process: ``python -m bench._worker MODE --out FILE ...``.
+
+``bench/training.py`` starts one of these per measurement, so every figure is
+taken the way a user pays it (``make train`` is a fresh process each time), and
+the peak RSS of each run is its own. Module imports and a read of the data file
+(to warm the OS page cache) happen *before* the clock starts and are the same for
+every mode, so ``plain`` and ``flow`` differ only in what the clock covers:
+
+* ``plain``: :func:`bench._plain.run_plain` (each task's ``.fn``, no Prefect);
+* ``flow``: :func:`flows.training.training` (Prefect engine, whatever
+  ``PREFECT_API_URL`` says: the benchmark's server, or ephemeral when unset).
+
+The result (seconds, peak RSS, phase timings, flow run id) is written as JSON to
+``--out``; logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+# Modules the tasks import lazily. Imported here, outside the clock, for both modes
+# alike, so neither plain nor flow pays a one-off import inside its measurement.
+_WARM_IMPORTS = ("prefect", "flows.training", "bench._plain", "xgboost", "pandera.pandas",
+                 "matplotlib.figure", "matplotlib.backends.backend_agg", "pyarrow.parquet",
+                 "sklearn.metrics", "hydra", "hydra.utils")
+
+
+def _peak_rss_mb() -> dict[str, float]:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"self": round(own, 1), "children": round(kids, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench._worker")
+    p.add_argument("mode", choices=["plain", "flow"])
+    p.add_argument("--out", required=True, help="where to write the JSON result")
+    p.add_argument("--overrides", required=True, help="Hydra overrides as a JSON list")
+    p.add_argument("--config-dir", default=None)
+    p.add_argument("--warm-file", default=None, help="a data file to read once, unclocked")
+    p.add_argument("--profile", default=None, help="write cProfile stats of the run here")
+    args = p.parse_args(argv)
+    overrides = json.loads(args.overrides)
+
+    t0 = time.perf_counter()
+    import importlib
+
+    for mod in _WARM_IMPORTS:
+        importlib.import_module(mod)
+    import_s = time.perf_counter() - t0
+    if args.warm_file:
+        Path(args.warm_file).read_bytes()
+    gc.collect()
+
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+    out: dict = {"mode": args.mode, "import_s": round(import_s, 3)}
+    start = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    if args.mode == "plain":
+        from bench._plain import run_plain
+
+        res = run_plain(overrides, args.config_dir)
+        elapsed = time.perf_counter() - start
+        out.update(phases=res["phases"], rows=res["rows"], version=res["version"],
+                   metrics=res["metrics"])
+    else:
+        from flows.training import training
+
+        summary = training(overrides=overrides, config_dir=args.config_dir)
+        elapsed = time.perf_counter() - start
+        out.update(flow_run_id=summary["flow_run_id"], rows=summary["data"]["rows"],
+                   version=summary["version"], metrics=summary["metrics"],
+                   promoted=summary["decision"]["promote"])
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
+    out.update(seconds=round(elapsed, 3), peak_rss_mb=_peak_rss_mb())
+    Path(args.out).write_text(json.dumps(out, default=str))
+    print(f"[bench worker] {args.mode} run took {elapsed:.2f}s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

