@@ -37,6 +37,15 @@ def _peak_rss_mb() -> dict[str, float]:
     return {"self": round(own, 1), "children": round(kids, 1)}
 
 
+def _cpu_s() -> float:
+    """User + system CPU seconds of this process (all threads) and its waited children."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        ru = resource.getrusage(who)
+        total += ru.ru_utime + ru.ru_stime
+    return total
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench._worker")
     p.add_argument("mode", choices=["plain", "flow"])
@@ -64,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
         profiler = cProfile.Profile()
     out: dict = {"mode": args.mode, "import_s": round(import_s, 3)}
+    cpu0 = _cpu_s()
     start = time.perf_counter()
     if profiler:
         profiler.enable()
@@ -85,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     if profiler:
         profiler.disable()
         profiler.dump_stats(args.profile)
-    out.update(seconds=round(elapsed, 3), peak_rss_mb=_peak_rss_mb())
+    out.update(seconds=round(elapsed, 3), cpu_s=round(_cpu_s() - cpu0, 3),
+               peak_rss_mb=_peak_rss_mb())
     Path(args.out).write_text(json.dumps(out, default=str))
     print(f"[bench worker] {args.mode} run took {elapsed:.2f}s", file=sys.stderr)
     return 0

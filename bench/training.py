@@ -7,6 +7,8 @@ what each figure means.
 Environment:
     BENCH_SCALE=N      use an N-times copy of the flights table (default 1: the bundled file)
     BENCH_EPHEMERAL=0|1  also time a cold run on an ephemeral server (default: 1 at scale 1)
+    BENCH_REPEAT=N     measure plain/cold/rerun/hparam N times, report the fastest
+                       (default 3 at scale 1, else 1)
     BENCH_PROFILE=1    write cProfile stats of every measured run next to the logs
     BENCH_KEEP=1       keep the temporary directory (logs, registry, cache, profiles)
 """
@@ -19,6 +21,7 @@ import importlib.util
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -142,6 +145,20 @@ class PrefectServer:
                 continue
         return round(total / 1024, 1)
 
+    def cpu_s(self) -> float | None:
+        """User + system CPU seconds used so far by the server's process group."""
+        if not self.proc or self.proc.poll() is not None:
+            return None
+        ticks = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) == self.proc.pid:  # pgrp
+                    ticks += int(fields[11]) + int(fields[12])  # utime, stime
+            except (OSError, IndexError, ValueError):
+                continue
+        return round(ticks / os.sysconf("SC_CLK_TCK"), 2)
+
     def stop(self) -> None:
         if not self.proc or self.proc.poll() is not None:
             return
@@ -165,11 +182,28 @@ def tail(path: Path, n: int = 40) -> str:
 
 
 # -------------------------------------------------------------- workers
+def machine_busy_s() -> float:
+    """Busy CPU seconds of the whole machine so far (all cores), from /proc/stat."""
+    try:
+        f = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f[:8])
+    except (OSError, ValueError):
+        return 0.0
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 class Workers:
     """Runs ``python -m bench._worker`` measurements one at a time."""
 
-    def __init__(self, tmp: Path, warm_file: Path, profile: bool) -> None:
+    def __init__(self, tmp: Path, warm_file: Path, profile: bool,
+                 server: PrefectServer | None = None) -> None:
         self.tmp = tmp
+        self.server = server
         self.warm_file = warm_file
         self.profile = profile
         self.current: subprocess.Popen | None = None
@@ -194,6 +228,8 @@ class Workers:
         if self.profile:
             cmd += ["--profile", str(self.tmp / f"{label}.prof")]
         log(f"{label}: {mode} run ({' '.join(overrides)})")
+        cpu0 = self.server.cpu_s() if self.server else None
+        busy0, kids0 = machine_busy_s(), children_cpu_s()
         t0 = time.perf_counter()
         with open(logfile, "wb") as fh:
             self.current = subprocess.Popen(cmd, cwd=REPO, env={**self.base_env, **env},
@@ -202,12 +238,21 @@ class Workers:
             rc = self.current.wait()
             self.current = None
         wall = time.perf_counter() - t0
+        cpu1 = self.server.cpu_s() if self.server else None
+        busy, own = machine_busy_s() - busy0, children_cpu_s() - kids0
         if rc != 0 or not out.is_file():
             raise RuntimeError(f"{label} run failed (exit {rc}); log {logfile}:\n{tail(logfile)}")
         res = json.loads(out.read_text())
         res["process_wall_s"] = round(wall, 3)
-        log(f"{label}: {res['seconds']:.2f}s in the call, {wall:.2f}s process, "
-            f"peak RSS {res['peak_rss_mb']['self']:.0f} MB")
+        server_cpu = (cpu1 - cpu0) if cpu0 is not None and cpu1 is not None else 0.0
+        if cpu0 is not None:
+            res["server_cpu_s"] = round(server_cpu, 2)
+        # CPU that neither this worker nor our server used while the worker ran: other
+        # processes on the machine competing for the same cores.
+        res["foreign_cpu_s"] = round(max(0.0, busy - own - server_cpu), 2)
+        log(f"{label}: {res['seconds']:.2f}s in the call ({res['cpu_s']:.2f} CPU-s), "
+            f"{wall:.2f}s process, peak RSS {res['peak_rss_mb']['self']:.0f} MB, "
+            f"server CPU {res.get('server_cpu_s')}s, foreign CPU {res['foreign_cpu_s']}s")
         return res
 
     def kill_current(self) -> None:
@@ -282,78 +327,99 @@ def inspect_flow_run(flow_run_id: str, timeout: float = 60.0) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ main
-def run(tmp: Path, scale: int, workers_box: list) -> dict[str, Any]:
+def _best(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    return min(samples, key=lambda r: r["seconds"])
+
+
+def _stats(samples: list[dict[str, Any]], key: str = "seconds") -> dict[str, Any]:
+    vals = sorted(r[key] for r in samples)
+    return {"min": vals[0], "median": vals[len(vals) // 2], "all": [r[key] for r in samples]}
+
+
+def _check_states(label: str, api: dict[str, Any], errors: list[str]) -> None:
+    states = {k: v["state"] for k, v in api["tasks"].items()}
+    if api["flow_state"] != "Completed":
+        errors.append(f"{label}: flow run ended {api['flow_state']}")
+    if missing := [t for t in ALL_TASKS if t not in states]:
+        errors.append(f"{label}: no task run recorded for {missing}")
+    if label.startswith("cold"):
+        want = dict.fromkeys(HEAVY, "Completed")
+    elif label.startswith("rerun"):
+        want = dict.fromkeys(HEAVY, "Cached")
+    else:
+        want = {"ingest": "Cached", "validate": "Cached", "featurize": "Cached",
+                "train": "Completed", "evaluate": "Completed"}
+    if bad := {t: states.get(t) for t, s in want.items() if states.get(t) != s}:
+        errors.append(f"{label}: expected {want}, got {bad}")
+
+
+def _dir_mb(path: Path) -> float:
+    return round(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20, 1)
+
+
+def run(tmp: Path, scale: int, box: list) -> dict[str, Any]:
     profile = os.environ.get("BENCH_PROFILE") == "1"
     ephemeral = os.environ.get("BENCH_EPHEMERAL", "1" if scale == 1 else "0") == "1"
+    repeat = int(os.environ.get("BENCH_REPEAT", "3" if scale == 1 else "1"))
     errors: list[str] = []
+    load0 = os.getloadavg()
 
     t0 = time.perf_counter()
     data_uri, warm_file, rows = build_data(tmp, scale)
     data_build_s = time.perf_counter() - t0
     log(f"data: {rows:,} source rows ({warm_file}, built in {data_build_s:.1f}s)")
-
     common = ["tracking=disabled"] + ([f"data.uri={data_uri}"] if data_uri else [])
-    plain_root, flow_root, eph_root = tmp / "plain", tmp / "flow", tmp / "ephemeral"
-    flow_ov = [f"paths.root={flow_root}", *common]
 
     server = PrefectServer(tmp / "server-home", tmp / "server.log")
-    workers = Workers(tmp, warm_file, profile)
-    workers_box.append(workers)
-    workers_box.append(server)
+    box.append(server)
+    workers = Workers(tmp, warm_file, profile, server)
+    box.append(workers)
     log(f"starting prefect server on 127.0.0.1:{server.port}")
     server.start()
     log(f"server healthy after {server.start_s:.1f}s")
     api_env = {"PREFECT_API_URL": server.api_url, "PREFECT_HOME": str(tmp / "client-home")}
     os.environ.update(api_env)  # for inspect_flow_run in this process
 
-    # Plain first: it writes only to its own root, so the flow's cache and registry
-    # stay empty for the cold run. Every run is a fresh process (see bench/README.md).
-    plain = workers.run("plain", "plain", [f"paths.root={plain_root}", *common], api_env)
-    cold = workers.run("cold", "flow", flow_ov, api_env)
-    rerun = workers.run("rerun", "flow", flow_ov, api_env)
-    hparam = workers.run("hparam", "flow", [*flow_ov, HPARAM_OVERRIDE], api_env)
-
-    api = {label: inspect_flow_run(res["flow_run_id"])
-           for label, res in (("cold", cold), ("rerun", rerun), ("hparam", hparam))}
+    samples: dict[str, list[dict[str, Any]]] = {"plain": [], "cold": [], "rerun": [],
+                                                "hparam": []}
+    for i in range(repeat):
+        # Plain first: it writes only to its own root, so the flow's cache and registry
+        # stay empty for the cold run. Each run is a fresh process (see bench/README.md).
+        plain = workers.run(f"plain-{i}", "plain", [f"paths.root={tmp}/plain-{i}", *common],
+                            api_env)
+        samples["plain"].append(plain)
+        flow_ov = [f"paths.root={tmp}/flow-{i}", *common]
+        for kind, ov in (("cold", flow_ov), ("rerun", flow_ov),
+                         ("hparam", [*flow_ov, HPARAM_OVERRIDE])):
+            res = workers.run(f"{kind}-{i}", "flow", ov, api_env)
+            res["api"] = inspect_flow_run(res["flow_run_id"])
+            _check_states(f"{kind}-{i}", res["api"], errors)
+            samples[kind].append(res)
+    cache_mb = _dir_mb(tmp / "flow-0" / ".cache")
     server_rss = server.peak_rss_mb()
     server.stop()
     log("server stopped")
 
-    rerun_states = {k: v["state"] for k, v in api["rerun"]["tasks"].items()}
-    hparam_states = {k: v["state"] for k, v in api["hparam"]["tasks"].items()}
-    cold_states = {k: v["state"] for k, v in api["cold"]["tasks"].items()}
-    rerun_cached = [k for k, s in rerun_states.items() if s == "Cached"]
-    if missing := [t for t in HEAVY if rerun_states.get(t) != "Cached"]:
-        errors.append(f"rerun: heavy tasks not Cached: {missing} (states {rerun_states})")
-    if bad := [t for t in HEAVY if cold_states.get(t) != "Completed"]:
-        errors.append(f"cold: heavy tasks not Completed: {bad} (states {cold_states})")
-    want = {"ingest": "Cached", "validate": "Cached", "featurize": "Cached",
-            "train": "Completed", "evaluate": "Completed"}
-    if bad := {t: hparam_states.get(t) for t, s in want.items() if hparam_states.get(t) != s}:
-        errors.append(f"hparam rerun: expected {want}, got {bad}")
-    for label, a in api.items():
-        if a["flow_state"] != "Completed":
-            errors.append(f"{label}: flow run ended {a['flow_state']}")
-
     eph: dict[str, Any] | None = None
-    eph_note = None
     if ephemeral:
         # No PREFECT_API_URL: the flow starts a temporary server on its own PREFECT_HOME.
-        eph = workers.run("ephemeral", "flow", [f"paths.root={eph_root}", *common],
+        eph = workers.run("ephemeral", "flow", [f"paths.root={tmp}/ephemeral", *common],
                           {"PREFECT_HOME": str(tmp / "ephemeral-home")})
-    else:
-        eph_note = ("skipped: a whole extra cold run; set BENCH_EPHEMERAL=1 (default only at "
-                    "BENCH_SCALE=1)")
 
-    runs = {"plain": plain, "cold": cold, "rerun": rerun, "hparam": hparam}
+    best = {k: _best(v) for k, v in samples.items()}
+    cold_s, rerun_s = best["cold"]["seconds"], best["rerun"]["seconds"]
+    hparam_s, plain_s = best["hparam"]["seconds"], best["plain"]["seconds"]
+    every = [r for v in samples.values() for r in v] + ([eph] if eph else [])
+    rss = {k: max(r["peak_rss_mb"]["self"] for r in v) for k, v in samples.items()}
     if eph:
-        runs["ephemeral"] = eph
-    rss = {k: v["peak_rss_mb"]["self"] for k, v in runs.items()}
-    cold_s, rerun_s, plain_s = cold["seconds"], rerun["seconds"], plain["seconds"]
+        rss["ephemeral"] = eph["peak_rss_mb"]["self"]
 
-    def phases(label: str) -> dict[str, Any]:
-        a = api[label]
-        return {"call_s": runs[label]["seconds"], "flow_run_s": a["flow_run_s"],
+    def states(kind: str) -> dict[str, str]:
+        return {k: v["state"] for k, v in best[kind]["api"]["tasks"].items()}
+
+    def phases(kind: str) -> dict[str, Any]:
+        a = best[kind]["api"]
+        return {"call_s": best[kind]["seconds"], "flow_run_s": a["flow_run_s"],
                 "outside_tasks_s": a["outside_tasks_s"],
                 "tasks": {k: {kk: vv for kk, vv in v.items() if vv is not None}
                           for k, v in a["tasks"].items()}}
@@ -363,28 +429,39 @@ def run(tmp: Path, scale: int, workers_box: list) -> dict[str, Any]:
         "tracking": "disabled",
         "scale": scale,
         "rows": rows,
-        "rows_prepared": cold["rows"],
+        "rows_prepared": best["cold"]["rows"],
+        "repeat": repeat,
         "cold_s": cold_s,
         "rerun_s": rerun_s,
-        "hparam_rerun_s": hparam["seconds"],
+        "hparam_rerun_s": hparam_s,
         "plain_s": plain_s,
         "overhead_s": round(cold_s - plain_s, 3),
         "rerun_ratio": round(rerun_s / cold_s, 4),
-        "hparam_ratio": round(hparam["seconds"] / cold_s, 4),
+        "hparam_ratio": round(hparam_s / cold_s, 4),
         "peak_rss_mb": max(rss.values()),
         "peak_rss_mb_by_run": rss,
         "server_peak_rss_mb": server_rss,
         "prefect_server_start_s": round(server.start_s or 0.0, 3),
         "ephemeral_cold_s": eph["seconds"] if eph else None,
-        **({"ephemeral_note": eph_note} if eph_note else {}),
-        "rerun_cached_tasks": rerun_cached,
-        "rerun_task_states": rerun_states,
+        **({} if eph else {"ephemeral_note": "skipped: one more full cold run; "
+                           "BENCH_EPHEMERAL=1 forces it (default only at BENCH_SCALE=1)"}),
+        "rerun_cached_tasks": [k for k, s in states("rerun").items() if s == "Cached"],
+        "rerun_task_states": states("rerun"),
         "hparam_override": HPARAM_OVERRIDE,
-        "hparam_task_states": hparam_states,
-        "phases": {"plain": plain["phases"], "cold": phases("cold"),
+        "hparam_task_states": states("hparam"),
+        "phases": {"plain": best["plain"]["phases"], "cold": phases("cold"),
                    "rerun": phases("rerun"), "hparam": phases("hparam")},
-        "process_wall_s": {k: v["process_wall_s"] for k, v in runs.items()},
-        "import_s": {k: v["import_s"] for k, v in runs.items()},
+        "samples_s": {k: _stats(v) for k, v in samples.items()},
+        "cpu_s": {k: best[k]["cpu_s"] for k in best} | ({"ephemeral": eph["cpu_s"]}
+                                                         if eph else {}),
+        "process_wall_s": {k: best[k]["process_wall_s"] for k in best}
+        | ({"ephemeral": eph["process_wall_s"]} if eph else {}),
+        "import_s": best["cold"]["import_s"],
+        "server_cpu_s": {k: best[k].get("server_cpu_s") for k in best},
+        "foreign_cpu_s": {k: best[k]["foreign_cpu_s"] for k in best},
+        "foreign_cpu_s_total": round(sum(r["foreign_cpu_s"] for r in every), 1),
+        "loadavg_1m": {"start": round(load0[0], 2), "end": round(os.getloadavg()[0], 2)},
+        "result_cache_mb": cache_mb,
         "data_build_s": round(data_build_s, 3),
         "targets": {
             "rerun_ratio<=0.10": rerun_s / cold_s <= TARGETS["rerun_ratio_max"],
@@ -427,7 +504,7 @@ def main() -> int:
     try:
         result = run(tmp, scale, box)
     finally:
-        for obj in box:
+        for obj in reversed(box):  # the running worker first, then the server
             if isinstance(obj, Workers):
                 obj.kill_current()
             elif isinstance(obj, PrefectServer):

@@ -17,12 +17,11 @@ import json
 import sys
 from typing import Any
 
-import yaml
 from prefect import flow
-from prefect.context import FlowRunContext
 
+from flows._common import load_and_log, run_ids
 from prefab_core.artifacts import md_table, publish_markdown, publish_table
-from prefab_core.config import ModelSpec, TargetSpec, TrainConfig, load_config
+from prefab_core.config import ModelSpec, TargetSpec, TrainConfig
 from prefab_core.errors import QualityGateError
 from prefab_core.logs import get_logger
 from prefab_core.runtime import configure
@@ -35,13 +34,6 @@ from tasks.register import RunInfo, load_production, register
 from tasks.track import track
 from tasks.train import check_estimator_fits, train
 from tasks.validate import validate
-
-
-def _run_ids() -> tuple[str | None, str | None]:
-    ctx = FlowRunContext.get()
-    if ctx and ctx.flow_run:
-        return str(ctx.flow_run.id), ctx.flow_run.name
-    return None, None
 
 
 def _summary_markdown(s: dict[str, Any]) -> str:
@@ -70,7 +62,8 @@ def _rule_text(rule: dict[str, Any] | None) -> str:
 
 @flow(name="training")
 def training(overrides: list[str] | None = None, config_name: str = "train",
-             config_dir: str | None = None, refresh_cache: bool = False) -> dict[str, Any]:
+             config_dir: str | None = None, refresh_cache: bool = False,
+             triggered_by: str | None = None) -> dict[str, Any]:
     """Train, evaluate, register and (maybe) promote a model.
 
     Args:
@@ -79,15 +72,17 @@ def training(overrides: list[str] | None = None, config_name: str = "train",
         config_dir: The project's ``conf/`` directory (default: see
             :func:`prefab_core.config.default_config_dir`).
         refresh_cache: Ignore cached task results and run every task afresh.
+        triggered_by: Why this run started (e.g. the drift event that triggered a
+            retraining); recorded with the registered version.
 
     Returns:
         A JSON-safe summary: registered version, metrics, gate and promotion decision.
     """
     log = get_logger()
-    loaded = load_config(overrides or [], config_name, config_dir)
+    loaded = load_and_log(overrides, config_name, config_dir)
     cfg: TrainConfig = loaded.typed
-    log.info("Resolved config (overrides %s):\n%s", list(loaded.overrides),
-             yaml.safe_dump(loaded.resolved, sort_keys=False))
+    if triggered_by:
+        log.info("Triggered by: %s", triggered_by)
     target = TargetSpec.from_data(cfg.data)
     model_spec = ModelSpec.from_config(cfg.model)
     check_estimator_fits(model_spec.instantiate(), target.problem_type, model_spec.target)
@@ -114,9 +109,10 @@ def training(overrides: list[str] | None = None, config_name: str = "train",
                                                              cfg.deploy.alias)
     champion_metrics = configure(evaluate_champion, "evaluate", orch)(
         champion.model if champion else None, features, cfg.evaluate)
-    flow_run_id, flow_run_name = _run_ids()
+    flow_run_id, flow_run_name = run_ids()
     run = RunInfo(config=loaded.resolved, project_root=cfg.paths.root,
-                  flow_run_id=flow_run_id, flow_run_name=flow_run_name)
+                  flow_run_id=flow_run_id, flow_run_name=flow_run_name,
+                  triggered_by=triggered_by)
     version = configure(register, "register", orch)(
         trained, evaluation, data, features, champion_metrics, cfg.register, cfg.storage, run,
         cfg.seed)
@@ -138,7 +134,7 @@ def training(overrides: list[str] | None = None, config_name: str = "train",
         "data": {"source": data.source, "rows": data.rows, "fingerprint": data.fingerprint,
                  "snapshot_uri": data.snapshot_uri},
         "validation": {"passed": report.passed, "violations": len(report.violations)},
-        "flow_run_id": flow_run_id,
+        "flow_run_id": flow_run_id, "triggered_by": triggered_by,
     }
     publish_table(f"{cfg.register.model_name}-metrics",
                   [{"metric": k, "value": v} for k, v in evaluation.metrics.items()],

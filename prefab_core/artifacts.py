@@ -51,3 +51,15 @@ def md_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         out.append("| " + " | ".join(str(r.get(c, "")).replace("|", "\\|") for c in cols) + " |")
     return "\n".join(out)
+
+
+def publish_link(key: str, link: str, link_text: str | None = None,
+                 description: str | None = None) -> bool:
+    """Create a link artifact; returns False when not inside a run."""
+    if not _in_run():
+        return False
+    from prefect.artifacts import create_link_artifact
+
+    create_link_artifact(link=link, link_text=link_text, key=artifact_key(key),
+                         description=description)
+    return True

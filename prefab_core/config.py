@@ -27,6 +27,7 @@ from prefab_core.errors import ConfigError
 
 PROBLEM_TYPES = ("binary", "multiclass", "regression")
 CONFIG_DIR_ENV = "PREFAB_CONFIG_DIR"
+ROOT_ENV = "PREFAB_PROJECT_ROOT"
 
 
 # --------------------------------------------------------------------- paths
@@ -243,6 +244,43 @@ class TrackingConfig:
     tags: List[str] = field(default_factory=list)
 
 
+# ------------------------------------------------------------------- monitor
+@dataclass
+class MonitorConfig:
+    """``conf/monitor``: drift detection against the production model's reference.
+
+    ``drift_share``: the batch drifts when at least this share of the model's input
+    columns drift (Evidently ``DataDriftPreset``). ``max_rows`` is the sampling
+    budget per side, which keeps a 1M-row batch fast. ``labels: false`` monitors
+    batches without the target (e.g. logged serving traffic).
+    """
+
+    alias: str = "production"
+    drift_share: float = 0.5
+    max_rows: int = 20000
+    columns: Optional[List[str]] = None
+    prediction_drift: bool = True
+    quality: bool = True
+    labels: bool = True
+    event: str = "prefab.model.drift-detected"
+    emit_event: bool = True
+    report_dir: str = MISSING
+
+
+# ----------------------------------------------------------------- inference
+@dataclass
+class InferenceConfig:
+    """``conf/inference``: batch scoring with the production model.
+
+    ``passthrough`` columns (ids) are copied from the batch into the output.
+    """
+
+    alias: str = "production"
+    output_dir: str = MISSING
+    format: str = "parquet"
+    passthrough: List[str] = field(default_factory=list)
+
+
 # ------------------------------------------------------------- orchestration
 @dataclass
 class TaskRuntime:
@@ -290,6 +328,8 @@ class TrainConfig:
     register: RegisterConfig = field(default_factory=RegisterConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
     orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)
 
 
@@ -309,6 +349,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "features.remainder": ("drop", "passthrough"),
     "evaluate.on_gate_failure": ("warn", "fail"),
     "tracking.mode": ("offline", "online", "disabled"),
+    "inference.format": ("parquet", "csv"),
 }
 
 
@@ -368,7 +409,7 @@ def load_config(
     overrides = tuple(overrides or ())
     extra: list[str] = []
     if not any(o.lstrip("+~").startswith("paths.root=") for o in overrides):
-        extra.append(f"paths.root={conf_dir.parent}")
+        extra.append(f"paths.root={os.environ.get(ROOT_ENV) or conf_dir.parent}")
 
     GlobalHydra.instance().clear()
     try:
@@ -466,6 +507,10 @@ def _check_consistency(cfg: Any) -> None:
             feats.split.test_size + feats.split.valid_size >= 1):
         errors.append("'features.split.test_size' and 'valid_size' must be in (0, 1) "
                       "and sum to less than 1")
+    if not 0 < cfg.monitor.drift_share <= 1:
+        errors.append("'monitor.drift_share' must be in (0, 1]")
+    if cfg.monitor.max_rows < 100:
+        errors.append("'monitor.max_rows' must be at least 100")
     if "_target_" not in cfg.model:
         errors.append("'model' has no '_target_' (the estimator class to instantiate)")
     if cfg.storage.kind == "s3" and not cfg.storage.bucket:

@@ -23,6 +23,8 @@ import datetime as _dt
 import fcntl
 import json
 import pickle
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -38,6 +40,24 @@ _VERSION_WIDTH = 6
 
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
+
+
+_stamp_lock = threading.Lock()
+_last_stamp_ns = 0
+
+
+def _event_stamp() -> str:
+    """A UTC stamp for event keys, strictly increasing within this process.
+
+    Events are listed in key order, so the stamp must not repeat: several events
+    often land in the same millisecond. Across processes, order is wall-clock order.
+    """
+    global _last_stamp_ns
+    with _stamp_lock:
+        _last_stamp_ns = max(time.time_ns(), _last_stamp_ns + 1)
+        ns = _last_stamp_ns
+    secs, frac = divmod(ns, 1_000_000_000)
+    return f"{_dt.datetime.fromtimestamp(secs, _dt.UTC):%Y%m%dT%H%M%S}{frac:09d}"
 
 
 @dataclass
@@ -270,10 +290,8 @@ class ModelRegistry:
 
     # ----------------------------------------------------------------- events
     def record_event(self, model_name: str, kind: str, **payload: Any) -> None:
-        now = _now()
-        stamp = now.replace(":", "").replace("-", "").replace(".", "")
-        body = {"event": kind, "model_name": model_name, "at": now, **payload}
-        self.store.put(f"{model_name}/events/{stamp}-{new_token()[:8]}.json",
+        body = {"event": kind, "model_name": model_name, "at": _now(), **payload}
+        self.store.put(f"{model_name}/events/{_event_stamp()}-{new_token()[:8]}.json",
                        json.dumps(body, default=str).encode())
 
     def events(self, model_name: str) -> list[dict[str, Any]]:

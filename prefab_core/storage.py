@@ -76,7 +76,10 @@ def parse_location(uri: str, base_dir: str | Path | None = None) -> Location:
         return Location("s3", key, bucket=bucket, member=member)
     if uri.startswith("pkg://"):
         package, _, rel = uri[6:].partition("/")
-        spec = importlib.util.find_spec(package)
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError):  # a dotted name whose parent is missing, or ""
+            spec = None
         if spec is None or not spec.submodule_search_locations:
             raise DataSourceNotFound(
                 f"Data location '{uri}' names package '{package}', which is not installed.",
@@ -246,6 +249,7 @@ class LocalObjectStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         try:
+            os.fchmod(fd, 0o644)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
@@ -345,6 +349,8 @@ class S3ObjectStore:
         except ClientError as exc:
             if str(exc.response.get("Error", {}).get("Code", "")) in _NOT_FOUND_S3_CODES:
                 return False
+            raise _s3_error(exc, f"s3://{self.bucket}/{self._key(key)}") from exc
+        except Exception as exc:  # noqa: BLE001 - connection errors become TransientError
             raise _s3_error(exc, f"s3://{self.bucket}/{self._key(key)}") from exc
 
     def list(self, prefix: str) -> list[str]:

@@ -123,11 +123,14 @@ def parse_bytes(raw: bytes, loc: Location, fmt: str, parse_dates: list[str]) -> 
         import pyarrow.parquet as pq
 
         try:
+            # Check names from the footer first: read_table fails on duplicates.
+            _check_duplicates(pq.read_schema(io.BytesIO(raw)).names, loc)
             table = pq.read_table(io.BytesIO(raw))
+        except DataFormatError:
+            raise
         except Exception as exc:  # noqa: BLE001 - pyarrow raises several types
             raise DataFormatError(f"'{loc.display}' is not a readable Parquet file: {exc}",
                                   fix="Check data.format and the file.") from None
-        _check_duplicates(table.column_names, loc)
         frame = table.to_pandas()
     else:
         comp = _compression(loc)
@@ -152,6 +155,14 @@ def parse_bytes(raw: bytes, loc: Location, fmt: str, parse_dates: list[str]) -> 
                 fix="Every row must have as many fields as the header; quote fields that "
                 "contain the delimiter.") from None
         frame.columns = [str(c) for c in frame.columns]
+        if frame.empty:
+            raise DataFormatError(f"'{loc.display}' has a header row but no data rows.",
+                                  fix="Point data.uri at a CSV that contains data.")
+    # Parquet cannot store second-resolution timestamps (a snapshot would read back as
+    # another unit); use pandas' default unit so the frame equals its snapshot exactly.
+    for col in frame.columns:
+        if pd.api.types.is_datetime64_any_dtype(frame[col]) and frame[col].dt.unit == "s":
+            frame[col] = frame[col].dt.as_unit("us")
     unnamed = [c for c in frame.columns if c in ("", "Unnamed: 0")]
     if unnamed:  # an index column written by R/pandas (e.g. diamonds)
         frame = frame.drop(columns=unnamed)

@@ -37,6 +37,7 @@ class RunInfo:
     project_root: str = "."
     flow_run_id: str | None = None
     flow_run_name: str | None = None
+    triggered_by: str | None = None
 
 
 def open_registry(cfg: RegisterConfig, storage: StorageConfig) -> ModelRegistry:
@@ -99,7 +100,8 @@ def register(model: TrainedModel, evaluation: Evaluation, data: Dataset, feature
                   "classes": model.classes, "target": data.target,
                   "confusion_matrix": evaluation.confusion_matrix},
         git=git_info(run.project_root), packages=package_versions(),
-        run={"flow_run_id": run.flow_run_id, "flow_run_name": run.flow_run_name},
+        run={"flow_run_id": run.flow_run_id, "flow_run_name": run.flow_run_name,
+             "triggered_by": run.triggered_by},
     )
     mv = registry.register(manifest, blob, files)
     for alias in cfg.aliases:

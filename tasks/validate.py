@@ -94,7 +94,8 @@ def _target_rule(target: TargetSpec) -> list[Any]:
             *([pa.Check.isin([0, 1, True, False])] if target.problem_type == "binary" else [])]
 
 
-def build_schema(frame: pd.DataFrame, cfg: ValidateConfig, target: TargetSpec):
+def build_schema(frame: pd.DataFrame, cfg: ValidateConfig, target: TargetSpec | None,
+                 drop_rules: tuple[str, ...] = ()):
     """Build the pandera schema for ``frame`` and collect dtype violations.
 
     Columns whose dtype is wrong get no value checks (comparing strings with
@@ -105,7 +106,9 @@ def build_schema(frame: pd.DataFrame, cfg: ValidateConfig, target: TargetSpec):
     dtype_violations: list[dict[str, Any]] = []
     columns: dict[str, Any] = {}
     rules: dict[str, ColumnRule] = dict(cfg.columns)
-    if target.name not in rules:
+    if target is None:
+        rules = {k: r for k, r in rules.items() if k not in drop_rules}
+    elif target.name not in rules:
         rules[target.name] = ColumnRule(nullable=False)
     for name, rule in rules.items():
         checks: list[Any] = []
@@ -123,17 +126,18 @@ def build_schema(frame: pd.DataFrame, cfg: ValidateConfig, target: TargetSpec):
                 checks.append(pa.Check.le(rule.max))
             if rule.allowed is not None:
                 checks.append(pa.Check.isin(list(rule.allowed)))
-            if name == target.name:
+            if target is not None and name == target.name:
                 checks.extend(_target_rule(target))
-        nullable = rule.nullable and name != target.name
-        columns[name] = pa.Column(checks=checks, nullable=nullable, unique=rule.unique,
-                                  required=rule.required or name == target.name)
-    frame_checks = [pa.Check(lambda df: len(df) >= cfg.min_rows, name=f"min_rows({cfg.min_rows})",
-                             error=f"at least {cfg.min_rows} rows required")]
-    unique = [list(u) for u in cfg.unique]
-    schema = pa.DataFrameSchema(columns, checks=frame_checks, strict=cfg.strict,
-                                unique=unique[0] if len(unique) == 1 else None)
-    return schema, dtype_violations, unique[1:]
+        is_target = target is not None and name == target.name
+        columns[name] = pa.Column(checks=checks, nullable=rule.nullable and not is_target,
+                                  unique=rule.unique, required=rule.required or is_target)
+    # No ``error=``: pandera would report that text instead of the name _summarize expects.
+    frame_checks = [pa.Check(lambda df: len(df) >= cfg.min_rows,
+                             name=f"min_rows({cfg.min_rows})")]
+    # Compound keys are checked in validate(), one record per key (pandera would split a
+    # key into one record per column, without the duplicated key values).
+    schema = pa.DataFrameSchema(columns, checks=frame_checks, strict=cfg.strict)
+    return schema, dtype_violations, [list(u) for u in cfg.unique]
 
 
 def _summarize(failure_cases: pd.DataFrame, frame: pd.DataFrame,
@@ -142,17 +146,19 @@ def _summarize(failure_cases: pd.DataFrame, frame: pd.DataFrame,
     fc = failure_cases.copy()
     fc["column"] = fc["column"].astype("object").where(fc["column"].notna(), "<table>")
     for (column, check), grp in fc.groupby(["column", "check"], sort=False, dropna=False):
-        examples = grp["failure_case"].astype(str).unique()[:max_examples].tolist()
+        # map(str), not astype(str): pandas 3 keeps NaN as NaN in astype(str).
+        cases = grp["failure_case"].map(str).unique().tolist()
+        examples = cases[:max_examples]
         rule = str(check)
         count = len(grp)
-        if rule == "column_in_dataframe":
-            column, rule = ", ".join(examples), "column present"
+        if rule == "column_in_dataframe":  # name every missing column, not just examples
+            column, rule = ", ".join(cases), "column present"
             examples = [f"columns found: {list(map(str, frame.columns))[:30]}"]
         elif rule.startswith("min_rows"):
             examples = [f"found {len(frame)} row(s)"]
             count = 1
         elif rule == "column_in_schema":
-            column, rule = ", ".join(examples), "column declared (strict schema)"
+            column, rule = ", ".join(cases), "column declared (strict schema)"
         elif rule == "not_nullable":
             rule = "not null"
         out.append({"column": str(column), "rule": rule, "count": int(count),
@@ -161,13 +167,15 @@ def _summarize(failure_cases: pd.DataFrame, frame: pd.DataFrame,
 
 
 @task(name="validate", persist_result=True)
-def validate(data: Dataset, cfg: ValidateConfig, target: TargetSpec) -> ValidationReport:
+def validate(data: Dataset, cfg: ValidateConfig, target: TargetSpec,
+             labelled: bool = True) -> ValidationReport:
     """Check ``data`` against its schema and report every violation at once.
 
     Args:
         data: The ingested data set.
         cfg: ``conf/validate``: the declarative schema and ``on_failure``.
         target: Target column and problem type (from ``conf/data``).
+        labelled: False for batches without the target (its rules are skipped).
 
     Returns:
         A :class:`ValidationReport` (also when ``on_failure`` is ``warn``).
@@ -179,7 +187,8 @@ def validate(data: Dataset, cfg: ValidateConfig, target: TargetSpec) -> Validati
     import pandera.pandas as pa
 
     frame = data.frame
-    schema, violations, extra_unique = build_schema(frame, cfg, target)
+    schema, violations, extra_unique = build_schema(
+        frame, cfg, target if labelled else None, drop_rules=(target.name,))
     try:
         schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as err:
@@ -190,11 +199,11 @@ def validate(data: Dataset, cfg: ValidateConfig, target: TargetSpec) -> Validati
         if dup is not None and dup.any():
             violations.append({"column": ", ".join(cols), "rule": "unique together",
                                "count": int(dup.sum()),
-                               "examples": frame.loc[dup, present].head(cfg.max_examples)
-                               .astype(str).values.tolist()})
+                               "examples": frame.loc[dup, present].drop_duplicates()
+                               .head(cfg.max_examples).astype(str).values.tolist()})
     report = ValidationReport(passed=not violations, rows=len(frame), columns=frame.shape[1],
                               violations=violations, on_failure=cfg.on_failure,
-                              fingerprint=lineage(validate, data, cfg, target),
+                              fingerprint=lineage(validate, data, cfg, target, labelled),
                               dataset=f"{data.name} ({data.source})")
     if violations:
         if cfg.on_failure == "fail":
@@ -204,3 +213,50 @@ def validate(data: Dataset, cfg: ValidateConfig, target: TargetSpec) -> Validati
                 "(set validate.on_failure=warn to continue anyway).")
         get_logger().warning("%s\n(on_failure=warn: continuing)", report.message())
     return report
+
+
+def check_batch_schema(frame: pd.DataFrame, input_schema: dict[str, dict[str, Any]],
+                       allowed_extra: list[str], source: str) -> None:
+    """Reject a batch whose columns or dtypes do not match the model's input schema.
+
+    Raises:
+        DataValidationError: listing every missing column, unexpected column and
+            wrong dtype at once.
+    """
+    problems = []
+    missing = [c for c in input_schema if c not in frame.columns]
+    if missing:
+        problems.append({"column": ", ".join(missing), "rule": "column present",
+                         "count": len(missing), "examples": ["missing from the batch"]})
+    extra = [c for c in frame.columns if c not in input_schema and c not in allowed_extra]
+    if extra:
+        problems.append({"column": ", ".join(map(str, extra)), "rule": "known column",
+                         "count": len(extra), "examples": ["not an input of the model"]})
+    for col, spec in input_schema.items():
+        if col not in frame.columns:
+            continue
+        s = frame[col]
+        ok = True
+        if spec["kind"] == "numeric":
+            ok = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+        elif spec["kind"] == "categorical":
+            ok = not pd.api.types.is_float_dtype(s)
+        elif spec["kind"] == "datetime":
+            ok = pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_string_dtype(s)
+        if not ok:
+            problems.append({"column": col, "rule": f"dtype {spec['kind']}", "count": len(s),
+                             "examples": [f"found {s.dtype}, model trained on {spec['dtype']}"]})
+    if problems:
+        lines = [f"Batch '{source}' does not match the model's input schema:"]
+        lines += [f"  - {p['column']}: {p['rule']} ({p['examples'][0]})" for p in problems]
+        raise DataValidationError("\n".join(lines), problems,
+                                  fix="Send the columns and types the model was trained on "
+                                  "(see `prefab registry show` -> features.input_schema).")
+
+
+@task(name="validate-batch")
+def validate_batch(frame: pd.DataFrame, input_schema: dict[str, dict[str, Any]],
+                   allowed_extra: list[str], source: str) -> int:
+    """Task form of :func:`check_batch_schema`; returns the number of rows checked."""
+    check_batch_schema(frame, input_schema, allowed_extra, source)
+    return len(frame)

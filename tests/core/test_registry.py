@@ -1,0 +1,344 @@
+"""The model registry on a local directory and on S3 (a real moto server on loopback).
+
+Covers: version numbering, manifest round trip, sha256 checks on load, atomicity of
+a registration that crashes before its manifest, concurrent registration, aliases
+and their history, rollbacks and the audit log.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import pickle
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+from conftest import make_bucket
+
+from prefab_core.config import S3Config
+from prefab_core.errors import IntegrityError, RegistryError
+from prefab_core.fingerprint import bytes_sha256
+from prefab_core.registry import ModelRegistry, ModelVersion
+from prefab_core.storage import LocalObjectStore, S3ObjectStore
+
+MODEL = "flights-binary"
+
+
+def manifest(fingerprint: str = "fp", name: str = MODEL, **extra) -> ModelVersion:
+    return ModelVersion(model_name=name, version=0, created_at="", fingerprint=fingerprint,
+                        model_key="", model_sha256="", problem_type="binary", **extra)
+
+
+def payload(i: int) -> bytes:
+    return pickle.dumps({"weights": [i, i + 1, i + 2], "kind": "stub"})
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path):
+    """An empty object store: a local directory, or a fresh bucket on the moto server."""
+    if request.param == "local":
+        return LocalObjectStore(tmp_path / "registry")
+    endpoint = request.getfixturevalue("s3_env")
+    bucket = f"registry-{uuid.uuid4().hex[:12]}"
+    make_bucket(endpoint, bucket)
+    return S3ObjectStore(bucket, "prefab/registry", S3Config(endpoint_url=endpoint))
+
+
+@pytest.fixture()
+def registry(store) -> ModelRegistry:
+    return ModelRegistry(store)
+
+
+def register_n(registry: ModelRegistry, n: int) -> list[ModelVersion]:
+    return [registry.register(manifest(f"fp{i}"), payload(i)) for i in range(1, n + 1)]
+
+
+class TestRegisterNumbering:
+    def test_versions_are_numbered_1_2_3(self, registry: ModelRegistry) -> None:
+        got = register_n(registry, 3)
+
+        assert [v.version for v in got] == [1, 2, 3]
+        assert [v.version for v in registry.versions(MODEL)] == [1, 2, 3]
+        assert registry.models() == [MODEL]
+
+    def test_models_are_numbered_independently(self, registry: ModelRegistry) -> None:
+        registry.register(manifest("a"), payload(1))
+        other = registry.register(manifest("b", name="diamonds-regression"), payload(2))
+
+        assert other.version == 1
+        assert registry.models() == ["diamonds-regression", MODEL]
+
+    def test_unknown_version_names_the_existing_ones(self, registry: ModelRegistry) -> None:
+        register_n(registry, 2)
+
+        with pytest.raises(RegistryError, match=r"no version 7 \(versions: \[1, 2\]\)"):
+            registry.get_version(MODEL, 7)
+
+
+class TestManifestRoundTrip:
+    def test_get_version_returns_what_register_stored(self, registry: ModelRegistry) -> None:
+        body = payload(1)
+        mv = registry.register(
+            manifest("fp-x", metrics={"roc_auc": 0.71, "f1": 0.42},
+                     gate={"passed": True, "failures": []},
+                     params={"n_estimators": 20}, config={"seed": 42, "model": {"x": 1}},
+                     data={"fingerprint": "d1", "rows": 5000}),
+            body, {"plots/roc.png": b"\x89PNG fake", "reference.parquet": b"PAR1"})
+
+        back = registry.get_version(MODEL, mv.version)
+
+        assert asdict(back) == asdict(mv)
+        assert back.model_sha256 == bytes_sha256(body)
+        assert back.created_at
+        assert back.metrics == {"roc_auc": 0.71, "f1": 0.42}
+        assert registry.read_file(back, "plots/roc.png") == b"\x89PNG fake"
+        assert registry.read_file(back, "reference.parquet") == b"PAR1"
+        assert registry.load(MODEL, mv.version).model == pickle.loads(body)
+
+    def test_unknown_file_is_a_registry_error(self, registry: ModelRegistry) -> None:
+        mv = registry.register(manifest(), payload(1), {"plots/roc.png": b"png"})
+
+        with pytest.raises(RegistryError, match="has no file 'nope.csv'"):
+            registry.read_file(mv, "nope.csv")
+
+    def test_find_by_fingerprint_needs_fingerprint_and_sha(self, registry: ModelRegistry
+                                                           ) -> None:
+        mv = registry.register(manifest("fp-a"), payload(1))
+
+        assert registry.find_by_fingerprint(MODEL, "fp-a", mv.model_sha256).version == 1
+        assert registry.find_by_fingerprint(MODEL, "fp-a", "0" * 64) is None
+        assert registry.find_by_fingerprint(MODEL, "fp-b", mv.model_sha256) is None
+
+
+class TestLoadIntegrity:
+    def test_tampered_model_file_is_refused_and_named(self, registry: ModelRegistry) -> None:
+        register_n(registry, 2)
+        mv = registry.get_version(MODEL, 2)
+        data = bytearray(registry.store.get(mv.model_key))
+        data[-2] ^= 0xFF  # one flipped byte
+        registry.store.put(mv.model_key, bytes(data))
+
+        with pytest.raises(IntegrityError, match=f"{MODEL}:v2") as err:
+            registry.load(MODEL, 2)
+        assert "tampered" in str(err.value) and err.value.fix
+        assert registry.load(MODEL, 1).model == pickle.loads(payload(1))  # v1 untouched
+
+    def test_tampered_production_model_is_refused(self, registry: ModelRegistry) -> None:
+        mv = registry.register(manifest(), payload(1))
+        registry.set_alias(MODEL, "production", 1)
+        registry.store.put(mv.model_key, pickle.dumps({"weights": "evil"}))
+
+        with pytest.raises(IntegrityError, match=f"{MODEL}:v1"):
+            registry.load(MODEL, alias="production")
+
+    def test_missing_model_file_is_an_integrity_error(self, store, registry: ModelRegistry
+                                                      ) -> None:
+        mv = registry.register(manifest(), payload(1))
+        if isinstance(store, LocalObjectStore):
+            store.local_path(mv.model_key).unlink()
+        else:
+            store._client.delete_object(Bucket=store.bucket, Key=store._key(mv.model_key))
+
+        with pytest.raises(IntegrityError, match="is missing"):
+            registry.load(MODEL, 1)
+
+    def test_load_without_production_alias_says_how_to_fix(self, registry: ModelRegistry
+                                                           ) -> None:
+        register_n(registry, 1)
+
+        with pytest.raises(RegistryError, match="no 'production' alias") as err:
+            registry.load(MODEL)
+        assert err.value.fix
+
+
+class TestRegisterAtomicity:
+    def test_crash_before_manifest_leaves_registry_untouched(
+            self, registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+        register_n(registry, 2)
+        registry.set_alias(MODEL, "production", 1)
+        registry.set_alias(MODEL, "production", 2)
+        before_versions = [asdict(v) for v in registry.versions(MODEL)]
+        before_aliases = {k: asdict(v) for k, v in registry.aliases(MODEL).items()}
+        before_events = registry.events(MODEL)
+        before_keys = set(registry.store.list(""))
+
+        def crash(key: str, data: bytes) -> bool:
+            raise OSError("simulated crash: power lost before the manifest was written")
+
+        monkeypatch.setattr(registry.store, "put_if_absent", crash)
+        with pytest.raises(OSError, match="simulated crash"):
+            registry.register(manifest("fp-crash"), payload(9), {"plots/roc.png": b"png"})
+
+        new_keys = set(registry.store.list("")) - before_keys
+        assert new_keys, "the payload should have been written before the crash"
+        assert all(k.startswith(f"{MODEL}/blobs/") for k in new_keys), new_keys
+        assert [asdict(v) for v in registry.versions(MODEL)] == before_versions
+        assert {k: asdict(v) for k, v in registry.aliases(MODEL).items()} == before_aliases
+        assert registry.events(MODEL) == before_events
+        assert registry.load(MODEL, alias="production").version.version == 2
+
+        monkeypatch.undo()
+        later = registry.register(manifest("fp-later"), payload(10))
+        assert later.version == 3
+        assert registry.load(MODEL, 3).model == pickle.loads(payload(10))
+
+
+class TestPutIfAbsent:
+    def test_second_create_is_refused_and_first_content_kept(self, store) -> None:
+        assert store.put_if_absent("m/versions/000001.json", b"first") is True
+        assert store.put_if_absent("m/versions/000001.json", b"second") is False
+        assert store.get("m/versions/000001.json") == b"first"
+        assert store.list("m/") == ["m/versions/000001.json"]  # no temp files left
+
+    def test_s3_sends_if_none_match(self, s3_env: str) -> None:
+        """The raw conditional write against the moto server (no registry code)."""
+        import boto3
+        from botocore.exceptions import ClientError
+
+        bucket = f"cond-{uuid.uuid4().hex[:12]}"
+        make_bucket(s3_env, bucket)
+        client = boto3.client("s3", endpoint_url=s3_env, region_name="us-east-1")
+        client.put_object(Bucket=bucket, Key="k", Body=b"1", IfNoneMatch="*")
+        with pytest.raises(ClientError) as err:
+            client.put_object(Bucket=bucket, Key="k", Body=b"2", IfNoneMatch="*")
+        assert err.value.response["Error"]["Code"] == "PreconditionFailed"
+
+
+def _register_in_process(root: str, n: int) -> list[int]:
+    reg = ModelRegistry(LocalObjectStore(root))
+    return [reg.register(manifest(f"proc-{uuid.uuid4().hex}"), payload(i)).version
+            for i in range(n)]
+
+
+class TestConcurrentRegistration:
+    def test_threads_never_share_a_version_number(self, tmp_path: Path) -> None:
+        reg = ModelRegistry(LocalObjectStore(tmp_path / "registry"))
+        start = threading.Barrier(6)
+
+        def worker(i: int) -> list[int]:
+            start.wait()
+            return [reg.register(manifest(f"t{i}-{j}"), payload(j)).version for j in range(4)]
+
+        with ThreadPoolExecutor(6) as pool:
+            got = [v for vs in pool.map(worker, range(6)) for v in vs]
+
+        assert sorted(got) == list(range(1, 25))
+        on_disk = [json.loads(p.read_text())["version"]
+                   for p in sorted((tmp_path / "registry" / MODEL / "versions").iterdir())]
+        assert on_disk == list(range(1, 25))
+        assert len({v.fingerprint for v in reg.versions(MODEL)}) == 24
+
+    def test_processes_never_share_a_version_number(self, tmp_path: Path) -> None:
+        root = str(tmp_path / "registry")
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(3) as pool:
+            got = [v for vs in pool.starmap(_register_in_process, [(root, 4)] * 3) for v in vs]
+
+        assert sorted(got) == list(range(1, 13))
+        assert [v.version for v in ModelRegistry(LocalObjectStore(root)).versions(MODEL)] == \
+            list(range(1, 13))
+
+
+class TestAliases:
+    def test_alias_remembers_previous_versions(self, registry: ModelRegistry) -> None:
+        register_n(registry, 3)
+        for v in (1, 2, 3):
+            state = registry.set_alias(MODEL, "production", v)
+
+        assert (state.version, state.history) == (3, [1, 2])
+        assert registry.alias(MODEL, "production").history == [1, 2]
+
+    def test_repointing_to_the_same_version_adds_no_history(self, registry: ModelRegistry
+                                                            ) -> None:
+        register_n(registry, 2)
+        registry.set_alias(MODEL, "production", 1)
+        registry.set_alias(MODEL, "production", 2)
+        state = registry.set_alias(MODEL, "production", 2)
+
+        assert (state.version, state.history) == (2, [1])
+
+    def test_aliases_are_independent(self, registry: ModelRegistry) -> None:
+        register_n(registry, 2)
+        registry.set_alias(MODEL, "candidate", 2)
+        registry.set_alias(MODEL, "production", 1)
+
+        got = {k: v.version for k, v in registry.aliases(MODEL).items()}
+        assert got == {"candidate": 2, "production": 1}
+        assert registry.alias(MODEL, "staging") is None
+
+    def test_alias_to_unknown_version_is_refused(self, registry: ModelRegistry) -> None:
+        register_n(registry, 1)
+
+        with pytest.raises(RegistryError, match="no version 5"):
+            registry.set_alias(MODEL, "production", 5)
+        assert registry.alias(MODEL, "production") is None
+
+
+class TestRollback:
+    def test_rollback_walks_back_through_history(self, registry: ModelRegistry) -> None:
+        register_n(registry, 3)
+        for v in (1, 2, 3):
+            registry.set_alias(MODEL, "production", v)
+
+        first = registry.rollback(MODEL)
+        assert (first.version, first.history) == (2, [1])
+        assert registry.load(MODEL).version.version == 2
+
+        second = registry.rollback(MODEL)
+        assert (second.version, second.history) == (1, [])
+        assert registry.alias(MODEL, "production").version == 1
+
+    def test_rollback_without_history_is_refused_with_a_fix(self, registry: ModelRegistry
+                                                            ) -> None:
+        register_n(registry, 1)
+        registry.set_alias(MODEL, "production", 1)
+
+        with pytest.raises(RegistryError, match="no earlier version") as err:
+            registry.rollback(MODEL)
+        assert f"prefab promote {MODEL}" in err.value.fix
+        assert registry.alias(MODEL, "production").version == 1
+
+    def test_rollback_without_alias_is_refused_with_a_fix(self, registry: ModelRegistry
+                                                          ) -> None:
+        register_n(registry, 1)
+
+        with pytest.raises(RegistryError, match="has no 'production' alias") as err:
+            registry.rollback(MODEL)
+        assert err.value.fix
+
+
+class TestEvents:
+    def test_every_change_is_logged_in_order(self, registry: ModelRegistry) -> None:
+        register_n(registry, 3)
+        for v in (1, 2, 3):
+            registry.set_alias(MODEL, "production", v, event="promote", reason=f"to {v}")
+        registry.rollback(MODEL, reason="bad v3")
+        registry.rollback(MODEL, reason="bad v2")
+
+        got = [(e["event"], e["version"], e.get("previous")) for e in registry.events(MODEL)]
+        assert got == [("register", 1, None), ("register", 2, None), ("register", 3, None),
+                       ("promote", 1, None), ("promote", 2, 1), ("promote", 3, 2),
+                       ("rollback", 2, 3), ("rollback", 1, 2)]
+        reasons = [e.get("reason") for e in registry.events(MODEL)][3:]
+        assert reasons == ["to 1", "to 2", "to 3", "bad v3", "bad v2"]
+        assert all(e["model_name"] == MODEL and e["at"] for e in registry.events(MODEL))
+
+    def test_many_quick_events_keep_their_order(self, registry: ModelRegistry) -> None:
+        register_n(registry, 2)
+        for i in range(30):
+            registry.set_alias(MODEL, "production", 1 + i % 2, event="promote", reason=str(i))
+
+        reasons = [e["reason"] for e in registry.events(MODEL) if e["event"] == "promote"]
+        assert reasons == [str(i) for i in range(30)]
+
+    def test_events_within_one_millisecond_keep_their_order(self, registry: ModelRegistry
+                                                            ) -> None:
+        """Declined promotions are logged back to back, often in the same millisecond."""
+        for i in range(100):
+            registry.record_event(MODEL, "promotion_declined", version=1, seq=i)
+
+        assert [e["seq"] for e in registry.events(MODEL)] == list(range(100))

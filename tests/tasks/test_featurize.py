@@ -1,0 +1,261 @@
+"""tasks/featurize.py through ``featurize.fn``: seeded/stratified/time splits, a
+preprocessor fitted on the train split only, and each categorical encoding, on real
+flights rows."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from prefab_core.config import TargetSpec, TrainConfig
+from prefab_core.errors import DataError
+from tasks.featurize import FeatureSet, featurize, split_rows
+from tasks.ingest import Dataset, prepare
+
+NUMERIC = ["month", "day", "sched_dep_time", "sched_arr_time", "distance", "flight"]
+
+
+def flights(cfg: TrainConfig, frame: pd.DataFrame) -> Dataset:
+    rows = prepare(frame, cfg.data, cfg.seed, "flights.csv")
+    return Dataset(name="flights", frame=rows, fingerprint=f"fp{len(rows)}",
+                   source="flights.csv", source_fingerprint="src", snapshot_uri=None,
+                   target="delayed", time_column="time_hour")
+
+
+def run(cfg: TrainConfig, data: Dataset, seed: int | None = None) -> FeatureSet:
+    return featurize.fn(data, cfg.features, TargetSpec.from_data(cfg.data),
+                        cfg.seed if seed is None else seed)
+
+
+def positions(cfg: TrainConfig, data: Dataset, seed: int):
+    y = data.frame[cfg.data.target].to_numpy(dtype="int64")
+    return split_rows(data.frame, y, cfg.features, seed, data.time_column)
+
+
+class TestSeededSplit:
+    def test_same_seed_same_rows(self, load, flights_frame: pd.DataFrame) -> None:
+        cfg = load("features.split.strategy=random").typed
+        data = flights(cfg, flights_frame)
+        a, b = run(cfg, data), run(cfg, data)
+        for part in ("train", "valid", "test"):
+            pd.testing.assert_frame_equal(getattr(a, part).X, getattr(b, part).X)
+            np.testing.assert_array_equal(getattr(a, part).y, getattr(b, part).y)
+        assert a.fingerprint == b.fingerprint
+        assert a.split_info == {"strategy": "random", "train_rows": len(a.train),
+                                "valid_rows": len(a.valid), "test_rows": len(a.test),
+                                "seed": cfg.seed}
+
+    def test_another_seed_other_rows(self, load, flights_frame: pd.DataFrame) -> None:
+        cfg = load("features.split.strategy=random").typed
+        data = flights(cfg, flights_frame)
+        tr, va, te = positions(cfg, data, 42)
+        tr2, _, te2 = positions(cfg, data, 43)
+        assert len(te) == len(te2)
+        assert not np.array_equal(te, te2)
+        assert run(cfg, data, 43).fingerprint != run(cfg, data, 42).fingerprint
+
+    def test_parts_are_disjoint_and_cover_every_row(self, load,
+                                                    flights_frame: pd.DataFrame) -> None:
+        cfg = load("features.split.strategy=random").typed
+        data = flights(cfg, flights_frame)
+        n = len(data.frame)
+        tr, va, te = positions(cfg, data, cfg.seed)
+        assert sorted(np.concatenate([tr, va, te]).tolist()) == list(range(n))
+        assert abs(len(te) / n - 0.2) < 0.001 and abs(len(va) / n - 0.1) < 0.001
+
+    def test_no_validation_split_when_size_is_zero(self, load,
+                                                   flights_frame: pd.DataFrame) -> None:
+        cfg = load("features.split.valid_size=0").typed
+        fs = run(cfg, flights(cfg, flights_frame))
+        assert len(fs.valid) == 0 and fs.Xt_valid is None
+        assert len(fs.train) + len(fs.test) == len(flights_frame.dropna(subset=["arr_delay"]))
+
+
+class TestStratifiedSplit:
+    def test_class_ratio_kept_within_one_percent(self, load,
+                                                 flights_frame: pd.DataFrame) -> None:
+        cfg = load().typed
+        assert cfg.features.split.strategy == "stratified"
+        data = flights(cfg, flights_frame)
+        fs = run(cfg, data)
+        overall = data.frame["delayed"].mean()
+        for part in (fs.train, fs.valid, fs.test):
+            assert abs(part.y.mean() - overall) < 0.01
+        assert fs.classes == [False, True]
+        assert set(np.unique(fs.train.y)) == {0, 1}
+
+
+class TestTimeSplit:
+    def test_newest_rows_are_the_test_set(self, load, flights_frame: pd.DataFrame) -> None:
+        cfg = load("features.split.strategy=time").typed
+        data = flights(cfg, flights_frame)
+        fs = run(cfg, data)
+        t_train, t_valid, t_test = (p.X["time_hour"] for p in (fs.train, fs.valid, fs.test))
+        assert t_train.max() <= t_valid.min()
+        assert t_valid.max() <= t_test.min()
+        assert t_test.max() == data.frame["time_hour"].max()
+        assert fs.split_info["test_from"] == str(t_test.min())
+        assert len(fs.test) == round(len(data.frame) * 0.2)
+
+    def test_time_split_ignores_the_seed(self, load, flights_frame: pd.DataFrame) -> None:
+        cfg = load("features.split.strategy=time").typed
+        data = flights(cfg, flights_frame)
+        pd.testing.assert_frame_equal(run(cfg, data, 1).test.X, run(cfg, data, 2).test.X)
+
+
+class TestPreprocessorFitOnTrainOnly:
+    def test_scaler_mean_is_the_train_mean(self, load, flights_frame: pd.DataFrame) -> None:
+        cfg = load("features=linear").typed
+        assert cfg.features.numeric.scale == "standard"
+        data = flights(cfg, flights_frame)
+        fs = run(cfg, data)
+        scaler = fs.preprocessor.named_transformers_["num"].named_steps["scale"]
+        train_mean = fs.train.X[NUMERIC].mean().to_numpy()
+        full_mean = data.frame[NUMERIC].mean().to_numpy()
+        np.testing.assert_allclose(scaler.mean_, train_mean, rtol=1e-12)
+        assert not np.allclose(scaler.mean_, full_mean, rtol=1e-6, atol=0)
+        assert scaler.n_samples_seen_ == len(fs.train)
+        Xt = fs.Xt_train[:, : len(NUMERIC)]
+        np.testing.assert_allclose(Xt.mean(axis=0), 0, atol=1e-9)
+        np.testing.assert_allclose(Xt.std(axis=0), 1, atol=1e-9)
+
+    def test_imputer_uses_the_train_median(self, load, flights_frame: pd.DataFrame) -> None:
+        cfg = load("features.split.strategy=time").typed
+        data = flights(cfg, flights_frame)
+        frame = data.frame.assign(distance=data.frame["distance"].astype("float64"))
+        frame.loc[frame.index[::50], "distance"] = np.nan
+        fs = run(cfg, dataclasses.replace(data, frame=frame))
+        imputer = fs.preprocessor.named_transformers_["num"].named_steps["impute"]
+        col = NUMERIC.index("distance")
+        assert imputer.statistics_[col] == fs.train.X["distance"].median()
+        assert fs.train.X["distance"].median() != fs.test.X["distance"].median()
+        missing = fs.train.X["distance"].isna().to_numpy()
+        assert missing.sum() > 0
+        assert set(fs.Xt_train[missing, col]) == {imputer.statistics_[col]}
+
+
+class TestEncodings:
+    def test_ordinal_codes_follow_sorted_train_categories(
+            self, load, flights_frame: pd.DataFrame) -> None:
+        cfg = load().typed
+        fs = run(cfg, flights(cfg, flights_frame))
+        enc = fs.preprocessor.named_transformers_["cat"].named_steps["encode"]
+        cats = sorted(fs.train.X["carrier"].unique())
+        assert enc.categories_[0].tolist() == cats
+        col = fs.feature_names.index("carrier")
+        expected = fs.train.X["carrier"].map({c: i for i, c in enumerate(cats)})
+        np.testing.assert_array_equal(fs.Xt_train[:, col], expected.to_numpy(dtype="float32"))
+        assert fs.feature_names == [*NUMERIC, "carrier", "origin", "dest",
+                                    "time_hour_dayofweek", "time_hour_hour"]
+
+    def test_onehot_has_one_column_per_category(self, load,
+                                                flights_frame: pd.DataFrame) -> None:
+        cfg = load("features.categorical.encoding=onehot").typed
+        fs = run(cfg, flights(cfg, flights_frame))
+        names = ["origin_EWR", "origin_JFK", "origin_LGA"]
+        idx = [fs.feature_names.index(n) for n in names]
+        expected = (fs.train.X["origin"].to_numpy()[:, None]
+                    == np.array(["EWR", "JFK", "LGA"])).astype("float32")
+        np.testing.assert_array_equal(fs.Xt_train[:, idx], expected)
+        n_carriers = fs.train.X["carrier"].nunique()
+        assert sum(n.startswith("carrier_") for n in fs.feature_names) == n_carriers
+
+    def test_onehot_min_frequency_groups_rare_carriers(self, load,
+                                                       flights_frame: pd.DataFrame) -> None:
+        cfg = load("features=linear").typed
+        assert cfg.features.categorical.min_frequency == 100
+        fs = run(cfg, flights(cfg, flights_frame))
+        counts = fs.train.X["carrier"].value_counts()
+        rare, common = counts[counts < 100].index, counts[counts >= 100].index
+        assert len(rare) > 0
+        carrier_cols = {n for n in fs.feature_names if n.startswith("carrier_")}
+        assert carrier_cols == {f"carrier_{c}" for c in common} | {"carrier_infrequent_sklearn"}
+        col = fs.feature_names.index("carrier_infrequent_sklearn")
+        assert fs.Xt_train[:, col].sum() == counts[rare].sum()
+
+    def test_native_gives_pandas_categories(self, load, flights_frame: pd.DataFrame) -> None:
+        cfg = load("features.categorical.encoding=native").typed
+        fs = run(cfg, flights(cfg, flights_frame))
+        assert fs.native_categorical is True
+        Xt = fs.Xt_train
+        assert isinstance(Xt, pd.DataFrame)
+        assert list(Xt.columns) == fs.feature_names
+        assert isinstance(Xt["carrier"].dtype, pd.CategoricalDtype)
+        assert list(Xt["carrier"].cat.categories) == sorted(fs.train.X["carrier"].unique())
+        assert Xt["carrier"].astype(str).tolist() == fs.train.X["carrier"].tolist()
+        assert Xt["distance"].tolist() == fs.train.X["distance"].astype(float).tolist()
+
+    def test_datetime_parts(self, load, flights_frame: pd.DataFrame) -> None:
+        cfg = load().typed
+        fs = run(cfg, flights(cfg, flights_frame))
+        t = fs.train.X["time_hour"]
+        for part in ("dayofweek", "hour"):
+            col = fs.feature_names.index(f"time_hour_{part}")
+            np.testing.assert_array_equal(fs.Xt_train[:, col], getattr(t.dt, part).to_numpy())
+
+    def test_input_schema_describes_raw_columns(self, load,
+                                                flights_frame: pd.DataFrame) -> None:
+        cfg = load().typed
+        fs = run(cfg, flights(cfg, flights_frame))
+        assert list(fs.input_schema) == [*NUMERIC, "carrier", "origin", "dest", "time_hour"]
+        assert fs.input_schema["origin"] == {"kind": "categorical", "dtype": "str",
+                                             "categories": ["EWR", "JFK", "LGA"]}
+        assert fs.input_schema["distance"] == {"kind": "numeric", "dtype": "int64"}
+
+
+class TestUnknownCategories:
+    @pytest.mark.parametrize("encoding", ["ordinal", "onehot", "native"])
+    def test_unseen_values_do_not_crash(self, load, flights_frame: pd.DataFrame,
+                                        encoding: str) -> None:
+        cfg = load(f"features.categorical.encoding={encoding}").typed
+        fs = run(cfg, flights(cfg, flights_frame))
+        X = fs.test.X.head(50).assign(carrier="ZZ", dest="XXX")
+        out = fs.preprocessor.transform(X)
+        assert len(out) == 50
+        if encoding == "ordinal":
+            col = fs.feature_names.index("carrier")
+            assert set(out[:, col]) == {-1.0}
+        elif encoding == "onehot":
+            cols = [i for i, n in enumerate(fs.feature_names) if n.startswith("carrier_")]
+            assert out[:, cols].sum() == 0
+        else:
+            assert out["carrier"].isna().all() and out["dest"].isna().all()
+            assert out["origin"].notna().all()
+
+    def test_missing_category_values_are_imputed(self, load,
+                                                 flights_frame: pd.DataFrame) -> None:
+        cfg = load().typed
+        fs = run(cfg, flights(cfg, flights_frame))
+        X = fs.test.X.head(10).copy()
+        X["origin"] = pd.Series([None] * 10, dtype="object")
+        col = fs.feature_names.index("origin")
+        assert set(fs.preprocessor.transform(X)[:, col]) == {-1.0}
+
+
+class TestFeaturizeBadInput:
+    def test_missing_feature_column_is_named(self, load, flights_frame: pd.DataFrame) -> None:
+        cfg = load().typed
+        data = flights(cfg, flights_frame)
+        data = dataclasses.replace(data, frame=data.frame.drop(columns=["distance"]))
+        with pytest.raises(DataError) as err:
+            run(cfg, data)
+        assert "['distance']" in str(err.value) and "'flights'" in str(err.value)
+        assert "conf/features" in err.value.fix
+
+    def test_missing_target_is_named(self, load, flights_frame: pd.DataFrame) -> None:
+        cfg = load().typed
+        data = flights(cfg, flights_frame)
+        data = dataclasses.replace(data, frame=data.frame.drop(columns=["delayed"]))
+        with pytest.raises(DataError) as err:
+            run(cfg, data)
+        assert "['delayed']" in str(err.value)
+
+    def test_input_frame_is_not_modified(self, load, flights_frame: pd.DataFrame) -> None:
+        cfg = load("features=linear").typed
+        data = flights(cfg, flights_frame)
+        before = data.frame.copy()
+        run(cfg, data)
+        pd.testing.assert_frame_equal(data.frame, before)

