@@ -8,7 +8,8 @@ every mode, so ``plain`` and ``flow`` differ only in what the clock covers:
 
 * ``plain``: :func:`bench._plain.run_plain` (each task's ``.fn``, no Prefect);
 * ``flow``: :func:`flows.training.training` (Prefect engine, whatever
-  ``PREFECT_API_URL`` says: the benchmark's server, or ephemeral when unset).
+  ``PREFECT_API_URL`` says: the benchmark's server, or ephemeral when unset);
+* ``noop``: a flow of nine no-op tasks, Prefect's fixed per-run cost.
 
 The result (seconds, peak RSS, phase timings, flow run id) is written as JSON to
 ``--out``; logs go to stderr.
@@ -46,9 +47,30 @@ def _cpu_s() -> float:
     return total
 
 
+def _noop_flow(overrides: list[str]) -> int:
+    """Prefect's fixed cost: a flow with one no-op task per pipeline step, no results."""
+    from prefect import flow, task
+
+    steps = ["ingest", "validate", "featurize", "train", "evaluate", "load-production",
+             "evaluate-champion", "register", "promote"]
+
+    @task(persist_result=False)
+    def step(i: int) -> int:
+        return i + 1
+
+    @flow(name="bench-noop")
+    def noop(overrides: list[str]) -> int:
+        value = 0
+        for name in steps:
+            value = step.with_options(name=name)(value)
+        return value
+
+    return noop(overrides)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench._worker")
-    p.add_argument("mode", choices=["plain", "flow"])
+    p.add_argument("mode", choices=["plain", "flow", "noop"])
     p.add_argument("--out", required=True, help="where to write the JSON result")
     p.add_argument("--overrides", required=True, help="Hydra overrides as a JSON list")
     p.add_argument("--config-dir", default=None)
@@ -84,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.perf_counter() - start
         out.update(phases=res["phases"], rows=res["rows"], version=res["version"],
                    metrics=res["metrics"])
+    elif args.mode == "noop":
+        n_tasks = _noop_flow(overrides)
+        elapsed = time.perf_counter() - start
+        out.update(tasks=n_tasks)
     else:
         from flows.training import training
 

@@ -273,13 +273,22 @@ def _ts(x: Any) -> float:
 def inspect_flow_run(flow_run_id: str, timeout: float = 60.0) -> dict[str, Any]:
     """Task-run states and timings of one flow run, read through the Prefect client.
 
-    Task runs reach the server through events, so this polls until every expected
-    task run is there in a final state.
+    Per task: ``s`` runs from the task run's first state (Pending) to the engine's
+    "Finished in state ..." log line, so it includes the cache-key computation and
+    the result read on a hit, or the run and the result write on a miss (Prefect
+    writes a result when the task's transaction commits, *after* the Completed
+    state is set: ``write_s`` is that gap). Task runs and logs reach the server
+    asynchronously, so this polls until every expected task has finished.
     """
     from uuid import UUID
 
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
 
     fid = UUID(flow_run_id)
     deadline = time.monotonic() + timeout
@@ -287,39 +296,40 @@ def inspect_flow_run(flow_run_id: str, timeout: float = 60.0) -> dict[str, Any]:
         while True:
             trs = client.read_task_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[fid])))
+            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[fid])))
+            finished = {lg.task_run_id: _ts(lg.timestamp) for lg in logs
+                        if lg.task_run_id and lg.message.startswith("Finished in state")}
             names = {tr.name.rsplit("-", 1)[0] for tr in trs}
-            final = all(tr.state is not None and tr.state.is_final() for tr in trs)
-            if (set(ALL_TASKS) <= names and final) or time.monotonic() > deadline:
+            done = all(tr.state is not None and tr.state.is_final() and tr.id in finished
+                       for tr in trs)
+            if (set(ALL_TASKS) <= names and done) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
         fr = client.read_flow_run(fid)
         tasks: dict[str, Any] = {}
+        spans: list[tuple[float, float]] = []
         for tr in trs:
             states = sorted(client.read_task_run_states(tr.id), key=lambda s: _ts(s.timestamp))
-            first, last = states[0], states[-1]
+            begin, final = _ts(states[0].timestamp), _ts(states[-1].timestamp)
+            end = finished.get(tr.id, final)
             running = next((s for s in states if s.type.value == "RUNNING"), None)
             tasks[tr.name.rsplit("-", 1)[0]] = {
                 "state": tr.state.name if tr.state else None,
-                # Pending -> final: cache-key computation + result read (hit) or run +
-                # result write (miss), as seen by the engine's own state timestamps.
-                "s": round(_ts(last.timestamp) - _ts(first.timestamp), 3),
-                "run_s": round(_ts(last.timestamp) - _ts(running.timestamp), 3)
-                if running else None,
-                "_start": _ts(first.timestamp), "_end": _ts(last.timestamp)}
+                "s": round(end - begin, 3),
+                "run_s": round(final - _ts(running.timestamp), 3) if running else None,
+                "write_s": round(end - final, 3) if running else None}
+            spans.append((begin, end))
     flow_s = (_ts(fr.end_time) - _ts(fr.start_time)) if fr.start_time and fr.end_time else None
-    # Time inside the flow run that no task run covers: config load, artifacts, logging,
-    # task-run submission, state proposals.
-    spans = sorted((t["_start"], t["_end"]) for t in tasks.values())
+    # Time inside the flow run that no task run covers: config load, artifacts,
+    # task-run creation and state proposals between tasks.
     covered, cur_s, cur_e = 0.0, None, None
-    for s, e in spans:
+    for s, e in sorted(spans):
         if cur_e is None or s > cur_e:
-            covered += (cur_e - cur_s) if cur_e is not None else 0.0
+            covered += (cur_e - cur_s) if cur_e is not None and cur_s is not None else 0.0
             cur_s, cur_e = s, e
         else:
             cur_e = max(cur_e, e)
-    covered += (cur_e - cur_s) if cur_e is not None else 0.0
-    for t in tasks.values():
-        t.pop("_start"), t.pop("_end")
+    covered += (cur_e - cur_s) if cur_e is not None and cur_s is not None else 0.0
     return {"flow_state": fr.state.name if fr.state else None,
             "flow_run_s": round(flow_s, 3) if flow_s is not None else None,
             "outside_tasks_s": round(flow_s - covered, 3) if flow_s is not None else None,
@@ -395,6 +405,7 @@ def run(tmp: Path, scale: int, box: list) -> dict[str, Any]:
             res["api"] = inspect_flow_run(res["flow_run_id"])
             _check_states(f"{kind}-{i}", res["api"], errors)
             samples[kind].append(res)
+    noop = workers.run("noop", "noop", [], api_env)
     cache_mb = _dir_mb(tmp / "flow-0" / ".cache")
     server_rss = server.peak_rss_mb()
     server.stop()
@@ -442,6 +453,7 @@ def run(tmp: Path, scale: int, box: list) -> dict[str, Any]:
         "peak_rss_mb_by_run": rss,
         "server_peak_rss_mb": server_rss,
         "prefect_server_start_s": round(server.start_s or 0.0, 3),
+        "noop_flow_s": noop["seconds"],
         "ephemeral_cold_s": eph["seconds"] if eph else None,
         **({} if eph else {"ephemeral_note": "skipped: one more full cold run; "
                            "BENCH_EPHEMERAL=1 forces it (default only at BENCH_SCALE=1)"}),

@@ -582,7 +582,9 @@ class ModelSpec:
         try:
             return instantiate({"_target_": self.target, **self.params}, _convert_="all")
         except (InstantiationException, TypeError, ImportError) as exc:
+            # One line, but keep the cause: Hydra puts the TypeError on the second line.
             raise ConfigError(
-                f"Cannot build model '{self.target}' from conf/model: {exc}".splitlines()[0],
+                f"Cannot build model '{self.target}' from conf/model: "
+                + " ".join(str(exc).split()),
                 fix="Check model._target_ and that every model.* key is a parameter of that "
                 "estimator.") from None

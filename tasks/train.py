@@ -8,6 +8,7 @@ compatible class). XGBoost models stop early on the validation split when
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +42,9 @@ class TrainedModel:
 def _json_safe(params: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for k, v in params.items():
-        if v is None or isinstance(v, (bool, int, float, str)):
+        if isinstance(v, float) and not math.isfinite(v):
+            out[k] = repr(v)  # JSON has no NaN/inf (xgboost's `missing` is nan)
+        elif v is None or isinstance(v, (bool, int, float, str)):
             out[k] = v
         elif isinstance(v, (list, tuple)) and all(isinstance(i, (bool, int, float, str))
                                                   for i in v):

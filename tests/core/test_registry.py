@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from conftest import make_bucket
+from tests.conftest import make_bucket
 
 from prefab_core.config import S3Config
 from prefab_core.errors import IntegrityError, RegistryError

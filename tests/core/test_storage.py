@@ -13,7 +13,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from conftest import flights_path, free_port, make_bucket
+from tests.conftest import flights_path, free_port, make_bucket
 
 from prefab_core.config import S3Config
 from prefab_core.errors import (

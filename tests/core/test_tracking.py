@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from tests.conftest import free_port
 
 from prefab_core.config import TrackingConfig
 from prefab_core.errors import TrackingError
@@ -86,8 +86,15 @@ def tracking(tmp_path: Path, **kw) -> TrackingConfig:
 
 
 def records(path: Path) -> list:
-    """Every protobuf record of an offline run's ``.wandb`` file, in order."""
+    """Every protobuf record of an offline run's ``.wandb`` file, in order.
+
+    ``run.finish()`` can return before W&B's service process has flushed this file;
+    it is complete once the service is shut down, so this tears W&B down first.
+    """
+    import wandb
     from wandb.proto import wandb_internal_pb2 as pb
+
+    wandb.teardown()
 
     block = 32 * 1024
     data = path.read_bytes()

@@ -10,7 +10,6 @@ from pathlib import Path
 import boto3
 import pandas as pd
 import pytest
-from conftest import make_bucket
 
 from prefab_core.config import TrainConfig, WindowConfig
 from prefab_core.errors import DataError, DataFormatError, DataSourceNotFound, PrefabError
@@ -44,8 +43,11 @@ def s3_client(endpoint: str):
                         aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
-def bucket_name() -> str:
-    return f"ingest-{uuid.uuid4().hex[:12]}"
+def make_bucket(endpoint: str) -> str:
+    """A fresh bucket on the session's loopback S3 server."""
+    name = f"ingest-{uuid.uuid4().hex[:12]}"
+    s3_client(endpoint).create_bucket(Bucket=name)
+    return name
 
 
 class TestIngestCsv:
@@ -134,8 +136,7 @@ class TestIngestPackageData:
 class TestIngestS3:
     def test_reads_a_csv_through_the_s3_endpoint(self, s3_env: str, load, flights_csv: Path
                                                  ) -> None:
-        bucket = bucket_name()
-        make_bucket(s3_env, bucket)
+        bucket = make_bucket(s3_env)
         s3_client(s3_env).upload_file(str(flights_csv), bucket, "raw/flights.csv")
         cfg = load().typed
         assert cfg.storage.s3.endpoint_url == s3_env
@@ -145,8 +146,7 @@ class TestIngestS3:
 
     def test_fingerprint_follows_the_object_content(self, s3_env: str, load,
                                                     flights_frame: pd.DataFrame) -> None:
-        bucket = bucket_name()
-        make_bucket(s3_env, bucket)
+        bucket = make_bucket(s3_env)
         client = s3_client(s3_env)
         body = flights_frame.head(3000).to_csv(index=False).encode()
         client.put_object(Bucket=bucket, Key="f.csv", Body=body)
@@ -165,8 +165,7 @@ class TestIngestS3:
 
     def test_snapshot_goes_to_the_s3_store_and_reads_back(
             self, s3_env: str, load, flights_frame: pd.DataFrame) -> None:
-        bucket = bucket_name()
-        make_bucket(s3_env, bucket)
+        bucket = make_bucket(s3_env)
         client = s3_client(s3_env)
         client.put_object(Bucket=bucket, Key="f.csv",
                           Body=flights_frame.head(2000).to_csv(index=False).encode())
@@ -181,8 +180,7 @@ class TestIngestS3:
         assert keys == [f"prefab/snapshots/flights/{ds.fingerprint}.parquet"]
 
     def test_missing_key_names_the_location(self, s3_env: str, load) -> None:
-        bucket = bucket_name()
-        make_bucket(s3_env, bucket)
+        bucket = make_bucket(s3_env)
         cfg = load().typed
         with pytest.raises(DataSourceNotFound) as err:
             run(cfg, uri=f"s3://{bucket}/nope/flights.csv")

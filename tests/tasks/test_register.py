@@ -1,0 +1,283 @@
+"""tasks/register.py with a real model trained on a slice of the real flights data."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import pickle
+import subprocess
+import uuid
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from tests.conftest import make_bucket
+
+from prefab_core.config import (
+    ModelSpec,
+    RegisterConfig,
+    S3Config,
+    StorageConfig,
+    TargetSpec,
+    TrainConfig,
+    load_config,
+)
+from prefab_core.errors import IntegrityError
+from prefab_core.fingerprint import bytes_sha256
+from prefab_core.registry import ModelRegistry
+from prefab_core.storage import parse_location, read_source
+from tasks.evaluate import Evaluation, evaluate
+from tasks.featurize import FeatureSet, featurize
+from tasks.ingest import Dataset, ingest
+from tasks.register import RunInfo, load_production, open_registry, register
+from tasks.train import TrainedModel, train
+from tasks.validate import validate
+
+REPO = Path(__file__).resolve().parents[2]
+CONF = REPO / "conf"
+LOCAL = StorageConfig()
+
+
+@dataclass
+class Trained:
+    cfg: TrainConfig
+    resolved: dict[str, Any]
+    data: Dataset
+    features: FeatureSet
+    model: TrainedModel
+    evaluation: Evaluation
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """ingest → validate → featurize → train → evaluate on 5,000 real flights (task .fn)."""
+    root = tmp_path_factory.mktemp("register-project")
+    loaded = load_config([f"paths.root={root}", "data.sample_rows=5000",
+                          "model.n_estimators=20", "tracking=disabled"], config_dir=CONF)
+    cfg: TrainConfig = loaded.typed
+    target = TargetSpec.from_data(cfg.data)
+    data = ingest.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed)
+    report = validate.fn(data, cfg.validate, target)
+    assert report.passed, report.violations
+    features = featurize.fn(data, cfg.features, target, cfg.seed)
+    model = train.fn(features, ModelSpec.from_config(cfg.model), cfg.seed)
+    evaluation = evaluate.fn(model, features, cfg.evaluate)
+    return Trained(cfg, loaded.resolved, data, features, model, evaluation)
+
+
+def reg_cfg(t: Trained, tmp_path: Path, **kw: Any) -> RegisterConfig:
+    return RegisterConfig(**{"model_name": t.cfg.register.model_name,
+                             "root": str(tmp_path / "registry"), "aliases": ["candidate"],
+                             "reference_sample_rows": 1000, **kw})
+
+
+def run_info(t: Trained) -> RunInfo:
+    return RunInfo(config=t.resolved, project_root=str(REPO), flow_run_id="run-123",
+                   flow_run_name="brave-otter")
+
+
+def do_register(t: Trained, cfg: RegisterConfig, storage: StorageConfig = LOCAL,
+                model: TrainedModel | None = None,
+                champion: dict[str, float] | None = None):
+    return register.fn(model or t.model, t.evaluation, t.data, t.features, champion, cfg,
+                       storage, run_info(t), t.cfg.seed)
+
+
+def probabilities(pipeline: Any, t: Trained) -> np.ndarray:
+    return pipeline.predict_proba(t.features.test.X)[:, 1]
+
+
+class TestRegisterContents:
+    def test_model_file_and_sha(self, trained: Trained, tmp_path: Path) -> None:
+        cfg = reg_cfg(trained, tmp_path)
+        mv = do_register(trained, cfg)
+        registry = open_registry(cfg, LOCAL)
+
+        assert (mv.model_name, mv.version) == ("flights-binary", 1)
+        blob = registry.store.get(mv.model_key)
+        assert mv.model_sha256 == bytes_sha256(blob)
+        assert mv.fingerprint == trained.model.fingerprint
+        loaded = registry.load(mv.model_name, mv.version)
+        np.testing.assert_array_equal(probabilities(loaded.model, trained),
+                                      probabilities(trained.model.pipeline, trained))
+
+    def test_metrics_gate_params_and_config(self, trained: Trained, tmp_path: Path) -> None:
+        mv = do_register(trained, reg_cfg(trained, tmp_path),
+                         champion={"roc_auc": 0.6, "log_loss": 0.5})
+        back = open_registry(reg_cfg(trained, tmp_path), LOCAL).get_version(mv.model_name, 1)
+
+        assert back.metrics == trained.evaluation.metrics
+        assert 0.5 < back.metrics["roc_auc"] <= 1.0
+        assert back.gate["passed"] == trained.evaluation.gate.passed
+        assert back.gate["rules"] == trained.evaluation.gate.rules
+        assert back.champion == {"metrics": {"roc_auc": 0.6, "log_loss": 0.5}}
+        assert back.problem_type == "binary"
+        assert back.params["estimator"] == "xgboost.XGBClassifier"
+        assert back.params["n_estimators"] == 20 and back.params["random_state"] == 42
+        assert back.params["train_rows"] == len(trained.features.train)
+        assert back.config == trained.resolved
+        assert back.config["data"]["sample_rows"] == 5000
+        assert back.run["flow_run_id"] == "run-123"
+        assert back.run["flow_run_name"] == "brave-otter"
+        assert back.features["target"] == "delayed"
+        assert back.features["classes"] == trained.model.classes
+        assert back.features["feature_names"] == trained.model.feature_names
+        assert set(back.features["input_schema"]) == set(trained.features.train.X.columns)
+
+    def test_data_lineage_and_snapshot(self, trained: Trained, tmp_path: Path) -> None:
+        mv = do_register(trained, reg_cfg(trained, tmp_path))
+
+        assert mv.data["fingerprint"] == trained.data.fingerprint
+        assert mv.data["source_fingerprint"] == trained.data.source_fingerprint
+        assert mv.data["rows"] == 5000
+        assert mv.data["split"]["train_rows"] == len(trained.features.train)
+        snapshot = mv.data["snapshot_uri"]
+        assert snapshot == trained.data.snapshot_uri and Path(snapshot).is_file()
+        frame = pd.read_parquet(io.BytesIO(read_source(parse_location(snapshot), S3Config())))
+        assert len(frame) == 5000
+        assert list(frame.columns) == mv.data["columns"]
+
+    def test_git_and_packages(self, trained: Trained, tmp_path: Path) -> None:
+        mv = do_register(trained, reg_cfg(trained, tmp_path))
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+        assert mv.git["commit"] == head
+        assert isinstance(mv.git["dirty"], bool) and mv.git["branch"]
+        for name in ("prefect", "pandas", "scikit-learn", "wandb"):
+            assert mv.packages[name] == metadata.version(name)
+        assert "xgboost-cpu" in mv.packages or "xgboost" in mv.packages
+
+    def test_reference_sample(self, trained: Trained, tmp_path: Path) -> None:
+        cfg = reg_cfg(trained, tmp_path, reference_sample_rows=1000)
+        mv = do_register(trained, cfg)
+        ref = pd.read_parquet(io.BytesIO(open_registry(cfg, LOCAL).read_file(
+            mv, "reference.parquet")))
+        train_x = trained.features.train.X
+
+        assert len(ref) == cfg.reference_sample_rows
+        assert list(ref.columns) == [*train_x.columns, "__target__"]
+        # every reference row is a train row, with that row's label
+        train_rows = train_x.assign(__target__=trained.features.train.y)
+        key = ["time_hour", "flight", "carrier", "origin", "dest"]
+        joined = ref.merge(train_rows.drop_duplicates(key), on=key, how="left",
+                           suffixes=("", "_train"), validate="many_to_one", indicator=True)
+        assert (joined["_merge"] == "both").all()
+        assert (joined["__target__"] == joined["__target___train"]).all()
+        assert set(ref["__target__"]) <= {0, 1}
+
+    def test_reference_sample_is_capped_at_the_train_split(self, trained: Trained,
+                                                            tmp_path: Path) -> None:
+        cfg = reg_cfg(trained, tmp_path, reference_sample_rows=10**6)
+        mv = do_register(trained, cfg)
+        ref = pd.read_parquet(io.BytesIO(open_registry(cfg, LOCAL).read_file(
+            mv, "reference.parquet")))
+
+        assert len(ref) == len(trained.features.train)
+
+    def test_no_reference_sample_when_zero_rows(self, trained: Trained, tmp_path: Path
+                                                ) -> None:
+        mv = do_register(trained, reg_cfg(trained, tmp_path, reference_sample_rows=0))
+
+        assert "reference.parquet" not in mv.files
+
+    def test_plots_are_stored(self, trained: Trained, tmp_path: Path) -> None:
+        cfg = reg_cfg(trained, tmp_path)
+        mv = do_register(trained, cfg)
+        registry = open_registry(cfg, LOCAL)
+
+        assert trained.evaluation.plots, "evaluate made no plots"
+        assert set(mv.files) == {f"plots/{n}" for n in trained.evaluation.plots} | {
+            "reference.parquet"}
+        for name, png in trained.evaluation.plots.items():
+            stored = registry.read_file(mv, f"plots/{name}")
+            assert stored == png and stored[:4] == b"\x89PNG"
+
+    def test_configured_aliases_point_at_the_new_version(self, trained: Trained,
+                                                         tmp_path: Path) -> None:
+        cfg = reg_cfg(trained, tmp_path, aliases=["candidate", "staging"])
+        do_register(trained, cfg)
+        registry = open_registry(cfg, LOCAL)
+
+        assert {k: v.version for k, v in registry.aliases(cfg.model_name).items()} == {
+            "candidate": 1, "staging": 1}
+        assert registry.alias(cfg.model_name, "production") is None
+        assert [e["event"] for e in registry.events(cfg.model_name)] == [
+            "register", "set_alias", "set_alias"]
+
+    def test_register_into_s3(self, trained: Trained, s3_env: str) -> None:
+        bucket = f"reg-{uuid.uuid4().hex[:12]}"
+        make_bucket(s3_env, bucket)
+        storage = StorageConfig(kind="s3", bucket=bucket, prefix="prefab",
+                                s3=S3Config(endpoint_url=s3_env))
+        cfg = RegisterConfig(model_name="flights-binary", root="/unused", aliases=["candidate"],
+                             reference_sample_rows=100)
+        mv = do_register(trained, cfg, storage)
+        registry = open_registry(cfg, storage)
+
+        assert registry.store.uri(mv.model_key).startswith(
+            f"s3://{bucket}/prefab/registry/flights-binary/blobs/")
+        loaded = registry.load("flights-binary", alias="candidate")
+        np.testing.assert_array_equal(probabilities(loaded.model, trained),
+                                      probabilities(trained.model.pipeline, trained))
+        assert not Path("/unused").exists()
+
+
+class TestRegisterDedup:
+    def test_same_model_twice_gives_the_same_version(self, trained: Trained, tmp_path: Path
+                                                     ) -> None:
+        cfg = reg_cfg(trained, tmp_path)
+        first = do_register(trained, cfg)
+        again = do_register(trained, cfg)
+        registry = open_registry(cfg, LOCAL)
+
+        assert again.version == first.version == 1
+        assert again.model_sha256 == first.model_sha256
+        assert [v.version for v in registry.versions(cfg.model_name)] == [1]
+        assert [e["event"] for e in registry.events(cfg.model_name)].count("register") == 1
+
+    def test_different_lineage_gives_a_new_version(self, trained: Trained, tmp_path: Path
+                                                   ) -> None:
+        cfg = reg_cfg(trained, tmp_path)
+        do_register(trained, cfg)
+        other = dataclasses.replace(trained.model, fingerprint="another-lineage")
+        second = do_register(trained, cfg, model=other)
+
+        assert second.version == 2
+        state = open_registry(cfg, LOCAL).alias(cfg.model_name, "candidate")
+        assert (state.version, state.history) == (2, [1])
+
+
+class TestLoadProduction:
+    def test_none_without_production(self, trained: Trained, tmp_path: Path) -> None:
+        cfg = reg_cfg(trained, tmp_path)
+        assert load_production.fn(cfg, LOCAL) is None  # empty registry
+
+        do_register(trained, cfg)  # only 'candidate' points at it
+        assert load_production.fn(cfg, LOCAL) is None
+
+    def test_loads_the_production_model(self, trained: Trained, tmp_path: Path) -> None:
+        cfg = reg_cfg(trained, tmp_path)
+        mv = do_register(trained, cfg)
+        open_registry(cfg, LOCAL).set_alias(cfg.model_name, "production", mv.version)
+
+        loaded = load_production.fn(cfg, LOCAL)
+
+        assert loaded is not None and loaded.version.version == 1
+        np.testing.assert_array_equal(probabilities(loaded.model, trained),
+                                      probabilities(trained.model.pipeline, trained))
+
+    def test_tampered_production_model_is_refused(self, trained: Trained, tmp_path: Path
+                                                  ) -> None:
+        cfg = reg_cfg(trained, tmp_path)
+        mv = do_register(trained, cfg)
+        registry: ModelRegistry = open_registry(cfg, LOCAL)
+        registry.set_alias(cfg.model_name, "production", mv.version)
+        registry.store.put(mv.model_key, pickle.dumps("not the model"))
+
+        with pytest.raises(IntegrityError, match="flights-binary:v1"):
+            load_production.fn(cfg, LOCAL)
