@@ -29,8 +29,10 @@ def run_ids() -> tuple[str | None, str | None]:
 
 
 def unlabelled(data: DataConfig) -> DataConfig:
-    """The data config for batches without the target: no target derivation/selection."""
-    return dataclasses.replace(data, dropna=[], derive={}, columns=None)
+    """The data config for batches without the target: no target derivation or selection."""
+    columns = None if data.columns is None else [
+        c for c in data.columns if c != data.target and c not in data.derive]
+    return dataclasses.replace(data, dropna=[], derive={}, columns=columns)
 
 
 def jsonable(obj: Any) -> Any:

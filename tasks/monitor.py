@@ -110,9 +110,12 @@ def run_evidently(current: pd.DataFrame, reference: pd.DataFrame, num: list[str]
                   cat: list[str], cfg: MonitorConfig, problem_type: str,
                   with_quality: bool) -> tuple[dict[str, Any], bytes]:
     """Run the Evidently report; return its dict and its HTML."""
-    from evidently import BinaryClassification, DataDefinition, Dataset, Regression, Report
-    from evidently.metrics import ValueDrift
-    from evidently.presets import ClassificationPreset, DataDriftPreset, RegressionPreset
+    with warnings.catch_warnings():
+        # evidently 0.7 touches numpy.core at import time (DeprecationWarning on numpy 2)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from evidently import BinaryClassification, DataDefinition, Dataset, Regression, Report
+        from evidently.metrics import ValueDrift
+        from evidently.presets import ClassificationPreset, DataDriftPreset, RegressionPreset
 
     metrics: list[Any] = [DataDriftPreset(columns=[*num, *cat], drift_share=cfg.drift_share)]
     pred_num = problem_type != "multiclass"

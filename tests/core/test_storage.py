@@ -13,7 +13,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from tests.conftest import flights_path, free_port, make_bucket
 
 from prefab_core.config import S3Config
 from prefab_core.errors import (
@@ -32,6 +31,7 @@ from prefab_core.storage import (
     read_source,
     source_fingerprint,
 )
+from tests.conftest import flights_path, free_port, make_bucket
 
 NO_S3 = S3Config()
 

@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import free_port
 
 from prefab_core.config import TrackingConfig
 from prefab_core.errors import TrackingError
 from prefab_core.tracking import RunRecord, TrackedRun, log_to_wandb
+from tests.conftest import free_port
 
 HOME_DIRS = [Path.home() / ".cache" / "wandb", Path.home() / ".config" / "wandb",
              Path.home() / ".local" / "share" / "wandb"]

@@ -47,7 +47,7 @@ def _config(root: Path, *overrides: str) -> TrainConfig:
 @pytest.fixture(scope="module")
 def binary(tmp_path_factory: pytest.TempPathFactory, flights_frame: pd.DataFrame):
     """An XGBoost classifier trained on 4,000 real flights."""
-    cfg = _config(tmp_path_factory.mktemp("binary"), "model.n_estimators=40")
+    cfg = _config(tmp_path_factory.mktemp("binary"), "model.n_estimators=40", "model.n_jobs=1")
     frame = prepare(flights_frame, dataclasses.replace(cfg.data, sample_rows=4000), cfg.seed,
                     "flights.csv")
     return _fitted(cfg, frame)
@@ -57,7 +57,8 @@ def binary(tmp_path_factory: pytest.TempPathFactory, flights_frame: pd.DataFrame
 def regression(tmp_path_factory: pytest.TempPathFactory):
     """An XGBoost regressor trained on 3,000 real diamonds."""
     cfg = _config(tmp_path_factory.mktemp("regression"), "experiment=diamonds",
-                  "data.sample_rows=3000", "data.snapshot=false", "model.n_estimators=60")
+                  "data.sample_rows=3000", "data.snapshot=false", "model.n_estimators=60",
+                  "model.n_jobs=1")
     frame = ingest.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed).frame
     return _fitted(cfg, frame)
 

@@ -4,18 +4,40 @@ flights rows."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from prefab_core.config import TargetSpec, TrainConfig
+from prefab_core.config import TargetSpec, TrainConfig, load_config
 from prefab_core.errors import DataError
 from tasks.featurize import FeatureSet, featurize, split_rows
 from tasks.ingest import Dataset, prepare
 
 NUMERIC = ["month", "day", "sched_dep_time", "sched_arr_time", "distance", "flight"]
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory):
+    """``config(*overrides)`` -> the typed config, composed once per override set.
+
+    Hydra composition costs about 0.2 s; these tasks never touch ``paths``. Each call
+    returns a deep copy, so a test cannot leak changes into another.
+    """
+    root = tmp_path_factory.mktemp("root")
+    cache: dict[tuple[str, ...], TrainConfig] = {}
+
+    def _config(*overrides: str) -> TrainConfig:
+        if overrides not in cache:
+            cache[overrides] = load_config([f"paths.root={root}", *overrides],
+                                           config_dir=CONF).typed
+        return copy.deepcopy(cache[overrides])
+
+    return _config
 
 
 def flights(cfg: TrainConfig, frame: pd.DataFrame) -> Dataset:
@@ -36,8 +58,8 @@ def positions(cfg: TrainConfig, data: Dataset, seed: int):
 
 
 class TestSeededSplit:
-    def test_same_seed_same_rows(self, load, flights_frame: pd.DataFrame) -> None:
-        cfg = load("features.split.strategy=random").typed
+    def test_same_seed_same_rows(self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config("features.split.strategy=random")
         data = flights(cfg, flights_frame)
         a, b = run(cfg, data), run(cfg, data)
         for part in ("train", "valid", "test"):
@@ -48,8 +70,8 @@ class TestSeededSplit:
                                 "valid_rows": len(a.valid), "test_rows": len(a.test),
                                 "seed": cfg.seed}
 
-    def test_another_seed_other_rows(self, load, flights_frame: pd.DataFrame) -> None:
-        cfg = load("features.split.strategy=random").typed
+    def test_another_seed_other_rows(self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config("features.split.strategy=random")
         data = flights(cfg, flights_frame)
         tr, va, te = positions(cfg, data, 42)
         tr2, _, te2 = positions(cfg, data, 43)
@@ -57,27 +79,27 @@ class TestSeededSplit:
         assert not np.array_equal(te, te2)
         assert run(cfg, data, 43).fingerprint != run(cfg, data, 42).fingerprint
 
-    def test_parts_are_disjoint_and_cover_every_row(self, load,
+    def test_parts_are_disjoint_and_cover_every_row(self, config,
                                                     flights_frame: pd.DataFrame) -> None:
-        cfg = load("features.split.strategy=random").typed
+        cfg = config("features.split.strategy=random")
         data = flights(cfg, flights_frame)
         n = len(data.frame)
         tr, va, te = positions(cfg, data, cfg.seed)
         assert sorted(np.concatenate([tr, va, te]).tolist()) == list(range(n))
         assert abs(len(te) / n - 0.2) < 0.001 and abs(len(va) / n - 0.1) < 0.001
 
-    def test_no_validation_split_when_size_is_zero(self, load,
+    def test_no_validation_split_when_size_is_zero(self, config,
                                                    flights_frame: pd.DataFrame) -> None:
-        cfg = load("features.split.valid_size=0").typed
+        cfg = config("features.split.valid_size=0")
         fs = run(cfg, flights(cfg, flights_frame))
         assert len(fs.valid) == 0 and fs.Xt_valid is None
         assert len(fs.train) + len(fs.test) == len(flights_frame.dropna(subset=["arr_delay"]))
 
 
 class TestStratifiedSplit:
-    def test_class_ratio_kept_within_one_percent(self, load,
+    def test_class_ratio_kept_within_one_percent(self, config,
                                                  flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
+        cfg = config()
         assert cfg.features.split.strategy == "stratified"
         data = flights(cfg, flights_frame)
         fs = run(cfg, data)
@@ -89,8 +111,8 @@ class TestStratifiedSplit:
 
 
 class TestTimeSplit:
-    def test_newest_rows_are_the_test_set(self, load, flights_frame: pd.DataFrame) -> None:
-        cfg = load("features.split.strategy=time").typed
+    def test_newest_rows_are_the_test_set(self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config("features.split.strategy=time")
         data = flights(cfg, flights_frame)
         fs = run(cfg, data)
         t_train, t_valid, t_test = (p.X["time_hour"] for p in (fs.train, fs.valid, fs.test))
@@ -100,15 +122,15 @@ class TestTimeSplit:
         assert fs.split_info["test_from"] == str(t_test.min())
         assert len(fs.test) == round(len(data.frame) * 0.2)
 
-    def test_time_split_ignores_the_seed(self, load, flights_frame: pd.DataFrame) -> None:
-        cfg = load("features.split.strategy=time").typed
+    def test_time_split_ignores_the_seed(self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config("features.split.strategy=time")
         data = flights(cfg, flights_frame)
         pd.testing.assert_frame_equal(run(cfg, data, 1).test.X, run(cfg, data, 2).test.X)
 
 
 class TestPreprocessorFitOnTrainOnly:
-    def test_scaler_mean_is_the_train_mean(self, load, flights_frame: pd.DataFrame) -> None:
-        cfg = load("features=linear").typed
+    def test_scaler_mean_is_the_train_mean(self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config("features=linear")
         assert cfg.features.numeric.scale == "standard"
         data = flights(cfg, flights_frame)
         fs = run(cfg, data)
@@ -122,8 +144,8 @@ class TestPreprocessorFitOnTrainOnly:
         np.testing.assert_allclose(Xt.mean(axis=0), 0, atol=1e-9)
         np.testing.assert_allclose(Xt.std(axis=0), 1, atol=1e-9)
 
-    def test_imputer_uses_the_train_median(self, load, flights_frame: pd.DataFrame) -> None:
-        cfg = load("features.split.strategy=time").typed
+    def test_imputer_uses_the_train_median(self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config("features.split.strategy=time")
         data = flights(cfg, flights_frame)
         frame = data.frame.assign(distance=data.frame["distance"].astype("float64"))
         frame.loc[frame.index[::50], "distance"] = np.nan
@@ -139,8 +161,8 @@ class TestPreprocessorFitOnTrainOnly:
 
 class TestEncodings:
     def test_ordinal_codes_follow_sorted_train_categories(
-            self, load, flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
+            self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config()
         fs = run(cfg, flights(cfg, flights_frame))
         enc = fs.preprocessor.named_transformers_["cat"].named_steps["encode"]
         cats = sorted(fs.train.X["carrier"].unique())
@@ -151,9 +173,9 @@ class TestEncodings:
         assert fs.feature_names == [*NUMERIC, "carrier", "origin", "dest",
                                     "time_hour_dayofweek", "time_hour_hour"]
 
-    def test_onehot_has_one_column_per_category(self, load,
+    def test_onehot_has_one_column_per_category(self, config,
                                                 flights_frame: pd.DataFrame) -> None:
-        cfg = load("features.categorical.encoding=onehot").typed
+        cfg = config("features.categorical.encoding=onehot")
         fs = run(cfg, flights(cfg, flights_frame))
         names = ["origin_EWR", "origin_JFK", "origin_LGA"]
         idx = [fs.feature_names.index(n) for n in names]
@@ -163,9 +185,9 @@ class TestEncodings:
         n_carriers = fs.train.X["carrier"].nunique()
         assert sum(n.startswith("carrier_") for n in fs.feature_names) == n_carriers
 
-    def test_onehot_min_frequency_groups_rare_carriers(self, load,
+    def test_onehot_min_frequency_groups_rare_carriers(self, config,
                                                        flights_frame: pd.DataFrame) -> None:
-        cfg = load("features=linear").typed
+        cfg = config("features=linear")
         assert cfg.features.categorical.min_frequency == 100
         fs = run(cfg, flights(cfg, flights_frame))
         counts = fs.train.X["carrier"].value_counts()
@@ -176,8 +198,8 @@ class TestEncodings:
         col = fs.feature_names.index("carrier_infrequent_sklearn")
         assert fs.Xt_train[:, col].sum() == counts[rare].sum()
 
-    def test_native_gives_pandas_categories(self, load, flights_frame: pd.DataFrame) -> None:
-        cfg = load("features.categorical.encoding=native").typed
+    def test_native_gives_pandas_categories(self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config("features.categorical.encoding=native")
         fs = run(cfg, flights(cfg, flights_frame))
         assert fs.native_categorical is True
         Xt = fs.Xt_train
@@ -188,17 +210,17 @@ class TestEncodings:
         assert Xt["carrier"].astype(str).tolist() == fs.train.X["carrier"].tolist()
         assert Xt["distance"].tolist() == fs.train.X["distance"].astype(float).tolist()
 
-    def test_datetime_parts(self, load, flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
+    def test_datetime_parts(self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config()
         fs = run(cfg, flights(cfg, flights_frame))
         t = fs.train.X["time_hour"]
         for part in ("dayofweek", "hour"):
             col = fs.feature_names.index(f"time_hour_{part}")
             np.testing.assert_array_equal(fs.Xt_train[:, col], getattr(t.dt, part).to_numpy())
 
-    def test_input_schema_describes_raw_columns(self, load,
+    def test_input_schema_describes_raw_columns(self, config,
                                                 flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
+        cfg = config()
         fs = run(cfg, flights(cfg, flights_frame))
         assert list(fs.input_schema) == [*NUMERIC, "carrier", "origin", "dest", "time_hour"]
         assert fs.input_schema["origin"] == {"kind": "categorical", "dtype": "str",
@@ -208,9 +230,9 @@ class TestEncodings:
 
 class TestUnknownCategories:
     @pytest.mark.parametrize("encoding", ["ordinal", "onehot", "native"])
-    def test_unseen_values_do_not_crash(self, load, flights_frame: pd.DataFrame,
+    def test_unseen_values_do_not_crash(self, config, flights_frame: pd.DataFrame,
                                         encoding: str) -> None:
-        cfg = load(f"features.categorical.encoding={encoding}").typed
+        cfg = config(f"features.categorical.encoding={encoding}")
         fs = run(cfg, flights(cfg, flights_frame))
         X = fs.test.X.head(50).assign(carrier="ZZ", dest="XXX")
         out = fs.preprocessor.transform(X)
@@ -225,9 +247,9 @@ class TestUnknownCategories:
             assert out["carrier"].isna().all() and out["dest"].isna().all()
             assert out["origin"].notna().all()
 
-    def test_missing_category_values_are_imputed(self, load,
+    def test_missing_category_values_are_imputed(self, config,
                                                  flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
+        cfg = config()
         fs = run(cfg, flights(cfg, flights_frame))
         X = fs.test.X.head(10).copy()
         X["origin"] = pd.Series([None] * 10, dtype="object")
@@ -236,8 +258,8 @@ class TestUnknownCategories:
 
 
 class TestFeaturizeBadInput:
-    def test_missing_feature_column_is_named(self, load, flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
+    def test_missing_feature_column_is_named(self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config()
         data = flights(cfg, flights_frame)
         data = dataclasses.replace(data, frame=data.frame.drop(columns=["distance"]))
         with pytest.raises(DataError) as err:
@@ -245,16 +267,16 @@ class TestFeaturizeBadInput:
         assert "['distance']" in str(err.value) and "'flights'" in str(err.value)
         assert "conf/features" in err.value.fix
 
-    def test_missing_target_is_named(self, load, flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
+    def test_missing_target_is_named(self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config()
         data = flights(cfg, flights_frame)
         data = dataclasses.replace(data, frame=data.frame.drop(columns=["delayed"]))
         with pytest.raises(DataError) as err:
             run(cfg, data)
         assert "['delayed']" in str(err.value)
 
-    def test_input_frame_is_not_modified(self, load, flights_frame: pd.DataFrame) -> None:
-        cfg = load("features=linear").typed
+    def test_input_frame_is_not_modified(self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config("features=linear")
         data = flights(cfg, flights_frame)
         before = data.frame.copy()
         run(cfg, data)

@@ -11,12 +11,13 @@ import boto3
 import pandas as pd
 import pytest
 
-from prefab_core.config import TrainConfig, WindowConfig
+from prefab_core.config import TrainConfig, WindowConfig, load_config
 from prefab_core.errors import DataError, DataFormatError, DataSourceNotFound, PrefabError
 from tasks.ingest import Dataset, ingest, load_snapshot
 
 FLIGHT_COLUMNS = ["time_hour", "month", "day", "sched_dep_time", "sched_arr_time", "carrier",
                   "flight", "origin", "dest", "distance", "hour", "delayed"]
+CONF = Path(__file__).resolve().parents[2] / "conf"
 DIAMOND_COLUMNS = ["carat", "cut", "color", "clarity", "depth", "table", "x", "y", "z", "price"]
 
 
@@ -50,11 +51,35 @@ def make_bucket(endpoint: str) -> str:
     return name
 
 
+@pytest.fixture(scope="module")
+def default_config(tmp_path_factory: pytest.TempPathFactory) -> TrainConfig:
+    return load_config([f"paths.root={tmp_path_factory.mktemp('root')}"],
+                       config_dir=CONF).typed
+
+
+@pytest.fixture()
+def cfg(default_config: TrainConfig, tmp_path: Path) -> TrainConfig:
+    """The default config with the project root (and snapshots) in ``tmp_path``.
+
+    Composed once per module: Hydra composition costs about 0.2 s per call.
+    """
+    paths = dataclasses.replace(default_config.paths, root=str(tmp_path),
+                                data_dir=str(tmp_path / "data"))
+    return dataclasses.replace(default_config, paths=paths)
+
+
+@pytest.fixture(scope="module")
+def shared_csv(tmp_path_factory: pytest.TempPathFactory, flights_frame: pd.DataFrame) -> Path:
+    """``flights_frame`` as a CSV written once, for tests that only read it."""
+    path = tmp_path_factory.mktemp("shared") / "flights.csv"
+    flights_frame.to_csv(path, index=False)
+    return path
+
+
 class TestIngestCsv:
-    def test_applies_dropna_derive_and_columns(self, load, flights_csv: Path,
+    def test_applies_dropna_derive_and_columns(self, cfg: TrainConfig, shared_csv: Path,
                                                flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
-        ds = run(cfg, uri=str(flights_csv))
+        ds = run(cfg, uri=str(shared_csv))
         expected = prepared(flights_frame)
         assert ds.rows == len(expected) == 20_000 - int(flights_frame["arr_delay"].isna().sum())
         assert list(ds.frame.columns) == FLIGHT_COLUMNS
@@ -64,43 +89,39 @@ class TestIngestCsv:
         assert str(ds.frame["time_hour"].dt.tz) == "UTC"
         assert ds.frame["time_hour"].tolist() == expected["time_hour"].tolist()
         assert (ds.name, ds.target, ds.time_column, ds.source) == (
-            "flights", "delayed", "time_hour", str(flights_csv))
+            "flights", "delayed", "time_hour", str(shared_csv))
         assert ds.stats == {"time_min": str(expected["time_hour"].min()),
                             "time_max": str(expected["time_hour"].max())}
         assert ds.lineage_record()["rows"] == ds.rows
 
     @pytest.mark.parametrize("suffix", [".csv.gz", ".csv.zip"])
-    def test_compressed_csv_reads_like_plain(self, load, tmp_path: Path, suffix: str,
-                                             flights_csv: Path,
+    def test_compressed_csv_reads_like_plain(self, cfg: TrainConfig, tmp_path: Path, suffix: str,
+                                             shared_csv: Path,
                                              flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
         packed = tmp_path / f"flights{suffix}"
         flights_frame.to_csv(packed, index=False)
         ds = run(cfg, uri=str(packed))
-        pd.testing.assert_frame_equal(ds.frame, run(cfg, uri=str(flights_csv)).frame)
+        pd.testing.assert_frame_equal(ds.frame, run(cfg, uri=str(shared_csv)).frame)
         assert ds.source.endswith(suffix)
 
-    def test_relative_path_resolves_against_project_root(self, load, tmp_path: Path,
+    def test_relative_path_resolves_against_project_root(self, cfg: TrainConfig, tmp_path: Path,
                                                          flights_csv: Path) -> None:
-        cfg = load().typed
         ds = run(cfg, uri=flights_csv.name)
         assert Path(ds.source) == tmp_path / "flights.csv"
         assert ds.rows > 19_000
 
 
 class TestIngestParquet:
-    def test_parquet_matches_the_same_rows_as_csv(self, load, tmp_path: Path,
-                                                  flights_csv: Path,
+    def test_parquet_matches_the_same_rows_as_csv(self, cfg: TrainConfig, tmp_path: Path,
+                                                  shared_csv: Path,
                                                   flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
         path = tmp_path / "flights.parquet"
         flights_frame.to_parquet(path, index=False)
         ds = run(cfg, uri=str(path), format="auto")
-        pd.testing.assert_frame_equal(ds.frame, run(cfg, uri=str(flights_csv)).frame)
+        pd.testing.assert_frame_equal(ds.frame, run(cfg, uri=str(shared_csv)).frame)
 
     def test_explicit_format_reads_a_file_whose_name_says_nothing(
-            self, load, tmp_path: Path, flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
+            self, cfg: TrainConfig, tmp_path: Path, flights_frame: pd.DataFrame) -> None:
         path = tmp_path / "flights.bin"
         flights_frame.to_parquet(path, index=False)
         assert run(cfg, uri=str(path), format="parquet").rows == len(prepared(flights_frame))
@@ -134,15 +155,15 @@ class TestIngestPackageData:
 
 
 class TestIngestS3:
-    def test_reads_a_csv_through_the_s3_endpoint(self, s3_env: str, load, flights_csv: Path
+    def test_reads_a_csv_through_the_s3_endpoint(self, s3_env: str, load, shared_csv: Path
                                                  ) -> None:
         bucket = make_bucket(s3_env)
-        s3_client(s3_env).upload_file(str(flights_csv), bucket, "raw/flights.csv")
-        cfg = load().typed
+        s3_client(s3_env).upload_file(str(shared_csv), bucket, "raw/flights.csv")
+        cfg = load().typed  # after s3_env: the endpoint comes from the environment
         assert cfg.storage.s3.endpoint_url == s3_env
         ds = run(cfg, uri=f"s3://{bucket}/raw/flights.csv")
         assert ds.source == f"s3://{bucket}/raw/flights.csv"
-        pd.testing.assert_frame_equal(ds.frame, run(cfg, uri=str(flights_csv)).frame)
+        pd.testing.assert_frame_equal(ds.frame, run(cfg, uri=str(shared_csv)).frame)
 
     def test_fingerprint_follows_the_object_content(self, s3_env: str, load,
                                                     flights_frame: pd.DataFrame) -> None:
@@ -189,9 +210,8 @@ class TestIngestS3:
 
 class TestIngestWindow:
     def test_newest_month_keeps_only_the_newest_calendar_month(
-            self, load, flights_csv: Path, flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
-        ds = run(cfg, uri=str(flights_csv), window=WindowConfig(newest="month"))
+            self, cfg: TrainConfig, shared_csv: Path, flights_frame: pd.DataFrame) -> None:
+        ds = run(cfg, uri=str(shared_csv), window=WindowConfig(newest="month"))
         src = prepared(flights_frame)
         newest = src["time_hour"].max()
         start = pd.Timestamp(year=newest.year, month=newest.month, day=1, tz="UTC")
@@ -202,41 +222,38 @@ class TestIngestWindow:
         assert months == {(newest.year, newest.month)}
         assert ds.frame["time_hour"].tolist() == expected["time_hour"].tolist()
 
-    def test_newest_week_starts_on_monday(self, load, flights_csv: Path,
+    def test_newest_week_starts_on_monday(self, cfg: TrainConfig, shared_csv: Path,
                                           flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
-        ds = run(cfg, uri=str(flights_csv), window=WindowConfig(newest="week"))
+        ds = run(cfg, uri=str(shared_csv), window=WindowConfig(newest="week"))
         src = prepared(flights_frame)
         day = src["time_hour"].max().normalize()
         monday = day - pd.Timedelta(days=day.dayofweek)
         assert ds.rows == int((src["time_hour"] >= monday).sum()) > 0
         assert ds.frame["time_hour"].min().dayofweek == 0
 
-    def test_start_is_inclusive_and_end_exclusive(self, load, flights_csv: Path,
+    def test_start_is_inclusive_and_end_exclusive(self, cfg: TrainConfig, shared_csv: Path,
                                                   flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
         src = prepared(flights_frame)
         start, end = src["time_hour"].iloc[5000], src["time_hour"].iloc[9000]
-        ds = run(cfg, uri=str(flights_csv),
+        ds = run(cfg, uri=str(shared_csv),
                  window=WindowConfig(start=start.isoformat(), end=end.isoformat()))
         t = src["time_hour"]
         assert ds.rows == int(((t >= start) & (t < end)).sum())
         assert ds.frame["time_hour"].min() == start
         assert ds.frame["time_hour"].max() < end
 
-    def test_window_without_time_column_names_the_key(self, load, flights_csv: Path) -> None:
-        cfg = load().typed
+    def test_window_without_time_column_names_the_key(
+            self, cfg: TrainConfig, shared_csv: Path) -> None:
         with pytest.raises(DataError) as err:
-            run(cfg, uri=str(flights_csv), time_column=None, window=WindowConfig(newest="day"))
+            run(cfg, uri=str(shared_csv), time_column=None, window=WindowConfig(newest="day"))
         assert_clear(err.value, "data.window", "data.time_column")
 
 
 class TestIngestSampling:
-    def test_sample_is_deterministic_per_seed(self, load, flights_csv: Path) -> None:
-        cfg = load().typed
-        a = run(cfg, uri=str(flights_csv), sample_rows=500)
-        b = run(cfg, uri=str(flights_csv), sample_rows=500)
-        other = ingest.fn(dataclasses.replace(cfg.data, uri=str(flights_csv), sample_rows=500),
+    def test_sample_is_deterministic_per_seed(self, cfg: TrainConfig, shared_csv: Path) -> None:
+        a = run(cfg, uri=str(shared_csv), sample_rows=500)
+        b = run(cfg, uri=str(shared_csv), sample_rows=500)
+        other = ingest.fn(dataclasses.replace(cfg.data, uri=str(shared_csv), sample_rows=500),
                           cfg.paths, cfg.storage, cfg.seed + 1)
         assert a.rows == b.rows == other.rows == 500
         pd.testing.assert_frame_equal(a.frame, b.frame)
@@ -245,26 +262,23 @@ class TestIngestSampling:
         # Sampled rows keep the file's order (the slice is sorted by time).
         assert a.frame["time_hour"].is_monotonic_increasing
 
-    def test_sample_larger_than_the_data_keeps_every_row(self, load, flights_csv: Path,
+    def test_sample_larger_than_the_data_keeps_every_row(self, cfg: TrainConfig, shared_csv: Path,
                                                          flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
-        ds = run(cfg, uri=str(flights_csv), sample_rows=1_000_000)
+        ds = run(cfg, uri=str(shared_csv), sample_rows=1_000_000)
         assert ds.rows == len(prepared(flights_frame))
 
 
 class TestIngestFingerprint:
-    def test_stable_for_the_same_content(self, load, tmp_path: Path, flights_csv: Path
+    def test_stable_for_the_same_content(self, cfg: TrainConfig, tmp_path: Path, shared_csv: Path
                                          ) -> None:
-        cfg = load().typed
-        a = run(cfg, uri=str(flights_csv), snapshot=False)
-        b = run(cfg, uri=str(flights_csv), snapshot=False)
+        a = run(cfg, uri=str(shared_csv), snapshot=False)
+        b = run(cfg, uri=str(shared_csv), snapshot=False)
         assert a.fingerprint == b.fingerprint and len(a.fingerprint) == 32
         copy = tmp_path / "copy.csv"
-        copy.write_bytes(flights_csv.read_bytes())
+        copy.write_bytes(shared_csv.read_bytes())
         assert run(cfg, uri=str(copy), snapshot=False).source_fingerprint == a.source_fingerprint
 
-    def test_changes_when_the_file_changes(self, load, flights_csv: Path) -> None:
-        cfg = load().typed
+    def test_changes_when_the_file_changes(self, cfg: TrainConfig, flights_csv: Path) -> None:
         before = run(cfg, uri=str(flights_csv), snapshot=False)
         frame = pd.read_csv(flights_csv)
         frame.loc[0, "distance"] += 1
@@ -274,24 +288,23 @@ class TestIngestFingerprint:
         assert after.fingerprint != before.fingerprint
         assert after.frame["distance"].iloc[0] == before.frame["distance"].iloc[0] + 1
 
-    def test_changes_with_the_preparation_config_only(self, load, flights_csv: Path) -> None:
-        cfg = load().typed
-        a = run(cfg, uri=str(flights_csv), snapshot=False)
-        b = run(cfg, uri=str(flights_csv), snapshot=False, derive={"delayed": "arr_delay > 30"})
+    def test_changes_with_the_preparation_config_only(
+            self, cfg: TrainConfig, shared_csv: Path) -> None:
+        a = run(cfg, uri=str(shared_csv), snapshot=False)
+        b = run(cfg, uri=str(shared_csv), snapshot=False, derive={"delayed": "arr_delay > 30"})
         assert b.source_fingerprint == a.source_fingerprint
         assert b.fingerprint != a.fingerprint
         assert b.frame["delayed"].sum() < a.frame["delayed"].sum()
 
 
 class TestIngestSnapshot:
-    def test_written_once_and_read_back_identical(self, load, tmp_path: Path,
-                                                  flights_csv: Path) -> None:
-        cfg = load().typed
-        ds = run(cfg, uri=str(flights_csv))
+    def test_written_once_and_read_back_identical(self, cfg: TrainConfig, tmp_path: Path,
+                                                  shared_csv: Path) -> None:
+        ds = run(cfg, uri=str(shared_csv))
         path = tmp_path / "data" / "snapshots" / "flights" / f"{ds.fingerprint}.parquet"
         assert ds.snapshot_uri == str(path)
         stat = path.stat()
-        again = run(cfg, uri=str(flights_csv))
+        again = run(cfg, uri=str(shared_csv))
         assert again.snapshot_uri == ds.snapshot_uri
         assert (path.stat().st_mtime_ns, path.stat().st_ino) == (stat.st_mtime_ns, stat.st_ino)
         assert [p.name for p in path.parent.iterdir()] == [path.name]
@@ -302,66 +315,60 @@ class TestIngestSnapshot:
         ds = ingest.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed)
         pd.testing.assert_frame_equal(load_snapshot(ds.snapshot_uri, cfg.storage), ds.frame)
 
-    def test_no_snapshot_when_disabled(self, load, tmp_path: Path, flights_csv: Path) -> None:
-        cfg = load().typed
-        assert run(cfg, uri=str(flights_csv), snapshot=False).snapshot_uri is None
+    def test_no_snapshot_when_disabled(
+            self, cfg: TrainConfig, tmp_path: Path, shared_csv: Path) -> None:
+        assert run(cfg, uri=str(shared_csv), snapshot=False).snapshot_uri is None
         assert not (tmp_path / "data").exists()
 
 
 class TestIngestBadInput:
     """Every bad file ends in a PrefabError that names the file or column and a fix."""
 
-    def test_nonexistent_path(self, load, tmp_path: Path) -> None:
-        cfg = load().typed
+    def test_nonexistent_path(self, cfg: TrainConfig, tmp_path: Path) -> None:
         with pytest.raises(DataSourceNotFound) as err:
             run(cfg, uri=str(tmp_path / "nope.csv"))
         assert_clear(err.value, "nope.csv", "no such file", "data.uri")
 
-    def test_directory_instead_of_a_file(self, load, tmp_path: Path) -> None:
-        cfg = load().typed
+    def test_directory_instead_of_a_file(self, cfg: TrainConfig, tmp_path: Path) -> None:
         with pytest.raises(DataSourceNotFound) as err:
             run(cfg, uri=str(tmp_path))
         assert_clear(err.value, str(tmp_path), "directory")
 
-    def test_empty_file(self, load, tmp_path: Path) -> None:
-        cfg = load().typed
+    def test_empty_file(self, cfg: TrainConfig, tmp_path: Path) -> None:
         (tmp_path / "empty.csv").write_bytes(b"")
         with pytest.raises(DataFormatError) as err:
             run(cfg, uri=str(tmp_path / "empty.csv"))
         assert_clear(err.value, "empty.csv", "0 bytes")
 
-    def test_header_only_file(self, load, tmp_path: Path, flights_csv: Path) -> None:
-        cfg = load().typed
-        header = flights_csv.read_text().splitlines()[0]
+    def test_header_only_file(self, cfg: TrainConfig, tmp_path: Path, shared_csv: Path) -> None:
+        header = shared_csv.read_text().splitlines()[0]
         (tmp_path / "header.csv").write_text(header + "\n")
         with pytest.raises(DataFormatError) as err:
             run(cfg, uri=str(tmp_path / "header.csv"))
         assert_clear(err.value, "header.csv", "no data rows")
 
-    def test_ragged_rows(self, load, tmp_path: Path, flights_csv: Path) -> None:
-        cfg = load().typed
-        lines = flights_csv.read_text().splitlines()
+    def test_ragged_rows(self, cfg: TrainConfig, tmp_path: Path, shared_csv: Path) -> None:
+        lines = shared_csv.read_text().splitlines()
         lines[101] = lines[101].rsplit(",", 1)[0]  # one field short
         (tmp_path / "ragged.csv").write_text("\n".join(lines) + "\n")
         with pytest.raises(DataFormatError) as err:
             run(cfg, uri=str(tmp_path / "ragged.csv"))
         assert_clear(err.value, "ragged.csv", "malformed CSV", "Expected 19 columns, got 18")
 
-    def test_duplicate_column_names(self, load, tmp_path: Path, flights_csv: Path) -> None:
-        cfg = load().typed
-        text = flights_csv.read_text()
+    def test_duplicate_column_names(
+            self, cfg: TrainConfig, tmp_path: Path, shared_csv: Path) -> None:
+        text = shared_csv.read_text()
         header, rest = text.split("\n", 1)
         (tmp_path / "dup.csv").write_text(header.replace("tailnum", "origin") + "\n" + rest)
         with pytest.raises(DataFormatError) as err:
             run(cfg, uri=str(tmp_path / "dup.csv"))
         assert_clear(err.value, "dup.csv", "duplicate column names ['origin']")
 
-    def test_duplicate_column_names_in_parquet(self, load, tmp_path: Path,
+    def test_duplicate_column_names_in_parquet(self, cfg: TrainConfig, tmp_path: Path,
                                                flights_frame: pd.DataFrame) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        cfg = load().typed
         table = pa.Table.from_pandas(flights_frame.head(100), preserve_index=False)
         table = table.rename_columns(["dest" if n == "origin" else n for n in table.column_names])
         pq.write_table(table, tmp_path / "dup.parquet")
@@ -369,9 +376,8 @@ class TestIngestBadInput:
             run(cfg, uri=str(tmp_path / "dup.parquet"), format="auto")
         assert_clear(err.value, "dup.parquet", "['dest']")
 
-    def test_not_a_parquet_file(self, load, flights_csv: Path, tmp_path: Path) -> None:
-        cfg = load().typed
-        (tmp_path / "fake.parquet").write_bytes(flights_csv.read_bytes())
+    def test_not_a_parquet_file(self, cfg: TrainConfig, shared_csv: Path, tmp_path: Path) -> None:
+        (tmp_path / "fake.parquet").write_bytes(shared_csv.read_bytes())
         with pytest.raises(DataFormatError) as err:
             run(cfg, uri=str(tmp_path / "fake.parquet"), format="auto")
         assert_clear(err.value, "fake.parquet", "not a readable Parquet file")
@@ -385,18 +391,16 @@ class TestIngestBadInput:
         assert_clear(err.value, "no_price.csv", "['color', 'clarity', 'depth', 'table', 'x', "
                      "'y', 'z', 'price']", "data.columns")
 
-    def test_missing_column_behind_the_derived_target(self, load, tmp_path: Path,
+    def test_missing_column_behind_the_derived_target(self, cfg: TrainConfig, tmp_path: Path,
                                                       flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
         flights_frame.drop(columns=["arr_delay"]).to_csv(tmp_path / "f.csv", index=False)
         with pytest.raises(DataError) as err:
             run(cfg, uri=str(tmp_path / "f.csv"))
         assert_clear(err.value, "f.csv", "['arr_delay']", "data.dropna")
 
-    def test_derive_expression_that_fails(self, load, flights_csv: Path) -> None:
-        cfg = load().typed
+    def test_derive_expression_that_fails(self, cfg: TrainConfig, shared_csv: Path) -> None:
         with pytest.raises(DataError) as err:
-            run(cfg, uri=str(flights_csv), derive={"delayed": "arr_delya > 15"})
+            run(cfg, uri=str(shared_csv), derive={"delayed": "arr_delya > 15"})
         assert_clear(err.value, "data.derive.delayed", "arr_delya", "flights.csv")
 
     def test_missing_tar_member(self, load) -> None:
@@ -405,14 +409,12 @@ class TestIngestBadInput:
             run(cfg, uri="pkg://pydataset/resources.tar.gz#resources/nope.csv")
         assert_clear(err.value, "resources.tar.gz", "'resources/nope.csv'")
 
-    def test_package_not_installed(self, load) -> None:
-        cfg = load().typed
+    def test_package_not_installed(self, cfg: TrainConfig) -> None:
         with pytest.raises(DataSourceNotFound) as err:
             run(cfg, uri="pkg://no_such_package_xyz/data.csv")
         assert_clear(err.value, "no_such_package_xyz", "not installed")
 
-    def test_unknown_format_from_the_name(self, load, tmp_path: Path) -> None:
-        cfg = load().typed
+    def test_unknown_format_from_the_name(self, cfg: TrainConfig, tmp_path: Path) -> None:
         (tmp_path / "flights.dat").write_text("a,b\n1,2\n")
         with pytest.raises(DataFormatError) as err:
             run(cfg, uri=str(tmp_path / "flights.dat"), format="auto")

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from tests.conftest import make_bucket
 
 from prefab_core.config import (
     ModelSpec,
@@ -36,6 +35,7 @@ from tasks.ingest import Dataset, ingest
 from tasks.register import RunInfo, load_production, open_registry, register
 from tasks.train import TrainedModel, train
 from tasks.validate import validate
+from tests.conftest import make_bucket
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf"

@@ -20,6 +20,9 @@ from tasks.train import TrainedModel, train
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 FLIGHT_ROWS = 4000
+# One thread: OpenMP's busy-waiting makes 2-thread XGBoost 15x slower on a busy 2-core
+# machine. The forest determinism test keeps the config's own n_jobs=2.
+ONE = "model.n_jobs=1"
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +46,17 @@ def dataset(cfg: TrainConfig, flights_frame: pd.DataFrame,
                    target=cfg.data.target, time_column=cfg.data.time_column)
 
 
-@pytest.fixture()
-def setup(load, flights_frame: pd.DataFrame, diamonds_frame: pd.DataFrame):
-    """``setup(*overrides)`` -> (config, featurized real slice)."""
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory, flights_frame: pd.DataFrame,
+          diamonds_frame: pd.DataFrame):
+    """``setup(*overrides)`` -> (config, featurized real slice).
+
+    Training never touches ``paths``, so one root serves the whole module.
+    """
+    root = tmp_path_factory.mktemp("root")
 
     def _setup(*overrides: str) -> tuple[TrainConfig, FeatureSet]:
-        cfg = load(*overrides).typed
+        cfg = load_config([f"paths.root={root}", *overrides], config_dir=CONF).typed
         data = dataset(cfg, flights_frame, diamonds_frame)
         return cfg, featurize.fn(data, cfg.features, TargetSpec.from_data(cfg.data), cfg.seed)
 
@@ -60,18 +68,18 @@ def fit(cfg: TrainConfig, fs: FeatureSet) -> TrainedModel:
 
 
 CLASSIFIERS = {
-    "xgboost": ("xgboost.XGBClassifier", ["model=xgboost", "model.n_estimators=20"]),
+    "xgboost": ("xgboost.XGBClassifier", ["model=xgboost", "model.n_estimators=20", ONE]),
     "random_forest": ("sklearn.ensemble.RandomForestClassifier",
-                      ["model=random_forest", "model.n_estimators=20"]),
+                      ["model=random_forest", "model.n_estimators=20", ONE]),
     "logistic_regression": ("sklearn.linear_model.LogisticRegression",
                             ["model=logistic_regression", "features=linear"]),
 }
 REGRESSORS = {
     "xgboost_regressor": ("xgboost.XGBRegressor",
-                          ["experiment=diamonds", "model.n_estimators=60"]),
+                          ["experiment=diamonds", "model.n_estimators=60", ONE]),
     "random_forest_regressor": ("sklearn.ensemble.RandomForestRegressor",
                                 ["experiment=diamonds", "model=random_forest_regressor",
-                                 "model.n_estimators=20"]),
+                                 "model.n_estimators=20", ONE]),
     "linear_regression": ("sklearn.linear_model.Ridge",
                           ["experiment=diamonds", "model=linear_regression"]),
 }
@@ -125,7 +133,8 @@ class TestTrainDeterminism:
         assert a.fingerprint == b.fingerprint
 
     def test_forest_same_seed_same_trees(self, setup) -> None:
-        cfg, fs = setup(*CLASSIFIERS["random_forest"][1])
+        cfg, fs = setup("model=random_forest", "model.n_estimators=20")
+        assert cfg.model["n_jobs"] == 2
         a, b = fit(cfg, fs), fit(cfg, fs)
         for ta, tb in zip(a.pipeline.named_steps["model"].estimators_,
                           b.pipeline.named_steps["model"].estimators_, strict=True):
@@ -140,7 +149,7 @@ class TestTrainDeterminism:
 
     def test_another_seed_other_forest(self, setup) -> None:
         cfg, fs = setup(*CLASSIFIERS["random_forest"][1])
-        other, fs_other = setup(*CLASSIFIERS["random_forest"][1], "seed=7")
+        other, _ = setup(*CLASSIFIERS["random_forest"][1], "seed=7")
         assert other.model["random_state"] == 7
         a = fit(cfg, fs)
         b = train.fn(fs, ModelSpec.from_config(other.model), other.seed)
@@ -151,7 +160,7 @@ class TestTrainDeterminism:
 
 class TestEarlyStopping:
     def test_stops_before_n_estimators(self, setup) -> None:
-        cfg, fs = setup("model.n_estimators=300", "model.learning_rate=0.3")
+        cfg, fs = setup("model.n_estimators=300", "model.learning_rate=0.3", ONE)
         assert cfg.model["early_stopping_rounds"] == 30
         tm = fit(cfg, fs)
         best = tm.info["best_iteration"]
@@ -162,12 +171,12 @@ class TestEarlyStopping:
 
     def test_regressor_stops_early_too(self, setup) -> None:
         cfg, fs = setup("experiment=diamonds", "model.n_estimators=2000",
-                        "model.learning_rate=0.5")
+                        "model.learning_rate=0.5", ONE)
         tm = fit(cfg, fs)
         assert tm.info["best_iteration"] < 2000 - 30
 
     def test_no_early_stopping_when_unset(self, setup) -> None:
-        cfg, fs = setup("model.n_estimators=15", "model.early_stopping_rounds=null")
+        cfg, fs = setup("model.n_estimators=15", "model.early_stopping_rounds=null", ONE)
         tm = fit(cfg, fs)
         assert "best_iteration" not in tm.info
         assert tm.pipeline.named_steps["model"].get_booster().num_boosted_rounds() == 15
@@ -182,7 +191,7 @@ class TestEarlyStopping:
 
 class TestNativeCategorical:
     def test_xgboost_takes_pandas_categories(self, setup) -> None:
-        cfg, fs = setup("features.categorical.encoding=native", "model.n_estimators=20")
+        cfg, fs = setup("features.categorical.encoding=native", "model.n_estimators=20", ONE)
         tm = fit(cfg, fs)
         assert tm.params["enable_categorical"] is True
         X = fs.test.X.head(100).assign(dest="NOPE")  # unseen at fit time

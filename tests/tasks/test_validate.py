@@ -3,6 +3,7 @@ diamonds rows, every violation reported at once, and the warn/fail switch."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from pathlib import Path
@@ -11,10 +12,31 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefab_core.config import ColumnRule, TargetSpec, TrainConfig
+from prefab_core.config import ColumnRule, TargetSpec, TrainConfig, load_config
 from prefab_core.errors import DataValidationError
 from tasks.ingest import Dataset, ingest, prepare
 from tasks.validate import ValidationReport, validate
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory):
+    """``config(*overrides)`` -> the typed config, composed once per override set.
+
+    Hydra composition costs about 0.2 s; these tasks never touch ``paths``. Each call
+    returns a deep copy, so a test cannot leak changes into another.
+    """
+    root = tmp_path_factory.mktemp("root")
+    cache: dict[tuple[str, ...], TrainConfig] = {}
+
+    def _config(*overrides: str) -> TrainConfig:
+        if overrides not in cache:
+            cache[overrides] = load_config([f"paths.root={root}", *overrides],
+                                           config_dir=CONF).typed
+        return copy.deepcopy(cache[overrides])
+
+    return _config
 
 
 def flights_dataset(cfg: TrainConfig, frame: pd.DataFrame, **data: object) -> Dataset:
@@ -41,9 +63,9 @@ def ingest_file(cfg: TrainConfig, path: Path, **data: object) -> Dataset:
 
 
 class TestValidatePasses:
-    def test_real_flights_rows_meet_the_flights_contract(self, load,
+    def test_real_flights_rows_meet_the_flights_contract(self, config,
                                                          flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
+        cfg = config()
         data = flights_dataset(cfg, flights_frame)
         report = check(cfg, data)
         assert report.passed is True
@@ -52,15 +74,15 @@ class TestValidatePasses:
         assert report.dataset == "flights (flights.csv)"
         assert len(report.fingerprint) == 32
 
-    def test_real_diamonds_meet_the_diamonds_contract(self, load) -> None:
-        cfg = load("experiment=diamonds", "data.sample_rows=5000", "data.snapshot=false").typed
+    def test_real_diamonds_meet_the_diamonds_contract(self, config) -> None:
+        cfg = config("experiment=diamonds", "data.sample_rows=5000", "data.snapshot=false")
         data = ingest.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed)
         report = validate.fn(data, cfg.validate, TargetSpec.from_data(cfg.data))
         assert report.passed and report.rows == 5000 and report.columns == 10
 
-    def test_fingerprint_follows_data_and_rules(self, load, flights_frame: pd.DataFrame
+    def test_fingerprint_follows_data_and_rules(self, config, flights_frame: pd.DataFrame
                                                 ) -> None:
-        cfg = load().typed
+        cfg = config()
         data = flights_dataset(cfg, flights_frame)
         a = check(cfg, data)
         assert check(cfg, data).fingerprint == a.fingerprint
@@ -71,8 +93,8 @@ class TestValidatePasses:
 
 class TestValidateReportsEverything:
     def test_three_problems_give_three_records_in_one_error(
-            self, load, flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
+            self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config()
         data = flights_dataset(cfg, flights_frame)
         frame = data.frame.copy()
         frame.loc[0:9, "carrier"] = "ZZ"                      # 10 unknown categories
@@ -94,9 +116,9 @@ class TestValidateReportsEverything:
             assert f"column {col}" in text
         assert "validate.on_failure=warn" in err.value.fix
 
-    def test_examples_are_capped_but_counts_are_not(self, load,
+    def test_examples_are_capped_but_counts_are_not(self, config,
                                                     flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
+        cfg = config()
         data = flights_dataset(cfg, flights_frame)
         frame = data.frame.copy()
         codes = ["Z1", "Z2", "Z3", "Z4", "Z5", "Z6", "Z7", "Z8"]
@@ -107,8 +129,8 @@ class TestValidateReportsEverything:
         assert (v["column"], v["count"], v["examples"]) == ("carrier", 40, ["Z1", "Z2", "Z3"])
 
     def test_wrong_dtype_skips_value_checks_on_that_column(
-            self, load, flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
+            self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config()
         data = flights_dataset(cfg, flights_frame)
         frame = data.frame.assign(hour=data.frame["hour"].astype(str) + "h")
         report = check(cfg, dataclasses.replace(data, frame=frame), on_failure="warn")
@@ -119,8 +141,8 @@ class TestValidateReportsEverything:
 
 class TestValidateOnFailureWarn:
     def test_warn_returns_the_failed_report_without_raising(
-            self, load, flights_frame: pd.DataFrame, caplog: pytest.LogCaptureFixture) -> None:
-        cfg = load().typed
+            self, config, flights_frame: pd.DataFrame, caplog: pytest.LogCaptureFixture) -> None:
+        cfg = config()
         data = flights_dataset(cfg, flights_frame)
         frame = data.frame.copy()
         frame.loc[0:4, "origin"] = "XYZ"
@@ -137,9 +159,9 @@ class TestValidateOnFailureWarn:
 
 
 class TestValidateMinRows:
-    def test_too_few_rows_is_one_table_violation(self, load,
+    def test_too_few_rows_is_one_table_violation(self, config,
                                                  flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
+        cfg = config()
         data = flights_dataset(cfg, flights_frame.head(600))
         with pytest.raises(DataValidationError) as err:
             check(cfg, data)
@@ -147,8 +169,8 @@ class TestValidateMinRows:
         assert v == {"column": "<table>", "rule": "min_rows(1000)", "count": 1,
                      "examples": [f"found {len(data.frame)} row(s)"]}
 
-    def test_exactly_min_rows_passes(self, load, flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
+    def test_exactly_min_rows_passes(self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config()
         data = flights_dataset(cfg, flights_frame)
         data = dataclasses.replace(data, frame=data.frame.head(1000))
         assert check(cfg, data).passed
@@ -159,9 +181,9 @@ class TestValidateStrict:
     EXTRA = ["year", "dep_time", "dep_delay", "arr_time", "arr_delay", "tailnum",
              "air_time", "minute"]
 
-    def test_strict_names_every_undeclared_column(self, load,
+    def test_strict_names_every_undeclared_column(self, config,
                                                   flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
+        cfg = config()
         data = flights_dataset(cfg, flights_frame, columns=None)  # all 20 columns
         assert check(cfg, data).passed  # not strict: extra columns are fine
         with pytest.raises(DataValidationError) as err:
@@ -171,8 +193,8 @@ class TestValidateStrict:
         assert sorted(v["column"].split(", ")) == sorted(self.EXTRA)
         assert v["count"] == len(self.EXTRA)
 
-    def test_optional_column_may_be_absent(self, load, flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
+    def test_optional_column_may_be_absent(self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config()
         data = flights_dataset(cfg, flights_frame)
         data = dataclasses.replace(data, frame=data.frame.drop(columns=["dest"]))
         with pytest.raises(DataValidationError) as err:
@@ -186,8 +208,8 @@ class TestValidateStrict:
 class TestValidateCompoundUnique:
     KEY = ["carrier", "flight", "time_hour"]
 
-    def test_duplicated_keys_are_one_record(self, load, flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
+    def test_duplicated_keys_are_one_record(self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config()
         data = flights_dataset(cfg, flights_frame)
         assert check(cfg, data, unique=[self.KEY]).passed  # the real slice has no duplicates
         frame = pd.concat([data.frame, data.frame.iloc[[5, 6]]], ignore_index=True)
@@ -199,8 +221,8 @@ class TestValidateCompoundUnique:
         row5 = data.frame.loc[5, self.KEY].astype(str).tolist()
         assert row5 in v["examples"]
 
-    def test_every_key_is_checked(self, load, flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
+    def test_every_key_is_checked(self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config()
         data = flights_dataset(cfg, flights_frame)
         frame = pd.concat([data.frame, data.frame.iloc[[5]]], ignore_index=True)
         report = check(cfg, dataclasses.replace(data, frame=frame), on_failure="warn",
@@ -218,8 +240,8 @@ class TestValidateCompoundUnique:
 
 
 class TestValidateMarkdown:
-    def test_markdown_lists_every_violation(self, load, flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
+    def test_markdown_lists_every_violation(self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config()
         data = flights_dataset(cfg, flights_frame)
         frame = data.frame.copy()
         frame.loc[0:2, "carrier"] = "ZZ"
@@ -233,8 +255,8 @@ class TestValidateMarkdown:
         assert "| hour | less_than_or_equal_to(23" in md
         assert f"{len(frame):,} rows × 12 columns" in md
 
-    def test_passing_report_says_so(self, load, flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
+    def test_passing_report_says_so(self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config()
         md = check(cfg, flights_dataset(cfg, flights_frame)).to_markdown()
         assert ": passed (on_failure: `fail`)" in md and "| column |" not in md
 
@@ -242,9 +264,9 @@ class TestValidateMarkdown:
 class TestValidateBadInput:
     """Bad files that parse end at validation, naming the file, column and rule."""
 
-    def test_text_in_a_numeric_column(self, load, tmp_path: Path,
+    def test_text_in_a_numeric_column(self, config, tmp_path: Path,
                                       flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
+        cfg = config()
         frame = flights_frame.head(3000).assign(distance="far")
         frame.to_csv(tmp_path / "text_distance.csv", index=False)
         data = ingest_file(cfg, tmp_path / "text_distance.csv")
@@ -255,8 +277,8 @@ class TestValidateBadInput:
         assert "['far']" in v["examples"]
         assert "text_distance.csv" in str(err.value) and "Fix: " in str(err.value)
 
-    def test_unknown_category(self, load, tmp_path: Path, flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
+    def test_unknown_category(self, config, tmp_path: Path, flights_frame: pd.DataFrame) -> None:
+        cfg = config()
         frame = flights_frame.head(3000).copy()
         frame.loc[frame.index[::100], "carrier"] = "ZZ"
         frame.to_csv(tmp_path / "zz.csv", index=False)
@@ -268,8 +290,8 @@ class TestValidateBadInput:
         assert (v["column"], v["count"], v["examples"]) == ("carrier", expected, ["ZZ"])
         assert expected > 0 and "zz.csv" in str(err.value)
 
-    def test_nan_target(self, load, tmp_path: Path, flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
+    def test_nan_target(self, config, tmp_path: Path, flights_frame: pd.DataFrame) -> None:
+        cfg = config()
         frame = flights_frame.head(3000).dropna(subset=["arr_delay"]).copy()
         frame["delayed"] = (frame["arr_delay"] > 15).astype(object)
         frame.loc[frame.index[:7], "delayed"] = None
@@ -281,9 +303,9 @@ class TestValidateBadInput:
         assert rules[("delayed", "not null")] == 7
         assert "nan_target.csv" in str(err.value)
 
-    def test_binary_target_with_a_third_value(self, load, tmp_path: Path,
+    def test_binary_target_with_a_third_value(self, config, tmp_path: Path,
                                               flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
+        cfg = config()
         frame = flights_frame.head(3000).dropna(subset=["arr_delay"]).copy()
         frame["delayed"] = (frame["arr_delay"] > 15).astype(int)
         frame.loc[frame.index[:6], "delayed"] = 2
@@ -304,16 +326,16 @@ class TestValidateBadInput:
         assert v["column"] == "delayed" and v["rule"].startswith("isin(")
         assert (v["count"], v["examples"]) == (6, ["2"])
 
-    def test_single_class_target(self, load, flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
+    def test_single_class_target(self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config()
         data = flights_dataset(cfg, flights_frame, derive={"delayed": "arr_delay > 100000"})
         with pytest.raises(DataValidationError) as err:
             check(cfg, data)
         (v,) = err.value.violations
         assert (v["column"], v["rule"]) == ("delayed", "target must have at least two classes")
 
-    def test_regression_target_inf_and_nan(self, load, tmp_path: Path) -> None:
-        cfg = load("experiment=diamonds", "data.sample_rows=3000", "data.snapshot=false").typed
+    def test_regression_target_inf_and_nan(self, config, tmp_path: Path) -> None:
+        cfg = config("experiment=diamonds", "data.sample_rows=3000", "data.snapshot=false")
         frame = ingest.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed).frame
         frame["price"] = frame["price"].astype("float64")
         frame.loc[0:2, "price"] = np.inf
@@ -328,8 +350,8 @@ class TestValidateBadInput:
                          ("price", "not null"): (2, ["nan"])}
         assert "inf_price.csv" in str(err.value)
 
-    def test_missing_target_column(self, load, tmp_path: Path) -> None:
-        cfg = load("experiment=diamonds", "data.sample_rows=2000", "data.snapshot=false").typed
+    def test_missing_target_column(self, config, tmp_path: Path) -> None:
+        cfg = config("experiment=diamonds", "data.sample_rows=2000", "data.snapshot=false")
         frame = ingest.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed).frame
         frame.drop(columns=["price"]).to_csv(tmp_path / "no_price.csv", index=False)
         data = ingest_file(cfg, tmp_path / "no_price.csv", columns=None)
@@ -340,8 +362,8 @@ class TestValidateBadInput:
         assert "'carat'" in v["examples"][0]
         assert "no_price.csv" in str(err.value)
 
-    def test_unknown_dtype_in_the_contract(self, load, flights_frame: pd.DataFrame) -> None:
-        cfg = load().typed
+    def test_unknown_dtype_in_the_contract(self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config()
         rules = dict(cfg.validate.columns, month=ColumnRule(dtype="integer"))
         with pytest.raises(DataValidationError) as err:
             check(cfg, flights_dataset(cfg, flights_frame), columns=rules)
