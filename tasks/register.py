@@ -17,7 +17,6 @@ from typing import Any
 from prefect import task
 
 from prefab_core.config import RegisterConfig, StorageConfig
-from prefab_core.errors import RegistryError
 from prefab_core.logs import get_logger
 from prefab_core.provenance import git_info, package_versions
 from prefab_core.registry import LoadedModel, ModelRegistry, ModelVersion
@@ -121,7 +120,4 @@ def load_production(cfg: RegisterConfig, storage: StorageConfig,
     registry = open_registry(cfg, storage)
     if registry.alias(cfg.model_name, alias) is None:
         return None
-    try:
-        return registry.load(cfg.model_name, alias=alias)
-    except RegistryError:
-        raise
+    return registry.load(cfg.model_name, alias=alias)
