@@ -11,7 +11,12 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_TELEMETRY_ENABLED := false
 
-.PHONY: setup train test test-fast bench-training lint rollback registry clean
+PREFECT_PORT ?= 4200
+SERVER_API   := http://127.0.0.1:$(PREFECT_PORT)/api
+POOL         ?= prefab-process
+
+.PHONY: setup train test test-fast bench-training lint rollback registry clean \
+        server pool deploy worker monitor predict drift-demo
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +50,37 @@ registry: $(STAMP)
 ## rollback: move `production` back to the previous production version (MODEL=flights-binary)
 rollback: $(STAMP)
 	$(BIN)/prefab rollback $(MODEL)
+
+## monitor: drift check of a batch against production (ARGS="--batch FILE ...")
+monitor: $(STAMP)
+	$(BIN)/python -m flows.monitoring $(ARGS)
+
+## predict: score a batch with the production model (ARGS="--batch FILE")
+predict: $(STAMP)
+	$(BIN)/python -m flows.batch_inference $(ARGS)
+
+## server: a Prefect server with its UI on http://127.0.0.1:$(PREFECT_PORT)
+server: $(STAMP)
+	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+
+## pool: create the process work pool the deployments use
+pool: $(STAMP)
+	PREFECT_API_URL=$(SERVER_API) $(BIN)/prefect work-pool create $(POOL) --type process --overwrite
+
+## deploy: create/update every deployment in prefect.yaml (idempotent)
+deploy: $(STAMP)
+	PREFECT_API_URL=$(SERVER_API) $(BIN)/prefect --no-prompt deploy --all
+
+## worker: a process worker for the pool (polls every 2 s)
+worker: $(STAMP)
+	PREFECT_API_URL=$(SERVER_API) PREFECT_WORKER_QUERY_SECONDS=2 \
+	  $(BIN)/prefect worker start --pool $(POOL)
+
+## drift-demo: run the monitor deployment on a drifted batch of real flights
+drift-demo: $(STAMP)
+	$(BIN)/python scripts/flights_batches.py drifted outputs/batches/drifted.csv --rows 30000
+	PREFECT_API_URL=$(SERVER_API) $(BIN)/prefect deployment run monitoring/monitor \
+	  --param batch_uri=$(CURDIR)/outputs/batches/drifted.csv
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
