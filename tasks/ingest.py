@@ -124,6 +124,7 @@ def parse_bytes(raw: bytes, loc: Location, fmt: str, parse_dates: list[str]) -> 
 
         try:
             # Check names from the footer first: read_table fails on duplicates.
+            _check_duplicates(pq.read_schema(io.BytesIO(raw)).names, loc)
             table = pq.read_table(io.BytesIO(raw))
         except DataFormatError:
             raise

