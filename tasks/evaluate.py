@@ -70,8 +70,9 @@ def compute_metrics(model: Any, split: Split, problem_type: str,
     if problem_type == "binary":
         p1 = proba[:, 1]
         pred = (p1 >= threshold).astype(int)
-        out.update(roc_auc=float(skm.roc_auc_score(y, p1)),
-                   pr_auc=float(skm.average_precision_score(y, p1)),
+        both = len(np.unique(y)) == 2  # AUCs are undefined on a one-class split
+        out.update(roc_auc=float(skm.roc_auc_score(y, p1)) if both else float("nan"),
+                   pr_auc=float(skm.average_precision_score(y, p1)) if both else float("nan"),
                    log_loss=float(skm.log_loss(y, np.clip(p1, 1e-15, 1 - 1e-15),
                                                labels=[0, 1])),
                    positive_rate=float(np.mean(y)))

@@ -193,7 +193,16 @@ def featurize(data: Dataset, cfg: FeaturesConfig, target: TargetSpec, seed: int)
                         f"conf/features; it has {list(frame.columns)}.",
                         fix="Fix the column lists in conf/features or data.columns.")
     y, classes = _labels(frame[target.name], target)
-    tr, va, te = split_rows(frame, y, cfg, seed, data.time_column)
+    if len(frame) < 10:
+        raise DataError(f"Data set '{data.name}' has only {len(frame)} rows; a train/"
+                        "validation/test split needs at least 10.",
+                        fix="Use more data (validate.min_rows guards this earlier).")
+    try:
+        tr, va, te = split_rows(frame, y, cfg, seed, data.time_column)
+    except ValueError as exc:  # e.g. a class too rare to stratify
+        raise DataError(f"Cannot split data set '{data.name}' ({len(frame)} rows) with "
+                        f"strategy '{cfg.split.strategy}': {exc}",
+                        fix="Use more data, or features.split.strategy=random.") from None
     if min(len(tr), len(te)) == 0:
         raise DataError(f"Split of {len(frame)} rows left an empty train or test set.",
                         fix="Use more data or change features.split sizes.")
