@@ -94,22 +94,29 @@ def _vm_rss_mb() -> float | None:
     return None
 
 
-def _reset_hwm() -> bool:
+def _reset_hwm() -> float | None:
     """Reset the peak-RSS mark to the current RSS (Linux ≥ 4.0), so the peak we read
-    later covers the measured call only, not the loading of its inputs."""
+    later covers the measured call only, not the loading of its inputs.
+
+    Returns the peak before the reset (loading the inputs), or None if the reset is
+    not available. (``ru_maxrss`` is no substitute: after fork+exec it starts from the
+    parent's RSS at fork time, so a light child of a heavy parent reports the parent.)
+    """
+    before = _vm_hwm_mb()
     try:
         Path("/proc/self/clear_refs").write_text("5")
-        return True
+        return before
     except OSError:
-        return False
+        return None
 
 
-def _memory(reset_ok: bool, baseline: float | None) -> dict[str, Any]:
-    lifetime = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    return {"peak_rss_mb": _vm_hwm_mb() if reset_ok else lifetime,
-            "peak_rss_scope": "measured call (inputs resident)" if reset_ok
+def _memory(load_peak: float | None, baseline: float | None) -> dict[str, Any]:
+    peak = _vm_hwm_mb()
+    return {"peak_rss_mb": peak,
+            "peak_rss_scope": "measured call (inputs resident)" if load_peak is not None
             else "process lifetime (VmHWM reset unavailable)",
-            "inputs_rss_mb": baseline, "process_lifetime_peak_rss_mb": lifetime}
+            "inputs_rss_mb": baseline,
+            "process_lifetime_peak_rss_mb": max(peak or 0.0, load_peak or 0.0)}
 
 
 # ------------------------------------------------------------ project helpers
@@ -139,6 +146,21 @@ def child_env(tmp: Path) -> dict[str, str]:
     return env
 
 
+def machine_busy_s() -> float:
+    """Busy CPU seconds of the whole machine so far (all cores), from /proc/stat."""
+    try:
+        f = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f[:8])
+    except (OSError, ValueError):
+        return 0.0
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 class Children:
     """Runs this file's ``--child`` modes one at a time, each a fresh process."""
 
@@ -152,6 +174,7 @@ class Children:
         logfile = self.tmp / f"{label}.log"
         spec = {**spec, "out": str(out)}
         cmd = [PYTHON, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
+        busy0, kids0 = machine_busy_s(), children_cpu_s()
         t0 = time.perf_counter()
         with open(logfile, "wb") as fh:
             self.current = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=fh,
@@ -164,8 +187,13 @@ class Children:
             self.current = None
         if rc != 0 or not out.is_file():
             raise RuntimeError(f"{label} failed (exit {rc}); log {logfile}:\n{tail(logfile)}")
+        wall = time.perf_counter() - t0
+        busy, own = machine_busy_s() - busy0, children_cpu_s() - kids0
         res = json.loads(out.read_text())
-        res["process_wall_s"] = round(time.perf_counter() - t0, 2)
+        res["process_wall_s"] = round(wall, 2)
+        # CPU that other processes on the machine used while this child ran (contention)
+        res["foreign_cpu_s"] = round(max(0.0, busy - own), 2)
+        res["foreign_cpu_share"] = round(max(0.0, busy - own) / (wall * (os.cpu_count() or 1)), 2)
         return res
 
     def kill_current(self) -> None:
@@ -219,7 +247,7 @@ def child_ours(spec: dict[str, Any]) -> dict[str, Any]:
     preloaded = "evidently" in sys.modules
     gc.collect()
     baseline = _vm_rss_mb()
-    reset_ok = _reset_hwm()
+    load_peak = _reset_hwm()
     cfg, prod = inp["cfg"], inp["prod"]
     cpu0 = time.process_time()
     t0 = time.perf_counter()
@@ -229,7 +257,7 @@ def child_ours(spec: dict[str, Any]) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
     res = {"seconds": round(seconds, 3), "cpu_s": round(cpu, 3),
-           "evidently_preloaded": preloaded, **_memory(reset_ok, baseline), **_summary(report),
+           "evidently_preloaded": preloaded, **_memory(load_peak, baseline), **_summary(report),
            "max_rows": cfg.monitor.max_rows}
     if spec.get("html"):
         Path(spec["html"]).write_bytes(report.html)
@@ -345,7 +373,7 @@ def child_peer(spec: dict[str, Any]) -> dict[str, Any]:
     cur = pd.read_parquet(spec["batch"], columns=[*num, *cat])
     gc.collect()
     baseline = _vm_rss_mb()
-    reset_ok = _reset_hwm()
+    load_peak = _reset_hwm()
     t: dict[str, float] = {}
     cpu0 = time.process_time()
     t0 = time.perf_counter()
@@ -387,7 +415,7 @@ def child_peer(spec: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError("no DriftedColumnsCount in the default report")
     return {"seconds": round(seconds, 3), "cpu_s": round(cpu, 3),
             "phases_s": {k: round(v, 3) for k, v in t.items()},
-            **_memory(reset_ok, baseline),
+            **_memory(load_peak, baseline),
             # The preset's dataset test is `share lt drift_share`: it FAILS (dataset drift)
             # when share >= drift_share, as detect_drift reads it.
             "dataset_drift": share >= drift_share, "drift_share": share,

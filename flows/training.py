@@ -49,7 +49,8 @@ def _summary_markdown(s: dict[str, Any]) -> str:
         f"**Data**: `{s['data']['source']}`, {s['data']['rows']:,} rows, fingerprint "
         f"`{s['data']['fingerprint'][:12]}`",
         f"**Model**: `{s['estimator']}` registered as **v{s['version']}**",
-        f"**Quality gate**: {'passed' if gate['passed'] else 'FAILED: ' + '; '.join(gate['failures'])}",
+        "**Quality gate**: " + ("passed" if gate["passed"]
+                                else "FAILED: " + "; ".join(gate["failures"])),
         f"**Promotion**: {'PROMOTED to ' + s['alias'] if dec['promote'] else 'not promoted'}"
         f" ({dec['reason']})", "", md_table(rows)])
 

@@ -103,9 +103,12 @@ def cmd_history(args: argparse.Namespace) -> int:
     reg, cfg = _registry(args)
     name = _model(args, cfg)
     events = reg.events(name)
-    lines = [f"{e['at'][:23]}  {e['event']:<18} v{e.get('version')}  "
-             f"{e.get('alias') or ''} {('(from v' + str(e['previous']) + ')') if e.get('previous') else ''}"
-             f" {e.get('reason') or ''}" for e in events]
+    def line(e: dict[str, Any]) -> str:
+        prev = f"(from v{e['previous']})" if e.get("previous") else ""
+        return (f"{e['at'][:23]}  {e['event']:<18} v{e.get('version')}  "
+                f"{e.get('alias') or ''} {prev} {e.get('reason') or ''}")
+
+    lines = [line(e) for e in events]
     _print(events, args.json, "\n".join(lines) or "no events")
     return 0
 
@@ -123,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     ls = reg_sub.add_parser("list", parents=[common], help="versions and aliases")
     ls.add_argument("model", nargs="?")
     ls.set_defaults(func=cmd_list)
-    show = reg_sub.add_parser("show", parents=[common], help="one version's manifest (default: production)")
+    show = reg_sub.add_parser("show", parents=[common],
+                              help="one version's manifest (default: production)")
     show.add_argument("model", nargs="?")
     show.add_argument("version", nargs="?", type=int)
     show.set_defaults(func=cmd_show)
@@ -135,13 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--reason", default="manual promotion")
     pr.set_defaults(func=cmd_promote)
 
-    rb = sub.add_parser("rollback", parents=[common], help="move an alias back to its previous version")
+    rb = sub.add_parser("rollback", parents=[common],
+                        help="move an alias back to its previous version")
     rb.add_argument("model", nargs="?")
     rb.add_argument("--alias", default="production")
     rb.add_argument("--reason", default="manual rollback")
     rb.set_defaults(func=cmd_rollback)
 
-    hi = sub.add_parser("history", parents=[common], help="the audit log: registrations, promotions, rollbacks")
+    hi = sub.add_parser("history", parents=[common],
+                        help="the audit log: registrations, promotions, rollbacks")
     hi.add_argument("model", nargs="?")
     hi.set_defaults(func=cmd_history)
     return p

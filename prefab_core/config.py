@@ -404,7 +404,8 @@ def load_config(
     if not (conf_dir / f"{config_name}.yaml").is_file():
         raise ConfigError(
             f"Config '{config_name}.yaml' not found in {conf_dir}.",
-            fix=f"Pass config_dir= pointing at your project's conf/ directory or set ${CONFIG_DIR_ENV}.",
+            fix="Pass config_dir= pointing at your project's conf/ directory or set "
+            f"${CONFIG_DIR_ENV}.",
         )
     overrides = tuple(overrides or ())
     extra: list[str] = []

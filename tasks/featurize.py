@@ -7,7 +7,7 @@ later saved *inside* the model as one inference pipeline.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np

@@ -69,7 +69,8 @@ class DriftReport:
             f"**Dataset drift**: {'YES' if self.dataset_drift else 'no'} - "
             f"{len(self.drifted_columns)}/{len(self.columns)} columns drifted "
             f"(share {self.drift_share:.2f}, threshold {self.threshold})",
-            f"**Prediction drift**: {'n/a' if pred is None else ('YES' if pred['drifted'] else 'no')}",
+            "**Prediction drift**: " + ("n/a" if pred is None
+                                        else ("YES" if pred["drifted"] else "no")),
             f"**Rows**: {self.rows_current:,} current ({self.rows_sampled:,} sampled), "
             f"{self.rows_reference:,} reference",
             f"**Quality on labelled batch**: {self.quality or 'no labels'}",
@@ -208,7 +209,7 @@ def detect_drift(batch: pd.DataFrame, reference: pd.DataFrame, model: Any,
             y_cur = y_raw.to_numpy(dtype="float64")
         else:
             classes = sorted(pd.unique(reference[TARGET].dropna()).tolist())
-            if set(pd.unique(y_raw.dropna())) <= {True, False, 0, 1}:
+            if set(pd.unique(y_raw.dropna())) <= {0, 1}:  # bools compare equal to 0/1
                 y_cur = y_raw.astype("int64").to_numpy()
             else:
                 index = {c: i for i, c in enumerate(classes)}
