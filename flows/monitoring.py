@@ -88,7 +88,7 @@ def monitoring(overrides: list[str] | None = None, batch_uri: str | None = None,
     reference = pd.read_parquet(io.BytesIO(registry.read_file(manifest, "reference.parquet")))
     report = configure(detect_drift, "evaluate", orch)(
         batch.frame, reference, production.model, input_schema, mon, target, name,
-        manifest.version, cfg.seed)
+        manifest.version, cfg.seed, manifest.features.get("classes"))
 
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     store = object_store(cfg.storage, mon.report_dir, "monitoring")

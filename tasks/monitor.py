@@ -1,9 +1,12 @@
 """Monitor: drift and quality of a current batch against the production model.
 
-Uses Evidently's current API (``evidently.Report`` with ``DataDriftPreset``; never
+Uses Evidently's current API (``evidently.Report`` with one ``ValueDrift`` metric
+per input column and Evidently's default drift method for each; never
 ``evidently.legacy`` directly): per-column drift, the share of drifted columns and
-a dataset-drift decision, drift of the model's predictions, and model quality
-when the batch has labels. The reference is the sample stored with the model at
+the dataset-drift decision (the ``DataDriftPreset`` rule: drift when the share
+reaches ``monitor.drift_share``, computed once from the per-column results rather
+than three times as the preset does), drift of the model's predictions, and model
+quality (Evidently's classification/regression preset) when the batch has labels. The reference is the sample stored with the model at
 registration, so the training set is never reloaded; the current batch is sampled
 down to ``monitor.max_rows`` so a 1M-row batch stays fast.
 
@@ -116,9 +119,9 @@ def run_evidently(current: pd.DataFrame, reference: pd.DataFrame, num: list[str]
         warnings.simplefilter("ignore", DeprecationWarning)
         from evidently import BinaryClassification, DataDefinition, Dataset, Regression, Report
         from evidently.metrics import ValueDrift
-        from evidently.presets import ClassificationPreset, DataDriftPreset, RegressionPreset
+        from evidently.presets import ClassificationPreset, RegressionPreset
 
-    metrics: list[Any] = [DataDriftPreset(columns=[*num, *cat], drift_share=cfg.drift_share)]
+    metrics: list[Any] = [ValueDrift(column=c) for c in [*num, *cat]]
     pred_num = problem_type != "multiclass"
     if cfg.prediction_drift:
         metrics.append(ValueDrift(column=PREDICTION))
@@ -152,8 +155,14 @@ def run_evidently(current: pd.DataFrame, reference: pd.DataFrame, num: list[str]
     return result, html
 
 
-def parse_drift(result: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], float, bool]:
-    """Per-column drift (score, method, threshold, drifted) and the dataset decision."""
+def parse_drift(result: dict[str, Any], drift_share: float,
+                exclude: tuple[str, ...] = (PREDICTION,)
+                ) -> tuple[dict[str, dict[str, Any]], float, bool]:
+    """Per-column drift (score, method, threshold, drifted) and the dataset decision.
+
+    The decision follows Evidently's ``DataDriftPreset``: the data set drifts when
+    the share of drifted columns (``exclude``d ones aside) is at least ``drift_share``.
+    """
     metrics = {m["id"]: m for m in result["metrics"]}
     columns: dict[str, dict[str, Any]] = {}
     share, dataset_drift = 0.0, False
@@ -170,17 +179,45 @@ def parse_drift(result: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], floa
                                        "method": mcfg.get("method"),
                                        "threshold": mcfg.get("threshold"),
                                        "drifted": status == "FAIL"}
-        elif mcfg.get("type", "").endswith("DriftedColumnsCount"):
-            share = float(metric["value"]["share"])
-            dataset_drift = status == "FAIL"
+    counted = [v for c, v in columns.items() if c not in exclude]
+    if counted:
+        share = sum(v["drifted"] for v in counted) / len(counted)
+        dataset_drift = share >= drift_share
     return columns, share, dataset_drift
+
+
+def _encode_labels(cur: pd.DataFrame, y_raw: pd.Series, classes: list[Any] | None,
+                   target: str) -> tuple[np.ndarray, pd.DataFrame]:
+    """Encode labels with the training class order; rows without a label are dropped.
+
+    Raises:
+        DataValidationError: the batch has labels the model was never trained on.
+    """
+    from prefab_core.errors import DataValidationError
+
+    if classes is None:
+        classes = sorted(pd.unique(y_raw.dropna()).tolist())
+    index = {c: i for i, c in enumerate(classes)}
+    index.update({str(c): i for i, c in enumerate(classes)})
+    keep = y_raw.notna().to_numpy()
+    y = y_raw[keep]
+    mapped = y.map(lambda v: index.get(v, index.get(str(v))))
+    unknown = sorted({str(v) for v in y[mapped.isna()].unique()})
+    if unknown:
+        raise DataValidationError(
+            f"Target '{target}' of the batch has labels {unknown[:10]} the model was not "
+            f"trained on (classes: {classes}).", [{"column": target, "rule": "known class",
+                                                   "count": int(mapped.isna().sum()),
+                                                   "examples": unknown[:5]}],
+            fix="Retrain with these classes, or monitor with monitor.labels=false.")
+    return mapped.to_numpy(dtype="int64"), cur.loc[keep]
 
 
 @task(name="detect-drift")
 def detect_drift(batch: pd.DataFrame, reference: pd.DataFrame, model: Any,
                  input_schema: dict[str, dict[str, Any]], cfg: MonitorConfig,
                  target: TargetSpec, model_name: str, model_version: int,
-                 seed: int) -> DriftReport:
+                 seed: int, classes: list[Any] | None = None) -> DriftReport:
     """Compare ``batch`` with the model's reference sample.
 
     Args:
@@ -194,6 +231,8 @@ def detect_drift(batch: pd.DataFrame, reference: pd.DataFrame, model: Any,
         model_name: Registry name.
         model_version: Production version number.
         seed: Global seed for sampling.
+        classes: The model's class labels in training order (classifiers), used to
+            encode the batch's labels exactly as training did.
 
     Returns:
         A :class:`DriftReport` including the HTML report bytes.
@@ -208,12 +247,7 @@ def detect_drift(batch: pd.DataFrame, reference: pd.DataFrame, model: Any,
         if target.problem_type == "regression":
             y_cur = y_raw.to_numpy(dtype="float64")
         else:
-            classes = sorted(pd.unique(reference[TARGET].dropna()).tolist())
-            if set(pd.unique(y_raw.dropna())) <= {0, 1}:  # bools compare equal to 0/1
-                y_cur = y_raw.astype("int64").to_numpy()
-            else:
-                index = {c: i for i, c in enumerate(classes)}
-                y_cur = y_raw.map(index).to_numpy()
+            y_cur, cur = _encode_labels(cur, y_raw, classes, target.name)
     X_cur = cur[inputs].reset_index(drop=True)
     X_ref = reference[inputs]
     y_ref = reference[TARGET].to_numpy() if TARGET in reference.columns else None
@@ -223,7 +257,7 @@ def detect_drift(batch: pd.DataFrame, reference: pd.DataFrame, model: Any,
                  y_ref if labelled else None)
     with_quality = bool(cfg.quality and labelled and target.problem_type != "multiclass")
     result, html = run_evidently(current, ref, num, cat, cfg, target.problem_type, with_quality)
-    columns, share, dataset_drift = parse_drift(result)
+    columns, share, dataset_drift = parse_drift(result, cfg.drift_share)
     pred = columns.pop(PREDICTION, None)
     quality = None
     if labelled and y_cur is not None:
