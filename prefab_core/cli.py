@@ -7,6 +7,7 @@ Examples::
     prefab promote flights-binary 3            # point production at v3
     prefab rollback flights-binary             # production back to the previous version
     prefab history flights-binary              # the audit log
+    prefab schema infer data/sales.csv --target churned   # propose conf/validate + features
 
 The registry location comes from the project's config (``conf/register`` and
 ``conf/storage``); pass Hydra overrides after ``--`` e.g. ``-- storage=s3``.
@@ -113,6 +114,12 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema_infer(args: argparse.Namespace) -> int:
+    from prefab_core.schema_infer import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prefab", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -150,6 +157,23 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the audit log: registrations, promotions, rollbacks")
     hi.add_argument("model", nargs="?")
     hi.set_defaults(func=cmd_history)
+
+    from prefab_core.schema_infer import add_arguments
+
+    sc = sub.add_parser("schema", help="infer a data contract and feature lists from data")
+    sc_sub = sc.add_subparsers(dest="schema_command", required=True)
+    infer = sc_sub.add_parser(
+        "infer", help="propose conf/validate/NAME.yaml and conf/features/NAME.yaml",
+        description="Read a CSV/Parquet data set as the training flow does and propose its "
+        "validation schema (dtypes, nulls, min/max, allowed values) and feature lists.",
+        epilog="examples:\n"
+        "  prefab schema infer data/sales.csv --target churned\n"
+        "  prefab schema infer s3://bucket/sales.parquet --target amount "
+        "--problem-type regression --json\n"
+        "  prefab schema infer --dataset sales --write --force   # from conf/data/sales.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(infer)
+    infer.set_defaults(func=cmd_schema_infer)
     return p
 
 

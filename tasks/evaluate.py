@@ -79,6 +79,8 @@ def compute_metrics(model: Any, split: Split, problem_type: str,
         avg = "binary"
         scores = p1
     else:
+        # float32 probabilities (XGBoost) miss sklearn's sum-to-one tolerance; renormalize.
+        proba = proba / proba.sum(axis=1, keepdims=True)
         pred = proba.argmax(axis=1)
         labels = list(range(proba.shape[1]))
         out.update(log_loss=float(skm.log_loss(y, proba, labels=labels)),

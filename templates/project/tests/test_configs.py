@@ -1,0 +1,120 @@
+"""Every config group option composes, type-checks and instantiates, or is refused early.
+
+Options made for the other problem types (a regressor in a classification project,
+regression metrics...) must fail when the config is loaded, never halfway through a
+run. Config groups of project-specific tasks (``conf/<task>/``, scaffolded from
+templates/task) are bound to the signature of ``tasks.<task>.<task>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from prefab_core.config import ModelSpec, TrainConfig, load_config
+from prefab_core.errors import ConfigError
+from prefab_core.params import bind_params, load_params
+from prefab_core.storage import parse_location
+from tasks.featurize import build_preprocessor
+from tasks.train import check_estimator_fits
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+TRAIN_GROUPS = {f.name for f in dataclasses.fields(TrainConfig)} | {"experiment"}
+GROUP_DIRS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "local")
+TASK_GROUPS = [g for g in GROUP_DIRS if g not in TRAIN_GROUPS]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def compose(tmp_path: Path, *overrides: str):
+    return load_config([f"paths.root={tmp_path}", *overrides], config_dir=CONF)
+
+
+def default_problem_type() -> str:
+    defaults = OmegaConf.to_container(OmegaConf.load(CONF / "train.yaml"))["defaults"]
+    name = next(d["data"] for d in defaults if isinstance(d, dict) and "data" in d)
+    return str(OmegaConf.load(CONF / "data" / f"{name}.yaml").problem_type)
+
+
+PROBLEM_TYPE = default_problem_type()
+
+
+def fits_problem_type(group: str, option: str) -> bool:
+    """Whether a model/evaluate option is made for this project's problem type."""
+    regression = PROBLEM_TYPE == "regression"
+    if group == "evaluate":
+        return (option == "regression") == regression
+    if group == "model":
+        raw = OmegaConf.to_container(OmegaConf.load(CONF / "model" / f"{option}.yaml"))
+        raw["random_state"] = 0
+        est = ModelSpec.from_config(raw).instantiate()
+        from sklearn.base import is_regressor
+
+        return is_regressor(est) == regression
+    return True
+
+
+CASES = [(g, o) for g in sorted(TRAIN_GROUPS & set(GROUP_DIRS)) for o in options(g)]
+
+
+@pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
+def test_every_option_composes_and_instantiates(group: str, option: str, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREFAB_S3_BUCKET", "bucket")
+    key = f"{group}={option}"
+    if not fits_problem_type(group, option):
+        with pytest.raises(ConfigError):
+            cfg = compose(tmp_path, key).typed
+            spec = ModelSpec.from_config(cfg.model)
+            check_estimator_fits(spec.instantiate(), cfg.data.problem_type, spec.target)
+        return
+    cfg = compose(tmp_path, key).typed
+    spec = ModelSpec.from_config(cfg.model)
+    check_estimator_fits(spec.instantiate(), cfg.data.problem_type, spec.target)
+    assert build_preprocessor(cfg.features).transformers
+    assert cfg.paths.root == str(tmp_path)
+    assert cfg.register.model_name == f"{cfg.data.name}-{cfg.data.problem_type}"
+
+
+def test_data_location_exists(tmp_path: Path) -> None:
+    data = compose(tmp_path).typed.data
+    if data.uri.startswith("s3://"):
+        pytest.skip("data on S3 is checked by the training run")
+    loc = parse_location(data.uri, CONF.parent)
+    assert Path(loc.path).is_file(), f"data.uri {data.uri} does not exist"
+
+
+def test_resolved_config_is_plain(tmp_path: Path) -> None:
+    loaded = compose(tmp_path)
+    assert "${" not in repr(loaded.resolved)
+    assert loaded.resolved["data"]["problem_type"] == PROBLEM_TYPE
+
+
+def test_task_configs_bind_to_their_tasks() -> None:
+    """conf/<task>/*.yaml of scaffolded tasks (none in a new project)."""
+    for group in TASK_GROUPS:
+        task = getattr(importlib.import_module(f"tasks.{group}"), group)
+        for option in options(group):
+            params = load_params(group, option, config_dir=CONF)
+            bind_params(getattr(task, "fn", task), params, f"conf/{group}/{option}.yaml")
+
+
+class TestBadConfigFailsEarly:
+    def test_unknown_key_is_named(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match=r"validate\.on_failur"):
+            compose(tmp_path, "+validate.on_failur=warn")
+
+    def test_wrong_type_is_named(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match=r"validate\.min_rows"):
+            compose(tmp_path, "validate.min_rows=lots")
+
+    def test_target_used_as_feature(self, tmp_path: Path) -> None:
+        target = compose(tmp_path).typed.data.target
+        with pytest.raises(ConfigError, match=f"target '{target}'"):
+            compose(tmp_path, f"features.numeric.columns=[{target}]")
