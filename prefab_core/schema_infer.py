@@ -103,9 +103,9 @@ def read_prepared(data: Any, root: str | Path, s3: Any = None, names: Names = Na
     import dataclasses
 
     from prefab_core.config import S3Config
+    from prefab_core.datasets import parse_bytes, prepare
     from prefab_core.errors import DataError
     from prefab_core.storage import parse_location, read_source
-    from tasks.ingest import parse_bytes, prepare
 
     try:
         loc = parse_location(data.uri, root)
