@@ -15,7 +15,7 @@ PREFECT_PORT ?= 4200
 SERVER_API   := http://127.0.0.1:$(PREFECT_PORT)/api
 POOL         ?= prefab-process
 
-.PHONY: setup train test test-fast bench-training lint rollback registry clean \
+.PHONY: setup train test test-fast bench-training bench-monitoring lint rollback registry clean \
         server pool deploy worker monitor predict drift-demo
 
 $(STAMP): pyproject.toml
@@ -43,6 +43,10 @@ test-fast: $(STAMP)
 bench-training: $(STAMP)
 	$(BIN)/python bench/training.py
 
+## bench-monitoring: drift check vs Evidently's full report + drift-event loop (JSON); BENCH_DRIFT_ROWS=N
+bench-monitoring: $(STAMP)
+	$(BIN)/python bench/monitoring.py
+
 ## registry: list registered versions and aliases (MODEL=flights-binary)
 registry: $(STAMP)
 	$(BIN)/prefab registry list $(MODEL)
@@ -58,6 +62,16 @@ monitor: $(STAMP)
 ## predict: score a batch with the production model (ARGS="--batch FILE")
 predict: $(STAMP)
 	$(BIN)/python -m flows.batch_inference $(ARGS)
+
+## serve: the model REST server for the production model (SERVE_PORT=8000, MODEL=..., ARGS="--workers 2")
+SERVE_PORT ?= 8000
+.PHONY: serve bench-serving
+serve: $(STAMP)
+	$(BIN)/python -m prefab_serve --port $(SERVE_PORT) $(if $(MODEL),--model $(MODEL)) $(ARGS)
+
+## bench-serving: model server benchmark against a real 2-worker server (JSON); see bench/serving.py
+bench-serving: $(STAMP)
+	@$(BIN)/python bench/serving.py
 
 ## server: a Prefect server with its UI on http://127.0.0.1:$(PREFECT_PORT)
 server: $(STAMP)

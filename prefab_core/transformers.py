@@ -17,6 +17,16 @@ DATETIME_PARTS = ("year", "month", "day", "dayofweek", "dayofyear", "hour", "min
                   "weekofyear", "is_weekend")
 
 
+def as_str_object(X: Any) -> pd.DataFrame:
+    """Categorical columns as plain object values (NaN for missing), so encoders see one type.
+
+    Lives here, not in ``tasks``, because it is pickled inside every model and the
+    server must unpickle models without importing task code.
+    """
+    X = pd.DataFrame(X)
+    return X.astype("object").where(X.notna(), np.nan)
+
+
 class DatetimeParts(TransformerMixin, BaseEstimator):
     """Expand datetime columns into numeric calendar parts.
 

@@ -12,7 +12,7 @@ uses the scikit-learn pipeline instead):
 * ``SimpleImputer`` (mean, median, most_frequent, constant; no indicator),
   ``StandardScaler``, ``RobustScaler``, ``MinMaxScaler`` and ``"passthrough"`` on
   numeric columns;
-* the categorical recipe of ``tasks/featurize.py``: the ``_to_str_object``
+* the categorical recipe of ``tasks/featurize.py``: the ``as_str_object``
   ``FunctionTransformer``, a constant/most-frequent ``SimpleImputer`` and an
   ``OrdinalEncoder`` or dense ``OneHotEncoder`` (no infrequent categories, no ``drop``);
 * :class:`prefab_core.transformers.DatetimeParts`;
@@ -134,30 +134,24 @@ class _DatetimeBlock:
         for c in self.columns:
             values: list[_dt.datetime | None] = cols[c]
             for part in self.parts:
-                out[:, k] = [nan if ts is None else _part(ts, part) for ts in values]
+                get = _PARTS[part]
+                # DatetimeParts computes is_weekend as (dayofweek >= 5): 0, not NaN, for NaT
+                missing = 0.0 if part == "is_weekend" else nan
+                out[:, k] = [missing if ts is None else get(ts) for ts in values]
                 k += 1
 
 
-def _part(ts: _dt.datetime, part: str) -> float:
-    if part == "hour":
-        return ts.hour
-    if part == "dayofweek":
-        return ts.weekday()
-    if part == "month":
-        return ts.month
-    if part == "day":
-        return ts.day
-    if part == "year":
-        return ts.year
-    if part == "minute":
-        return ts.minute
-    if part == "dayofyear":
-        return ts.timetuple().tm_yday
-    if part == "weekofyear":
-        return ts.isocalendar()[1]
-    if part == "is_weekend":
-        return 1.0 if ts.weekday() >= 5 else 0.0
-    raise FastPathUnsupported(f"datetime part '{part}'")
+_PARTS: dict[str, Any] = {
+    "year": lambda ts: ts.year,
+    "month": lambda ts: ts.month,
+    "day": lambda ts: ts.day,
+    "dayofweek": lambda ts: ts.weekday(),
+    "dayofyear": lambda ts: ts.timetuple().tm_yday,
+    "hour": lambda ts: ts.hour,
+    "minute": lambda ts: ts.minute,
+    "weekofyear": lambda ts: ts.isocalendar()[1],
+    "is_weekend": lambda ts: 1.0 if ts.weekday() >= 5 else 0.0,
+}
 
 
 # ------------------------------------------------------------------ compiled
@@ -184,12 +178,19 @@ class CompiledTransformer:
         return out if self.dtype == np.float64 else out.astype(self.dtype)
 
 
+def _is_identity(step: Any) -> bool:
+    """``"passthrough"``, which a fitted ColumnTransformer holds as an empty FunctionTransformer."""
+    from sklearn.preprocessing import FunctionTransformer
+
+    return step is None or (isinstance(step, str) and step == "passthrough") or (
+        isinstance(step, FunctionTransformer) and step.func is None)
+
+
 def _steps_of(trans: Any) -> list[Any]:
     from sklearn.pipeline import Pipeline
 
-    if isinstance(trans, Pipeline):
-        return [s for _, s in trans.steps if s is not None and s != "passthrough"]
-    return [trans]
+    steps = [s for _, s in trans.steps] if isinstance(trans, Pipeline) else [trans]
+    return [s for s in steps if not _is_identity(s)]
 
 
 def _imputer_values(imp: Any, what: str) -> np.ndarray:
@@ -236,7 +237,7 @@ def _is_str_object(step: Any) -> bool:
 
     func = getattr(step, "func", None)
     return (isinstance(step, FunctionTransformer) and func is not None
-            and getattr(func, "__name__", "") == "_to_str_object"
+            and getattr(func, "__name__", "") in ("as_str_object", "_to_str_object")
             and not step.kw_args and not getattr(step, "validate", False))
 
 
@@ -336,8 +337,9 @@ def compile_transformer(ct: Any, input_schema: dict[str, dict[str, Any]]) -> Com
             if kinds != {"datetime"}:
                 raise FastPathUnsupported(f"{what}: DatetimeParts on non-datetime columns")
             block = _DatetimeBlock(cols, list(trans.parts))
-            for p in block.parts:
-                _part(_dt.datetime(2020, 1, 1), p)  # raises for an unknown part
+            unknown = [p for p in block.parts if p not in _PARTS]
+            if unknown:
+                raise FastPathUnsupported(f"{what}: datetime parts {unknown}")
         elif kinds == {"numeric"}:
             block = _numeric_block(cols, _steps_of(trans), what)
         elif kinds == {"categorical"}:

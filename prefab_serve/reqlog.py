@@ -19,8 +19,8 @@ background thread into ``request_log_dir`` as two files per chunk:
 
 Bounds: a file is closed after ``rows_per_file`` rows (and whenever the served
 version changes, so one file holds one version's traffic); only the newest
-``max_files`` files are kept; at most ``2 * rows_per_file`` rows wait in memory,
-and rows beyond that are dropped and counted
+``max_files`` files are kept; at most ``2 * rows_per_file`` (and at least 10,000)
+rows wait in memory for the writer, and rows beyond that are dropped and counted
 (``prefab_serve_request_log_dropped_rows_total``). The open file is rewritten every
 ``flush_seconds`` and at shutdown.
 """
@@ -85,12 +85,15 @@ class RequestLog:
         worker: A tag naming this worker process (file names).
         on_written: Called from the writer thread with the rows written.
         on_dropped: Called from the event loop with rows dropped.
+        max_pending_rows: Most rows waiting for the writer (default: twice
+            ``rows_per_file``, at least 10,000); more are dropped and counted.
     """
 
     def __init__(self, directory: str | Path, model_name: str, fmt: str = "parquet",
                  rows_per_file: int = 10_000, max_files: int = 50,
                  flush_seconds: float = 10.0, worker: str = "w0",
-                 on_written: Any = None, on_dropped: Any = None) -> None:
+                 on_written: Any = None, on_dropped: Any = None,
+                 max_pending_rows: int | None = None) -> None:
         self.directory = Path(directory)
         self.model_name = model_name
         self.fmt = fmt
@@ -98,7 +101,7 @@ class RequestLog:
         self.max_files = max_files
         self.flush_seconds = flush_seconds
         self.worker = worker
-        self.max_pending = 2 * rows_per_file
+        self.max_pending = max_pending_rows or max(2 * rows_per_file, 10_000)
         self._on_written = on_written
         self._on_dropped = on_dropped
         self._pending: list[_Chunk] = []
@@ -126,7 +129,7 @@ class RequestLog:
             self._thread.join(timeout=60)
             self._thread = None
         else:
-            self.flush()
+            self.flush(final=True)
 
     def add(self, model: ServedModel, data: Validated, prediction: Prediction,
             request_id: str) -> None:
@@ -152,23 +155,24 @@ class RequestLog:
         while True:
             self._wake.wait(self.flush_seconds)
             self._wake.clear()
+            closing = self._closing  # read first: rows added before close() are in this flush
             try:
-                self.flush()
+                self.flush(final=closing)
             except Exception:  # noqa: BLE001 - never kill the writer; try again later
                 log.exception("request log: writing to %s failed", self.directory)
-            if self._closing:
+            if closing:
                 return
 
-    def flush(self) -> None:
-        """Write pending rows (the writer thread calls this; tests may too)."""
+    def flush(self, final: bool = False) -> None:
+        """Write pending rows; ``final`` also closes the open file."""
         with self._lock:
             chunks, self._pending, self._pending_rows = self._pending, [], 0
         written = 0
         for chunk in chunks:
             written += self._append(chunk)
-        if self._open is not None and (written or self._closing):
+        if self._open is not None and (written or final):
             self._write(self._open)
-            if self._closing:
+            if final:
                 self._open = None
         if written and self._on_written:
             self._on_written(written)
@@ -271,6 +275,7 @@ def _datetimes(values: list[Any], aware: bool) -> Any:
 
 def _atomic_write(target: Path, frame: pd.DataFrame, fmt: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.fchmod(fd, 0o644)  # readable by the monitoring job, like registry files
     os.close(fd)
     try:
         if fmt == "csv":

@@ -29,8 +29,11 @@ from prefab_core.config import FeaturesConfig, TargetSpec
 from prefab_core.errors import DataError
 from prefab_core.fingerprint import lineage
 from prefab_core.logs import get_logger
-from prefab_core.transformers import DatetimeParts, NativeCategorical
+from prefab_core.transformers import DatetimeParts, NativeCategorical, as_str_object
 from tasks.ingest import Dataset
+
+# Models pickled before this function moved to prefab_core still unpickle.
+_to_str_object = as_str_object
 
 MISSING_CATEGORY = "__missing__"
 
@@ -70,12 +73,6 @@ class FeatureSet:
     fingerprint: str
 
 
-def _to_str_object(X: Any) -> Any:
-    """Categorical columns as plain object strings, so encoders see one type."""
-    X = pd.DataFrame(X)
-    return X.astype("object").where(X.notna(), np.nan)
-
-
 def build_preprocessor(cfg: FeaturesConfig) -> ColumnTransformer:
     """The (unfitted) ``ColumnTransformer`` described by ``conf/features``."""
     parts: list[tuple[str, Any, list[str]]] = []
@@ -92,7 +89,7 @@ def build_preprocessor(cfg: FeaturesConfig) -> ColumnTransformer:
         parts.append(("num", Pipeline(steps) if steps else "passthrough", list(num.columns)))
     cat = cfg.categorical
     if cat.columns:
-        steps = [("as_str", FunctionTransformer(_to_str_object, feature_names_out="one-to-one"))]
+        steps = [("as_str", FunctionTransformer(as_str_object, feature_names_out="one-to-one"))]
         if cat.impute != "none" and cat.encoding != "native":
             steps.append(("impute", SimpleImputer(
                 strategy="constant" if cat.impute == "constant" else "most_frequent",

@@ -1,0 +1,477 @@
+"""The app in-process (lifespan included), the batcher, the request log, settings and CLI.
+
+The behaviour users see over the network is in ``test_serve_http.py``; this file
+covers what is easier to set up in-process: startup without a usable model,
+other settings, the request log's files, and the pieces on their own.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import dataclasses
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from prefab_core.registry import ModelRegistry
+from prefab_core.storage import LocalObjectStore
+from prefab_serve.app import create_app
+from prefab_serve.batcher import MicroBatcher
+from prefab_serve.errors import ServeConfigError
+from prefab_serve.model import Prediction
+from prefab_serve.settings import ServeSettings
+from tests.serve.conftest import MODEL, REPO, ServedProject, to_records
+
+
+def settings(registry: Path, **kw: Any) -> ServeSettings:
+    return ServeSettings(registry=str(registry), model=MODEL, poll_seconds=0.05, **kw)
+
+
+class AppClient:
+    """The app in-process: its lifespan and an httpx client on an event loop in a thread.
+
+    The loop keeps running between calls, so the alias watcher and the request-log
+    writer work as in a real server while the test thread waits.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._lifespan: Any = None
+        self.client: httpx.AsyncClient | None = None
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
+
+    def __enter__(self) -> AppClient:
+        self.thread.start()
+        self._lifespan = self.app.router.lifespan_context(self.app)
+        self._run(self._lifespan.__aenter__())
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app),
+                                        base_url="http://app")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        assert self.client is not None
+        self._run(self.client.aclose())
+        self._run(self._lifespan.__aexit__(None, None, None))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+    def get(self, path: str) -> httpx.Response:
+        assert self.client is not None
+        return self._run(self.client.get(path))
+
+    def post(self, path: str, **kw: Any) -> httpx.Response:
+        assert self.client is not None
+        return self._run(self.client.post(path, **kw))
+
+
+def wait_until(check, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+class TestStartup:
+    def test_not_ready_until_a_version_is_promoted(self, served_project: ServedProject,
+                                                   tmp_path: Path) -> None:
+        registry = served_project.registry_copy(tmp_path / "registry")
+        (registry / MODEL / "aliases" / "production.json").unlink()
+        with AppClient(create_app(settings(registry))) as c:
+            ready = c.get("/ready")
+            assert ready.status_code == 503
+            assert "has no 'production' alias" in ready.json()["reason"]
+            assert c.get("/health").status_code == 200
+            r = c.post("/predict", json=to_records(served_project.test_X.head(1)))
+            assert r.status_code == 503 and "not ready" in r.json()["detail"]
+            ModelRegistry(LocalObjectStore(registry)).set_alias(MODEL, "production", 2)
+            wait_until(lambda: c.get("/ready").status_code == 200)
+            assert c.get("/model").json()["version"] == 2
+
+    def test_tampered_production_model_never_serves(self, served_project: ServedProject,
+                                                    tmp_path: Path) -> None:
+        registry = served_project.registry_copy(tmp_path / "registry")
+        reg = ModelRegistry(LocalObjectStore(registry))
+        blob = registry / reg.get_version(MODEL, 1).model_key
+        blob.write_bytes(blob.read_bytes()[:-10] + b"0123456789")
+        app = create_app(settings(registry))
+        with AppClient(app) as c:
+            ready = c.get("/ready")
+            assert ready.status_code == 503 and "sha256" in ready.json()["reason"]
+            assert 'prefab_serve_model_reloads_total{result="refused"} 1.0' in c.get(
+                "/metrics").text
+
+
+    def test_starting_worker_serves_the_previous_version_if_the_current_is_refused(
+            self, served_project: ServedProject, tmp_path: Path) -> None:
+        registry = served_project.registry_copy(tmp_path / "registry")
+        reg = ModelRegistry(LocalObjectStore(registry))
+        reg.set_alias(MODEL, "production", 2)  # history: [1]
+        blob = registry / reg.get_version(MODEL, 2).model_key
+        blob.write_bytes(b"tampered" + blob.read_bytes()[8:])
+        with AppClient(create_app(settings(registry))) as c:
+            info = c.get("/model").json()
+            assert c.get("/ready").status_code == 200
+            body = c.post("/predict", json=to_records(served_project.test_X.head(2))).json()
+        assert info["version"] == body["version"] == 1
+        assert info["fallback"]["alias_version"] == 2 and info["last_refused"]["version"] == 2
+        assert "sha256" in info["last_refused"]["error"]
+
+
+class TestSettingsInUse:
+    def test_unknown_category_accepted_and_flagged(self, served_project: ServedProject,
+                                                   tmp_path: Path) -> None:
+        rows = served_project.test_X.head(3).copy()
+        rows["carrier"] = rows["carrier"].astype(object)
+        rows.loc[1, "carrier"] = "ZZ"
+        app = create_app(settings(served_project.registry, unknown_category="accept"))
+        with AppClient(app) as c:
+            body = c.post("/predict", json=to_records(rows)).json()
+            metrics = c.get("/metrics").text
+        assert body["warnings"] == [{"row": 1, "field": "carrier", "value": "ZZ",
+                                     "type": "unknown_category"}]
+        np.testing.assert_allclose(body["probabilities"],
+                                   served_project.expected_proba(body["version"], rows),
+                                   rtol=1e-6, atol=1e-7)
+        assert 'prefab_serve_unknown_categories_total{field="carrier"} 1.0' in metrics
+
+    def test_without_fast_path_same_answers(self, served_project: ServedProject) -> None:
+        rows = served_project.test_X.head(50)
+        with AppClient(create_app(settings(served_project.registry, fast_path=False))) as c:
+            body = c.post("/predict", json=to_records(rows)).json()
+            serving = c.get("/model").json()["serving"]
+        assert serving["fast_path"] is False
+        assert serving["fast_path_reason"] == "disabled by --no-fast-path"
+        np.testing.assert_allclose(body["probabilities"],
+                                   served_project.expected_proba(body["version"], rows),
+                                   rtol=1e-6, atol=1e-7)
+
+
+class TestOtherProblemTypes:
+    """Regression and multiclass models, registered directly with ModelRegistry."""
+
+    @pytest.mark.parametrize("problem", ["regression", "multiclass"])
+    def test_served_like_the_pipeline(self, served_project: ServedProject, tmp_path: Path,
+                                      problem: str) -> None:
+        import pickle
+
+        from sklearn.compose import ColumnTransformer
+        from sklearn.impute import SimpleImputer
+        from sklearn.linear_model import LinearRegression, LogisticRegression
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        from prefab_core.registry import ModelVersion
+
+        numeric = ["month", "day", "sched_dep_time", "distance"]
+        data = served_project.data
+        target = data["hour"] if problem == "regression" else data["origin"].astype(str)
+        estimator = LinearRegression() if problem == "regression" else LogisticRegression(
+            max_iter=300)
+        pipe = Pipeline([
+            ("preprocess", ColumnTransformer([("num", Pipeline([
+                ("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]),
+                numeric)])),
+            ("model", estimator)]).fit(data[numeric].head(5000), target.head(5000))
+        schema = {c: {"kind": "numeric", "dtype": "int64"} for c in numeric}
+        classes = None if problem == "regression" else sorted(target.unique().tolist())
+        reg = ModelRegistry(LocalObjectStore(tmp_path / "registry"))
+        mv = reg.register(ModelVersion(
+            "other", 0, "", "fp", "", "", problem, metrics={"r2": 0.5},
+            data={"columns": [*numeric, "hour", "origin"]},
+            features={"input_schema": schema, "classes": classes}), pickle.dumps(pipe))
+        reg.set_alias("other", "production", mv.version)
+        rows = data[numeric].iloc[6000:6040].reset_index(drop=True)
+        s = ServeSettings(registry=str(tmp_path / "registry"), model="other",
+                          request_log_dir=str(tmp_path / "log"))
+        with AppClient(create_app(s)) as c:
+            body = c.post("/predict", json=to_records(rows)).json()
+            info = c.get("/model").json()
+            metrics = c.get("/metrics").text
+        assert info["serving"]["fast_path"] is True
+        if problem == "regression":
+            assert "probabilities" not in body
+            np.testing.assert_allclose(body["predictions"], pipe.predict(rows), rtol=1e-9)
+            assert "prefab_serve_prediction_value_count 40.0" in metrics
+        else:
+            assert body["classes"] == classes == ["EWR", "JFK", "LGA"]
+            np.testing.assert_allclose(body["probabilities"], pipe.predict_proba(rows),
+                                       rtol=1e-9)
+            assert body["predictions"] == pipe.predict(rows).tolist()
+            assert "prefab_serve_prediction_score_count 40.0" in metrics
+        logged = pd.read_parquet(next((tmp_path / "log").glob("other-*.predictions.parquet")))
+        assert len(logged) == 40
+        if problem == "multiclass":
+            assert {"probability_EWR", "probability_JFK", "probability_LGA"} <= set(logged)
+
+
+# ---------------------------------------------------------------- request log
+def logged_files(directory: Path, ext: str) -> tuple[list[Path], list[Path]]:
+    files = sorted(directory.glob(f"{MODEL}-*.{ext}"))
+    preds = [p for p in files if p.name.endswith(f".predictions.{ext}")]
+    return [p for p in files if p not in preds], preds
+
+
+class TestRequestLog:
+    def test_log_is_a_batch_the_monitoring_flow_accepts(
+            self, served_project: ServedProject, tmp_path: Path) -> None:
+        from flows._common import unlabelled
+        from prefab_core.config import TargetSpec, load_config
+        from tasks.ingest import ingest
+        from tasks.validate import check_batch_schema, validate
+
+        cols = [*served_project.input_columns, "hour"]
+        rows = served_project.data[cols].iloc[:1200].reset_index(drop=True)
+        records = to_records(rows)
+        app = create_app(settings(served_project.registry, request_log_dir=str(tmp_path / "log"),
+                                  request_log_rows_per_file=1000,
+                                  request_log_flush_seconds=3600))
+        with AppClient(app) as c:
+            answers = [c.post("/predict", json=records[k:k + 100]).json()
+                       for k in range(0, 1200, 100)]
+            ids = [a["request_id"] for a in answers]
+        assert len(set(ids)) == 12  # the app closed: the log is flushed
+        inputs, preds = logged_files(tmp_path / "log", "parquet")
+        assert len(inputs) == len(preds) == 2
+        first = pd.read_parquet(inputs[0])
+        assert len(first) == 1000 and len(pd.read_parquet(inputs[1])) == 200
+        assert sorted(first.columns) == sorted(cols)
+        out = pd.read_parquet(preds[0])
+        assert out["request_id"].tolist()[:100] == [ids[0]] * 100
+        version = answers[0]["version"]
+        np.testing.assert_allclose(out["probability"],
+                                   served_project.expected_proba(version, rows.head(1000))[:, 1],
+                                   rtol=1e-6)
+        pd.testing.assert_frame_equal(first[served_project.input_columns].assign(
+            time_hour=first["time_hour"].dt.as_unit("us")),
+            rows.head(1000)[served_project.input_columns], check_dtype=False)
+
+        # exactly what flows/monitoring.py does with a batch before any drift work
+        cfg = load_config([f"paths.root={tmp_path / 'monitor'}", f"data.uri={inputs[0]}",
+                           "data.format=auto", "monitor.labels=false", "tracking=disabled"],
+                          config_dir=REPO / "conf").typed
+        batch = ingest.fn(unlabelled(cfg.data), cfg.paths, cfg.storage, cfg.seed)
+        report = validate.fn(batch, dataclasses.replace(cfg.validate, on_failure="fail"),
+                             TargetSpec.from_data(cfg.data), False)
+        assert report.passed and report.rows == 1000
+        manifest = ModelRegistry(LocalObjectStore(served_project.registry)).get_version(
+            MODEL, version)
+        check_batch_schema(batch.frame, manifest.features["input_schema"],
+                           [*manifest.data["columns"], "delayed"], batch.source)
+
+    def test_rotation_and_cap_in_csv(self, served_project: ServedProject,
+                                     tmp_path: Path) -> None:
+        records = to_records(served_project.test_X.head(50))
+        app = create_app(settings(served_project.registry, request_log_dir=str(tmp_path),
+                                  request_log_format="csv", request_log_rows_per_file=10,
+                                  request_log_max_files=3, request_log_flush_seconds=0.05))
+        with AppClient(app) as c:
+            for k in range(0, 50, 5):
+                assert c.post("/predict", json=records[k:k + 5]).status_code == 200
+            wait_until(lambda: 'prefab_serve_request_log_rows_total 50.0' in c.get(
+                "/metrics").text)
+        inputs, preds = logged_files(tmp_path, "csv")
+        assert len(inputs) == len(preds) == 3  # 5 files written, the 2 oldest deleted
+        kept = pd.concat([pd.read_csv(p) for p in inputs], ignore_index=True)
+        assert len(kept) == 30
+        assert kept["time_hour"].tolist() == [r["time_hour"] for r in records[20:]]
+
+
+    def test_rows_beyond_the_memory_bound_are_dropped_and_counted(
+            self, served_project: ServedProject, tmp_path: Path) -> None:
+        from prefab_serve.model import load_served
+        from prefab_serve.reqlog import RequestLog
+
+        model = load_served(ModelRegistry(LocalObjectStore(served_project.registry)), MODEL, 1)
+        dropped: list[int] = []
+        log = RequestLog(tmp_path, MODEL, rows_per_file=10, max_pending_rows=12,
+                         on_dropped=dropped.append)  # writer not started: nothing drains
+        data = model.validator.validate(to_records(served_project.test_X.head(5)))
+        pred = model.predict(data.columns, data.rows)
+        for k in range(4):
+            log.add(model, data, pred, f"r{k}")
+        assert dropped == [5, 5]
+        log.close()  # without a writer thread, close() writes what was kept
+        inputs, _ = logged_files(tmp_path, "parquet")
+        assert sum(len(pd.read_parquet(p)) for p in inputs) == 10
+
+
+# -------------------------------------------------------------------- batcher
+class _Stub:
+    """A stand-in model: the prediction of a row is its ``x`` value; ``boom`` fails."""
+
+    def __init__(self, first_call_s: float = 0.05) -> None:
+        self.calls: list[list[Any]] = []
+        self.first_call_s = first_call_s
+
+    def predict(self, cols: dict[str, list[Any]], n: int) -> Prediction:
+        self.calls.append(list(cols["x"]))
+        if len(self.calls) == 1:
+            time.sleep(self.first_call_s)
+        if "boom" in cols["x"]:
+            raise ValueError("boom")
+        return Prediction(np.asarray(cols["x"], dtype=object), None)
+
+
+async def _submit(b: MicroBatcher, model: _Stub, values: list[Any]) -> Any:
+    try:
+        return (await b.submit(model, {"x": values}, len(values))).labels.tolist()  # type: ignore[arg-type]
+    except ValueError as exc:
+        return f"error: {exc}"
+
+
+class TestMicroBatcher:
+    def test_requests_arriving_during_a_call_share_the_next_one(self) -> None:
+        async def main() -> tuple[list[Any], _Stub]:
+            b, m = MicroBatcher(max_rows=100, max_wait_s=0), _Stub()
+            b.start()
+            first = asyncio.ensure_future(_submit(b, m, [0]))
+            await asyncio.sleep(0.01)  # the first call is running
+            rest = [_submit(b, m, [k, k + 100]) for k in range(1, 20)]
+            out = await asyncio.gather(first, *rest)
+            await b.stop()
+            return out, m
+
+        out, model = asyncio.run(main())
+        assert out == [[0], *([k, k + 100] for k in range(1, 20))]
+        assert [len(c) for c in model.calls] == [1, 38]
+
+    def test_batches_respect_max_rows_and_models_are_not_mixed(self) -> None:
+        async def main() -> tuple[_Stub, _Stub]:
+            b, a, other = MicroBatcher(max_rows=4, max_wait_s=0), _Stub(), _Stub(0)
+            b.start()
+            first = asyncio.ensure_future(_submit(b, a, ["a0"]))
+            await asyncio.sleep(0.01)
+            jobs = [_submit(b, a if k % 2 else other, [f"r{k}"]) for k in range(8)]
+            await asyncio.gather(first, *jobs)
+            await b.stop()
+            return a, other
+
+        a, other = asyncio.run(main())
+        assert all(len(c) <= 4 for c in a.calls + other.calls)
+        assert all(v.startswith(("a", "r1", "r3", "r5", "r7")) for c in a.calls for v in c)
+        assert all(v in ("r0", "r2", "r4", "r6") for c in other.calls for v in c)
+
+    def test_a_failing_request_does_not_fail_its_batch(self) -> None:
+        async def main() -> list[Any]:
+            b, m = MicroBatcher(max_wait_s=0), _Stub()
+            b.start()
+            first = asyncio.ensure_future(_submit(b, m, ["ok0"]))
+            await asyncio.sleep(0.01)
+            out = await asyncio.gather(first, _submit(b, m, ["ok1"]), _submit(b, m, ["boom"]),
+                                       _submit(b, m, ["ok2"]))
+            await b.stop()
+            return out
+
+        assert asyncio.run(main()) == [["ok0"], ["ok1"], "error: boom", ["ok2"]]
+
+    def test_waits_briefly_only_for_requests_being_read(self) -> None:
+        async def run(inflight: int) -> list[list[Any]]:
+            b, m = MicroBatcher(max_wait_s=0.2), _Stub(first_call_s=0)
+            b.start()
+            b.inflight = inflight
+            first = asyncio.ensure_future(_submit(b, m, ["a"]))
+            await asyncio.sleep(0.05)
+            b.inflight = 0
+            await asyncio.gather(first, _submit(b, m, ["b"]))
+            await b.stop()
+            return m.calls
+
+        assert asyncio.run(run(inflight=1)) == [["a", "b"]]  # waited for the second
+        assert asyncio.run(run(inflight=0)) == [["a"], ["b"]]  # idle: scored at once
+
+
+# --------------------------------------------------------- settings and CLI
+class TestSettings:
+    def test_every_bad_value_named_at_once(self) -> None:
+        with pytest.raises(ServeConfigError) as err:
+            ServeSettings(registry="r", model="m", port=0, workers=0, max_rows=0,
+                          unknown_category="maybe", batch_wait_ms=500)
+        msg = str(err.value)
+        for flag in ("--port is 0", "--workers is 0", "--max-rows is 0",
+                     "--unknown-category is 'maybe'", "--batch-wait-ms is 500"):
+            assert flag in msg
+        assert "Fix:" in msg
+
+    def test_json_round_trip_and_unknown_keys(self) -> None:
+        s = ServeSettings(registry="r", model="m", workers=2, storage={
+            "kind": "s3", "bucket": "b", "prefix": "p", "s3": {"endpoint_url": "http://x"}})
+        assert ServeSettings.from_json(s.to_json()) == s
+        assert s.storage_config().s3.endpoint_url == "http://x"
+        with pytest.raises(ServeConfigError, match="Unknown server settings"):
+            ServeSettings.from_json(json.dumps({"registry": "r", "model": "m", "prot": 1}))
+
+    def test_cli_takes_registry_and_model_from_the_project_config(
+            self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        from prefab_serve.__main__ import main
+
+        assert main(["--print-settings", "--port", "8123", "--workers", "2",
+                     "--config-dir", str(REPO / "conf"), "--", f"paths.root={tmp_path}"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["registry"] == str(tmp_path / "registry") and out["model"] == MODEL
+        assert (out["port"], out["workers"], out["alias"]) == (8123, 2, "production")
+
+    def test_cli_rejects_bad_flags_with_a_fix(self, capsys: pytest.CaptureFixture[str]) -> None:
+        from prefab_serve.__main__ import main
+
+        assert main(["--registry", "r", "--model", "m", "--workers", "100"]) == 2
+        assert "--workers is 100; expected 1-64" in capsys.readouterr().err
+
+    def test_port_in_use_fails_before_any_work(self) -> None:
+        import socket
+
+        from prefab_serve.errors import ServeError
+        from prefab_serve.server import run
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+            port = s.getsockname()[1]
+            with pytest.raises(ServeError, match=f"Cannot listen on 127.0.0.1:{port}"):
+                run(ServeSettings(registry="r", model="m", port=port, workers=2))
+
+
+# ------------------------------------------------------------- boundaries
+class TestBoundaries:
+    def test_server_code_never_imports_tasks_or_flows(self) -> None:
+        for path in sorted((REPO / "prefab_serve").glob("*.py")):
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                         [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                for name in names:
+                    assert name.split(".")[0] not in ("tasks", "flows"), f"{path}: {name}"
+
+    def test_importing_the_server_loads_no_pipeline_code(self) -> None:
+        code = ("import sys, prefab_serve.app, prefab_serve.server, prefab_serve.__main__; "
+                "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+                "('tasks', 'flows', 'prefect')); print(bad); assert not bad")
+        subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)
+
+    def test_dockerfile(self) -> None:
+        text = (REPO / "docker" / "serve.Dockerfile").read_text()
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip() and
+                 not ln.lstrip().startswith("#")]
+        assert lines[0] == "ARG BASE_IMAGE=python:3.11-slim"
+        assert any(ln.startswith("FROM ${BASE_IMAGE}") for ln in lines)
+        users = [ln.split()[1] for ln in lines if ln.startswith("USER ")]
+        assert users and users[-1] not in ("root", "0")
+        health = text[text.index("HEALTHCHECK"):].split("\n\n")[0]
+        assert "/ready" in health and "--start-period" in health
+        assert any("prefab_serve" in ln for ln in lines if ln.startswith(("CMD", "ENTRYPOINT")))
+        ignore = (REPO / ".dockerignore").read_text()
+        assert ".venv" in ignore and "registry" in ignore

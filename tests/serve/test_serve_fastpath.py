@@ -1,0 +1,174 @@
+"""prefab_serve/fastpath.py: the numpy replay equals the fitted scikit-learn transformer.
+
+Equality is checked on real flights rows, with missing values and unseen
+categories mixed in, for the registered pipeline and for other recipes that
+``tasks/featurize.py`` builds (one-hot, scalers, other imputers, every datetime part).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import KBinsDiscretizer
+
+from prefab_core.config import (
+    CategoricalFeatures,
+    DatetimeFeatures,
+    FeaturesConfig,
+    NumericFeatures,
+)
+from prefab_core.registry import ModelVersion
+from prefab_serve.errors import FastPathUnsupported
+from prefab_serve.fastpath import compile_transformer
+from prefab_serve.model import ServedModel
+from prefab_serve.schema import RecordValidator
+from tasks.featurize import build_preprocessor
+from tests.serve.conftest import ServedProject, to_records
+
+NUMERIC = ["month", "day", "sched_dep_time", "sched_arr_time", "distance", "flight"]
+CATEGORICAL = ["carrier", "origin", "dest"]
+
+
+def with_gaps(frame: pd.DataFrame) -> pd.DataFrame:
+    """Real rows with a missing value or an unseen category in every column somewhere."""
+    out = frame.copy()
+    for c in NUMERIC:
+        out[c] = out[c].astype("float64")
+    for c in CATEGORICAL:
+        out[c] = out[c].astype(object)
+    for i, c in enumerate([*NUMERIC, *CATEGORICAL, "time_hour"]):
+        out.loc[i, c] = pd.NaT if c == "time_hour" else (None if c in CATEGORICAL else np.nan)
+    for i, c in enumerate(CATEGORICAL):
+        out.loc[20 + i, c] = "NEVER-SEEN"
+    return out
+
+
+def schema_for(frame: pd.DataFrame, cfg: FeaturesConfig) -> dict:
+    schema = {c: {"kind": "numeric", "dtype": str(frame[c].dtype)} for c in cfg.numeric.columns}
+    for c in cfg.categorical.columns:
+        schema[c] = {"kind": "categorical", "dtype": "str",
+                     "categories": sorted(map(str, frame[c].dropna().unique()))}
+    for c in cfg.datetime.columns:
+        schema[c] = {"kind": "datetime", "dtype": str(frame[c].dtype)}
+    return schema
+
+
+def fast_and_slow(ct, schema: dict, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    compiled = compile_transformer(ct, schema)
+    checked = RecordValidator(schema, [], None, unknown_category="accept",
+                              max_rows=10**6).validate(to_records(frame[list(schema)]))
+    fast = compiled.transform(checked.columns, checked.rows)
+    slow = np.asarray(ct.transform(frame[list(schema)]))
+    return fast, slow
+
+
+class TestRegisteredPipeline:
+    def test_equals_the_fitted_transformer_on_real_rows(
+            self, served_project: ServedProject) -> None:
+        ct = served_project.pipelines[1].named_steps["preprocess"]
+        from prefab_core.registry import ModelRegistry
+        from prefab_core.storage import LocalObjectStore
+
+        schema = ModelRegistry(LocalObjectStore(served_project.registry)).get_version(
+            "flights-binary", 1).features["input_schema"]
+        frame = with_gaps(served_project.test_X)
+        fast, slow = fast_and_slow(ct, schema, frame)
+        assert fast.shape == slow.shape == (len(frame), 11)
+        assert fast.dtype == slow.dtype
+        np.testing.assert_array_equal(fast, slow)  # bit for bit, NaN where NaN
+
+
+RECIPES = {
+    "onehot, standard scaler, mean": dict(
+        numeric=NumericFeatures(NUMERIC, impute="mean", scale="standard"),
+        categorical=CategoricalFeatures(CATEGORICAL, encoding="onehot", impute="constant")),
+    "ordinal, robust scaler, zero, most frequent, every datetime part": dict(
+        numeric=NumericFeatures(NUMERIC, impute="zero", scale="robust"),
+        categorical=CategoricalFeatures(CATEGORICAL, encoding="ordinal",
+                                        impute="most_frequent"),
+        datetime=DatetimeFeatures(["time_hour"], parts=[
+            "year", "month", "day", "dayofweek", "dayofyear", "hour", "minute",
+            "weekofyear", "is_weekend"])),
+    "no imputation": dict(
+        numeric=NumericFeatures(NUMERIC, impute="none"),
+        categorical=CategoricalFeatures(CATEGORICAL, encoding="onehot", impute="none")),
+}
+
+
+class TestOtherRecipes:
+    @pytest.mark.parametrize("name", sorted(RECIPES))
+    def test_recipe_matches(self, served_project: ServedProject, name: str) -> None:
+        cfg = FeaturesConfig(**{"datetime": DatetimeFeatures(["time_hour"]), **RECIPES[name]})
+        train = served_project.data.head(5000)
+        ct = build_preprocessor(cfg).fit(train)
+        schema = schema_for(train, cfg)
+        fast, slow = fast_and_slow(ct, schema, with_gaps(served_project.data.iloc[5000:7000]
+                                                         .reset_index(drop=True)))
+        np.testing.assert_allclose(fast, slow.astype(np.float64), rtol=1e-12, atol=0)
+
+    @pytest.mark.parametrize("change, reason", [
+        ({"categorical": CategoricalFeatures(CATEGORICAL, encoding="native")},
+         "native categorical"),
+        ({"categorical": CategoricalFeatures(CATEGORICAL, encoding="onehot",
+                                             min_frequency=50)}, "infrequent categories"),
+    ])
+    def test_unsupported_recipes_say_why(self, served_project: ServedProject, change: dict,
+                                         reason: str) -> None:
+        cfg = dataclasses.replace(FeaturesConfig(numeric=NumericFeatures(NUMERIC)), **change)
+        train = served_project.data.head(3000)
+        ct = build_preprocessor(cfg).fit(train)
+        with pytest.raises(FastPathUnsupported, match=reason):
+            compile_transformer(ct, schema_for(train, cfg))
+
+
+class TestFallback:
+    def test_unsupported_step_serves_through_scikit_learn(
+            self, served_project: ServedProject) -> None:
+        cfg = FeaturesConfig(numeric=NumericFeatures(NUMERIC))
+        train = served_project.data.head(3000)
+        pipe = Pipeline([
+            ("preprocess", ColumnTransformer([("num", KBinsDiscretizer(
+                n_bins=4, encode="ordinal", strategy="uniform"),
+                NUMERIC)])),
+            ("model", LogisticRegression(max_iter=200))]).fit(train, train["delayed"])
+        schema = schema_for(train, cfg)
+        mv = ModelVersion("m", 1, "", "", "", "", "binary",
+                          features={"input_schema": schema, "classes": [False, True]})
+        served = ServedModel(mv, pipe, RecordValidator(schema, [], None), fast_path=True,
+                             check_frame=train)
+        assert served.compiled is None
+        assert "KBinsDiscretizer" in served.fast_path_reason
+        rows = served_project.data.iloc[3000:3100].reset_index(drop=True)
+        checked = served.validator.validate(to_records(rows[NUMERIC]))
+        pred = served.predict(checked.columns, checked.rows)
+        np.testing.assert_allclose(pred.proba, pipe.predict_proba(rows[NUMERIC]), rtol=1e-12)
+        assert pred.labels.tolist() == [bool(v) for v in pipe.predict(rows[NUMERIC])]
+
+    def test_verification_failure_falls_back(self, served_project: ServedProject,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+        """If the replay ever disagreed with scikit-learn, the server would not use it."""
+        from prefab_serve import model as model_mod
+
+        def broken(*args, **kwargs):
+            compiled = compile_transformer(*args, **kwargs)
+            compiled.blocks[0][1].ops.append(("div", None, 2.0))
+            return compiled
+
+        monkeypatch.setattr(model_mod, "compile_transformer", broken)
+        pipe = served_project.pipelines[1]
+        from prefab_core.registry import ModelRegistry
+        from prefab_core.storage import LocalObjectStore
+
+        mv = ModelRegistry(LocalObjectStore(served_project.registry)).get_version(
+            "flights-binary", 1)
+        schema = mv.features["input_schema"]
+        served = ServedModel(mv, pipe, RecordValidator(schema, [], None), fast_path=True,
+                             check_frame=served_project.test_X)
+        assert served.compiled is None
+        assert "differs from the scikit-learn pipeline" in served.fast_path_reason

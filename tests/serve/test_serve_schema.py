@@ -1,0 +1,119 @@
+"""prefab_serve/schema.py: request validation against a model's input schema (pure)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from prefab_serve.errors import RequestInvalid
+from prefab_serve.schema import MAX_ERRORS, RecordValidator
+
+SCHEMA = {
+    "distance": {"kind": "numeric", "dtype": "int64"},
+    "carrier": {"kind": "categorical", "dtype": "str", "categories": ["AA", "UA"]},
+    "time_hour": {"kind": "datetime", "dtype": "datetime64[us, UTC]"},
+}
+GOOD = {"distance": 1400, "carrier": "UA", "time_hour": "2013-01-01T05:00:00-05:00"}
+
+
+def validator(**kw) -> RecordValidator:
+    return RecordValidator(SCHEMA, ["time_hour", "distance", "carrier", "flight", "delayed"],
+                           "delayed", **kw)
+
+
+def errors(payload, **kw) -> list[dict]:
+    with pytest.raises(RequestInvalid) as exc:
+        validator(**kw).validate(payload)
+    return exc.value.errors
+
+
+class TestShapes:
+    def test_one_record_many_records_and_wrapper(self) -> None:
+        v = validator()
+        assert v.validate(GOOD).rows == 1
+        assert v.validate([GOOD, GOOD]).rows == 2
+        assert v.validate({"records": [GOOD] * 3}).rows == 3
+
+    def test_columns_are_normalised(self) -> None:
+        out = validator().validate([GOOD, {"distance": None, "carrier": None,
+                                           "time_hour": None}])
+        assert out.columns["distance"] == [1400, None]
+        assert out.columns["carrier"] == ["UA", None]
+        assert out.columns["time_hour"] == [dt.datetime(2013, 1, 1, 10, tzinfo=dt.UTC), None]
+
+    def test_limits(self) -> None:
+        assert errors([])[0]["type"] == "too_short"
+        err = errors([GOOD] * 4, max_rows=3)[0]
+        assert err["type"] == "too_long" and err["ctx"] == {"max_rows": 3, "rows": 4}
+        assert errors({"records": "x"})[0]["type"] == "list_type"
+        assert errors("x")[0]["type"] == "model_type"
+
+    def test_errors_are_capped_but_counted(self) -> None:
+        with pytest.raises(RequestInvalid) as exc:
+            validator(max_rows=1000).validate([{"distance": "x"}] * 100)
+        assert len(exc.value.errors) == MAX_ERRORS and exc.value.total == 300
+
+
+class TestValues:
+    @pytest.mark.parametrize("value", ["12", True, [1], {"a": 1}])
+    def test_numeric_needs_a_number(self, value) -> None:
+        err = errors({**GOOD, "distance": value})[0]
+        assert err["type"] == "number_type" and err["loc"] == ["body", "distance"]
+
+    def test_unknown_category_rejected_or_flagged(self) -> None:
+        err = errors({**GOOD, "carrier": "ZZ"})[0]
+        assert err["type"] == "unknown_category" and err["ctx"]["allowed"] == ["AA", "UA"]
+        out = validator(unknown_category="accept").validate([GOOD, {**GOOD, "carrier": "ZZ"}])
+        assert out.columns["carrier"] == ["UA", "ZZ"]
+        assert out.warnings == [{"row": 1, "field": "carrier", "value": "ZZ",
+                                 "type": "unknown_category"}]
+
+    def test_capped_category_list_is_not_enforced(self) -> None:
+        schema = {"c": {"kind": "categorical", "dtype": "str",
+                        "categories": [f"k{i}" for i in range(1000)]}}
+        assert RecordValidator(schema, [], None).validate({"c": "new"}).columns["c"] == ["new"]
+
+    @pytest.mark.parametrize("text, expected", [
+        ("2013-01-01T05:00:00Z", dt.datetime(2013, 1, 1, 5, tzinfo=dt.UTC)),
+        ("2013-01-01 05:00:00", dt.datetime(2013, 1, 1, 5, tzinfo=dt.UTC)),
+        ("2013-01-01", dt.datetime(2013, 1, 1, tzinfo=dt.UTC)),
+        ("2013-01-01T05:00:00+02:00", dt.datetime(2013, 1, 1, 3, tzinfo=dt.UTC)),
+    ])
+    def test_datetimes_in_the_training_zone(self, text: str, expected: dt.datetime) -> None:
+        out = validator().validate({**GOOD, "time_hour": text})
+        assert out.columns["time_hour"] == [expected]
+
+    def test_naive_training_column_keeps_wall_clock(self) -> None:
+        schema = {"t": {"kind": "datetime", "dtype": "datetime64[ns]"}}
+        v = RecordValidator(schema, [], None)
+        assert v.validate({"t": "2013-01-01T05:00:00"}).columns["t"] == [
+            dt.datetime(2013, 1, 1, 5)]
+        assert v.validate({"t": "2013-01-01T05:00:00-05:00"}).columns["t"] == [
+            dt.datetime(2013, 1, 1, 10)]
+
+    @pytest.mark.parametrize("value", ["yesterday", "01/02/2013", 1357016400])
+    def test_bad_datetimes(self, value) -> None:
+        assert errors({**GOOD, "time_hour": value})[0]["type"] == "datetime_parsing"
+
+
+class TestFields:
+    def test_missing_field_is_an_error_but_null_is_a_value(self) -> None:
+        err = errors([{"distance": 1, "carrier": "AA"}])[0]
+        assert err == {"loc": ["body", 0, "time_hour"], "type": "missing",
+                       "msg": "field 'time_hour' is required (datetime; send null for a "
+                              "missing value)"}
+
+    def test_training_columns_are_accepted_extras(self) -> None:
+        out = validator().validate([GOOD, {**GOOD, "flight": 7}])
+        assert out.extras == {"flight": [None, 7]}
+
+    def test_target_and_unknown_fields(self) -> None:
+        locs = [e["loc"] for e in errors([{**GOOD, "delayed": True, "surprise": 1}])]
+        assert locs == [["body", 0, "delayed"], ["body", 0, "surprise"]]
+        out = validator(extra_fields="ignore").validate({**GOOD, "surprise": 1})
+        assert out.extras == {} and out.rows == 1
+
+    def test_unknown_kind_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="unknown kind"):
+            RecordValidator({"x": {"kind": "image"}}, [], None)
