@@ -45,8 +45,16 @@ def configure(task: Any, family: str, cfg: OrchestrationConfig, *, cache: bool =
         "timeout_seconds": rt.timeout_seconds,
     }
     if cache and cfg.cache.enabled:
-        opts.update(cache_policy=LineagePolicy(extra=extra_key), persist_result=True,
-                    result_storage=result_storage(cfg.cache.result_storage),
+        storage = result_storage(cfg.cache.result_storage)
+        policy = LineagePolicy(extra=extra_key)
+        if isinstance(storage, Path):
+            # Cache records (metadata) in their own directory: result files then hold the
+            # raw pickle instead of base64 inside JSON, which loads several times faster
+            # on a cache hit (about 1 s -> 0.1 s for the 43 MB flights data set).
+            keys = storage / "_records"
+            keys.mkdir(parents=True, exist_ok=True)
+            policy = policy.configure(key_storage=keys)
+        opts.update(cache_policy=policy, persist_result=True, result_storage=storage,
                     refresh_cache=bool(refresh or cfg.cache.refresh))
     else:
         opts.update(cache_policy=NO_CACHE, persist_result=False)
