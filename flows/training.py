@@ -108,8 +108,12 @@ def training(overrides: list[str] | None = None, config_name: str = "train",
 
     champion = configure(load_production, "register", orch)(cfg.register, cfg.storage,
                                                              cfg.deploy.alias)
-    champion_metrics = configure(evaluate_champion, "evaluate", orch)(
-        champion.model if champion else None, features, cfg.evaluate)
+    if champion is not None and champion.version.fingerprint == trained.fingerprint:
+        # the champion *is* this model (same lineage): its metrics on this split are known
+        champion_metrics = dict(evaluation.metrics)
+    else:
+        champion_metrics = configure(evaluate_champion, "evaluate", orch)(
+            champion.model if champion else None, features, cfg.evaluate)
     flow_run_id, flow_run_name = run_ids()
     run = RunInfo(config=loaded.resolved, project_root=cfg.paths.root,
                   flow_run_id=flow_run_id, flow_run_name=flow_run_name,
