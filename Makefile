@@ -41,11 +41,11 @@ test-fast: $(STAMP)
 
 ## bench-training: training pipeline benchmark (JSON); BENCH_SCALE=10 for 3.4M rows
 bench-training: $(STAMP)
-	$(BIN)/python bench/training.py
+	@$(BIN)/python bench/training.py
 
 ## bench-monitoring: drift check vs Evidently's full report + drift-event loop (JSON); BENCH_DRIFT_ROWS=N
 bench-monitoring: $(STAMP)
-	$(BIN)/python bench/monitoring.py
+	@$(BIN)/python bench/monitoring.py
 
 ## registry: list registered versions and aliases (MODEL=flights-binary)
 registry: $(STAMP)
@@ -95,6 +95,44 @@ drift-demo: $(STAMP)
 	$(BIN)/python scripts/flights_batches.py drifted outputs/batches/drifted.csv --rows 30000
 	PREFECT_API_URL=$(SERVER_API) $(BIN)/prefect deployment run monitoring/monitor \
 	  --param batch_uri=$(CURDIR)/outputs/batches/drifted.csv
+
+# ------------------------------------------------------------- containers
+# The engine for the targets below: $DOCKER_HOST if set, else the local engine's
+# socket if scripts/local-engine.sh is up (then its local base image), else Docker's.
+LOCAL_ENGINE_HOST = $(shell bash scripts/local-engine.sh env 2>/dev/null | sed -n 's/^export DOCKER_HOST=//p')
+ENGINE_HOST       = $(or $(DOCKER_HOST),$(LOCAL_ENGINE_HOST))
+ENGINE_BASE_IMAGE = $(or $(PREFAB_BASE_IMAGE),$(if $(and $(LOCAL_ENGINE_HOST),$(filter $(ENGINE_HOST),$(LOCAL_ENGINE_HOST))),local/python:3.11-slim))
+DOCKER_POOL      ?= prefab-docker
+.PHONY: engine-up engine-down engine-status images docker-deploy docker-worker
+
+## engine-up: a Docker-API engine (rootful Podman) where there is no Docker; needs root
+engine-up:
+	@bash scripts/local-engine.sh up
+	@echo 'In your shell:  eval "$$(scripts/local-engine.sh env)"   (make targets find it by themselves)'
+
+## engine-down: stop the local engine (keeps its images; scripts/local-engine.sh purge deletes them)
+engine-down:
+	bash scripts/local-engine.sh down
+
+engine-status:
+	@bash scripts/local-engine.sh status
+
+## images: build the flow-run and serving images (prefab-mlops-flow:dev, prefab-serve:dev)
+images: $(STAMP)
+	DOCKER_HOST=$(ENGINE_HOST) BASE_IMAGE=$(ENGINE_BASE_IMAGE) PYTHON=$(BIN)/python \
+	  bash scripts/build-images.sh
+
+## docker-deploy: the prefab-docker work pool + the deployments of prefect.docker.yaml (builds the image)
+docker-deploy: $(STAMP)
+	PREFECT_API_URL=$(SERVER_API) $(BIN)/prefect work-pool create $(DOCKER_POOL) --type docker --overwrite
+	PYTHON=$(BIN)/python bash scripts/wheelhouse.sh
+	DOCKER_HOST=$(ENGINE_HOST) PREFAB_BASE_IMAGE=$(ENGINE_BASE_IMAGE) PREFECT_API_URL=$(SERVER_API) \
+	  $(BIN)/prefect --no-prompt deploy --all --prefect-file prefect.docker.yaml
+
+## docker-worker: a docker worker for prefab-docker (polls every 2 s)
+docker-worker: $(STAMP)
+	DOCKER_HOST=$(ENGINE_HOST) PREFECT_API_URL=$(SERVER_API) PREFECT_WORKER_QUERY_SECONDS=2 \
+	  $(BIN)/prefect worker start --pool $(DOCKER_POOL) --type docker
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -33,9 +33,21 @@ _WARM_IMPORTS = ("prefect", "flows.training", "bench._plain", "xgboost", "pander
 
 
 def _peak_rss_mb() -> dict[str, float]:
+    """Peak RSS of this process: VmHWM of its own address space.
+
+    ``ru_maxrss`` is reported too, but after fork/vfork + exec Linux folds the
+    parent's high-water mark into it, so it can overstate a small child.
+    """
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"self": round(own, 1), "children": round(kids, 1)}
+    hwm = own
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return {"self": round(hwm, 1), "ru_maxrss": round(own, 1), "children": round(kids, 1)}
 
 
 def _cpu_s() -> float:

@@ -9,7 +9,7 @@ Environment:
     BENCH_EPHEMERAL=0|1  also time a cold run on an ephemeral server (default: 1 at scale 1)
     BENCH_REPEAT=N     measure plain/cold/rerun/hparam N times, report the fastest
                        (default 3 at scale 1, else 1)
-    BENCH_QUIET_WAIT=S before each run, wait up to S seconds (default 20) until other
+    BENCH_QUIET_WAIT=S before each run, wait up to S seconds (default 10) until other
                        processes use < 0.35 cores; 0 disables the wait
     BENCH_PROFILE=1    write cProfile stats of every measured run next to the logs
     BENCH_KEEP=1       keep the temporary directory (logs, registry, cache, profiles)
@@ -43,8 +43,12 @@ PREFECT = str(Path(sys.executable).with_name("prefect"))
 
 HEAVY = ("ingest", "validate", "featurize", "train", "evaluate")
 ALL_TASKS = (*HEAVY, "load-production", "evaluate-champion", "register", "promote")
-HPARAM_OVERRIDE = "model.n_estimators=400"  # conf/model/xgboost.yaml has 300
+# conf/model/xgboost.yaml has 300 trees and early stopping does not end the fit before
+# tree 300 on this data, so 301 changes the cache key of train/evaluate while keeping
+# the fit cost the same: hparam_rerun_s vs cold_s then shows only what caching saves.
+HPARAM_OVERRIDE = "model.n_estimators=301"
 TARGETS = {"rerun_ratio_max": 0.10, "overhead_s_max": 3.0, "peak_rss_mb_max": 8192}
+CONTENDED_SHARE = 0.15
 
 
 def log(msg: str) -> None:
@@ -223,7 +227,7 @@ class Workers:
                  server: PrefectServer | None = None) -> None:
         self.tmp = tmp
         self.server = server
-        self.quiet_wait = float(os.environ.get("BENCH_QUIET_WAIT", "20"))
+        self.quiet_wait = float(os.environ.get("BENCH_QUIET_WAIT", "10"))
         self.warm_file = warm_file
         self.profile = profile
         self.current: subprocess.Popen | None = None
@@ -448,6 +452,12 @@ def run(tmp: Path, scale: int, box: list) -> dict[str, Any]:
     if eph:
         rss["ephemeral"] = eph["peak_rss_mb"]["self"]
 
+    ncpu = os.cpu_count() or 1
+    # Share of the machine that other processes took while a reported run was going.
+    foreign_share = {k: round(r["foreign_cpu_s"] / (r["process_wall_s"] * ncpu), 3)
+                     for k, r in best.items()}
+    contended = sorted(k for k, v in foreign_share.items() if v > CONTENDED_SHARE)
+
     def states(kind: str) -> dict[str, str]:
         return {k: v["state"] for k, v in best[kind]["api"]["tasks"].items()}
 
@@ -499,6 +509,7 @@ def run(tmp: Path, scale: int, box: list) -> dict[str, Any]:
         "import_s": best["cold"]["import_s"],
         "server_cpu_s": {k: best[k].get("server_cpu_s") for k in best},
         "foreign_cpu_s": {k: best[k]["foreign_cpu_s"] for k in best},
+        "foreign_cpu_share": foreign_share,
         "foreign_cpu_s_total": round(sum(r["foreign_cpu_s"] for r in every), 1),
         "quiet_wait_s_total": round(sum(r["quiet_wait_s"] for r in every), 1),
         "loadavg_1m": {"start": round(load0[0], 2), "end": round(os.getloadavg()[0], 2)},
@@ -507,7 +518,10 @@ def run(tmp: Path, scale: int, box: list) -> dict[str, Any]:
         "targets": {
             "rerun_ratio<=0.10": rerun_s / cold_s <= TARGETS["rerun_ratio_max"],
             "overhead_s<=3": cold_s - plain_s <= TARGETS["overhead_s_max"],
-            "peak_rss_mb<=8192": max(rss.values()) <= TARGETS["peak_rss_mb_max"]},
+            "peak_rss_mb<=8192": max(rss.values()) <= TARGETS["peak_rss_mb_max"],
+            # Reported runs during which other processes took > 15% of the machine: their
+            # times (and the ratios built from them) measure contention as well.
+            "contended_runs": contended},
         "checks_ok": not errors,
         "errors": errors,
         "env": {"python": platform.python_version(), "prefect": _version("prefect"),
@@ -544,6 +558,12 @@ def main() -> int:
     box: list = []
     try:
         result = run(tmp, scale, box)
+    except Exception as exc:  # noqa: BLE001 - still print one JSON object, then fail
+        log(f"FAILED: {type(exc).__name__}: {exc}")
+        result = {"mode": "server", "tracking": "disabled", "scale": scale,
+                  "checks_ok": False, "errors": [f"{type(exc).__name__}: {exc}"],
+                  "artifacts_dir": str(tmp)}
+        keep = True
     finally:
         for obj in reversed(box):  # the running worker first, then the server
             if isinstance(obj, Workers):
