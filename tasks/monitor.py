@@ -7,8 +7,9 @@ the dataset-drift decision (the ``DataDriftPreset`` rule: drift when the share
 reaches ``monitor.drift_share``, computed once from the per-column results rather
 than three times as the preset does), drift of the model's predictions, and model
 quality (Evidently's classification/regression preset) when the batch has labels.
-The reference is the sample stored with the model at registration, so the training set is never reloaded; the current batch is sampled
-down to ``monitor.max_rows`` so a 1M-row batch stays fast.
+The reference is the sample stored with the model at registration, so the
+training set is never reloaded; the current batch is sampled down to
+``monitor.max_rows`` so a 1M-row batch stays fast.
 
 When the batch drifts, :func:`emit_drift_event` emits the Prefect event
 ``prefab.model.drift-detected`` (configurable) that the ``retrain-on-drift``
