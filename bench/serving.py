@@ -60,6 +60,11 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `python bench/x.py` puts bench/ first, not the repo
+    sys.path.insert(0, str(REPO))
+
+from scripts.local_prefect import stop_group  # noqa: E402
+
 CONF = REPO / "conf"
 PYTHON = sys.executable
 MODEL = "flights-binary"
@@ -87,7 +92,6 @@ def env_float(name: str, default: float) -> float:
 
 # ------------------------------------------------------------------ model
 def train_and_register(root: Path, sample_rows: int) -> dict[str, Any]:
-    sys.path.insert(0, str(REPO))
     from bench._plain import run_plain
 
     return run_plain([f"paths.root={root}", f"data.sample_rows={sample_rows}",
@@ -211,18 +215,7 @@ class Server:
         raise TimeoutError(f"server not ready after {timeout}s; see {self.logfile}")
 
     def stop(self) -> None:
-        if not self.proc or self.proc.poll() is not None:
-            return
-        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.proc.wait(timeout=wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        stop_group(self.proc, ((signal.SIGTERM, 20), (signal.SIGKILL, 5)))
 
 
 def metric(port: int, name: str, labels: str = "") -> float:

@@ -37,6 +37,11 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `python bench/x.py` puts bench/ first, not the repo
+    sys.path.insert(0, str(REPO))
+
+from scripts.local_prefect import stop_group  # noqa: E402
+
 CONF = REPO / "conf"
 PYTHON = sys.executable
 PREFECT = str(Path(sys.executable).with_name("prefect"))
@@ -168,18 +173,7 @@ class PrefectServer:
         return round(ticks / os.sysconf("SC_CLK_TCK"), 2)
 
     def stop(self) -> None:
-        if not self.proc or self.proc.poll() is not None:
-            return
-        for sig, wait in ((signal.SIGINT, 15), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.proc.wait(timeout=wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        stop_group(self.proc, ((signal.SIGINT, 15), (signal.SIGTERM, 10), (signal.SIGKILL, 5)))
 
 
 def tail(path: Path, n: int = 40) -> str:

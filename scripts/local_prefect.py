@@ -44,18 +44,26 @@ def base_env(home: Path) -> dict[str, str]:
     return env
 
 
-def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT, wait: float = 20) -> None:
-    if proc.poll() is not None:
+def stop_group(proc: subprocess.Popen[bytes] | None,
+               steps: tuple[tuple[int, float], ...] = ((signal.SIGINT, 20), (signal.SIGKILL, 10))
+               ) -> None:
+    """Stop a process started with ``start_new_session=True`` and everything it spawned.
+
+    Sends each signal of ``steps`` in turn to the whole process group, waiting up to
+    the given seconds after each, until the process has exited.
+    """
+    if proc is None or proc.poll() is not None:
         return
-    try:
-        os.killpg(proc.pid, sig)
-        proc.wait(wait)
-    except (subprocess.TimeoutExpired, ProcessLookupError):
+    for sig, wait in steps:
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, sig)
         except ProcessLookupError:
-            pass
-        proc.wait(10)
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 class PrefectServer:
@@ -102,8 +110,7 @@ class PrefectServer:
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self.proc is not None:
-            _stop(self.proc, signal.SIGINT, 20)
+        stop_group(self.proc)
 
 
 class ProcessWorker:
@@ -128,8 +135,7 @@ class ProcessWorker:
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self.proc is not None:
-            _stop(self.proc, signal.SIGINT, 25)
+        stop_group(self.proc, ((signal.SIGINT, 25), (signal.SIGKILL, 10)))
 
 
 def prefect_cli(args: list[str], env: dict[str, str], cwd: Path,

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scripts.local_prefect import stop_group
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -152,18 +153,7 @@ class ServerProcess:
         raise TimeoutError(f"server not ready after {timeout}s:\n{self.log()}")
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.proc.wait(timeout=wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        stop_group(self.proc, ((signal.SIGTERM, 20), (signal.SIGKILL, 5)))
 
     def log(self) -> str:
         return self.logfile.read_text(errors="replace")[-6000:]
