@@ -4,7 +4,6 @@ flights rows."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from pathlib import Path
 
@@ -12,32 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefab_core.config import TargetSpec, TrainConfig, load_config
+from prefab_core.config import TargetSpec, TrainConfig
 from prefab_core.errors import DataError
 from tasks.featurize import FeatureSet, featurize, split_rows
 from tasks.ingest import Dataset, prepare
 
 NUMERIC = ["month", "day", "sched_dep_time", "sched_arr_time", "distance", "flight"]
 CONF = Path(__file__).resolve().parents[2] / "conf"
-
-
-@pytest.fixture(scope="module")
-def config(tmp_path_factory: pytest.TempPathFactory):
-    """``config(*overrides)`` -> the typed config, composed once per override set.
-
-    Hydra composition costs about 0.2 s; these tasks never touch ``paths``. Each call
-    returns a deep copy, so a test cannot leak changes into another.
-    """
-    root = tmp_path_factory.mktemp("root")
-    cache: dict[tuple[str, ...], TrainConfig] = {}
-
-    def _config(*overrides: str) -> TrainConfig:
-        if overrides not in cache:
-            cache[overrides] = load_config([f"paths.root={root}", *overrides],
-                                           config_dir=CONF).typed
-        return copy.deepcopy(cache[overrides])
-
-    return _config
 
 
 def flights(cfg: TrainConfig, frame: pd.DataFrame) -> Dataset:

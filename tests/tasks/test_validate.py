@@ -3,7 +3,6 @@ diamonds rows, every violation reported at once, and the warn/fail switch."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 from pathlib import Path
@@ -12,31 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefab_core.config import ColumnRule, TargetSpec, TrainConfig, load_config
+from prefab_core.config import ColumnRule, TargetSpec, TrainConfig
 from prefab_core.errors import DataValidationError
 from tasks.ingest import Dataset, ingest, prepare
 from tasks.validate import ValidationReport, validate
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
-
-
-@pytest.fixture(scope="module")
-def config(tmp_path_factory: pytest.TempPathFactory):
-    """``config(*overrides)`` -> the typed config, composed once per override set.
-
-    Hydra composition costs about 0.2 s; these tasks never touch ``paths``. Each call
-    returns a deep copy, so a test cannot leak changes into another.
-    """
-    root = tmp_path_factory.mktemp("root")
-    cache: dict[tuple[str, ...], TrainConfig] = {}
-
-    def _config(*overrides: str) -> TrainConfig:
-        if overrides not in cache:
-            cache[overrides] = load_config([f"paths.root={root}", *overrides],
-                                           config_dir=CONF).typed
-        return copy.deepcopy(cache[overrides])
-
-    return _config
 
 
 def flights_dataset(cfg: TrainConfig, frame: pd.DataFrame, **data: object) -> Dataset:
