@@ -123,19 +123,6 @@ def _memory(load_peak: float | None, baseline: float | None) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------ project helpers
-def make_project(root: Path, data_csv: Path) -> Path:
-    """A throw-away project (like tests/integration/test_drift_loop.py): a copy of conf/
-    whose git-ignored local settings point at its own data, tracking off, small model."""
-    shutil.copytree(REPO / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
-    (root / "conf" / "local").mkdir()
-    (root / "conf" / "local" / "default.yaml").write_text(
-        "# @package _global_\n"
-        f"data:\n  uri: {data_csv}\n"
-        "tracking:\n  mode: disabled\n"
-        f"model:\n  n_estimators: {N_ESTIMATORS}\n")
-    return root / "conf"
-
-
 def child_env(tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "WANDB_"))}
     wandb = tmp / "wandb"
@@ -462,6 +449,7 @@ def build_data(tmp: Path, rows: int) -> dict[str, Any]:
 
     from prefab_core.config import load_config
     from scripts.flights_batches import drifted_batch, flights, train_batch
+    from scripts.projects import make_project
     from tasks.ingest import ingest
 
     t0 = time.perf_counter()
@@ -470,7 +458,7 @@ def build_data(tmp: Path, rows: int) -> dict[str, Any]:
     train_csv = proj / "data" / "flights.csv"
     raw = flights()
     train_batch(raw, TRAIN_ROWS, seed=0).to_csv(train_csv, index=False)
-    conf = make_project(proj, train_csv)
+    conf = make_project(proj, train_csv, {"model": {"n_estimators": N_ESTIMATORS}})
     cfg = load_config([], "train", conf).typed
     # The bundled table prepared exactly as the monitoring flow's ingest prepares a batch
     # (dtypes, derived target, selected columns).
@@ -536,6 +524,7 @@ def event_loop(tmp: Path, box: list) -> dict[str, Any]:
     from prefab_core.storage import LocalObjectStore
     from scripts.flights_batches import drifted_batch, flights, train_batch
     from scripts.local_prefect import PrefectServer, ProcessWorker, prefect_cli
+    from scripts.projects import make_project
 
     proj = tmp / "loop-project"
     (proj / "data").mkdir(parents=True)
@@ -544,7 +533,7 @@ def event_loop(tmp: Path, box: list) -> dict[str, Any]:
     train_batch(raw, LOOP_ROWS, seed=0).to_csv(csv, index=False)
     landed = drifted_batch(raw, LOOP_LANDED_ROWS, seed=0)
     del raw
-    conf = make_project(proj, csv)
+    conf = make_project(proj, csv, {"model": {"n_estimators": N_ESTIMATORS}})
     registry = ModelRegistry(LocalObjectStore(proj / "registry"))
     out: dict[str, Any] = {"project_rows": LOOP_ROWS, "landed_drifted_rows": len(landed),
                            "worker_query_seconds": 1.0}

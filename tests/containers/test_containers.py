@@ -23,7 +23,6 @@ import http.server
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -194,19 +193,12 @@ def flow_image(engine: Engine, wheelhouse: Path,
 
 
 # ------------------------------------------------------------------ project
-def make_project(root: Path, rows: int = 20_000) -> Path:
-    """A throw-away project (like tests/integration): conf/ copy + real flights data."""
+def make_docker_project(root: Path, rows: int = 20_000) -> Path:
+    """A throw-away project (scripts/projects.py) with real flights data, no plots."""
     from scripts.flights_batches import flights, train_batch
+    from scripts.projects import make_project
 
-    shutil.copytree(REPO / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
-    (root / "conf" / "local").mkdir()
-    (root / "data").mkdir()
-    (root / "conf" / "local" / "default.yaml").write_text(
-        "# @package _global_\n"
-        f"data:\n  uri: {root / 'data' / 'flights.csv'}\n"
-        "tracking:\n  mode: disabled\n"
-        "evaluate:\n  plots: false\n"
-        "model:\n  n_estimators: 60\n")
+    make_project(root, overrides={"evaluate": {"plots": False}})
     train_batch(flights(), rows).to_csv(root / "data" / "flights.csv", index=False)
     if os.geteuid() == 0:
         # Owned by the image's non-root user, so the flow-run container (which runs as
@@ -243,7 +235,7 @@ def trained_in_container(engine: Engine, flow_image: Any,
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     tmp = tmp_path_factory.mktemp("docker-pool")
-    project = make_project(tmp / "proj")
+    project = make_docker_project(tmp / "proj")
     docker_client = engine.client()
     fr = None
     with PrefectServer(tmp / "server") as server:

@@ -9,7 +9,6 @@ retrain-on-drift run completes → v2 registered; a burst of events → still on
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -20,23 +19,11 @@ from prefab_core.registry import ModelRegistry
 from prefab_core.storage import LocalObjectStore
 from scripts.flights_batches import drifted_batch, flights, stable_batch, train_batch
 from scripts.local_prefect import PrefectServer, ProcessWorker, prefect_cli
+from scripts.projects import make_project
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "flights-binary"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
-
-
-def make_project(root: Path) -> Path:
-    """A throw-away project: a copy of conf/ whose local settings point at its own data."""
-    shutil.copytree(REPO / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
-    (root / "conf" / "local").mkdir()
-    (root / "data").mkdir()
-    (root / "conf" / "local" / "default.yaml").write_text(
-        "# @package _global_\n"
-        f"data:\n  uri: {root / 'data' / 'flights.csv'}\n"
-        "tracking:\n  mode: disabled\n"
-        "model:\n  n_estimators: 60\n")
-    return root / "conf"
 
 
 def wait_final(client, flow_run_id, timeout: float = 300):
