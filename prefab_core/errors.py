@@ -90,3 +90,11 @@ class TransientError(PrefabError):
 
 class TrackingError(PrefabError):
     """Experiment tracking failed. The pipeline only warns about it."""
+
+
+class TrackingTransientError(TrackingError, TransientError):
+    """Experiment tracking failed for a network reason (W&B unreachable, a timeout).
+
+    Still a :class:`TrackingError`, so callers that only warn keep working, and a
+    :class:`TransientError`, so the ``track`` task's retries apply to it.
+    """

@@ -5,10 +5,15 @@ uploaded later with ``wandb sync``), ``online`` (needs ``WANDB_API_KEY``) or
 ``disabled``. Every W&B file (runs, cache, artifacts, config) stays under
 ``<tracking.dir>/wandb``. ``init`` has a bounded timeout, so a missing network in
 online mode fails fast instead of blocking for 90 s.
+
+A W&B failure with a network cause (W&B unreachable, a timeout) is raised as
+:class:`~prefab_core.errors.TrackingTransientError`, which the ``track`` task
+retries; any other failure is a plain :class:`~prefab_core.errors.TrackingError`.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -18,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from prefab_core.config import TrackingConfig
-from prefab_core.errors import TrackingError
+from prefab_core.errors import TrackingError, TrackingTransientError
+from prefab_core.retries import is_transient
 
 
 @dataclass
@@ -46,6 +52,41 @@ class RunRecord:
     model_metadata: dict[str, Any] = field(default_factory=dict)
     aliases: list[str] = field(default_factory=list)
     job_type: str = "train"
+
+
+# OSError numbers that mean "the network is not there right now", not "wrong setup".
+_NETWORK_ERRNOS = frozenset(getattr(errno, name) for name in (
+    "ENETDOWN", "ENETUNREACH", "ENETRESET", "EHOSTDOWN", "EHOSTUNREACH", "ETIMEDOUT",
+    "ECONNABORTED", "ECONNRESET", "ECONNREFUSED") if hasattr(errno, name))
+
+
+def _is_network_failure(exc: BaseException) -> bool:
+    """True if ``exc``, or an exception it wraps, is a network failure worth a retry.
+
+    Transient: ``wandb.errors.CommError`` (W&B could not be reached or timed out;
+    not its ``AuthenticationError`` subclass, a wrong key stays wrong), everything
+    :func:`prefab_core.retries.is_transient` accepts (``ConnectionError``,
+    ``TimeoutError``, socket errors) and ``OSError`` with a network errno.
+    """
+    from wandb.errors import AuthenticationError, CommError
+
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        cur = todo.pop()
+        if cur is None or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, AuthenticationError):
+            return False
+        if isinstance(cur, CommError) or is_transient(cur):
+            return True
+        if isinstance(cur, OSError) and cur.errno in _NETWORK_ERRNOS:
+            return True
+        wrapped = getattr(cur, "exc", None)  # CommError keeps its cause here
+        todo += [cur.__cause__, cur.__context__,
+                 wrapped if isinstance(wrapped, BaseException) else None]
+    return False
 
 
 def wandb_root(cfg: TrackingConfig) -> Path:
@@ -83,7 +124,8 @@ def log_to_wandb(cfg: TrackingConfig, record: RunRecord) -> TrackedRun:
     """Log one run (config, metrics, plots, model artifact with aliases) to W&B.
 
     Raises:
-        TrackingError: W&B failed; callers only warn about it.
+        TrackingTransientError: W&B failed for a network reason; worth a retry.
+        TrackingError: W&B failed otherwise; callers only warn about it.
     """
     if cfg.mode == "disabled":
         return TrackedRun(mode="disabled")
@@ -129,6 +171,11 @@ def log_to_wandb(cfg: TrackingConfig, record: RunRecord) -> TrackedRun:
     except TrackingError:
         raise
     except Exception as exc:  # noqa: BLE001 - any W&B failure becomes a warning upstream
-        raise TrackingError(f"W&B logging failed ({type(exc).__name__}: {exc})",
-                            fix="Check WANDB_API_KEY/network for online mode, or set "
+        message = f"W&B logging failed ({type(exc).__name__}: {exc})"
+        if _is_network_failure(exc):
+            raise TrackingTransientError(
+                message, fix="W&B could not be reached; the track task retries by itself "
+                "(orchestration.tasks.track.retries). If it persists, check the network and "
+                "WANDB_BASE_URL, or set tracking.mode=offline or disabled.") from None
+        raise TrackingError(message, fix="Check WANDB_API_KEY for online mode, or set "
                             "tracking.mode=offline or disabled.") from None

@@ -1,6 +1,8 @@
 """Track: log a flow run to Weights & Biases (config, metrics, plots, model artifact).
 
-An I/O task with retries; the flow runs it so that a failure only warns.
+An I/O task with retries; the flow runs it so that a failure only warns. Only
+network failures (:class:`~prefab_core.errors.TrackingTransientError`) are retried,
+with the retries and backoff of ``orchestration.tasks.track``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ def track(record: RunRecord, cfg: TrackingConfig) -> TrackedRun:
         The W&B run id/dir and the logged model artifact.
 
     Raises:
-        TrackingError: W&B failed (the flow turns this into a warning).
+        TrackingTransientError: W&B could not be reached (retried).
+        TrackingError: W&B failed otherwise (not retried; the flow turns it into a
+            warning).
     """
     return log_to_wandb(cfg, record)

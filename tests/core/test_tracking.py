@@ -8,8 +8,10 @@ would upload: config, metrics, the model artifact and its aliases.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import io
+import pickle
 import struct
 import time
 from collections.abc import Iterator
@@ -18,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from prefab_core.config import TrackingConfig
-from prefab_core.errors import TrackingError
+from prefab_core.errors import TrackingError, TrackingTransientError
+from prefab_core.retries import is_transient
 from prefab_core.tracking import RunRecord, TrackedRun, log_to_wandb
 from tests.conftest import free_port
 
@@ -221,7 +224,160 @@ class TestFailure:
         cfg = tracking(tmp_path, mode="online", init_timeout_s=5)
 
         start = time.monotonic()
-        with pytest.raises(TrackingError, match="W&B logging failed") as err:
+        with pytest.raises(TrackingTransientError, match="W&B logging failed") as err:
             log_to_wandb(cfg, record())
         assert time.monotonic() - start < 30
         assert "tracking.mode=offline or disabled" in err.value.fix
+        assert isinstance(err.value, TrackingError) and is_transient(err.value)
+
+    def test_invalid_artifact_name_is_a_plain_tracking_error(self, tmp_path: Path) -> None:
+        with pytest.raises(TrackingError, match="Invalid name") as err:
+            log_to_wandb(tracking(tmp_path), record(model_name="flights/binary"))
+
+        assert not isinstance(err.value, TrackingTransientError)
+        assert not is_transient(err.value)
+
+
+def fail_log_artifact(monkeypatch: pytest.MonkeyPatch, exc: BaseException,
+                      times: int = 1) -> dict[str, int]:
+    """Make the first ``times`` calls of the real ``Run.log_artifact`` raise ``exc``.
+
+    Everything else (init, log, finish) is the real offline W&B run.
+    """
+    import wandb
+
+    real = wandb.Run.log_artifact
+    calls = {"n": 0}
+
+    def flaky(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] <= times:
+            raise exc
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(wandb.Run, "log_artifact", flaky)
+    return calls
+
+
+def _chained() -> RuntimeError:
+    try:
+        raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+    except ConnectionResetError as cause:
+        try:
+            raise RuntimeError("upload aborted") from cause
+        except RuntimeError as exc:
+            return exc
+
+
+def _comm_errors() -> list[BaseException]:
+    from wandb.errors import CommError
+
+    return [CommError("Timed out while retrying: Post /graphql"),
+            CommError("upload failed", exc=ConnectionResetError())]
+
+
+class TestTransientCause:
+    @pytest.mark.parametrize("cause", [
+        ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"),
+        TimeoutError("read timed out"),
+        OSError(errno.ENETUNREACH, "Network is unreachable"),
+        _chained(),
+        *_comm_errors(),
+    ], ids=["refused", "timeout", "net-unreachable", "chained-reset", "comm-timeout",
+            "comm-wrapping-reset"])
+    def test_network_cause_is_transient_and_retryable(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+            cause: BaseException) -> None:
+        fail_log_artifact(monkeypatch, cause)
+
+        with pytest.raises(TrackingTransientError, match="W&B logging failed") as err:
+            log_to_wandb(tracking(tmp_path), record())
+
+        assert isinstance(err.value, TrackingError)
+        assert is_transient(err.value)
+        assert "retries by itself" in err.value.fix
+        restored = pickle.loads(pickle.dumps(err.value))  # as Prefect stores it
+        assert type(restored) is TrackingTransientError and is_transient(restored)
+
+    @pytest.mark.parametrize("cause", [
+        PermissionError(errno.EACCES, "Permission denied"),
+        ValueError("bad metadata"),
+    ], ids=["permission", "value"])
+    def test_other_cause_is_not_transient(self, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch,
+                                          cause: BaseException) -> None:
+        fail_log_artifact(monkeypatch, cause)
+
+        with pytest.raises(TrackingError) as err:
+            log_to_wandb(tracking(tmp_path), record())
+
+        assert type(err.value) is TrackingError
+        assert not is_transient(err.value)
+
+    def test_authentication_error_is_not_transient(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        from wandb.errors import AuthenticationError  # a CommError, but a wrong key stays wrong
+
+        fail_log_artifact(monkeypatch, AuthenticationError("API key is invalid"))
+
+        with pytest.raises(TrackingError) as err:
+            log_to_wandb(tracking(tmp_path), record())
+
+        assert type(err.value) is TrackingError
+        assert not is_transient(err.value)
+
+
+def task_run(task_run_id) -> object:
+    """The task run as the Prefect API records it, once it is in a final state."""
+    from prefect import get_client
+
+    deadline = time.monotonic() + 15
+    while True:
+        with get_client(sync_client=True) as client:
+            tr = client.read_task_run(task_run_id)
+        if (tr.state and tr.state.is_final()) or time.monotonic() > deadline:
+            return tr
+        time.sleep(0.2)
+
+
+def run_track(orch, rec: RunRecord, cfg: TrackingConfig) -> tuple[object, object]:
+    """Run the ``track`` task in a flow with retries from ``conf/orchestration``, as the
+    training flow does. Returns (result or exception, task run)."""
+    from prefect import flow
+
+    from prefab_core.runtime import configure
+    from tasks.track import track
+
+    @flow(name="track-retries")
+    def tracking_flow():
+        state = configure(track, "track", orch)(rec, cfg, return_state=True)
+        return state.result(raise_on_failure=False), state.state_details.task_run_id
+
+    result, task_run_id = tracking_flow()
+    return result, task_run(task_run_id)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+class TestTrackTaskRetries:
+    def test_transient_failure_is_retried_and_succeeds(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, load) -> None:
+        orch = load("orchestration.tasks.track.retry_delay_seconds=[0]").typed.orchestration
+        assert orch.tasks["track"].retries >= 1
+        calls = fail_log_artifact(
+            monkeypatch, ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"))
+
+        result, tr = run_track(orch, record(), tracking(tmp_path))
+
+        assert isinstance(result, TrackedRun) and result.artifact == "flights-binary"
+        assert calls["n"] == 2
+        assert tr.run_count == 2 and tr.state.is_completed()
+
+    def test_non_transient_failure_fails_at_once(self, tmp_path: Path, load) -> None:
+        orch = load("orchestration.tasks.track.retry_delay_seconds=[0]").typed.orchestration
+        assert orch.tasks["track"].retries >= 1
+
+        result, tr = run_track(orch, record(model_name="flights/binary"), tracking(tmp_path))
+
+        assert type(result) is TrackingError and "Invalid name" in str(result)
+        assert tr.run_count == 1 and tr.state.is_failed()
+        assert len(list((tmp_path / "project" / "wandb").glob("offline-run-*"))) == 1
