@@ -154,10 +154,19 @@ class ModelRegistry:
                 fix="List versions with `prefab registry list " + model_name + "`.")
         return self._read_manifest(key)
 
-    def find_by_fingerprint(self, model_name: str, fingerprint: str,
-                            sha256: str) -> ModelVersion | None:
+    def find_by_fingerprint(self, model_name: str, fingerprint: str) -> ModelVersion | None:
+        """The earliest version trained from this lineage, or None.
+
+        The lineage fingerprint (data, features, model config, seed, task code) is
+        what identifies a model; the pickle's sha256 is not compared, because a
+        refit of the same lineage need not pickle to the same bytes.
+
+        Args:
+            model_name: Registered model name (``register.model_name``).
+            fingerprint: ``TrainedModel.fingerprint`` of the model to look for.
+        """
         for v in self.versions(model_name):
-            if v.fingerprint == fingerprint and v.model_sha256 == sha256:
+            if v.fingerprint == fingerprint:
                 return v
         return None
 

@@ -75,8 +75,7 @@ def register(model: TrainedModel, evaluation: Evaluation, data: Dataset, feature
     """
     log = get_logger()
     registry = open_registry(cfg, storage)
-    existing = next((v for v in registry.versions(cfg.model_name)
-                     if v.fingerprint == model.fingerprint), None)
+    existing = registry.find_by_fingerprint(cfg.model_name, model.fingerprint)
     if existing is not None:
         log.info("%s already holds this exact model (same lineage %s); not registering again.",
                  existing.label, model.fingerprint[:12])

@@ -105,13 +105,19 @@ class TestManifestRoundTrip:
         with pytest.raises(RegistryError, match="has no file 'nope.csv'"):
             registry.read_file(mv, "nope.csv")
 
-    def test_find_by_fingerprint_needs_fingerprint_and_sha(self, registry: ModelRegistry
+    def test_find_by_fingerprint_matches_the_lineage_alone(self, registry: ModelRegistry
                                                            ) -> None:
-        mv = registry.register(manifest("fp-a"), payload(1))
+        registry.register(manifest("fp-a"), payload(1))
+        registry.register(manifest("fp-b"), payload(2))
+        # same lineage, different pickle bytes (a refit need not be byte-identical)
+        registry.register(manifest("fp-a"), payload(3))
 
-        assert registry.find_by_fingerprint(MODEL, "fp-a", mv.model_sha256).version == 1
-        assert registry.find_by_fingerprint(MODEL, "fp-a", "0" * 64) is None
-        assert registry.find_by_fingerprint(MODEL, "fp-b", mv.model_sha256) is None
+        found = registry.find_by_fingerprint(MODEL, "fp-a")
+        assert found is not None and found.version == 1  # the earliest one
+        assert found.model_sha256 == bytes_sha256(payload(1))
+        assert registry.find_by_fingerprint(MODEL, "fp-b").version == 2
+        assert registry.find_by_fingerprint(MODEL, "fp-c") is None
+        assert registry.find_by_fingerprint("other-model", "fp-a") is None
 
 
 class TestLoadIntegrity:
