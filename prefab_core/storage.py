@@ -17,6 +17,7 @@ S3 failures that may pass (connection errors, throttling, 5xx) are raised as
 from __future__ import annotations
 
 import importlib.util
+import io
 import os
 import tarfile
 import tempfile
@@ -167,14 +168,21 @@ def read_source(loc: Location, s3: S3Config) -> bytes:
                 f"Data file '{loc.path}' cannot be read: {hint}.",
                 fix="Fix data.uri (a local path, s3://bucket/key or pkg://package/path).")
         data = path.read_bytes()
-    if loc.member:
-        return _tar_member(data, loc)
-    return data
+    return member_bytes(data, loc)
 
 
-def _tar_member(data: bytes, loc: Location) -> bytes:
-    import io
+def member_bytes(data: bytes, loc: Location) -> bytes:
+    """The bytes to parse out of ``data``, the whole file or object at ``loc.path``.
 
+    That is the archive member ``loc.member`` if one is named, else ``data`` itself.
+    ``read_source(replace(loc, member=None), s3)`` followed by this function reads a
+    location once and keeps the whole file for :func:`source_fingerprint`.
+
+    Raises:
+        DataSourceNotFound: the archive has no such member, or is not a tar archive.
+    """
+    if not loc.member:
+        return data
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
             try:
@@ -193,11 +201,24 @@ def _tar_member(data: bytes, loc: Location) -> bytes:
             fix="Only .tar/.tar.gz archives support the '#member' suffix.") from None
 
 
-def source_fingerprint(loc: Location, s3: S3Config) -> str:
+def source_fingerprint(loc: Location, s3: S3Config, data: bytes | None = None) -> str:
     """A cheap fingerprint of a data location's current content.
 
     Local files are hashed (sha256, streamed); S3 objects use their ETag and size,
-    so a cache key never needs to download the data.
+    so a cache key never needs to download the data. For a ``#member`` location the
+    whole archive is hashed, together with the member's name.
+
+    Args:
+        loc: The location (``data.uri`` parsed by :func:`parse_location`).
+        s3: ``conf/storage`` ``s3``: the connection for ``s3://`` locations.
+        data: The local file's bytes (the whole archive for a ``#member``
+            location), when the caller has already read them: they are hashed
+            instead of the file, so the fingerprint is of exactly those bytes and
+            the file is not read again. Ignored for S3 locations.
+
+    Raises:
+        DataSourceNotFound: the file or S3 object does not exist.
+        TransientError: S3 could not be reached.
     """
     if loc.scheme == "s3":
         assert loc.bucket is not None
@@ -207,6 +228,8 @@ def source_fingerprint(loc: Location, s3: S3Config) -> str:
         except Exception as exc:  # noqa: BLE001
             raise _s3_error(exc, f"data location '{loc.display}'") from exc
         return stable_hash("s3", loc.display, head.get("ETag"), head.get("ContentLength"))
+    if data is not None:
+        return stable_hash("file", bytes_sha256(data), loc.member)
     path = Path(loc.path)
     if not path.is_file():
         raise DataSourceNotFound(
@@ -391,6 +414,6 @@ def new_token() -> str:
 
 __all__ = [
     "Location", "LocalObjectStore", "ObjectStore", "S3ObjectStore", "bytes_sha256",
-    "new_token", "object_store", "parse_location", "read_source", "s3_bucket_block",
-    "source_fingerprint",
+    "member_bytes", "new_token", "object_store", "parse_location", "read_source",
+    "s3_bucket_block", "source_fingerprint",
 ]

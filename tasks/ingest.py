@@ -9,7 +9,7 @@ always be retrieved.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -22,6 +22,7 @@ from prefab_core.fingerprint import code_hash, lineage, stable_hash
 from prefab_core.logs import get_logger
 from prefab_core.retries import retry_transient
 from prefab_core.storage import (
+    member_bytes,
     object_store,
     parse_location,
     read_source,
@@ -102,8 +103,12 @@ def ingest(cfg: DataConfig, paths: PathsConfig, storage: StorageConfig, seed: in
     """
     log = get_logger()
     loc = parse_location(cfg.uri, paths.root)
-    raw = read_source(loc, storage.s3)
-    src_fp = source_fingerprint(loc, storage.s3)
+    # One read: the fingerprint hashes the bytes that are parsed (for a '#member', the
+    # archive they come from), not a second read of a file that may have changed since.
+    whole = read_source(replace(loc, member=None), storage.s3)
+    src_fp = source_fingerprint(loc, storage.s3, whole)
+    raw = member_bytes(whole, loc)
+    del whole
     frame = parse_bytes(raw, loc, cfg.format, cfg.parse_dates)
     del raw
     frame = prepare(frame, cfg, seed, loc.display)

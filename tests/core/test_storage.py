@@ -27,6 +27,7 @@ from prefab_core.retries import is_transient
 from prefab_core.storage import (
     Location,
     S3ObjectStore,
+    member_bytes,
     parse_location,
     read_source,
     source_fingerprint,
@@ -149,6 +150,16 @@ class TestReadLocal:
         with pytest.raises(DataSourceNotFound, match="it is a directory"):
             read_source(parse_location(str(tmp_path)), NO_S3)
 
+    def test_member_bytes_of_a_file_already_read(self, tmp_path: Path) -> None:
+        (tmp_path / "a.csv").write_bytes(b"x,y\n1,2\n")
+        archive = tmp_path / "a.tar"
+        with tarfile.open(archive, "w") as tar:
+            tar.add(tmp_path / "a.csv", arcname="a.csv")
+
+        assert member_bytes(b"x\n1\n", parse_location(str(tmp_path / "a.csv"))) == b"x\n1\n"
+        assert member_bytes(archive.read_bytes(),
+                            parse_location(f"{archive}#a.csv")) == b"x,y\n1,2\n"
+
     def test_member_of_a_non_archive_is_refused(self, tmp_path: Path) -> None:
         path = tmp_path / "plain.csv"
         path.write_bytes(b"a\n1\n")
@@ -177,6 +188,18 @@ class TestSourceFingerprint:
 
         assert source_fingerprint(parse_location(f"{path}#x.csv"), NO_S3) != \
             source_fingerprint(parse_location(f"{path}#y.csv"), NO_S3)
+
+    def test_bytes_already_read_are_hashed_like_the_file(self, tmp_path: Path) -> None:
+        path = tmp_path / "a.tar"
+        path.write_bytes(b"not really a tar")
+
+        for uri in (str(path), f"{path}#x.csv"):
+            loc = parse_location(uri)
+            assert source_fingerprint(loc, NO_S3, path.read_bytes()) == \
+                source_fingerprint(loc, NO_S3)
+        path.unlink()  # the bytes given are hashed; the file is not read again
+        assert source_fingerprint(parse_location(str(path)), NO_S3, b"other") != \
+            source_fingerprint(parse_location(str(path)), NO_S3, b"not really a tar")
 
     def test_missing_file_is_not_found(self, tmp_path: Path) -> None:
         with pytest.raises(DataSourceNotFound, match="does not exist"):

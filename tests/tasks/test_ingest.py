@@ -4,6 +4,7 @@ fingerprints, snapshots and every bad input, on the real flights and diamonds da
 from __future__ import annotations
 
 import dataclasses
+import tarfile
 import uuid
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from prefab_core.config import TrainConfig, WindowConfig, load_config
 from prefab_core.errors import DataError, DataFormatError, DataSourceNotFound, PrefabError
+from prefab_core.storage import parse_location, source_fingerprint
 from tasks.ingest import Dataset, ingest, load_snapshot
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -296,6 +298,78 @@ class TestIngestFingerprint:
         assert b.source_fingerprint == a.source_fingerprint
         assert b.fingerprint != a.fingerprint
         assert b.frame["delayed"].sum() < a.frame["delayed"].sum()
+
+
+
+class TestIngestReadsTheSourceOnce:
+    """The source is read and hashed once; the fingerprint is of the bytes parsed."""
+
+    def test_file_is_read_and_hashed_once(self, cfg: TrainConfig, flights_csv: Path,
+                                          flights_frame: pd.DataFrame,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+        import prefab_core.storage as storage_mod
+        import tasks.ingest as ingest_mod
+
+        expected = source_fingerprint(parse_location(str(flights_csv)), cfg.storage.s3)
+        reads: list[str] = []
+        hashed: list[str] = []
+        real_read = ingest_mod.read_source
+
+        def read_then_remove(loc, s3):  # a landing-zone file moved away once read
+            reads.append(loc.path)
+            data = real_read(loc, s3)
+            Path(loc.path).unlink()
+            return data
+
+        def counted(name: str):
+            real = getattr(storage_mod, name)
+
+            def hash_(content):
+                hashed.append(name)
+                return real(content)
+            return hash_
+
+        monkeypatch.setattr(ingest_mod, "read_source", read_then_remove)
+        for name in ("bytes_sha256", "file_sha256"):
+            monkeypatch.setattr(storage_mod, name, counted(name))
+        ds = run(cfg, uri=str(flights_csv), snapshot=False)
+        assert reads == [str(flights_csv)]
+        assert len(hashed) == 1
+        assert ds.source_fingerprint == expected
+        assert ds.rows == len(prepared(flights_frame))
+
+    def test_fingerprint_is_of_the_bytes_parsed_when_the_file_changes(
+            self, cfg: TrainConfig, flights_csv: Path, flights_frame: pd.DataFrame,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        import tasks.ingest as ingest_mod
+
+        before = source_fingerprint(parse_location(str(flights_csv)), cfg.storage.s3)
+        real_read = ingest_mod.read_source
+
+        def read_then_overwrite(loc, s3):  # a writer replaces the file right after the read
+            data = real_read(loc, s3)
+            flights_frame.head(100).to_csv(loc.path, index=False)
+            return data
+
+        monkeypatch.setattr(ingest_mod, "read_source", read_then_overwrite)
+        ds = run(cfg, uri=str(flights_csv), snapshot=False)
+        assert ds.rows == len(prepared(flights_frame))
+        assert ds.source_fingerprint == before
+
+    def test_member_fingerprint_is_the_archives_and_the_members_name(
+            self, cfg: TrainConfig, flights_csv: Path, tmp_path: Path) -> None:
+        archive = tmp_path / "batches.tar.gz"
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add(flights_csv, arcname="in/a.csv")
+            tar.add(flights_csv, arcname="in/b.csv")
+
+        a = run(cfg, uri=f"{archive}#in/a.csv", snapshot=False)
+        b = run(cfg, uri=f"{archive}#in/b.csv", snapshot=False)
+        assert a.source_fingerprint == source_fingerprint(
+            parse_location(f"{archive}#in/a.csv"), cfg.storage.s3)
+        assert a.source_fingerprint != b.source_fingerprint
+        pd.testing.assert_frame_equal(a.frame, run(cfg, uri=str(flights_csv),
+                                                   snapshot=False).frame)
 
 
 class TestIngestSnapshot:
