@@ -1,0 +1,128 @@
+"""prefab_core.runtime: cached task results on disk, and in-process run settings."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from prefect import flow, task
+from prefect.cache_policies import TASK_SOURCE, CachePolicy
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+from prefab_core.caching import LineagePolicy, RawPickleSerializer
+from prefab_core.config import CacheConfig, OrchestrationConfig
+from prefab_core.runtime import configure, in_process_run
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+CALLS: list[int] = []
+
+
+@task
+def make_frame(n: int) -> pd.DataFrame:
+    CALLS.append(n)
+    rng = np.random.default_rng(n)
+    return pd.DataFrame({"x": rng.normal(size=n), "cat": rng.choice(["a", "b"], size=n)})
+
+
+def orchestration(storage: Path) -> OrchestrationConfig:
+    return OrchestrationConfig(cache=CacheConfig(result_storage=str(storage)))
+
+
+def run_cached(storage: Path, n: int, **task_options: Any) -> tuple[pd.DataFrame, str]:
+    @flow
+    def f() -> tuple[pd.DataFrame, str]:
+        t = configure(make_frame, "featurize", orchestration(storage), cache=True)
+        if task_options:
+            t = t.with_options(**task_options)
+        state = t(n, return_state=True)
+        return state.result(), state.name
+
+    return f()
+
+
+class TestResultFiles:
+    def test_results_are_raw_pickle_and_hit_across_runs(self, tmp_path: Path) -> None:
+        CALLS.clear()
+        first, state1 = run_cached(tmp_path, 5000)
+        second, state2 = run_cached(tmp_path, 5000)
+        assert (state1, state2) == ("Completed", "Cached")
+        assert CALLS == [5000]
+        pd.testing.assert_frame_equal(first, second)
+
+        results = [p for p in tmp_path.iterdir() if p.is_file()]
+        records = list((tmp_path / "_records").iterdir())
+        assert len(results) == 1 and len(records) == 1
+        blob = results[0].read_bytes()
+        assert blob[:2] == b"\x80\x05"  # a pickle (protocol 5), not base64 text
+        pd.testing.assert_frame_equal(pickle.loads(blob), first)
+        meta = json.loads(records[0].read_bytes())
+        assert meta["serializer"]["type"] == "prefab-raw-pickle"
+
+    def test_reads_results_cached_by_prefect_pickle_serializer(self, tmp_path: Path) -> None:
+        """A cache written before the raw serializer (base64 pickle) still hits."""
+        CALLS.clear()
+        old_policy: CachePolicy = LineagePolicy().configure(key_storage=tmp_path / "_records")
+        (tmp_path / "_records").mkdir()
+        _, state1 = run_cached(tmp_path, 300, result_serializer="pickle",
+                               cache_policy=old_policy)
+        blob = next(p for p in tmp_path.iterdir() if p.is_file()).read_bytes()
+        assert blob[:2] != b"\x80\x05"
+        frame, state2 = run_cached(tmp_path, 300)
+        assert (state1, state2) == ("Completed", "Cached")
+        assert CALLS == [300] and len(frame) == 300
+
+    def test_serializer_round_trip(self) -> None:
+        value = {"a": np.arange(10), "b": [1, "x"]}
+        s = RawPickleSerializer()
+        back = s.loads(s.dumps(value))
+        assert back["b"] == [1, "x"] and np.array_equal(back["a"], value["a"])
+
+    def test_block_storage_keeps_prefect_default_serializer(self) -> None:
+        """Raw bytes cannot go into a JSON record, so only local storage gets them."""
+        t = configure(make_frame, "featurize",
+                      OrchestrationConfig(cache=CacheConfig(
+                          result_storage="block:s3-bucket/cache")), cache=True)
+        assert not isinstance(t.result_serializer, RawPickleSerializer)
+        assert t.cache_policy is not TASK_SOURCE
+
+
+def _runs_heartbeat_loop(thread: threading.Thread) -> bool:
+    # Prefect starts it as Thread(target=context.run, args=(heartbeat_loop,))
+    args = getattr(thread, "_args", ())
+    return any(getattr(a, "__name__", "") == "heartbeat_loop" for a in args)
+
+
+def heartbeat_threads_during_a_run() -> list[str]:
+    @flow
+    def probe() -> list[str]:
+        return [t.name for t in threading.enumerate() if _runs_heartbeat_loop(t)]
+
+    return probe()
+
+
+class TestInProcessRun:
+    """The session's harness runs inside in_process_run (tests/conftest.py), so
+    each test first restores Prefect's default heartbeat setting."""
+
+    def test_prefect_default_starts_a_heartbeat_thread(self) -> None:
+        with temporary_settings(restore_defaults={PREFECT_FLOWS_HEARTBEAT_FREQUENCY}):
+            assert heartbeat_threads_during_a_run()
+
+    def test_no_heartbeat_thread_in_process(self) -> None:
+        with temporary_settings(restore_defaults={PREFECT_FLOWS_HEARTBEAT_FREQUENCY}):
+            with in_process_run():
+                assert heartbeat_threads_during_a_run() == []
+            assert heartbeat_threads_during_a_run()  # restored afterwards
+
+    def test_heartbeats_configured_in_the_environment_are_kept(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "60")
+        with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 60}), in_process_run():
+            assert heartbeat_threads_during_a_run()
