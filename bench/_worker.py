@@ -8,8 +8,13 @@ every mode, so ``plain`` and ``flow`` differ only in what the clock covers:
 
 * ``plain``: :func:`bench._plain.run_plain` (each task's ``.fn``, no Prefect);
 * ``flow``: :func:`flows.training.training` (Prefect engine, whatever
-  ``PREFECT_API_URL`` says: the benchmark's server, or ephemeral when unset);
+  ``PREFECT_API_URL`` says: the benchmark's server, or ephemeral when unset),
+  called inside :func:`prefab_core.runtime.in_process_run` exactly as
+  ``python -m flows.training`` (``make train``) calls it;
 * ``noop``: a flow of nine no-op tasks, Prefect's fixed per-run cost.
+
+``--prefect-defaults`` leaves ``in_process_run`` out, so the run keeps Prefect's
+default flow-run heartbeats (what a worker-started run does).
 
 The result (seconds, peak RSS, phase timings, flow run id) is written as JSON to
 ``--out``; logs go to stderr.
@@ -23,6 +28,7 @@ import json
 import resource
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 # Modules the tasks import lazily. Imported here, outside the clock, for both modes
@@ -88,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config-dir", default=None)
     p.add_argument("--warm-file", default=None, help="a data file to read once, unclocked")
     p.add_argument("--profile", default=None, help="write cProfile stats of the run here")
+    p.add_argument("--prefect-defaults", action="store_true",
+                   help="run without in_process_run (Prefect's default heartbeats)")
     args = p.parse_args(argv)
     overrides = json.loads(args.overrides)
 
@@ -107,29 +115,34 @@ def main(argv: list[str] | None = None) -> int:
 
         profiler = cProfile.Profile()
     out: dict = {"mode": args.mode, "import_s": round(import_s, 3)}
-    cpu0 = _cpu_s()
-    start = time.perf_counter()
-    if profiler:
-        profiler.enable()
-    if args.mode == "plain":
-        from bench._plain import run_plain
+    from prefab_core.runtime import in_process_run
 
-        res = run_plain(overrides, args.config_dir)
-        elapsed = time.perf_counter() - start
-        out.update(phases=res["phases"], rows=res["rows"], version=res["version"],
-                   metrics=res["metrics"])
-    elif args.mode == "noop":
-        n_tasks = _noop_flow(overrides)
-        elapsed = time.perf_counter() - start
-        out.update(tasks=n_tasks)
-    else:
-        from flows.training import training
+    settings = nullcontext() if args.prefect_defaults else in_process_run()
+    out["prefect_defaults"] = args.prefect_defaults
+    with settings:  # entered outside the clock
+        cpu0 = _cpu_s()
+        start = time.perf_counter()
+        if profiler:
+            profiler.enable()
+        if args.mode == "plain":
+            from bench._plain import run_plain
 
-        summary = training(overrides=overrides, config_dir=args.config_dir)
-        elapsed = time.perf_counter() - start
-        out.update(flow_run_id=summary["flow_run_id"], rows=summary["data"]["rows"],
-                   version=summary["version"], metrics=summary["metrics"],
-                   promoted=summary["decision"]["promote"])
+            res = run_plain(overrides, args.config_dir)
+            elapsed = time.perf_counter() - start
+            out.update(phases=res["phases"], rows=res["rows"], version=res["version"],
+                       metrics=res["metrics"])
+        elif args.mode == "noop":
+            n_tasks = _noop_flow(overrides)
+            elapsed = time.perf_counter() - start
+            out.update(tasks=n_tasks)
+        else:
+            from flows.training import training
+
+            summary = training(overrides=overrides, config_dir=args.config_dir)
+            elapsed = time.perf_counter() - start
+            out.update(flow_run_id=summary["flow_run_id"], rows=summary["data"]["rows"],
+                       version=summary["version"], metrics=summary["metrics"],
+                       promoted=summary["decision"]["promote"])
     if profiler:
         profiler.disable()
         profiler.dump_stats(args.profile)

@@ -21,7 +21,7 @@ from flows._common import load_and_log, run_ids, unlabelled
 from prefab_core.artifacts import publish_markdown
 from prefab_core.config import TrainConfig
 from prefab_core.errors import RegistryError
-from prefab_core.runtime import configure
+from prefab_core.runtime import configure, in_process_run
 from tasks.ingest import _ingest_key, ingest
 from tasks.predict import score_batch, write_predictions
 from tasks.register import load_production
@@ -76,8 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", default=None)
     parser.add_argument("--config-dir", default=None)
     args = parser.parse_args(argv)
-    print(json.dumps(batch_inference(overrides=args.overrides, batch_uri=args.batch,
-                                     config_dir=args.config_dir), indent=2, default=str))
+    with in_process_run():
+        summary = batch_inference(overrides=args.overrides, batch_uri=args.batch,
+                                  config_dir=args.config_dir)
+    print(json.dumps(summary, indent=2, default=str))
     return 0
 
 

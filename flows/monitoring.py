@@ -29,7 +29,7 @@ from prefab_core.artifacts import publish_link, publish_markdown
 from prefab_core.config import TargetSpec, TrainConfig
 from prefab_core.errors import RegistryError
 from prefab_core.logs import get_logger
-from prefab_core.runtime import configure
+from prefab_core.runtime import configure, in_process_run
 from prefab_core.storage import object_store
 from prefab_core.tracking import RunRecord
 from tasks.ingest import _ingest_key, ingest
@@ -135,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config-dir", default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    s = monitoring(overrides=args.overrides, batch_uri=args.batch, config_dir=args.config_dir)
+    with in_process_run():
+        s = monitoring(overrides=args.overrides, batch_uri=args.batch,
+                       config_dir=args.config_dir)
     if args.json:
         print(json.dumps(s, indent=2, default=str))
     else:

@@ -24,7 +24,7 @@ from prefab_core.artifacts import md_table, publish_markdown, publish_table
 from prefab_core.config import ModelSpec, TargetSpec, TrainConfig
 from prefab_core.errors import QualityGateError
 from prefab_core.logs import get_logger
-from prefab_core.runtime import configure
+from prefab_core.runtime import configure, in_process_run
 from prefab_core.tracking import RunRecord
 from tasks.deploy import decide_promotion, promote
 from tasks.evaluate import evaluate, evaluate_champion
@@ -199,8 +199,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="ignore cached task results and run every task afresh")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
-    summary = training(overrides=args.overrides, config_name=args.config_name,
-                       config_dir=args.config_dir, refresh_cache=args.refresh_cache)
+    with in_process_run():
+        summary = training(overrides=args.overrides, config_name=args.config_name,
+                           config_dir=args.config_dir, refresh_cache=args.refresh_cache)
     print(json.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
     return 0
 

@@ -143,10 +143,15 @@ def make_bucket(endpoint: str, name: str) -> None:
 # ---------------------------------------------------------------- prefect
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
-    """Prefect's test harness (a temporary API server) for the whole session."""
+    """Prefect's test harness (a temporary API server) for the whole session.
+
+    Flows run with the settings of ``python -m flows.<name>`` (``in_process_run``).
+    """
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    from prefab_core.runtime import in_process_run
+
+    with prefect_test_harness(server_startup_timeout=60), in_process_run():
         yield
 
 
