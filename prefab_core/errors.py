@@ -84,6 +84,10 @@ class IntegrityError(RegistryError):
     """A stored model file does not match its recorded sha256."""
 
 
+class CacheError(PrefabError):
+    """A cached task result cannot be read back (a file of it is missing or damaged)."""
+
+
 class TransientError(PrefabError):
     """A failure that may succeed on retry (network, object store, busy resource)."""
 

@@ -56,7 +56,8 @@ def configure(task: Any, family: str, cfg: OrchestrationConfig, *, cache: bool =
             keys = storage / "_records"
             keys.mkdir(parents=True, exist_ok=True)
             policy = policy.configure(key_storage=keys)
-            opts["result_serializer"] = RawPickleSerializer()
+            opts["result_serializer"] = RawPickleSerializer(
+                payload_dir=str(storage / "_payloads"))
         opts.update(cache_policy=policy, persist_result=True, result_storage=storage,
                     refresh_cache=bool(refresh or cfg.cache.refresh))
     else:

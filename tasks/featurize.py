@@ -29,6 +29,7 @@ from prefab_core.config import FeaturesConfig, TargetSpec
 from prefab_core.errors import DataError
 from prefab_core.fingerprint import lineage
 from prefab_core.logs import get_logger
+from prefab_core.payloads import Payload
 from prefab_core.transformers import DatetimeParts, NativeCategorical, as_str_object
 from tasks.ingest import Dataset
 
@@ -55,15 +56,13 @@ class FeatureSet:
 
     ``Xt_train``/``Xt_valid`` are the transformed train/validation matrices, so the
     train task does not transform again. ``test`` stays raw: evaluation runs the
-    full inference pipeline on it exactly as serving will.
+    full inference pipeline on it exactly as serving will. The splits and matrices
+    live in ``payload``, which the result cache stores apart and loads only when
+    they are read (see :mod:`prefab_core.payloads`).
     """
 
-    train: Split
-    valid: Split
-    test: Split
+    payload: Payload  # train, valid, test (Split), Xt_train, Xt_valid
     preprocessor: ColumnTransformer
-    Xt_train: Any
-    Xt_valid: Any
     input_schema: dict[str, dict[str, Any]]
     feature_names: list[str]
     classes: list[Any] | None
@@ -71,6 +70,29 @@ class FeatureSet:
     native_categorical: bool
     split_info: dict[str, Any]
     fingerprint: str
+
+    @property
+    def train(self) -> Split:
+        split: Split = self.payload["train"]
+        return split
+
+    @property
+    def valid(self) -> Split:
+        split: Split = self.payload["valid"]
+        return split
+
+    @property
+    def test(self) -> Split:
+        split: Split = self.payload["test"]
+        return split
+
+    @property
+    def Xt_train(self) -> Any:  # noqa: N802 - the usual name of a design matrix
+        return self.payload["Xt_train"]
+
+    @property
+    def Xt_valid(self) -> Any:  # noqa: N802
+        return self.payload["Xt_valid"]
 
 
 def build_preprocessor(cfg: FeaturesConfig) -> ColumnTransformer:
@@ -216,9 +238,9 @@ def featurize(data: Dataset, cfg: FeaturesConfig, target: TargetSpec, seed: int)
         info["test_from"] = str(frame[col].iloc[te].min())
     get_logger().info("Split %s rows: %s train / %s valid / %s test (%s); %s features",
                       len(frame), len(tr), len(va), len(te), cfg.split.strategy, len(names))
-    return FeatureSet(train=splits[0], valid=splits[1], test=splits[2], preprocessor=pre,
-                      Xt_train=Xt_train, Xt_valid=Xt_valid,
-                      input_schema=_input_schema(X, cfg), feature_names=names,
+    return FeatureSet(payload=Payload(train=splits[0], valid=splits[1], test=splits[2],
+                                      Xt_train=Xt_train, Xt_valid=Xt_valid),
+                      preprocessor=pre, input_schema=_input_schema(X, cfg), feature_names=names,
                       classes=classes, problem_type=target.problem_type,
                       native_categorical=cfg.categorical.encoding == "native"
                       and bool(cfg.categorical.columns),

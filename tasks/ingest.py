@@ -20,6 +20,7 @@ from prefab_core.datasets import parse_bytes, prepare
 from prefab_core.datasets import stats as _stats
 from prefab_core.fingerprint import code_hash, lineage, stable_hash
 from prefab_core.logs import get_logger
+from prefab_core.payloads import Payload
 from prefab_core.retries import retry_transient
 from prefab_core.storage import (
     member_bytes,
@@ -34,37 +35,58 @@ from prefab_core.storage import (
 class Dataset:
     """A prepared data set and where it came from.
 
+    Build one with :meth:`Dataset.of`. The frame lives in ``payload``, which the
+    result cache stores apart and loads only when ``frame`` is read (see
+    :mod:`prefab_core.payloads`); ``rows`` and ``columns`` never need it.
+
     Attributes:
         name: ``data.name``.
-        frame: The rows after ``dropna``/``derive``/``columns``/``window``/``sample_rows``.
+        payload: Holds ``frame``: the rows after ``dropna``/``derive``/``columns``/
+            ``window``/``sample_rows``.
         fingerprint: Identifies the content (source bytes + preparation config + code).
         source: Display form of the location read.
         source_fingerprint: Fingerprint of the raw source bytes alone.
         snapshot_uri: Immutable Parquet copy of ``frame`` (None if snapshots are off).
         target: Target column name.
+        rows: Number of rows of ``frame``.
+        columns: Column names of ``frame``.
         time_column: Time column name, if any.
     """
 
     name: str
-    frame: pd.DataFrame
+    payload: Payload
     fingerprint: str
     source: str
     source_fingerprint: str
     snapshot_uri: str | None
     target: str
+    rows: int
+    columns: list[str]
     time_column: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, frame: pd.DataFrame, **facts: Any) -> Dataset:
+        """A Dataset holding ``frame``; ``facts`` are the other fields but rows/columns."""
+        return cls(payload=Payload(frame=frame), rows=len(frame),
+                   columns=[str(c) for c in frame.columns], **facts)
+
     @property
-    def rows(self) -> int:
-        return len(self.frame)
+    def frame(self) -> pd.DataFrame:
+        frame: pd.DataFrame = self.payload["frame"]
+        return frame
+
+    def with_frame(self, frame: pd.DataFrame) -> Dataset:
+        """A copy of this Dataset holding ``frame`` instead (same other facts)."""
+        return replace(self, payload=Payload(frame=frame), rows=len(frame),
+                       columns=[str(c) for c in frame.columns])
 
     def lineage_record(self) -> dict[str, Any]:
         """JSON-safe description stored with registered models."""
         return {"name": self.name, "source": self.source, "fingerprint": self.fingerprint,
                 "source_fingerprint": self.source_fingerprint,
                 "snapshot_uri": self.snapshot_uri, "rows": self.rows,
-                "columns": list(map(str, self.frame.columns)), **self.stats}
+                "columns": list(self.columns), **self.stats}
 
 
 def _ingest_key(inputs: dict[str, Any]) -> str:
@@ -124,9 +146,9 @@ def ingest(cfg: DataConfig, paths: PathsConfig, storage: StorageConfig, seed: in
         snapshot_uri = store.uri(key)
     log.info("Ingested %s rows x %s columns from %s (fingerprint %s)", len(frame),
              frame.shape[1], loc.display, fingerprint[:12])
-    return Dataset(name=cfg.name, frame=frame, fingerprint=fingerprint, source=loc.display,
-                   source_fingerprint=src_fp, snapshot_uri=snapshot_uri, target=cfg.target,
-                   time_column=cfg.time_column, stats=_stats(frame, cfg.time_column))
+    return Dataset.of(frame, name=cfg.name, fingerprint=fingerprint, source=loc.display,
+                      source_fingerprint=src_fp, snapshot_uri=snapshot_uri, target=cfg.target,
+                      time_column=cfg.time_column, stats=_stats(frame, cfg.time_column))
 
 
 def load_snapshot(uri: str, storage: StorageConfig) -> pd.DataFrame:

@@ -21,14 +21,19 @@ from prefab_core.config import ModelSpec
 from prefab_core.errors import ConfigError
 from prefab_core.fingerprint import lineage
 from prefab_core.logs import get_logger
+from prefab_core.payloads import Payload
 from tasks.featurize import FeatureSet
 
 
 @dataclass
 class TrainedModel:
-    """A fitted inference pipeline (``preprocess`` → ``model``) and its training facts."""
+    """A fitted inference pipeline (``preprocess`` → ``model``) and its training facts.
 
-    pipeline: Pipeline
+    The pipeline lives in ``payload``, which the result cache stores apart and loads
+    only when ``pipeline`` is read (see :mod:`prefab_core.payloads`).
+    """
+
+    payload: Payload  # pipeline
     fingerprint: str
     estimator: str
     params: dict[str, Any]
@@ -37,6 +42,11 @@ class TrainedModel:
     input_schema: dict[str, dict[str, Any]]
     feature_names: list[str]
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pipeline(self) -> Pipeline:
+        pipeline: Pipeline = self.payload["pipeline"]
+        return pipeline
 
 
 def _json_safe(params: dict[str, Any]) -> dict[str, Any]:
@@ -109,7 +119,8 @@ def train(features: FeatureSet, model: ModelSpec, seed: int) -> TrainedModel:
     pipeline = Pipeline([("preprocess", features.preprocessor), ("model", est)])
     log.info("Trained %s on %s rows in %.1fs%s", model.target, len(features.train), seconds,
              f" (best iteration {best})" if best is not None else "")
-    return TrainedModel(pipeline=pipeline, fingerprint=lineage(train, features, model, seed),
+    return TrainedModel(payload=Payload(pipeline=pipeline),
+                        fingerprint=lineage(train, features, model, seed),
                         estimator=model.target, params=_json_safe(est.get_params()),
                         problem_type=features.problem_type, classes=features.classes,
                         input_schema=features.input_schema,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 
 from prefab_core.caching import LineagePolicy, RawPickleSerializer
 from prefab_core.config import CacheConfig, OrchestrationConfig
+from prefab_core.errors import CacheError
+from prefab_core.payloads import Payload
 from prefab_core.runtime import configure, in_process_run
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -91,6 +94,77 @@ class TestResultFiles:
                           result_storage="block:s3-bucket/cache")), cache=True)
         assert not isinstance(t.result_serializer, RawPickleSerializer)
         assert t.cache_policy is not TASK_SOURCE
+
+
+@dataclass
+class Holder:
+    """Shaped like Dataset/FeatureSet: facts as fields, big values in a payload."""
+
+    payload: Payload
+    rows: int
+    fingerprint: str
+
+
+@task
+def produce(n: int) -> Holder:
+    CALLS.append(n)
+    return Holder(Payload(big=np.arange(n, dtype="float64"), other=list(range(5))), n,
+                  f"fp-{n}")
+
+
+@task
+def consume(holder: Holder) -> int:
+    CALLS.append(-1)
+    return int(holder.payload["big"].sum())
+
+
+def run_pipeline(storage: Path, n: int) -> tuple[Holder, int, list[str]]:
+    @flow
+    def f() -> tuple[Holder, int, list[str]]:
+        orch = orchestration(storage)
+        s1 = configure(produce, "featurize", orch, cache=True)(n, return_state=True)
+        holder = s1.result()
+        s2 = configure(consume, "train", orch, cache=True)(holder, return_state=True)
+        return holder, s2.result(), [s1.name, s2.name]
+
+    return f()
+
+
+class TestPayloads:
+    def test_cached_rerun_leaves_payloads_on_disk(self, tmp_path: Path) -> None:
+        CALLS.clear()
+        holder, total, states = run_pipeline(tmp_path, 1000)
+        assert states == ["Completed", "Completed"] and holder.payload.loaded("big")
+        files = list((tmp_path / "_payloads").iterdir())
+        assert len(files) == 2  # big and other, each in a file of its own
+
+        holder, total2, states = run_pipeline(tmp_path, 1000)
+        assert states == ["Cached", "Cached"] and CALLS == [1000, -1]
+        assert total2 == total == sum(range(1000))
+        # neither the cache hit, nor Prefect passing it on to `consume`, nor the
+        # cache key of `consume` read the big values
+        assert not holder.payload.loaded("big") and not holder.payload.loaded("other")
+        assert holder.rows == 1000
+        np.testing.assert_array_equal(holder.payload["big"], np.arange(1000))
+        assert holder.payload.loaded("big") and not holder.payload.loaded("other")
+
+    def test_ordinary_pickle_carries_the_values(self, tmp_path: Path) -> None:
+        run_pipeline(tmp_path, 50)
+        holder, _, _ = run_pipeline(tmp_path, 50)
+        assert not holder.payload.loaded("big")
+        copy = pickle.loads(pickle.dumps(holder))
+        for f in (tmp_path / "_payloads").iterdir():
+            f.unlink()
+        np.testing.assert_array_equal(copy.payload["big"], np.arange(50))
+
+    def test_missing_payload_file_names_it_and_the_fix(self, tmp_path: Path) -> None:
+        run_pipeline(tmp_path, 60)
+        holder, _, _ = run_pipeline(tmp_path, 60)
+        for f in (tmp_path / "_payloads").iterdir():
+            f.unlink()
+        with pytest.raises(CacheError, match="no longer exists") as err:
+            holder.payload["big"]
+        assert "_payloads" in str(err.value) and "--refresh-cache" in str(err.value)
 
 
 def _runs_heartbeat_loop(thread: threading.Thread) -> bool:

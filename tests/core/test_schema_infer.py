@@ -38,8 +38,8 @@ def typed(cls, doc: dict):
 
 
 def dataset(frame: pd.DataFrame, target: str) -> Dataset:
-    return Dataset(name="t", frame=frame, fingerprint="f", source="test", source_fingerprint="s",
-                   snapshot_uri=None, target=target)
+    return Dataset.of(frame, name="t", fingerprint="f", source="test", source_fingerprint="s",
+                      snapshot_uri=None, target=target)
 
 
 @pytest.fixture(scope="module")

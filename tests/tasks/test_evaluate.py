@@ -22,6 +22,7 @@ from prefab_core.config import (
     TrainConfig,
     load_config,
 )
+from prefab_core.payloads import Payload
 from tasks.evaluate import check_gate, evaluate, evaluate_champion, importance
 from tasks.featurize import FeatureSet, featurize
 from tasks.ingest import Dataset, ingest, prepare
@@ -33,9 +34,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def _fitted(cfg: TrainConfig, frame: pd.DataFrame) -> tuple[TrainConfig, FeatureSet,
                                                              TrainedModel]:
-    data = Dataset(name=cfg.data.name, frame=frame, fingerprint=f"fp-{cfg.data.name}",
-                   source="test", source_fingerprint="src", snapshot_uri=None,
-                   target=cfg.data.target, time_column=cfg.data.time_column)
+    data = Dataset.of(frame, name=cfg.data.name, fingerprint=f"fp-{cfg.data.name}",
+                      source="test", source_fingerprint="src", snapshot_uri=None,
+                      target=cfg.data.target, time_column=cfg.data.time_column)
     fs = featurize.fn(data, cfg.features, TargetSpec.from_data(cfg.data), cfg.seed)
     return cfg, fs, train.fn(fs, ModelSpec.from_config(cfg.model), cfg.seed)
 
@@ -204,6 +205,7 @@ class TestEvaluateChampion:
     def test_champion_missing_a_feature_is_not_comparable(self, binary) -> None:
         cfg, fs, tm = binary
         test = dataclasses.replace(fs.test, X=fs.test.X.drop(columns=["distance"]))
-        assert evaluate_champion.fn(tm.pipeline, dataclasses.replace(fs, test=test),
-                                    cfg.evaluate) is None
+        parts = {k: fs.payload[k] for k in fs.payload if k != "test"}
+        narrow = dataclasses.replace(fs, payload=Payload(**parts, test=test))
+        assert evaluate_champion.fn(tm.pipeline, narrow, cfg.evaluate) is None
         assert np.isfinite(evaluate_champion.fn(tm.pipeline, fs, cfg.evaluate)["roc_auc"])

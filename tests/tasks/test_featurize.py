@@ -4,7 +4,6 @@ flights rows."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +21,9 @@ CONF = Path(__file__).resolve().parents[2] / "conf"
 
 def flights(cfg: TrainConfig, frame: pd.DataFrame) -> Dataset:
     rows = prepare(frame, cfg.data, cfg.seed, "flights.csv")
-    return Dataset(name="flights", frame=rows, fingerprint=f"fp{len(rows)}",
-                   source="flights.csv", source_fingerprint="src", snapshot_uri=None,
-                   target="delayed", time_column="time_hour")
+    return Dataset.of(rows, name="flights", fingerprint=f"fp{len(rows)}",
+                      source="flights.csv", source_fingerprint="src", snapshot_uri=None,
+                      target="delayed", time_column="time_hour")
 
 
 def run(cfg: TrainConfig, data: Dataset, seed: int | None = None) -> FeatureSet:
@@ -129,7 +128,7 @@ class TestPreprocessorFitOnTrainOnly:
         data = flights(cfg, flights_frame)
         frame = data.frame.assign(distance=data.frame["distance"].astype("float64"))
         frame.loc[frame.index[::50], "distance"] = np.nan
-        fs = run(cfg, dataclasses.replace(data, frame=frame))
+        fs = run(cfg, data.with_frame(frame))
         imputer = fs.preprocessor.named_transformers_["num"].named_steps["impute"]
         col = NUMERIC.index("distance")
         assert imputer.statistics_[col] == fs.train.X["distance"].median()
@@ -241,7 +240,7 @@ class TestFeaturizeBadInput:
     def test_missing_feature_column_is_named(self, config, flights_frame: pd.DataFrame) -> None:
         cfg = config()
         data = flights(cfg, flights_frame)
-        data = dataclasses.replace(data, frame=data.frame.drop(columns=["distance"]))
+        data = data.with_frame(data.frame.drop(columns=["distance"]))
         with pytest.raises(DataError) as err:
             run(cfg, data)
         assert "['distance']" in str(err.value) and "'flights'" in str(err.value)
@@ -250,7 +249,7 @@ class TestFeaturizeBadInput:
     def test_missing_target_is_named(self, config, flights_frame: pd.DataFrame) -> None:
         cfg = config()
         data = flights(cfg, flights_frame)
-        data = dataclasses.replace(data, frame=data.frame.drop(columns=["delayed"]))
+        data = data.with_frame(data.frame.drop(columns=["delayed"]))
         with pytest.raises(DataError) as err:
             run(cfg, data)
         assert "['delayed']" in str(err.value)

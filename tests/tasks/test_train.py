@@ -41,9 +41,9 @@ def dataset(cfg: TrainConfig, flights_frame: pd.DataFrame,
     else:
         frame = prepare(flights_frame, dataclasses.replace(cfg.data, sample_rows=FLIGHT_ROWS),
                         cfg.seed, "flights.csv")
-    return Dataset(name=cfg.data.name, frame=frame, fingerprint=f"fp-{cfg.data.name}",
-                   source="test", source_fingerprint="src", snapshot_uri=None,
-                   target=cfg.data.target, time_column=cfg.data.time_column)
+    return Dataset.of(frame, name=cfg.data.name, fingerprint=f"fp-{cfg.data.name}",
+                      source="test", source_fingerprint="src", snapshot_uri=None,
+                      target=cfg.data.target, time_column=cfg.data.time_column)
 
 
 @pytest.fixture(scope="module")

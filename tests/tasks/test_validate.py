@@ -23,9 +23,9 @@ def flights_dataset(cfg: TrainConfig, frame: pd.DataFrame, **data: object) -> Da
     """``frame`` prepared by the flights ``data`` config (pure, no file)."""
     dcfg = dataclasses.replace(cfg.data, **data)
     rows = prepare(frame, dcfg, cfg.seed, "flights.csv")
-    return Dataset(name="flights", frame=rows, fingerprint="fp-" + str(len(rows)),
-                   source="flights.csv", source_fingerprint="src", snapshot_uri=None,
-                   target=dcfg.target, time_column=dcfg.time_column)
+    return Dataset.of(rows, name="flights", fingerprint="fp-" + str(len(rows)),
+                      source="flights.csv", source_fingerprint="src", snapshot_uri=None,
+                      target=dcfg.target, time_column=dcfg.time_column)
 
 
 def check(cfg: TrainConfig, data: Dataset, **rules: object) -> ValidationReport:
@@ -82,7 +82,7 @@ class TestValidateReportsEverything:
         frame["distance"] = frame["distance"].astype("float64")
         frame.loc[200:203, "distance"] = np.nan               # 4 nulls
         with pytest.raises(DataValidationError) as err:
-            check(cfg, dataclasses.replace(data, frame=frame))
+            check(cfg, data.with_frame(frame))
         found = by_column(err.value.violations)
         assert sorted(found) == ["carrier", "distance", "month"]
         assert found["carrier"]["rule"].startswith("isin(")
@@ -103,7 +103,7 @@ class TestValidateReportsEverything:
         frame = data.frame.copy()
         codes = ["Z1", "Z2", "Z3", "Z4", "Z5", "Z6", "Z7", "Z8"]
         frame.loc[0:39, "carrier"] = codes * 5
-        report = check(cfg, dataclasses.replace(data, frame=frame), on_failure="warn",
+        report = check(cfg, data.with_frame(frame), on_failure="warn",
                        max_examples=3)
         (v,) = report.violations
         assert (v["column"], v["count"], v["examples"]) == ("carrier", 40, ["Z1", "Z2", "Z3"])
@@ -113,7 +113,7 @@ class TestValidateReportsEverything:
         cfg = config()
         data = flights_dataset(cfg, flights_frame)
         frame = data.frame.assign(hour=data.frame["hour"].astype(str) + "h")
-        report = check(cfg, dataclasses.replace(data, frame=frame), on_failure="warn")
+        report = check(cfg, data.with_frame(frame), on_failure="warn")
         (v,) = report.violations
         assert (v["column"], v["rule"], v["count"]) == ("hour", "dtype int", len(frame))
         assert "found dtype str" in v["examples"]
@@ -126,7 +126,7 @@ class TestValidateOnFailureWarn:
         data = flights_dataset(cfg, flights_frame)
         frame = data.frame.copy()
         frame.loc[0:4, "origin"] = "XYZ"
-        bad = dataclasses.replace(data, frame=frame)
+        bad = data.with_frame(frame)
         with pytest.raises(DataValidationError) as err:
             check(cfg, bad)
         with caplog.at_level(logging.WARNING, logger="prefab"):
@@ -152,7 +152,7 @@ class TestValidateMinRows:
     def test_exactly_min_rows_passes(self, config, flights_frame: pd.DataFrame) -> None:
         cfg = config()
         data = flights_dataset(cfg, flights_frame)
-        data = dataclasses.replace(data, frame=data.frame.head(1000))
+        data = data.with_frame(data.frame.head(1000))
         assert check(cfg, data).passed
         assert not check(cfg, data, min_rows=1001, on_failure="warn").passed
 
@@ -176,7 +176,7 @@ class TestValidateStrict:
     def test_optional_column_may_be_absent(self, config, flights_frame: pd.DataFrame) -> None:
         cfg = config()
         data = flights_dataset(cfg, flights_frame)
-        data = dataclasses.replace(data, frame=data.frame.drop(columns=["dest"]))
+        data = data.with_frame(data.frame.drop(columns=["dest"]))
         with pytest.raises(DataValidationError) as err:
             check(cfg, data)
         assert by_column(err.value.violations)["dest"]["rule"] == "column present"
@@ -194,7 +194,7 @@ class TestValidateCompoundUnique:
         assert check(cfg, data, unique=[self.KEY]).passed  # the real slice has no duplicates
         frame = pd.concat([data.frame, data.frame.iloc[[5, 6]]], ignore_index=True)
         with pytest.raises(DataValidationError) as err:
-            check(cfg, dataclasses.replace(data, frame=frame), unique=[self.KEY])
+            check(cfg, data.with_frame(frame), unique=[self.KEY])
         (v,) = err.value.violations
         assert (v["column"], v["rule"], v["count"]) == ("carrier, flight, time_hour",
                                                         "unique together", 4)
@@ -205,7 +205,7 @@ class TestValidateCompoundUnique:
         cfg = config()
         data = flights_dataset(cfg, flights_frame)
         frame = pd.concat([data.frame, data.frame.iloc[[5]]], ignore_index=True)
-        report = check(cfg, dataclasses.replace(data, frame=frame), on_failure="warn",
+        report = check(cfg, data.with_frame(frame), on_failure="warn",
                        unique=[self.KEY, ["origin", "flight", "time_hour"], ["month", "day"]])
         found = by_column(report.violations)
         assert found["carrier, flight, time_hour"]["count"] == 2
@@ -226,7 +226,7 @@ class TestValidateMarkdown:
         frame = data.frame.copy()
         frame.loc[0:2, "carrier"] = "ZZ"
         frame.loc[3:4, "hour"] = 25
-        report = check(cfg, dataclasses.replace(data, frame=frame), on_failure="warn")
+        report = check(cfg, data.with_frame(frame), on_failure="warn")
         md = report.to_markdown()
         assert md.startswith("# Validation of `flights (flights.csv)`")
         assert "**2 violation(s)**" in md and "`warn`" in md
