@@ -239,12 +239,14 @@ class Workers:
             PYTHONUNBUFFERED="1")
 
     def run(self, label: str, mode: str, overrides: list[str],
-            env: dict[str, str]) -> dict[str, Any]:
+            env: dict[str, str], prefect_defaults: bool = False) -> dict[str, Any]:
         out = self.tmp / f"{label}.json"
         logfile = self.tmp / f"{label}.log"
         cmd = [PYTHON, "-m", "bench._worker", mode, "--out", str(out),
                "--overrides", json.dumps(overrides), "--config-dir", str(CONF),
                "--warm-file", str(self.warm_file)]
+        if prefect_defaults:
+            cmd.append("--prefect-defaults")
         if self.profile:
             cmd += ["--profile", str(self.tmp / f"{label}.prof")]
         waited = wait_quiet(self.server, self.quiet_wait) if self.quiet_wait > 0 else 0.0
@@ -429,6 +431,19 @@ def run(tmp: Path, scale: int, box: list) -> dict[str, Any]:
             _check_states(f"{kind}-{i}", res["api"], errors)
             samples[kind].append(res)
     noop = workers.run("noop", "noop", [], api_env)
+    # The same with Prefect's default settings (heartbeat thread joined at the end of
+    # the run), as a worker-started run has them: what in_process_run saves.
+    noop_hb = workers.run("noop-heartbeats", "noop", [], api_env, prefect_defaults=True)
+    rerun_hb = workers.run("rerun-heartbeats", "flow", [f"paths.root={tmp}/flow-0", *common],
+                           api_env, prefect_defaults=True)
+    rerun_hb["api"] = inspect_flow_run(rerun_hb["flow_run_id"])
+    _check_states("rerun-heartbeats", rerun_hb["api"], errors)
+    # A rerun in a process that has already run the flow once (a sweep, a notebook):
+    # no first-call costs (Prefect's lazy fastapi import, Hydra's first compose).
+    rerun_warm = workers.run("rerun-warm", "warm", [f"paths.root={tmp}/flow-0", *common],
+                             api_env)
+    rerun_warm["api"] = inspect_flow_run(rerun_warm["flow_run_id"])
+    _check_states("rerun-warm", rerun_warm["api"], errors)
     cache_mb = _dir_mb(tmp / "flow-0" / ".cache")
     server_rss = server.peak_rss_mb()
     server.stop()
@@ -443,7 +458,8 @@ def run(tmp: Path, scale: int, box: list) -> dict[str, Any]:
     best = {k: _best(v) for k, v in samples.items()}
     cold_s, rerun_s = best["cold"]["seconds"], best["rerun"]["seconds"]
     hparam_s, plain_s = best["hparam"]["seconds"], best["plain"]["seconds"]
-    every = [r for v in samples.values() for r in v] + [noop] + ([eph] if eph else [])
+    every = ([r for v in samples.values() for r in v] + [noop, noop_hb, rerun_hb, rerun_warm]
+             + ([eph] if eph else []))
     rss = {k: max(r["peak_rss_mb"]["self"] for r in v) for k, v in samples.items()}
     if eph:
         rss["ephemeral"] = eph["peak_rss_mb"]["self"]
@@ -488,6 +504,10 @@ def run(tmp: Path, scale: int, box: list) -> dict[str, Any]:
         "server_peak_rss_mb": server_rss,
         "prefect_server_start_s": round(server.start_s or 0.0, 3),
         "noop_flow_s": noop["seconds"],
+        "noop_flow_prefect_defaults_s": noop_hb["seconds"],
+        "rerun_prefect_defaults_s": rerun_hb["seconds"],
+        "rerun_warm_s": rerun_warm["seconds"],
+        "rerun_warm_ratio": round(rerun_warm["seconds"] / cold_s, 4),
         "ephemeral_cold_s": eph["seconds"] if eph else None,
         **({} if eph else {"ephemeral_note": "skipped: one more full cold run; "
                            "BENCH_EPHEMERAL=1 forces it (default only at BENCH_SCALE=1)"}),
