@@ -106,8 +106,8 @@ def training(overrides: list[str] | None = None, config_name: str = "train",
             fix="Improve the model or relax evaluate.gate; with "
             "evaluate.on_gate_failure=warn it is registered but never promoted.")
 
-    champion = configure(load_production, "register", orch)(cfg.register, cfg.storage,
-                                                             cfg.deploy.alias)
+    champion = configure(load_production, "register", orch)(
+        cfg.register, cfg.storage, cfg.deploy.alias, unless_lineage=trained.fingerprint)
     if champion is not None and champion.version.fingerprint == trained.fingerprint:
         # the champion *is* this model (same lineage): its metrics on this split are known
         champion_metrics = dict(evaluation.metrics)

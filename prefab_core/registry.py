@@ -98,6 +98,8 @@ class AliasState:
 
 @dataclass
 class LoadedModel:
+    """A registered version and its unpickled model (None if the caller did not need it)."""
+
     version: ModelVersion
     model: Any
 

@@ -109,14 +109,27 @@ def register(model: TrainedModel, evaluation: Evaluation, data: Dataset, feature
 
 
 @task(name="load-production", retry_condition_fn=retry_transient)
-def load_production(cfg: RegisterConfig, storage: StorageConfig,
-                    alias: str = "production") -> LoadedModel | None:
+def load_production(cfg: RegisterConfig, storage: StorageConfig, alias: str = "production",
+                    unless_lineage: str | None = None) -> LoadedModel | None:
     """The model behind ``alias`` (sha256-checked), or None if there is none yet.
+
+    Args:
+        cfg: ``conf/register``: model name and registry root.
+        storage: ``conf/storage``: local or S3.
+        alias: The alias to load (``deploy.alias``).
+        unless_lineage: A challenger's lineage fingerprint. If the version behind
+            ``alias`` has it, the champion *is* the challenger: its manifest is
+            returned with ``model=None`` and the model file is not read.
 
     Raises:
         IntegrityError: the production model file was tampered with.
     """
     registry = open_registry(cfg, storage)
-    if registry.alias(cfg.model_name, alias) is None:
+    state = registry.alias(cfg.model_name, alias)
+    if state is None:
         return None
-    return registry.load(cfg.model_name, alias=alias)
+    if unless_lineage is not None:
+        mv = registry.get_version(cfg.model_name, state.version)
+        if mv.fingerprint == unless_lineage:
+            return LoadedModel(version=mv, model=None)
+    return registry.load(cfg.model_name, version=state.version)

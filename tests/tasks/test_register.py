@@ -271,6 +271,19 @@ class TestLoadProduction:
         np.testing.assert_array_equal(probabilities(loaded.model, trained),
                                       probabilities(trained.model.pipeline, trained))
 
+    def test_champion_that_is_the_challenger_is_not_read(self, trained: Trained,
+                                                         tmp_path: Path) -> None:
+        cfg = reg_cfg(trained, tmp_path)
+        mv = do_register(trained, cfg)
+        registry: ModelRegistry = open_registry(cfg, LOCAL)
+        registry.set_alias(cfg.model_name, "production", mv.version)
+        registry.store.put(mv.model_key, b"unreadable")  # would fail its sha256 check
+
+        same = load_production.fn(cfg, LOCAL, unless_lineage=mv.fingerprint)
+        assert same is not None and same.model is None and same.version.version == 1
+        with pytest.raises(IntegrityError):  # another challenger: the model is read
+            load_production.fn(cfg, LOCAL, unless_lineage="another-lineage")
+
     def test_tampered_production_model_is_refused(self, trained: Trained, tmp_path: Path
                                                   ) -> None:
         cfg = reg_cfg(trained, tmp_path)
