@@ -74,11 +74,17 @@ class WindowConfig:
 
     ``newest`` keeps only the newest calendar ``month``, ``week`` or ``day`` in the
     data; ``start``/``end`` are ISO timestamps (start inclusive, end exclusive).
+    ``timezone`` (an IANA name such as ``America/New_York``) is where calendar days
+    begin: the newest month of flights from New York is December 2013 there, but
+    January 2014 in UTC, where its last evening's flights already are. Without it,
+    the column's own zone is used (UTC for timestamps written with ``Z``). It also
+    places ``start``/``end`` given without an offset.
     """
 
     start: Optional[str] = None
     end: Optional[str] = None
     newest: Optional[str] = None
+    timezone: Optional[str] = None
 
 
 @dataclass
@@ -433,6 +439,7 @@ def load_config(
         raise _config_error(exc) from None
     obj = OmegaConf.to_object(typed)
     _check_choices(resolved)
+    _check_timezone(obj)
     _check_consistency(obj)
     assert isinstance(resolved, dict)
     return LoadedConfig(typed=obj, resolved=resolved, config_dir=conf_dir, overrides=overrides)
@@ -479,6 +486,21 @@ def _check_choices(resolved: dict[str, Any]) -> None:
     if errors:
         raise ConfigError("Invalid config: " + "; ".join(errors),
                           fix="Change the named keys to one of the listed values.")
+
+
+def _check_timezone(cfg: Any) -> None:
+    window = getattr(getattr(cfg, "data", None), "window", None)
+    name = getattr(window, "timezone", None)
+    if not name:
+        return
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"data.window.timezone = '{name}' is not a known time zone.",
+                          fix="Use an IANA name such as 'UTC', 'Europe/Berlin' or "
+                          "'America/New_York'.") from None
 
 
 def _check_consistency(cfg: Any) -> None:

@@ -123,16 +123,29 @@ def _require(frame: pd.DataFrame, cols: list[str], what: str, source: str) -> No
             fix=f"Fix {what} in conf/data, or the data file.")
 
 
+def _bound(value: str, tz: Any) -> pd.Timestamp:
+    """``value`` as a timestamp comparable with a column in zone ``tz`` (None: naive)."""
+    t = pd.Timestamp(value)
+    if t.tzinfo is None:
+        return t.tz_localize(tz) if tz is not None else t
+    return t.tz_convert(tz) if tz is not None else t.tz_convert("UTC").tz_localize(None)
+
+
 def _apply_window(frame: pd.DataFrame, col: str, window: WindowConfig) -> pd.DataFrame:
     ts = frame[col]
     if not pd.api.types.is_datetime64_any_dtype(ts):
         ts = pd.to_datetime(ts, errors="coerce", utc=True)
+    if window.timezone:
+        # calendar boundaries (newest month/week/day) are those of this zone
+        ts = (ts.dt.tz_convert(window.timezone) if ts.dt.tz is not None else
+              ts.dt.tz_localize(window.timezone, ambiguous=False,
+                                nonexistent="shift_forward"))
     mask = pd.Series(True, index=frame.index)
     tz = ts.dt.tz
     if window.start:
-        mask &= ts >= pd.Timestamp(window.start, tz=tz)
+        mask &= ts >= _bound(window.start, tz)
     if window.end:
-        mask &= ts < pd.Timestamp(window.end, tz=tz)
+        mask &= ts < _bound(window.end, tz)
     if window.newest:
         newest = ts[mask].max()
         if pd.isna(newest):

@@ -77,6 +77,14 @@ class TestBadConfigFailsEarly:
         with pytest.raises(ConfigError, match="tracking.mode"):
             compose(tmp_path, "tracking.mode=sometimes")
 
+    def test_unknown_time_zone_is_named(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match=r"data\.window\.timezone = 'Mars/Olympus'"
+                           ) as err:
+            compose(tmp_path, "data.window.timezone=Mars/Olympus")
+        assert "America/New_York" in str(err.value)  # the fix shows valid names
+        assert compose(tmp_path, "data.window.timezone=Europe/Berlin").typed.data.window \
+            .timezone == "Europe/Berlin"
+
     def test_target_used_as_feature(self, tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="target 'delayed'"):
             compose(tmp_path, "features.numeric.columns=[delayed,distance]")

@@ -225,6 +225,27 @@ class TestIngestWindow:
         assert months == {(newest.year, newest.month)}
         assert ds.frame["time_hour"].tolist() == expected["time_hour"].tolist()
 
+    def test_newest_month_in_the_configured_time_zone(
+            self, cfg: TrainConfig, shared_csv: Path, flights_frame: pd.DataFrame) -> None:
+        """New York's newest month is December 2013; in UTC it is a sliver of 2014."""
+        utc = run(cfg, uri=str(shared_csv), window=WindowConfig(newest="month"))
+        ny = run(cfg, uri=str(shared_csv),
+                 window=WindowConfig(newest="month", timezone="America/New_York"))
+        local = prepared(flights_frame)["time_hour"].dt.tz_convert("America/New_York")
+        december = int(((local.dt.year == 2013) & (local.dt.month == 12)).sum())
+        assert utc.frame["time_hour"].min() >= pd.Timestamp("2014-01-01", tz="UTC")
+        assert utc.rows < 200 < december == ny.rows
+        ny_local = ny.frame["time_hour"].dt.tz_convert("America/New_York")
+        assert set(zip(ny_local.dt.year, ny_local.dt.month, strict=True)) == {(2013, 12)}
+        assert str(ny.frame["time_hour"].dt.tz) == "UTC"  # the data itself is unchanged
+
+    def test_start_without_offset_is_local_to_the_time_zone(
+            self, cfg: TrainConfig, shared_csv: Path, flights_frame: pd.DataFrame) -> None:
+        ds = run(cfg, uri=str(shared_csv),
+                 window=WindowConfig(start="2013-12-31T18:00", timezone="America/New_York"))
+        t = prepared(flights_frame)["time_hour"]
+        assert ds.rows == int((t >= pd.Timestamp("2013-12-31T23:00", tz="UTC")).sum()) > 0
+
     def test_newest_week_starts_on_monday(self, cfg: TrainConfig, shared_csv: Path,
                                           flights_frame: pd.DataFrame) -> None:
         ds = run(cfg, uri=str(shared_csv), window=WindowConfig(newest="week"))
