@@ -14,26 +14,26 @@ Atomicity: payload files go to a fresh ``blobs/<token>/`` prefix that no reader
 looks at; the version becomes visible only when its manifest is created with an
 atomic *create-if-absent* (``link`` locally, ``If-None-Match`` on S3). A crash
 before that leaves only unreferenced blobs and never touches existing versions.
+Alias changes are atomic read-modify-writes (``flock`` locally, ``If-Match`` on S3),
+so concurrent promotions and rollbacks never lose one another.
 A manifest records the sha256 of the model file, checked on every load.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import fcntl
 import json
 import pickle
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from prefab_core.errors import IntegrityError, RegistryError
 from prefab_core.fingerprint import bytes_sha256
-from prefab_core.storage import LocalObjectStore, ObjectStore, new_token
+from prefab_core.storage import ObjectStore, new_token
 
 _VERSION_WIDTH = 6
 
@@ -114,22 +114,24 @@ class ModelRegistry:
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
 
-    # ----------------------------------------------------------------- locks
-    @contextmanager
-    def _lock(self, model_name: str) -> Iterator[None]:
-        """Serialize alias updates. Local stores use ``flock``; S3 is last-writer-wins."""
-        if isinstance(self.store, LocalObjectStore):
-            path = self.store.local_path(f"{model_name}/.lock")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "a+") as fh:
-                fcntl.flock(fh, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(fh, fcntl.LOCK_UN)
-        else:
-            with nullcontext():
-                yield
+    # --------------------------------------------------------------- aliases
+    def _update_alias(self, model_name: str, alias: str,
+                      change: Callable[[AliasState | None], AliasState]
+                      ) -> tuple[AliasState | None, AliasState]:
+        """Atomic read-modify-write of an alias (see ``ObjectStore.update``).
+
+        Concurrent promotions and rollbacks never lose one another's update: a local
+        store serializes them with ``flock``, S3 with conditional writes.
+        """
+        seen: list[AliasState | None] = []
+
+        def apply(raw: bytes | None) -> bytes:
+            prev = AliasState(**json.loads(raw)) if raw is not None else None
+            seen.append(prev)
+            return json.dumps(asdict(change(prev)), indent=2).encode()
+
+        data = self.store.update(f"{model_name}/aliases/{alias}.json", apply)
+        return seen[-1], AliasState(**json.loads(data))
 
     # -------------------------------------------------------------- versions
     def models(self) -> list[str]:
@@ -260,17 +262,17 @@ class ModelRegistry:
                   details: dict[str, Any] | None = None) -> AliasState:
         """Point ``alias`` at ``version`` (remembering the previous one) and log it."""
         self.get_version(model_name, version)
-        with self._lock(model_name):
-            prev = self.alias(model_name, alias)
+
+        def point(prev: AliasState | None) -> AliasState:
             history = list(prev.history) if prev else []
             if prev and prev.version != version:
                 history.append(prev.version)
-            state = AliasState(alias, version, history[-50:], _now())
-            self.store.put(f"{model_name}/aliases/{alias}.json",
-                           json.dumps(asdict(state), indent=2).encode())
-            self.record_event(model_name, event, alias=alias, version=version,
-                        previous=prev.version if prev else None, reason=reason,
-                        **(details or {}))
+            return AliasState(alias, version, history[-50:], _now())
+
+        prev, state = self._update_alias(model_name, alias, point)
+        self.record_event(model_name, event, alias=alias, version=version,
+                          previous=prev.version if prev else None, reason=reason,
+                          **(details or {}))
         return state
 
     def rollback(self, model_name: str, alias: str = "production",
@@ -280,8 +282,7 @@ class ModelRegistry:
         Raises:
             RegistryError: the alias does not exist or has no earlier version.
         """
-        with self._lock(model_name):
-            cur = self.alias(model_name, alias)
+        def back(cur: AliasState | None) -> AliasState:
             if cur is None:
                 raise RegistryError(f"Model '{model_name}' has no '{alias}' alias.",
                                     fix="Nothing to roll back; promote a version first.")
@@ -292,11 +293,12 @@ class ModelRegistry:
                     fix=f"Promote a specific version instead: prefab promote {model_name} N")
             history = list(cur.history)
             target = history.pop()
-            state = AliasState(alias, target, history, _now())
-            self.store.put(f"{model_name}/aliases/{alias}.json",
-                           json.dumps(asdict(state), indent=2).encode())
-            self.record_event(model_name, "rollback", alias=alias, version=target,
-                        previous=cur.version, reason=reason)
+            return AliasState(alias, target, history, _now())
+
+        cur, state = self._update_alias(model_name, alias, back)
+        assert cur is not None
+        self.record_event(model_name, "rollback", alias=alias, version=state.version,
+                          previous=cur.version, reason=reason)
         return state
 
     # ----------------------------------------------------------------- events

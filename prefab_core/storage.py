@@ -16,12 +16,16 @@ S3 failures that may pass (connection errors, throttling, 5xx) are raised as
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import io
 import os
+import random
 import tarfile
 import tempfile
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -35,6 +39,8 @@ _TRANSIENT_S3_CODES = {
     "RequestTimeoutException", "Throttling", "ThrottlingException", "500", "502", "503", "504",
 }
 _NOT_FOUND_S3_CODES = {"NoSuchKey", "NoSuchBucket", "404", "NotFound"}
+# A conditional write lost: the object changed (If-Match) or exists (If-None-Match).
+_CONFLICT_S3_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 
 
 # ------------------------------------------------------------------ locations
@@ -245,6 +251,7 @@ class ObjectStore(Protocol):
     def get(self, key: str) -> bytes: ...
     def put(self, key: str, data: bytes) -> None: ...
     def put_if_absent(self, key: str, data: bytes) -> bool: ...
+    def update(self, key: str, change: Callable[[bytes | None], bytes]) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str) -> list[str]: ...
     def uri(self, key: str) -> str: ...
@@ -297,6 +304,25 @@ class LocalObjectStore:
             return False
         finally:
             tmp.unlink(missing_ok=True)
+
+    def update(self, key: str, change: Callable[[bytes | None], bytes]) -> bytes:
+        """Atomic read-modify-write of ``key``: writes ``change(current or None)``.
+
+        Concurrent updates of the same key (threads or processes on this machine)
+        are serialized with ``flock`` on a hidden lock file next to it. ``change``
+        may raise to leave the key as it is.
+        """
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target.parent / f".{target.name}.lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                current = target.read_bytes() if target.is_file() else None
+                data = change(current)
+                self.put(key, data)
+                return data
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -357,11 +383,54 @@ class S3ObjectStore:
             return True
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}:
+            if code in _CONFLICT_S3_CODES:
                 return False
             raise _s3_error(exc, f"writing s3://{self.bucket}/{self._key(key)}") from exc
         except Exception as exc:  # noqa: BLE001
             raise _s3_error(exc, f"writing s3://{self.bucket}/{self._key(key)}") from exc
+
+    def update(self, key: str, change: Callable[[bytes | None], bytes],
+               attempts: int = 20) -> bytes:
+        """Atomic read-modify-write of ``key`` with S3 conditional writes.
+
+        Reads the object and its ETag, then writes ``change(current or None)`` only
+        if the object is still that version (``If-Match``), or still absent
+        (``If-None-Match: *``). If another writer got in between, it reads again and
+        calls ``change`` on the newer content, so no update is lost. ``change`` may
+        raise to leave the key as it is.
+
+        Raises:
+            TransientError: the key kept changing for ``attempts`` tries.
+        """
+        from botocore.exceptions import ClientError
+
+        where = f"s3://{self.bucket}/{self._key(key)}"
+        for attempt in range(attempts):
+            try:
+                obj = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+                current, etag = obj["Body"].read(), obj["ETag"]
+            except ClientError as exc:
+                if str(exc.response.get("Error", {}).get("Code", "")) not in _NOT_FOUND_S3_CODES:
+                    raise _s3_error(exc, where) from exc
+                current, etag = None, None
+            except Exception as exc:  # noqa: BLE001 - connection errors become TransientError
+                raise _s3_error(exc, where) from exc
+            data = change(current)
+            condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+            try:
+                self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data,
+                                        **condition)
+                return data
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if code not in _CONFLICT_S3_CODES:
+                    raise _s3_error(exc, f"writing {where}") from exc
+            except Exception as exc:  # noqa: BLE001
+                raise _s3_error(exc, f"writing {where}") from exc
+            time.sleep(min(0.05 * 2 ** attempt, 1.0) * random.random())
+        raise TransientError(f"{where} kept changing while it was being updated "
+                             f"({attempts} tries).",
+                             fix="Retry; if it persists, find what rewrites it so often.")
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError

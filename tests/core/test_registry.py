@@ -249,6 +249,69 @@ class TestConcurrentRegistration:
             list(range(1, 13))
 
 
+class TestConcurrentAliasUpdates:
+    def test_concurrent_promotions_lose_no_update(self, registry: ModelRegistry) -> None:
+        """Each promotion appends the alias's previous version to its history, so a
+        lost update (last writer wins) would drop a version from current + history."""
+        versions = [v.version for v in register_n(registry, 8)]
+        start = threading.Barrier(8)
+
+        def promote(v: int) -> None:
+            start.wait()
+            registry.set_alias(MODEL, "production", v, reason="race")
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(promote, versions))
+
+        state = registry.alias(MODEL, "production")
+        assert state is not None
+        assert sorted([*state.history, state.version]) == versions
+        assert len([e for e in registry.events(MODEL) if e.get("reason") == "race"]) == 8
+
+    def test_an_update_that_lost_a_race_is_redone_on_the_new_value(
+            self, registry: ModelRegistry) -> None:
+        """Another writer changes the alias between our read and our write."""
+        register_n(registry, 3)
+        registry.set_alias(MODEL, "production", 1)
+        key = f"{MODEL}/aliases/production.json"
+        real_update = registry.store.update
+        calls: list[int | None] = []
+
+        def racing_update(k: str, change):  # type: ignore[no-untyped-def]
+            def interfering(raw: bytes | None) -> bytes:
+                calls.append(json.loads(raw)["version"] if raw else None)
+                if len(calls) == 1:  # a competing promotion to v2 lands right now
+                    other = json.loads(raw)
+                    other.update(version=2, history=[1])
+                    registry.store.put(key, json.dumps(other).encode())
+                return change(raw)
+            return real_update(k, interfering)
+
+        registry.store.update = racing_update  # type: ignore[method-assign]
+        state = registry.set_alias(MODEL, "production", 3)
+        if isinstance(registry.store, LocalObjectStore):
+            # flock keeps others out; the "competing" write came from inside the lock
+            # and is overwritten, as a reader holding the lock would expect
+            assert calls == [1]
+        else:
+            assert calls == [1, 2]  # S3: If-Match failed, the change was redone on v2
+            assert (state.version, state.history) == (3, [1, 2])
+
+    def test_s3_update_sends_if_match(self, s3_env: str) -> None:
+        import boto3
+
+        bucket = f"cas-{uuid.uuid4().hex[:12]}"
+        make_bucket(s3_env, bucket)
+        store = S3ObjectStore(bucket, "p", S3Config(endpoint_url=s3_env))
+        store.update("k.json", lambda raw: b"1")  # absent: If-None-Match
+        client = boto3.client("s3", endpoint_url=s3_env, region_name="us-east-1")
+        stale = client.head_object(Bucket=bucket, Key="p/k.json")["ETag"]
+        store.update("k.json", lambda raw: raw + b"2")
+        with pytest.raises(Exception, match="PreconditionFailed|412"):
+            client.put_object(Bucket=bucket, Key="p/k.json", Body=b"x", IfMatch=stale)
+        assert store.get("k.json") == b"12"
+
+
 class TestAliases:
     def test_alias_remembers_previous_versions(self, registry: ModelRegistry) -> None:
         register_n(registry, 3)
