@@ -9,6 +9,7 @@ default, ``s3://bucket/prefix/registry`` with ``storage=s3``)::
     <model>/versions/000003.json            the manifest; its existence *is* the version
     <model>/aliases/production.json         {"version": 3, "history": [1, 2]}
     <model>/events/<time>-<token>.json      append-only audit log (promotions, rollbacks)
+    <model>/lineage/<fingerprint>.json      {"version": 3}: the version of a lineage
 
 Atomicity: payload files go to a fresh ``blobs/<token>/`` prefix that no reader
 looks at; the version becomes visible only when its manifest is created with an
@@ -36,6 +37,8 @@ from prefab_core.fingerprint import bytes_sha256
 from prefab_core.storage import ObjectStore, new_token
 
 _VERSION_WIDTH = 6
+# Marks a model whose lineage index covers every version (see find_by_fingerprint).
+_INDEXED = "_indexed"
 
 
 def _now() -> str:
@@ -165,14 +168,48 @@ class ModelRegistry:
         what identifies a model; the pickle's sha256 is not compared, because a
         refit of the same lineage need not pickle to the same bytes.
 
+        It reads one index entry (``<model>/lineage/<fingerprint>.json``) and the
+        version it names, however many versions there are. A registry written
+        before that index is scanned and indexed on the first lookup.
+
         Args:
             model_name: Registered model name (``register.model_name``).
             fingerprint: ``TrainedModel.fingerprint`` of the model to look for.
         """
-        for v in self.versions(model_name):
-            if v.fingerprint == fingerprint:
-                return v
-        return None
+        try:
+            entry = json.loads(self.store.get(self._lineage_key(model_name, fingerprint)))
+            return self.get_version(model_name, int(entry["version"]))
+        except KeyError:
+            pass
+        if self.store.exists(self._lineage_key(model_name, _INDEXED)):
+            return None
+        # A registry written before the lineage index: scan once, then index it all.
+        found = None
+        for v in sorted(self.versions(model_name), key=lambda m: m.version):
+            self._index_lineage(v)
+            if found is None and v.fingerprint == fingerprint:
+                found = v
+        self.store.put_if_absent(self._lineage_key(model_name, _INDEXED), b"{}")
+        return found
+
+    @staticmethod
+    def _lineage_key(model_name: str, fingerprint: str) -> str:
+        return f"{model_name}/lineage/{fingerprint}.json"
+
+    def _index_lineage(self, mv: ModelVersion) -> None:
+        """Record ``mv`` as the version of its lineage, unless an earlier one is."""
+        if mv.fingerprint:
+            self.store.put_if_absent(self._lineage_key(mv.model_name, mv.fingerprint),
+                                     json.dumps({"version": mv.version}).encode())
+
+    def _version_numbers(self, model_name: str) -> list[int]:
+        """Version numbers from the manifests' names (one listing, no reads)."""
+        out = []
+        for key in self.store.list(f"{model_name}/versions/"):
+            stem = Path(key).stem
+            if key.endswith(".json") and stem.isdigit():
+                out.append(int(stem))
+        return out
 
     def register(self, manifest: ModelVersion, model_bytes: bytes,
                  extra_files: dict[str, bytes] | None = None) -> ModelVersion:
@@ -196,13 +233,16 @@ class ModelRegistry:
         manifest.files = files
         manifest.created_at = _now()
         for _ in range(1000):
-            existing = [v.version for v in self.versions(name)]
+            existing = self._version_numbers(name)
             manifest.version = (max(existing) if existing else 0) + 1
             key = f"{name}/versions/{manifest.version:0{_VERSION_WIDTH}d}.json"
             body = json.dumps(asdict(manifest), indent=2, sort_keys=True, default=str).encode()
             if self.store.put_if_absent(key, body):
+                self._index_lineage(manifest)
+                if manifest.version == 1:  # indexed from its first version on
+                    self.store.put_if_absent(self._lineage_key(name, _INDEXED), b"{}")
                 self.record_event(name, "register", version=manifest.version,
-                            fingerprint=manifest.fingerprint)
+                                  fingerprint=manifest.fingerprint)
                 return manifest
         raise RegistryError(f"Could not allocate a version number for '{name}'.")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import pickle
+import shutil
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -247,6 +248,57 @@ class TestConcurrentRegistration:
         assert sorted(got) == list(range(1, 13))
         assert [v.version for v in ModelRegistry(LocalObjectStore(root)).versions(MODEL)] == \
             list(range(1, 13))
+
+
+def count_reads(registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    reads: list[str] = []
+    real_get = registry.store.get
+
+    def get(key: str) -> bytes:
+        reads.append(key)
+        return real_get(key)
+
+    monkeypatch.setattr(registry.store, "get", get)
+    return reads
+
+
+class TestLineageIndex:
+    def test_lookup_reads_one_entry_and_one_manifest(
+            self, registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+        register_n(registry, 6)
+        reads = count_reads(registry, monkeypatch)
+        assert registry.find_by_fingerprint(MODEL, "fp4").version == 4
+        assert len(reads) == 2
+        reads.clear()
+        assert registry.find_by_fingerprint(MODEL, "never-trained") is None
+        assert not [k for k in reads if "/versions/" in k]
+
+    def test_registering_reads_no_manifest(self, registry: ModelRegistry,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+        register_n(registry, 5)
+        reads = count_reads(registry, monkeypatch)
+        assert registry.register(manifest("fp-new"), payload(9)).version == 6
+        assert not [k for k in reads if "/versions/" in k]
+
+    def test_the_first_version_of_a_lineage_stays_indexed(self, registry: ModelRegistry
+                                                          ) -> None:
+        first = registry.register(manifest("same"), payload(1))
+        registry.register(manifest("same"), payload(2))
+        assert registry.find_by_fingerprint(MODEL, "same").version == first.version
+
+    def test_a_registry_without_index_is_scanned_once(self, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+        root = tmp_path / "registry"
+        registry = ModelRegistry(LocalObjectStore(root))
+        register_n(registry, 4)
+        shutil.rmtree(root / MODEL / "lineage")  # as written before the index existed
+        reads = count_reads(registry, monkeypatch)
+        assert registry.find_by_fingerprint(MODEL, "fp3").version == 3
+        assert len([k for k in reads if "/versions/" in k]) == 4  # the one scan
+        reads.clear()
+        assert registry.find_by_fingerprint(MODEL, "fp2").version == 2
+        assert registry.find_by_fingerprint(MODEL, "other") is None
+        assert len([k for k in reads if "/versions/" in k]) == 1
 
 
 class TestConcurrentAliasUpdates:
