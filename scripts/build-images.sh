@@ -8,10 +8,9 @@
 # Engine: $DOCKER_HOST, else the local engine's socket if scripts/local-engine.sh is
 # up, else Docker's default. Base image: $BASE_IMAGE, else local/python:3.11-slim if
 # the engine has it (the local engine makes it), else python:3.11-slim.
-# Python packages: docker/wheelhouse/ (scripts/wheelhouse.sh, cached). The serving
-# Dockerfile does not copy the wheelhouse; it gets it as a --find-links URL served on
-# 127.0.0.1 for the duration of its build (built with --network host to reach it).
-# Needs the docker CLI.
+# Python packages: docker/wheelhouse/ (scripts/wheelhouse.sh, cached), which both
+# Dockerfiles copy; they share their dependency stages, so the second build reuses the
+# first one's dependency layer. Needs the docker CLI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,7 +32,6 @@ if [ -z "${BASE_IMAGE:-}" ]; then
         BASE_IMAGE=python:3.11-slim
     fi
 fi
-PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 
 bash scripts/wheelhouse.sh
 
@@ -45,24 +43,8 @@ docker build --pull=false -f docker/flow.Dockerfile --build-arg "BASE_IMAGE=$BAS
 echo "prefab-mlops-flow:$TAG  $(size "prefab-mlops-flow:$TAG")  built in $(( $(date +%s) - t0 )) s" >&2
 
 if [ -f docker/serve.Dockerfile ]; then
-    args=()
-    if grep -q '^ARG PIP_INSTALL_ARGS' docker/serve.Dockerfile && ls docker/wheelhouse/*.whl >/dev/null 2>&1; then
-        # A fixed port if free: the URL is part of the build cache key.
-        port=$("$PY" -c '
-import socket
-for p in [*range(47631, 47641), 0]:
-    try:
-        s = socket.socket(); s.bind(("127.0.0.1", p)); print(s.getsockname()[1]); break
-    except OSError:
-        pass')
-        "$PY" -m http.server "$port" --bind 127.0.0.1 --directory docker/wheelhouse >/dev/null 2>&1 &
-        http_pid=$!
-        trap 'kill $http_pid 2>/dev/null || true' EXIT
-        sleep 0.5
-        args=(--network host --build-arg "PIP_INSTALL_ARGS=--no-index --find-links http://127.0.0.1:$port/")
-    fi
     t0=$(date +%s)
     docker build --pull=false -f docker/serve.Dockerfile --build-arg "BASE_IMAGE=$BASE_IMAGE" \
-        "${args[@]}" -t "prefab-serve:$TAG" .
+        -t "prefab-serve:$TAG" .
     echo "prefab-serve:$TAG  $(size "prefab-serve:$TAG")  built in $(( $(date +%s) - t0 )) s" >&2
 fi

@@ -18,14 +18,11 @@ Timings go to ``$PREFAB_CONTAINER_TIMINGS`` (JSON; .ci/run prints it).
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
 import re
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -336,35 +333,6 @@ def test_training_deployment_runs_in_a_container_and_registers_on_the_host(
 
 
 # ------------------------------------------------------------------ serving
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
-
-
-@pytest.fixture(scope="module")
-def wheel_index(wheelhouse: Path) -> Iterator[str]:
-    """The wheelhouse over HTTP on loopback, a --find-links URL for builds that do not
-    copy docker/wheelhouse (builds run with network_mode=host to reach it)."""
-    handler = functools.partial(_QuietHandler, directory=str(wheelhouse))
-    # The URL is part of a build argument, hence of the build cache key: prefer a fixed
-    # port so that an unchanged image is a cache hit on the next run.
-    httpd = None
-    for port in [*range(47631, 47641), 0]:
-        try:
-            httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-            break
-        except OSError:
-            continue
-    assert httpd is not None
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
 def _get_json(url: str, timeout: float = 3) -> tuple[int, Any]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:
@@ -384,7 +352,7 @@ def _post_json(url: str, body: Any, timeout: float = 30) -> tuple[int, Any]:
 
 
 def test_serving_image_serves_the_production_model_as_non_root(
-        engine: Engine, trained_in_container: ContainerRun, wheel_index: str,
+        engine: Engine, trained_in_container: ContainerRun, wheelhouse: Path,
         tmp_path_factory: pytest.TempPathFactory) -> None:
     dockerfile = REPO / "docker" / "serve.Dockerfile"
     if not dockerfile.exists():
@@ -396,12 +364,10 @@ def test_serving_image_serves_the_production_model_as_non_root(
 
     run = trained_in_container
     assert run.flow_run.state.is_completed()
-    buildargs = {"BASE_IMAGE": engine.base_image}
-    if re.search(r"^\s*ARG\s+PIP_INSTALL_ARGS", dockerfile.read_text(), re.M):
-        buildargs["PIP_INSTALL_ARGS"] = f"--no-index --find-links {wheel_index}"
+    # docker/wheelhouse (the `wheelhouse` fixture) holds every dependency: no index
     log = tmp_path_factory.mktemp("serve-image") / "build.log"
     image, seconds = build(engine, "docker/serve.Dockerfile", f"{SERVE_IMAGE}:test", log,
-                           buildargs, network_mode="host")
+                           {"BASE_IMAGE": engine.base_image})
     _record("serve_image_build_s", seconds)
     _record("serve_image_mb", image.attrs["Size"] / 1e6)
 
