@@ -71,15 +71,18 @@ class Deferred:
         fix = ("Run again with --refresh-cache (orchestration.cache.refresh=true), or "
                "delete the result cache directory.")
         try:
-            blob = Path(self.path).read_bytes()
+            fh = open(self.path, "rb")  # noqa: SIM115 - closed below
         except FileNotFoundError:
             raise CacheError(f"A cached result refers to {self.path}, which no longer "
                              "exists (was part of the cache directory deleted?).",
                              fix=fix) from None
-        if len(blob) != self.size:
-            raise CacheError(f"Cached value {self.path} has {len(blob)} bytes; "
-                             f"{self.size} were written.", fix=fix)
-        return cloudpickle.loads(blob)
+        with fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size != self.size:
+                raise CacheError(f"Cached value {self.path} has {size} bytes; "
+                                 f"{self.size} were written.", fix=fix)
+            # unpickled from the file: big arrays are read into place, not copied
+            return cloudpickle.load(fh)
 
     def __reduce__(self) -> tuple[Any, tuple[Any]]:
         # Any pickler but the cache's: read the value now and keep it inline.

@@ -166,6 +166,14 @@ class TestPayloads:
             holder.payload["big"]
         assert "_payloads" in str(err.value) and "--refresh-cache" in str(err.value)
 
+    def test_truncated_payload_file_is_refused(self, tmp_path: Path) -> None:
+        run_pipeline(tmp_path, 70)
+        holder, _, _ = run_pipeline(tmp_path, 70)
+        for f in (tmp_path / "_payloads").iterdir():
+            f.write_bytes(f.read_bytes()[:-3])
+        with pytest.raises(CacheError, match="bytes; .* were written"):
+            holder.payload["big"]
+
 
 def _runs_heartbeat_loop(thread: threading.Thread) -> bool:
     # Prefect starts it as Thread(target=context.run, args=(heartbeat_loop,))
