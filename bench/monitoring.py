@@ -39,7 +39,6 @@ import gc
 import json
 import os
 import platform
-import resource
 import shutil
 import signal
 import subprocess
@@ -53,6 +52,17 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `python bench/monitoring.py` puts bench/ first, not the repo
     sys.path.insert(0, str(REPO))
 
+from bench._common import (  # noqa: E402
+    children_cpu_s,
+    kill,
+    log,
+    machine_busy_s,
+    package_version,
+    tail,
+    timestamp,
+    wait_quiet,
+)
+
 PYTHON = sys.executable
 MODEL = "flights-binary"
 EVENT = "prefab.model.drift-detected"
@@ -64,37 +74,25 @@ N_ESTIMATORS = 60
 TARGETS = {"ratio_max": 0.25, "event_to_run_created_s_max": 5.0}
 
 
-def log(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def tail(path: Path, n: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""
-
-
 # ------------------------------------------------------------ memory helpers
-def _vm_hwm_mb() -> float | None:
-    """Peak RSS since the last reset (VmHWM), from /proc."""
+def _status_mb(field: str) -> float | None:
+    """A memory field of /proc/self/status (``VmHWM``, ``VmRSS``) in MB."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return round(int(line.split()[1]) / 1024, 1)
     except OSError:
         pass
     return None
+
+
+def _vm_hwm_mb() -> float | None:
+    """Peak RSS since the last reset (VmHWM)."""
+    return _status_mb("VmHWM")
 
 
 def _vm_rss_mb() -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return None
+    return _status_mb("VmRSS")
 
 
 def _reset_hwm() -> float | None:
@@ -136,34 +134,6 @@ def child_env(tmp: Path) -> dict[str, str]:
     return env
 
 
-def machine_busy_s() -> float:
-    """Busy CPU seconds of the whole machine so far (all cores), from /proc/stat."""
-    try:
-        f = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f[:8])
-    except (OSError, ValueError):
-        return 0.0
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def children_cpu_s() -> float:
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
-
-
-def wait_quiet(max_wait: float, window: float = 1.0, busy_max: float = 0.35) -> float:
-    """Wait (at most ``max_wait`` s) until other processes use < ``busy_max`` cores, as
-    bench/training.py does: a run that starts while something else saturates the two
-    cores measures the contention. Returns the seconds waited."""
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < max_wait:
-        b0 = machine_busy_s()
-        time.sleep(window)
-        if (machine_busy_s() - b0) / window < busy_max:
-            break
-    return round(time.perf_counter() - t0, 1)
-
-
 class Children:
     """Runs this file's ``--child`` modes one at a time, each a fresh process."""
 
@@ -178,7 +148,7 @@ class Children:
         logfile = self.tmp / f"{label}.log"
         spec = {**spec, "out": str(out)}
         cmd = [PYTHON, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
-        waited = wait_quiet(self.quiet_wait) if self.quiet_wait > 0 else 0.0
+        waited = wait_quiet(self.quiet_wait)[0] if self.quiet_wait > 0 else 0.0
         busy0, kids0 = machine_busy_s(), children_cpu_s()
         t0 = time.perf_counter()
         with open(logfile, "wb") as fh:
@@ -203,13 +173,7 @@ class Children:
         return res
 
     def kill_current(self) -> None:
-        if self.current and self.current.poll() is None:
-            self.current.terminate()
-            try:
-                self.current.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.current.kill()
-                self.current.wait(5)
+        kill(self.current)
         self.current = None
 
 
@@ -509,13 +473,6 @@ def train_model(conf: Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------- loop
-def _ts(x: Any) -> float:
-    import datetime as dt
-
-    return x.timestamp() if isinstance(x, dt.datetime) else dt.datetime.fromisoformat(
-        str(x)).timestamp()
-
-
 def event_loop(tmp: Path, box: list) -> dict[str, Any]:
     """Real server + deployments + process worker: emit the drift event, time the retrain."""
     import pandas as pd
@@ -523,7 +480,7 @@ def event_loop(tmp: Path, box: list) -> dict[str, Any]:
     from prefab_core.registry import ModelRegistry
     from prefab_core.storage import LocalObjectStore
     from scripts.flights_batches import drifted_batch, flights, train_batch
-    from scripts.local_prefect import PrefectServer, ProcessWorker, prefect_cli
+    from scripts.local_prefect import PrefectServer, ProcessWorker, prefect_cli, wait_final
     from scripts.projects import make_project
 
     proj = tmp / "loop-project"
@@ -549,15 +506,6 @@ def event_loop(tmp: Path, box: list) -> dict[str, Any]:
     from prefect.events import emit_event
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    def wait_final(client: Any, fid: Any, timeout: float = 300, poll: float = 0.25) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            fr = client.read_flow_run(fid)
-            if fr.state and fr.state.is_final():
-                return fr
-            time.sleep(poll)
-        raise TimeoutError(f"flow run {fid} not finished after {timeout}s")
-
     with PrefectServer(tmp / "server") as server:
         box.append(("server", server))
         out["server_startup_s"] = round(server.startup_s, 2)
@@ -577,7 +525,7 @@ def event_loop(tmp: Path, box: list) -> dict[str, Any]:
                 raise RuntimeError(f"retrain-on-drift automation missing: {autos}")
             t0 = time.perf_counter()
             fr = run_deployment("training/train", timeout=0)
-            fr = wait_final(client, fr.id)
+            fr = wait_final(client, fr.id, poll=0.25)
             out["train_deployment_s"] = round(time.perf_counter() - t0, 2)
             if not fr.state.is_completed():
                 raise RuntimeError(f"training/train ended {fr.state.name}:\n{tail(wlog)}")
@@ -605,7 +553,7 @@ def event_loop(tmp: Path, box: list) -> dict[str, Any]:
                                      "report_uri": None, "batch": "bench", "rows": 1})
             if ev is None:
                 raise RuntimeError("emit_event returned None (no Prefect API?)")
-            t_emit = _ts(ev.occurred)
+            t_emit = timestamp(ev.occurred)
             deadline = time.monotonic() + 60
             runs: list = []
             while not runs:
@@ -617,17 +565,18 @@ def event_loop(tmp: Path, box: list) -> dict[str, Any]:
             run = runs[0]
             done = wait_final(client, run.id, poll=0.1)
             polled_done = time.perf_counter() - t_wall
-            states = sorted(client.read_flow_run_states(run.id), key=lambda s: _ts(s.timestamp))
+            states = sorted(client.read_flow_run_states(run.id),
+                            key=lambda s: timestamp(s.timestamp))
             out.update({
-                "event_to_run_created_s": round(_ts(run.created) - t_emit, 3),
+                "event_to_run_created_s": round(timestamp(run.created) - t_emit, 3),
                 "event_to_run_created_polled_s": round(polled_created, 3),
-                "event_to_run_completed_s": round(_ts(states[-1].timestamp) - t_emit, 3),
+                "event_to_run_completed_s": round(timestamp(states[-1].timestamp) - t_emit, 3),
                 "event_to_run_completed_polled_s": round(polled_done, 3),
                 "retrain_final_state": done.state.name,
                 "retrain_states_s_after_event": [
-                    {"state": s.name, "s": round(_ts(s.timestamp) - t_emit, 3)}
+                    {"state": s.name, "s": round(timestamp(s.timestamp) - t_emit, 3)}
                     for s in states],
-                "retrain_run_s": (round(_ts(done.end_time) - _ts(done.start_time), 3)
+                "retrain_run_s": (round(timestamp(done.end_time) - timestamp(done.start_time), 3)
                                   if done.start_time and done.end_time else None),
                 "retrain_triggered_by": done.parameters.get("triggered_by"),
                 "retrain_task_states": sorted(
@@ -747,18 +696,9 @@ def run(tmp: Path, rows: int, box: list) -> dict[str, Any]:
         "checks_ok": not errors,
         "errors": errors,
         "env": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                **{d: _version(d) for d in ("prefect", "evidently", "pandas", "xgboost-cpu",
+                **{d: package_version(d) for d in ("prefect", "evidently", "pandas", "xgboost-cpu",
                                             "xgboost", "scikit-learn")}},
     }
-
-
-def _version(dist: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
 
 
 def main(argv: list[str] | None = None) -> int:

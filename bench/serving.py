@@ -63,7 +63,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `python bench/x.py` puts bench/ first, not the repo
     sys.path.insert(0, str(REPO))
 
-from scripts.local_prefect import stop_group  # noqa: E402
+from bench._common import log as _log  # noqa: E402
+from bench._common import wait_quiet  # noqa: E402
+from scripts.local_prefect import free_port, stop_group  # noqa: E402
+from scripts.records import to_records  # noqa: E402
 
 CONF = REPO / "conf"
 PYTHON = sys.executable
@@ -73,13 +76,7 @@ CONCURRENCY = (1, 8, 32)
 
 
 def log(msg: str) -> None:
-    print(f"[bench-serving {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    _log(msg, "bench-serving")
 
 
 def env_int(name: str, default: int) -> int:
@@ -112,18 +109,7 @@ def load_rows(registry_dir: Path, n: int) -> tuple[list[dict[str, Any]], Any, An
     mv = loaded.version
     cols = list(mv.features["input_schema"])
     frame = pd.read_parquet(io.BytesIO(reg.read_file(mv, "reference.parquet")))[cols].head(n)
-    records = []
-    for rec in frame.to_dict("records"):
-        out = {}
-        for k, v in rec.items():
-            if hasattr(v, "isoformat"):
-                out[k] = v.isoformat()
-            elif hasattr(v, "item"):
-                out[k] = v.item()
-            else:
-                out[k] = v
-        records.append(out)
-    return records, frame, loaded
+    return to_records(frame), frame, loaded
 
 
 def floor_ms(pipeline: Any, frame: Any, calls: int = 300) -> float:
@@ -155,33 +141,6 @@ def one_thread_copy(pipeline: Any) -> Any:
     if "n_jobs" in est.get_params():
         est.set_params(n_jobs=1)
     return copy
-
-
-def machine_busy_cores(window: float = 1.0) -> float:
-    """Cores' worth of CPU the whole machine used during ``window`` seconds (/proc/stat)."""
-    def busy() -> float:
-        f = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f[:8])
-        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-    try:
-        b0 = busy()
-        time.sleep(window)
-        return round((busy() - b0) / window, 2)
-    except (OSError, ValueError):
-        return -1.0
-
-
-def wait_quiet(max_wait: float, busy_max: float = 0.35) -> float:
-    """Wait (at most ``max_wait`` s) until other processes use < ``busy_max`` cores.
-
-    The machine may be shared; returns the load seen last (cores).
-    """
-    deadline = time.monotonic() + max_wait
-    load = machine_busy_cores()
-    while load >= busy_max and time.monotonic() < deadline:
-        load = machine_busy_cores()
-    return load
 
 
 # ----------------------------------------------------------------- server
@@ -345,7 +304,7 @@ def main() -> int:
         registry = tmp / "registry"
         records, frame, loaded = load_rows(registry, 2000)
         quiet_wait = env_float("BENCH_QUIET_WAIT", 30.0)
-        busy_floor = wait_quiet(quiet_wait)
+        busy_floor = wait_quiet(quiet_wait)[1]
         log(f"measuring floor_ms (in-process predict_proba, one row per call; other load "
             f"{busy_floor} cores)")
         floor = floor_ms(loaded.model, frame)
@@ -362,7 +321,7 @@ def main() -> int:
         t0 = time.perf_counter()
         server.start()
         ready_s = round(time.perf_counter() - t0, 2)
-        busy_load = wait_quiet(quiet_wait)
+        busy_load = wait_quiet(quiet_wait)[1]
         log(f"server ready on port {port} with {workers} workers in {ready_s}s; driving load "
             f"(other load {busy_load} cores)")
         client = subprocess.run(

@@ -17,21 +17,17 @@ Environment:
 
 from __future__ import annotations
 
-import datetime as dt
 import gzip
 import importlib.util
 import json
 import os
 import platform
-import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -40,11 +36,20 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `python bench/x.py` puts bench/ first, not the repo
     sys.path.insert(0, str(REPO))
 
-from scripts.local_prefect import stop_group  # noqa: E402
+from bench._common import (  # noqa: E402
+    children_cpu_s,
+    kill,
+    log,
+    machine_busy_s,
+    package_version,
+    tail,
+    timestamp,
+    wait_quiet,
+)
+from scripts.local_prefect import PrefectServer  # noqa: E402
 
 CONF = REPO / "conf"
 PYTHON = sys.executable
-PREFECT = str(Path(sys.executable).with_name("prefect"))
 
 HEAVY = ("ingest", "validate", "featurize", "train", "evaluate")
 # evaluate-champion runs only when the champion is a different model than the challenger
@@ -56,16 +61,6 @@ OPTIONAL_TASKS = ("evaluate-champion",)
 HPARAM_OVERRIDE = "model.n_estimators=301"
 TARGETS = {"rerun_ratio_max": 0.10, "overhead_s_max": 3.0, "peak_rss_mb_max": 8192}
 CONTENDED_SHARE = 0.15
-
-
-def log(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------- data
@@ -100,122 +95,7 @@ def build_data(tmp: Path, scale: int) -> tuple[str | None, Path, int]:
     return str(out), out, rows * scale
 
 
-# -------------------------------------------------------------- server
-class PrefectServer:
-    """``prefect server start`` on a free loopback port with its own PREFECT_HOME (SQLite)."""
-
-    def __init__(self, home: Path, logfile: Path) -> None:
-        self.home = home
-        self.logfile = logfile
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-        self.start_s: float | None = None
-
-    @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api"
-
-    def start(self, timeout: float = 120.0) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-        env.update(PREFECT_HOME=str(self.home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-                   PREFECT_SERVER_TELEMETRY_ENABLED="false", DO_NOT_TRACK="1")
-        t0 = time.perf_counter()
-        with open(self.logfile, "wb") as fh:
-            self.proc = subprocess.Popen(
-                [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-                stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                start_new_session=True)  # its own process group: stopped as a whole
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"prefect server exited with {self.proc.returncode}; "
-                                   f"see {self.logfile}:\n{tail(self.logfile)}")
-            try:
-                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        self.start_s = time.perf_counter() - t0
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"prefect server not healthy after {timeout}s; see {self.logfile}")
-
-    def peak_rss_mb(self) -> float | None:
-        """Sum of VmHWM (peak RSS) over the server's process group, from /proc."""
-        if not self.proc or self.proc.poll() is not None:
-            return None
-        total = 0
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-                if int(fields[2]) != self.proc.pid:  # pgrp
-                    continue
-                for line in (stat.parent / "status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        total += int(line.split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-        return round(total / 1024, 1)
-
-    def cpu_s(self) -> float | None:
-        """User + system CPU seconds used so far by the server's process group."""
-        if not self.proc or self.proc.poll() is not None:
-            return None
-        ticks = 0
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-                if int(fields[2]) == self.proc.pid:  # pgrp
-                    ticks += int(fields[11]) + int(fields[12])  # utime, stime
-            except (OSError, IndexError, ValueError):
-                continue
-        return round(ticks / os.sysconf("SC_CLK_TCK"), 2)
-
-    def stop(self) -> None:
-        stop_group(self.proc, ((signal.SIGINT, 15), (signal.SIGTERM, 10), (signal.SIGKILL, 5)))
-
-
-def tail(path: Path, n: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""
-
-
 # -------------------------------------------------------------- workers
-def machine_busy_s() -> float:
-    """Busy CPU seconds of the whole machine so far (all cores), from /proc/stat."""
-    try:
-        f = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f[:8])
-    except (OSError, ValueError):
-        return 0.0
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_quiet(server: PrefectServer | None, max_wait: float, window: float = 1.0,
-               busy_max: float = 0.35) -> float:
-    """Wait (at most ``max_wait`` s) until other processes use < ``busy_max`` cores.
-
-    The machine may be shared; a run that starts while something else saturates the
-    two cores measures the contention, not the pipeline. Returns the seconds waited.
-    """
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < max_wait:
-        b0, s0 = machine_busy_s(), (server.cpu_s() if server else None) or 0.0
-        time.sleep(window)
-        busy = machine_busy_s() - b0 - (((server.cpu_s() if server else None) or 0.0) - s0)
-        if busy / window < busy_max:
-            break
-    return round(time.perf_counter() - t0, 1)
-
-
-def children_cpu_s() -> float:
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
-
-
 class Workers:
     """Runs ``python -m bench._worker`` measurements one at a time."""
 
@@ -249,7 +129,8 @@ class Workers:
             cmd.append("--prefect-defaults")
         if self.profile:
             cmd += ["--profile", str(self.tmp / f"{label}.prof")]
-        waited = wait_quiet(self.server, self.quiet_wait) if self.quiet_wait > 0 else 0.0
+        waited = (wait_quiet(self.quiet_wait, exclude=self._server_cpu)[0]
+                  if self.quiet_wait > 0 else 0.0)
         log(f"{label}: {mode} run ({' '.join(overrides)})"
             + (f" after waiting {waited}s for a quiet machine" if waited > 1.5 else ""))
         cpu0 = self.server.cpu_s() if self.server else None
@@ -280,21 +161,15 @@ class Workers:
             f"server CPU {res.get('server_cpu_s')}s, foreign CPU {res['foreign_cpu_s']}s")
         return res
 
+    def _server_cpu(self) -> float:
+        """Our server's CPU seconds, which wait_quiet does not count as load."""
+        return (self.server.cpu_s() if self.server else None) or 0.0
+
     def kill_current(self) -> None:
-        if self.current and self.current.poll() is None:
-            self.current.terminate()
-            try:
-                self.current.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.current.kill()
+        kill(self.current)
 
 
 # -------------------------------------------------------- API inspection
-def _ts(x: Any) -> float:
-    return x.timestamp() if isinstance(x, dt.datetime) else dt.datetime.fromisoformat(
-        str(x)).timestamp()
-
-
 def inspect_flow_run(flow_run_id: str, timeout: float = 60.0) -> dict[str, Any]:
     """Task-run states and timings of one flow run, read through the Prefect client.
 
@@ -322,7 +197,7 @@ def inspect_flow_run(flow_run_id: str, timeout: float = 60.0) -> dict[str, Any]:
             trs = client.read_task_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[fid])))
             logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[fid])))
-            finished = {lg.task_run_id: _ts(lg.timestamp) for lg in logs
+            finished = {lg.task_run_id: timestamp(lg.timestamp) for lg in logs
                         if lg.task_run_id and lg.message.startswith("Finished in state")}
             names = {tr.name.rsplit("-", 1)[0] for tr in trs}
             done = all(tr.state is not None and tr.state.is_final() and tr.id in finished
@@ -334,17 +209,19 @@ def inspect_flow_run(flow_run_id: str, timeout: float = 60.0) -> dict[str, Any]:
         tasks: dict[str, Any] = {}
         spans: list[tuple[float, float]] = []
         for tr in trs:
-            states = sorted(client.read_task_run_states(tr.id), key=lambda s: _ts(s.timestamp))
-            begin, final = _ts(states[0].timestamp), _ts(states[-1].timestamp)
+            states = sorted(client.read_task_run_states(tr.id),
+                            key=lambda s: timestamp(s.timestamp))
+            begin, final = timestamp(states[0].timestamp), timestamp(states[-1].timestamp)
             end = finished.get(tr.id, final)
             running = next((s for s in states if s.type.value == "RUNNING"), None)
             tasks[tr.name.rsplit("-", 1)[0]] = {
                 "state": tr.state.name if tr.state else None,
                 "s": round(end - begin, 3),
-                "run_s": round(final - _ts(running.timestamp), 3) if running else None,
+                "run_s": round(final - timestamp(running.timestamp), 3) if running else None,
                 "write_s": round(end - final, 3) if running else None}
             spans.append((begin, end))
-    flow_s = (_ts(fr.end_time) - _ts(fr.start_time)) if fr.start_time and fr.end_time else None
+    flow_s = (timestamp(fr.end_time) - timestamp(fr.start_time)
+              if fr.start_time and fr.end_time else None)
     # Time inside the flow run that no task run covers: config load, artifacts,
     # task-run creation and state proposals between tasks.
     covered, cur_s, cur_e = 0.0, None, None
@@ -423,14 +300,14 @@ def run(tmp: Path, scale: int, box: list) -> dict[str, Any]:
     log(f"data: {rows:,} source rows ({warm_file}, built in {data_build_s:.1f}s)")
     common = ["tracking=disabled"] + ([f"data.uri={data_uri}"] if data_uri else [])
 
-    server = PrefectServer(tmp / "server-home", tmp / "server.log")
+    server = PrefectServer(tmp / "server-home", startup_timeout=120)
     box.append(server)
     workers = Workers(tmp, warm_file, profile, server)
     box.append(workers)
     log(f"starting prefect server on 127.0.0.1:{server.port}")
     server.start()
-    log(f"server healthy after {server.start_s:.1f}s")
-    api_env = {"PREFECT_API_URL": server.api_url, "PREFECT_HOME": str(tmp / "client-home")}
+    log(f"server healthy after {server.startup_s:.1f}s")
+    api_env = {"PREFECT_API_URL": server.url, "PREFECT_HOME": str(tmp / "client-home")}
     os.environ.update(api_env)  # for inspect_flow_run in this process
 
     samples: dict[str, list[dict[str, Any]]] = {"plain": [], "cold": [], "rerun": [],
@@ -515,7 +392,7 @@ def run(tmp: Path, scale: int, box: list) -> dict[str, Any]:
         "peak_rss_mb": max(rss.values()),
         "peak_rss_mb_by_run": rss,
         "server_peak_rss_mb": server_rss,
-        "prefect_server_start_s": round(server.start_s or 0.0, 3),
+        "prefect_server_start_s": round(server.startup_s or 0.0, 3),
         "noop_flow_s": noop["seconds"],
         "noop_flow_prefect_defaults_s": noop_hb["seconds"],
         "rerun_prefect_defaults_s": rerun_hb["seconds"],
@@ -553,21 +430,12 @@ def run(tmp: Path, scale: int, box: list) -> dict[str, Any]:
             "contended_runs": contended},
         "checks_ok": not errors,
         "errors": errors,
-        "env": {"python": platform.python_version(), "prefect": _version("prefect"),
+        "env": {"python": platform.python_version(), "prefect": package_version("prefect"),
                 "cpus": os.cpu_count(), "machine": platform.machine()},
     }
     if profile or os.environ.get("BENCH_KEEP") == "1":
         result["artifacts_dir"] = str(tmp)
     return result
-
-
-def _version(dist: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
 
 
 def main() -> int:

@@ -18,8 +18,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 BIN = Path(sys.executable).parent
 
@@ -66,6 +68,18 @@ def stop_group(proc: subprocess.Popen[bytes] | None,
             continue
 
 
+def wait_final(client: Any, flow_run_id: Any, timeout: float = 300,
+               poll: float = 0.5) -> Any:
+    """Poll a flow run through a sync Prefect client until its state is final."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        fr = client.read_flow_run(flow_run_id)
+        if fr.state and fr.state.is_final():
+            return fr
+        time.sleep(poll)
+    raise TimeoutError(f"flow run {flow_run_id} not finished after {timeout}s")
+
+
 class PrefectServer:
     """``prefect server start`` on a free loopback port with its own PREFECT_HOME (SQLite)."""
 
@@ -79,6 +93,10 @@ class PrefectServer:
         self.log = self.home / "server.log"
 
     def __enter__(self) -> PrefectServer:
+        return self.start()
+
+    def start(self) -> PrefectServer:
+        """Start the server and wait until ``/api/health`` answers (``startup_s``)."""
         self.home.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         with open(self.log, "wb") as fh:
@@ -97,7 +115,7 @@ class PrefectServer:
                         return self
             except OSError:
                 time.sleep(0.3)
-        self.__exit__(None, None, None)
+        self.stop()
         raise TimeoutError(f"prefect server not healthy after {self.startup_timeout}s")
 
     def client_env(self, home: Path, **extra: str) -> dict[str, str]:
@@ -110,7 +128,44 @@ class PrefectServer:
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
                  tb: TracebackType | None) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop the server's whole process group (SIGINT, then SIGKILL)."""
         stop_group(self.proc)
+
+    def _group_stats(self) -> Iterator[tuple[list[str], Path]]:
+        """``/proc/<pid>/stat`` fields (after the name) of every process in its group."""
+        if not self.proc or self.proc.poll() is not None:
+            return
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) == self.proc.pid:  # pgrp
+                    yield fields, stat.parent
+            except (OSError, IndexError, ValueError):
+                continue
+
+    def cpu_s(self) -> float | None:
+        """User + system CPU seconds its process group has used (None if not running)."""
+        if not self.proc or self.proc.poll() is not None:
+            return None
+        ticks = sum(int(f[11]) + int(f[12]) for f, _ in self._group_stats())  # utime, stime
+        return round(ticks / os.sysconf("SC_CLK_TCK"), 2)
+
+    def peak_rss_mb(self) -> float | None:
+        """Sum of VmHWM (peak RSS) over its process group (None if not running)."""
+        if not self.proc or self.proc.poll() is not None:
+            return None
+        total = 0
+        for _, proc_dir in self._group_stats():
+            try:
+                for line in (proc_dir / "status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+        return round(total / 1024, 1)
 
 
 class ProcessWorker:

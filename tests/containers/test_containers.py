@@ -34,7 +34,13 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from scripts.local_prefect import PrefectServer, ProcessWorker, free_port, prefect_cli
+from scripts.local_prefect import (
+    PrefectServer,
+    ProcessWorker,
+    free_port,
+    prefect_cli,
+    wait_final,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINE_SCRIPT = REPO / "scripts" / "local-engine.sh"
@@ -205,16 +211,6 @@ def make_docker_project(root: Path, rows: int = 20_000) -> Path:
     return root
 
 
-def wait_final(client: Any, flow_run_id: Any, timeout: float = 600) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        fr = client.read_flow_run(flow_run_id)
-        if fr.state and fr.state.is_final():
-            return fr
-        time.sleep(0.5)
-    raise TimeoutError(f"flow run {flow_run_id} not finished after {timeout}s")
-
-
 @dataclass
 class ContainerRun:
     project: Path
@@ -254,7 +250,7 @@ def trained_in_container(engine: Engine, flow_image: Any,
                                    worker_type="docker"):
                     t0 = time.perf_counter()
                     fr = run_deployment("training/train", timeout=0)
-                    fr = wait_final(client, fr.id)
+                    fr = wait_final(client, fr.id, timeout=600)
                     _record("train_run_submit_to_final_s", time.perf_counter() - t0)
             yield ContainerRun(project, fr, deployment, worker_log)
         finally:

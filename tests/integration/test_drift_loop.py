@@ -18,22 +18,12 @@ import pytest
 from prefab_core.registry import ModelRegistry
 from prefab_core.storage import LocalObjectStore
 from scripts.flights_batches import drifted_batch, flights, stable_batch, train_batch
-from scripts.local_prefect import PrefectServer, ProcessWorker, prefect_cli
+from scripts.local_prefect import PrefectServer, ProcessWorker, prefect_cli, wait_final
 from scripts.projects import make_project
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "flights-binary"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
-
-
-def wait_final(client, flow_run_id, timeout: float = 300):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        fr = client.read_flow_run(flow_run_id)
-        if fr.state and fr.state.is_final():
-            return fr
-        time.sleep(1)
-    raise TimeoutError(f"flow run {flow_run_id} not finished after {timeout}s")
 
 
 def deployment_runs(client, name: str):
