@@ -32,7 +32,8 @@ from prefab_core.storage import (
     read_source,
     source_fingerprint,
 )
-from tests.conftest import flights_path, free_port, make_bucket
+from scripts.local_prefect import free_port
+from tests.conftest import flights_path, make_bucket
 
 NO_S3 = S3Config()
 

@@ -23,7 +23,7 @@ from prefab_core.config import TrackingConfig
 from prefab_core.errors import TrackingError, TrackingTransientError
 from prefab_core.retries import is_transient
 from prefab_core.tracking import RunRecord, TrackedRun, log_to_wandb
-from tests.conftest import free_port
+from scripts.local_prefect import free_port
 
 HOME_DIRS = [Path.home() / ".cache" / "wandb", Path.home() / ".config" / "wandb",
              Path.home() / ".local" / "share" / "wandb"]

@@ -30,8 +30,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scripts.local_prefect import stop_group
-from tests.conftest import free_port
+from scripts.local_prefect import free_port, stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf"
@@ -53,24 +52,6 @@ class ServedProject:
 
     def expected_proba(self, version: int, frame: pd.DataFrame) -> np.ndarray:
         return np.asarray(self.pipelines[version].predict_proba(frame[self.input_columns]))
-
-
-def to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as JSON-ready records (timestamps as ISO 8601, missing values as null)."""
-    out = []
-    for rec in frame.to_dict("records"):
-        row = {}
-        for k, v in rec.items():
-            if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT:
-                row[k] = None
-            elif hasattr(v, "isoformat"):
-                row[k] = v.isoformat()
-            elif hasattr(v, "item"):
-                row[k] = v.item()
-            else:
-                row[k] = v
-        out.append(row)
-    return out
 
 
 @pytest.fixture(scope="session")

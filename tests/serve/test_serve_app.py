@@ -30,7 +30,8 @@ from prefab_serve.batcher import MicroBatcher
 from prefab_serve.errors import ServeConfigError
 from prefab_serve.model import Prediction
 from prefab_serve.settings import ServeSettings
-from tests.serve.conftest import MODEL, REPO, ServedProject, to_records
+from scripts.records import to_records
+from tests.serve.conftest import MODEL, REPO, ServedProject
 
 
 def settings(registry: Path, **kw: Any) -> ServeSettings:

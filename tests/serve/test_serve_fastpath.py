@@ -28,8 +28,9 @@ from prefab_serve.errors import FastPathUnsupported
 from prefab_serve.fastpath import compile_transformer
 from prefab_serve.model import ServedModel
 from prefab_serve.schema import RecordValidator
+from scripts.records import to_records
 from tasks.featurize import build_preprocessor
-from tests.serve.conftest import ServedProject, to_records
+from tests.serve.conftest import ServedProject
 
 NUMERIC = ["month", "day", "sched_dep_time", "sched_arr_time", "distance", "flight"]
 CATEGORICAL = ["carrier", "origin", "dest"]

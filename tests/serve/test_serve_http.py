@@ -22,7 +22,8 @@ import pytest
 
 from prefab_core.registry import ModelRegistry, ModelVersion
 from prefab_core.storage import LocalObjectStore
-from tests.serve.conftest import MODEL, ServedProject, ServerProcess, to_records
+from scripts.records import to_records
+from tests.serve.conftest import MODEL, ServedProject, ServerProcess
 
 pytestmark = pytest.mark.slow  # a real server (the project's marker for real servers)
 
