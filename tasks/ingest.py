@@ -68,8 +68,7 @@ class Dataset:
     @classmethod
     def of(cls, frame: pd.DataFrame, **facts: Any) -> Dataset:
         """A Dataset holding ``frame``; ``facts`` are the other fields but rows/columns."""
-        return cls(payload=Payload(frame=frame), rows=len(frame),
-                   columns=[str(c) for c in frame.columns], **facts)
+        return cls(**_holding(frame), **facts)
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -78,8 +77,7 @@ class Dataset:
 
     def with_frame(self, frame: pd.DataFrame) -> Dataset:
         """A copy of this Dataset holding ``frame`` instead (same other facts)."""
-        return replace(self, payload=Payload(frame=frame), rows=len(frame),
-                       columns=[str(c) for c in frame.columns])
+        return replace(self, **_holding(frame))
 
     def lineage_record(self) -> dict[str, Any]:
         """JSON-safe description stored with registered models."""
@@ -87,6 +85,12 @@ class Dataset:
                 "source_fingerprint": self.source_fingerprint,
                 "snapshot_uri": self.snapshot_uri, "rows": self.rows,
                 "columns": list(self.columns), **self.stats}
+
+
+def _holding(frame: pd.DataFrame) -> dict[str, Any]:
+    """The Dataset fields that hold or describe ``frame``."""
+    return {"payload": Payload(frame=frame), "rows": len(frame),
+            "columns": [str(c) for c in frame.columns]}
 
 
 def _ingest_key(inputs: dict[str, Any]) -> str:
