@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 PYTEST_ARGS ?=
+INSTALL_ARGS ?=
 
 # No telemetry from an offline machine; W&B stays offline unless you opt in.
 export DO_NOT_TRACK := 1
@@ -18,10 +19,16 @@ POOL         ?= prefab-process
 .PHONY: setup train test test-fast bench-training bench-monitoring lint rollback registry clean \
         server pool deploy worker monitor predict drift-demo
 
+# uv installs in seconds from its cache; without uv on PATH it is bootstrapped into
+# the venv with pip, and plain pip is the fallback where neither works.
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@uv=$$(command -v uv || { $(BIN)/python -m pip install --quiet uv >/dev/null 2>&1 && echo $(BIN)/uv; }); \
+	if [ -n "$$uv" ]; then \
+	  $$uv pip install --quiet --python $(BIN)/python $(INSTALL_ARGS) -e '.[dev]'; \
+	else \
+	  $(BIN)/python -m pip install --quiet $(INSTALL_ARGS) -e '.[dev]'; \
+	fi
 	@touch $(STAMP)
 
 ## setup: create .venv (if missing) and install the project with its dev extras
@@ -29,7 +36,7 @@ setup: $(STAMP)
 
 ## train: run the training flow on the bundled flights data (ARGS="model=random_forest ...")
 train: $(STAMP)
-	$(BIN)/python -m flows.training $(ARGS)
+	$(BIN)/python -m prefab_mlops.flows.training $(ARGS)
 
 ## test: the whole test suite, slow end-to-end tests included
 test: $(STAMP)
@@ -57,17 +64,17 @@ rollback: $(STAMP)
 
 ## monitor: drift check of a batch against production (ARGS="--batch FILE ...")
 monitor: $(STAMP)
-	$(BIN)/python -m flows.monitoring $(ARGS)
+	$(BIN)/python -m prefab_mlops.flows.monitoring $(ARGS)
 
 ## predict: score a batch with the production model (ARGS="--batch FILE")
 predict: $(STAMP)
-	$(BIN)/python -m flows.batch_inference $(ARGS)
+	$(BIN)/python -m prefab_mlops.flows.batch_inference $(ARGS)
 
 ## serve: the model REST server for the production model (SERVE_PORT=8000, MODEL=..., ARGS="--workers 2")
 SERVE_PORT ?= 8000
 .PHONY: serve bench-serving
 serve: $(STAMP)
-	$(BIN)/python -m prefab_serve --port $(SERVE_PORT) $(if $(MODEL),--model $(MODEL)) $(ARGS)
+	$(BIN)/python -m prefab_mlops.serve --port $(SERVE_PORT) $(if $(MODEL),--model $(MODEL)) $(ARGS)
 
 ## bench-serving: model server benchmark against a real 2-worker server (JSON); see bench/serving.py
 bench-serving: $(STAMP)
@@ -92,7 +99,7 @@ worker: $(STAMP)
 
 ## drift-demo: run the monitor deployment on a drifted batch of real flights
 drift-demo: $(STAMP)
-	$(BIN)/python scripts/flights_batches.py drifted outputs/batches/drifted.csv --rows 30000
+	$(BIN)/python -m prefab_mlops.testing.flights_batches drifted outputs/batches/drifted.csv --rows 30000
 	PREFECT_API_URL=$(SERVER_API) $(BIN)/prefect deployment run monitoring/monitor \
 	  --param batch_uri=$(CURDIR)/outputs/batches/drifted.csv
 

@@ -1,6 +1,6 @@
 """The training pipeline as plain Python: every task's ``.fn`` in sequence, no Prefect.
 
-This is the floor the orchestrated flow (:func:`flows.training.training`) is
+This is the floor the orchestrated flow (:func:`prefab_mlops.flows.training.training`) is
 measured against. It performs the same steps, with the same resolved config, in
 the same order as the flow (config load, ingest, validate, featurize, train,
 evaluate, load-production, evaluate-champion, register, decide_promotion,
@@ -34,14 +34,15 @@ def run_plain(overrides: list[str], config_dir: str | None = None) -> dict[str, 
     Returns:
         ``{"phases": {step: seconds}, "version": int, "rows": int, "metrics": {...}}``.
     """
-    from prefab_core.config import ModelSpec, TargetSpec, load_config
-    from tasks.deploy import decide_promotion, promote
-    from tasks.evaluate import evaluate, evaluate_champion
-    from tasks.featurize import featurize
-    from tasks.ingest import ingest
-    from tasks.register import RunInfo, load_production, register
-    from tasks.train import check_estimator_fits, train
-    from tasks.validate import validate
+    from prefab_mlops.tasks.deploy import decide_promotion, promote
+    from prefab_mlops.tasks.evaluate import evaluate, evaluate_champion
+    from prefab_mlops.tasks.featurize import featurize
+    from prefab_mlops.tasks.ingest import ingest
+    from prefab_mlops.tasks.register import RunInfo, load_production, register
+    from prefab_mlops.tasks.train import check_estimator_fits, train
+    from prefab_mlops.tasks.validate import validate
+
+    from prefab_mlops.config import ModelSpec, TargetSpec, load_config
 
     t: dict[str, float] = {}
     with _phase(t, "config"):

@@ -7,10 +7,10 @@ the peak RSS of each run is its own. Module imports and a read of the data file
 every mode, so ``plain`` and ``flow`` differ only in what the clock covers:
 
 * ``plain``: :func:`bench._plain.run_plain` (each task's ``.fn``, no Prefect);
-* ``flow``: :func:`flows.training.training` (Prefect engine, whatever
+* ``flow``: :func:`prefab_mlops.flows.training.training` (Prefect engine, whatever
   ``PREFECT_API_URL`` says: the benchmark's server, or ephemeral when unset),
-  called inside :func:`prefab_core.runtime.in_process_run` exactly as
-  ``python -m flows.training`` (``make train``) calls it;
+  called inside :func:`prefab_mlops.orchestration.runtime.in_process_run` exactly as
+  ``python -m prefab_mlops.flows.training`` (``make train``) calls it;
 * ``noop``: a flow of nine no-op tasks, Prefect's fixed per-run cost;
 * ``warm``: the flow run twice in this process; the clock covers the second call
   only (a sweep or notebook that calls the flow again, with Prefect, Hydra and
@@ -38,7 +38,8 @@ from pathlib import Path
 # alike, so neither plain nor flow pays a one-off import inside its measurement.
 WARM_PAUSE_S = 3.0
 
-_WARM_IMPORTS = ("prefect", "flows.training", "bench._plain", "xgboost", "pandera.pandas",
+_WARM_IMPORTS = ("prefect", "prefab_mlops.flows.training", "bench._plain", "xgboost",
+                 "pandera.pandas",
                  "matplotlib.figure", "matplotlib.backends.backend_agg", "pyarrow.parquet",
                  "sklearn.metrics", "hydra", "hydra.utils")
 
@@ -120,13 +121,13 @@ def main(argv: list[str] | None = None) -> int:
 
         profiler = cProfile.Profile()
     out: dict = {"mode": args.mode, "import_s": round(import_s, 3)}
-    from prefab_core.runtime import in_process_run
+    from prefab_mlops.orchestration.runtime import in_process_run
 
     settings = nullcontext() if args.prefect_defaults else in_process_run()
     out["prefect_defaults"] = args.prefect_defaults
     with settings:  # entered outside the clock
         if args.mode == "warm":
-            from flows.training import training
+            from prefab_mlops.flows.training import training
 
             first = time.perf_counter()
             training(overrides=overrides, config_dir=args.config_dir)
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             elapsed = time.perf_counter() - start
             out.update(tasks=n_tasks)
         else:
-            from flows.training import training
+            from prefab_mlops.flows.training import training
 
             summary = training(overrides=overrides, config_dir=args.config_dir)
             elapsed = time.perf_counter() - start

@@ -13,7 +13,7 @@ Phases (one at a time, so they do not compete for the two cores):
 2. model: the real training tasks (``.fn``, no Prefect) on a 50k-row Jan–Oct
    sample, registered and promoted in a temporary registry (this also stores the
    model's 20k-row ``reference.parquet``).
-3. ours: ``tasks.monitor.detect_drift.fn`` on the full drifted batch, in a fresh
+3. ours: ``prefab_mlops.tasks.monitor.detect_drift.fn`` on the full drifted batch, in a fresh
    process (evidently not yet imported, as in a flow run's process); then the same
    on the stable batch; then once more on the drifted batch with timers around
    each step (the breakdown).
@@ -183,9 +183,9 @@ def _load_inputs(spec: dict[str, Any]) -> dict[str, Any]:
     import io
 
     import pandas as pd
+    from prefab_mlops.tasks.register import load_production, open_registry
 
-    from prefab_core.config import TargetSpec, load_config
-    from tasks.register import load_production, open_registry
+    from prefab_mlops.config import TargetSpec, load_config
 
     cfg = load_config([], "train", spec["conf"]).typed
     prod = load_production.fn(cfg.register, cfg.storage, cfg.monitor.alias)
@@ -211,7 +211,7 @@ def _summary(report: Any) -> dict[str, Any]:
 def child_ours(spec: dict[str, Any]) -> dict[str, Any]:
     """``detect_drift.fn`` on the full batch; the clock covers the call only (Evidently's
     import included: the task imports it lazily, and a flow run's process pays it)."""
-    from tasks.monitor import detect_drift
+    from prefab_mlops.tasks.monitor import detect_drift
 
     inp = _load_inputs(spec)
     preloaded = "evidently" in sys.modules
@@ -264,8 +264,7 @@ def child_ours_profile(spec: dict[str, Any]) -> dict[str, Any]:
     import warnings
 
     import pandas as pd
-
-    import tasks.monitor as mon
+    import prefab_mlops.tasks.monitor as mon
 
     inp = _load_inputs(spec)
     gc.collect()
@@ -411,10 +410,11 @@ def build_data(tmp: Path, rows: int) -> dict[str, Any]:
     """The model's project and the N-row reference/stable/drifted batches (parquet)."""
     import dataclasses
 
-    from prefab_core.config import load_config
-    from scripts.flights_batches import drifted_batch, flights, train_batch
-    from scripts.projects import make_project
-    from tasks.ingest import ingest
+    from prefab_mlops.tasks.ingest import ingest
+
+    from prefab_mlops.config import load_config
+    from prefab_mlops.testing.flights_batches import drifted_batch, flights, train_batch
+    from prefab_mlops.testing.projects import make_project
 
     t0 = time.perf_counter()
     proj = tmp / "model-project"
@@ -457,8 +457,9 @@ def train_model(conf: Path) -> dict[str, Any]:
     res = run_plain([], str(conf))
     if not res["promoted"]:
         raise RuntimeError(f"the benchmark model was not promoted: {res}")
-    from prefab_core.config import load_config
-    from tasks.register import load_production
+    from prefab_mlops.tasks.register import load_production
+
+    from prefab_mlops.config import load_config
 
     cfg = load_config([], "train", conf).typed
     prod = load_production.fn(cfg.register, cfg.storage, "production")
@@ -477,11 +478,16 @@ def event_loop(tmp: Path, box: list) -> dict[str, Any]:
     """Real server + deployments + process worker: emit the drift event, time the retrain."""
     import pandas as pd
 
-    from prefab_core.registry import ModelRegistry
-    from prefab_core.storage import LocalObjectStore
-    from scripts.flights_batches import drifted_batch, flights, train_batch
-    from scripts.local_prefect import PrefectServer, ProcessWorker, prefect_cli, wait_final
-    from scripts.projects import make_project
+    from prefab_mlops.core.registry import ModelRegistry
+    from prefab_mlops.core.storage import LocalObjectStore
+    from prefab_mlops.testing.flights_batches import drifted_batch, flights, train_batch
+    from prefab_mlops.testing.local_prefect import (
+        PrefectServer,
+        ProcessWorker,
+        prefect_cli,
+        wait_final,
+    )
+    from prefab_mlops.testing.projects import make_project
 
     proj = tmp / "loop-project"
     (proj / "data").mkdir(parents=True)

@@ -13,7 +13,7 @@ What it does:
    scikit-learn pipeline (loaded from the registry as registered) on one row, one
    call per row: the cost per request of a server that calls the model once per
    request. Measured before the server starts.
-3. Starts ``python -m prefab_serve`` (``BENCH_WORKERS``, default 2 workers) and waits
+3. Starts ``python -m prefab_mlops.serve`` (``BENCH_WORKERS``, default 2 workers) and waits
    until every worker has loaded the model.
 4. Drives load from a SEPARATE process (this file with ``--client``): an asyncio
    keep-alive HTTP/1.1 client over raw sockets with TCP_NODELAY, one connection
@@ -65,8 +65,8 @@ if str(REPO) not in sys.path:  # `python bench/x.py` puts bench/ first, not the 
 
 from bench._common import log as _log  # noqa: E402
 from bench._common import wait_quiet  # noqa: E402
-from scripts.local_prefect import free_port, stop_group  # noqa: E402
-from scripts.records import to_records  # noqa: E402
+from prefab_mlops.testing.local_prefect import free_port, stop_group  # noqa: E402
+from prefab_mlops.testing.records import to_records  # noqa: E402
 
 CONF = REPO / "conf"
 PYTHON = sys.executable
@@ -101,8 +101,8 @@ def load_rows(registry_dir: Path, n: int) -> tuple[list[dict[str, Any]], Any, An
 
     import pandas as pd
 
-    from prefab_core.registry import ModelRegistry
-    from prefab_core.storage import LocalObjectStore
+    from prefab_mlops.core.registry import ModelRegistry
+    from prefab_mlops.core.storage import LocalObjectStore
 
     reg = ModelRegistry(LocalObjectStore(registry_dir))
     loaded = reg.load(MODEL, alias="production")
@@ -146,7 +146,8 @@ def one_thread_copy(pipeline: Any) -> Any:
 # ----------------------------------------------------------------- server
 class Server:
     def __init__(self, registry: Path, port: int, workers: int, logfile: Path) -> None:
-        self.cmd = [PYTHON, "-m", "prefab_serve", "--registry", str(registry), "--model", MODEL,
+        self.cmd = [PYTHON, "-m", "prefab_mlops.serve", "--registry", str(registry),
+                    "--model", MODEL,
                     "--port", str(port), "--workers", str(workers), "--log-level", "warning"]
         self.port = port
         self.workers = workers
@@ -358,7 +359,7 @@ def main() -> int:
                         "(data.sample_rows), conf/model/xgboost.yaml defaults",
                 "model_version": served["version"],
                 "train_s": train_s, "roc_auc": round(trained["metrics"]["roc_auc"], 4),
-                "server": f"python -m prefab_serve --workers {workers} (uvicorn, uvloop, "
+                "server": f"python -m prefab_mlops.serve --workers {workers} (uvicorn, uvloop, "
                           "httptools, SO_REUSEPORT, TCP_NODELAY)",
                 "fast_path": served["serving"]["fast_path"],
                 "server_ready_s": ready_s,

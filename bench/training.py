@@ -46,7 +46,7 @@ from bench._common import (  # noqa: E402
     timestamp,
     wait_quiet,
 )
-from scripts.local_prefect import PrefectServer  # noqa: E402
+from prefab_mlops.testing.local_prefect import PrefectServer  # noqa: E402
 
 CONF = REPO / "conf"
 PYTHON = sys.executable

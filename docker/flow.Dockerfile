@@ -37,7 +37,9 @@ ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE:-python:3.11-slim} AS requirements
 COPY pyproject.toml /src/pyproject.toml
 RUN python -c "import tomllib; d = tomllib.load(open('/src/pyproject.toml', 'rb')); \
-print('\n'.join(d['project']['dependencies']))" >/requirements.txt
+open('/requirements.txt', 'w').write('\n'.join(d['project']['dependencies'])); \
+[open(f'/requirements-{k}.txt', 'w').write('\n'.join(r for r in v if 'prefab-mlops' not in r)) \
+ for k, v in d['project']['optional-dependencies'].items()]"
 
 FROM ${BASE_IMAGE:-python:3.11-slim} AS deps
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
@@ -51,15 +53,25 @@ RUN set -eu; \
     else idx=""; fi; \
     /opt/prefab/venv/bin/pip install --no-compile $idx -r /src/requirements.txt; \
     env -u PYTHONDONTWRITEBYTECODE /opt/prefab/venv/bin/python -c "\
-import prefect.cli, prefect.engine, prefect.deployments.steps, prefect_aws, pandas, numpy, \
-pyarrow.parquet, sklearn.pipeline, sklearn.compose, sklearn.preprocessing, sklearn.metrics, \
-xgboost, hydra, omegaconf, pandera.pandas, matplotlib.pyplot, evidently, wandb" >/dev/null
+import pandas, numpy, pyarrow.parquet, sklearn.pipeline, sklearn.compose, \
+sklearn.preprocessing, xgboost, boto3" >/dev/null
+
+# The role's extra on top of the shared runtime layer: [pipeline], the Prefect pipeline stack.
+FROM deps AS role
+COPY --from=requirements /requirements-pipeline.txt /src/requirements-pipeline.txt
+RUN set -eu; \
+    if ls /wheels/*.whl >/dev/null 2>&1; then idx="--no-index --find-links /wheels"; \
+    else idx=""; fi; \
+    /opt/prefab/venv/bin/pip install --no-compile $idx -r /src/requirements-pipeline.txt; \
+    env -u PYTHONDONTWRITEBYTECODE /opt/prefab/venv/bin/python -c "\
+import prefect.cli, prefect.engine, prefect.deployments.steps, prefect_aws, sklearn.metrics, \
+hydra, omegaconf, pandera.pandas, matplotlib.pyplot, evidently, wandb" >/dev/null
 
 # ------------------------------------------------------------- the project
 # Built into a wheel from the build context (not taken from an index).
-FROM deps AS project
+FROM role AS project
 COPY pyproject.toml README.md /src/
-COPY prefab_core/ /src/prefab_core/
+COPY src/ /src/src/
 COPY tasks/ /src/tasks/
 COPY flows/ /src/flows/
 RUN set -eu; \
@@ -83,12 +95,12 @@ RUN groupadd --gid 10001 prefab \
  && install -d -o 10001 -g 10001 /opt/prefab/app
 # Two layers: the dependencies (about 1 GB, rebuilt only when the dependency list or the
 # wheelhouse change) and the project (a few hundred kB, rebuilt on every code change).
-COPY --from=deps /opt/prefab/venv /opt/prefab/venv
+COPY --from=role /opt/prefab/venv /opt/prefab/venv
 COPY --from=project /dist/ /tmp/dist/
 RUN /opt/prefab/venv/bin/pip install --no-deps --no-index --no-compile /tmp/dist/*.whl \
  && rm -rf /tmp/dist \
  && env -u PYTHONDONTWRITEBYTECODE HOME=/tmp/warm python -c \
-        "import flows.training, flows.monitoring, flows.batch_inference" \
+        "import prefab_mlops.flows.training, prefab_mlops.flows.monitoring, prefab_mlops.flows.batch_inference" \
  && rm -rf /tmp/warm
 # The project's default config, found as ./conf from the working directory. A
 # mounted project takes over with PREFAB_CONFIG_DIR=/its/conf (prefect.docker.yaml
@@ -98,4 +110,4 @@ WORKDIR /opt/prefab/app
 USER 10001:10001
 # The docker worker replaces the command with `prefect flow-run execute`; run by hand,
 # the image trains with the baked-in config:  docker run --rm prefab-mlops-flow
-CMD ["python", "-m", "flows.training"]
+CMD ["python", "-m", "prefab_mlops.flows.training"]

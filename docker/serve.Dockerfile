@@ -1,4 +1,4 @@
-# The model server image: python -m prefab_serve on port 8000, as a non-root user.
+# The model server image: python -m prefab_mlops.serve on port 8000, as a non-root user.
 #
 # Build from the repository root (the context must hold pyproject.toml):
 #   docker build -f docker/serve.Dockerfile -t prefab-serve .
@@ -11,7 +11,7 @@
 # and the request log (for drift monitoring) goes to a volume at /requests:
 #   -e PREFAB_SERVE_REQUEST_LOG=/requests -v "$PWD/outputs/requests:/requests"
 # For an S3 registry, pass Hydra overrides instead of a directory:
-#   docker run -e PREFAB_S3_BUCKET=... prefab-serve python -m prefab_serve -- storage=s3
+#   docker run -e PREFAB_S3_BUCKET=... prefab-serve python -m prefab_mlops.serve -- storage=s3
 #
 # * No package index needed: if docker/wheelhouse/ holds wheels (scripts/wheelhouse.sh
 #   fills it with `pip download` on the host), pip installs from them with
@@ -29,7 +29,9 @@ ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE:-python:3.11-slim} AS requirements
 COPY pyproject.toml /src/pyproject.toml
 RUN python -c "import tomllib; d = tomllib.load(open('/src/pyproject.toml', 'rb')); \
-print('\n'.join(d['project']['dependencies']))" >/requirements.txt
+open('/requirements.txt', 'w').write('\n'.join(d['project']['dependencies'])); \
+[open(f'/requirements-{k}.txt', 'w').write('\n'.join(r for r in v if 'prefab-mlops' not in r)) \
+ for k, v in d['project']['optional-dependencies'].items()]"
 
 FROM ${BASE_IMAGE:-python:3.11-slim} AS deps
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
@@ -43,18 +45,28 @@ RUN set -eu; \
     else idx=""; fi; \
     /opt/prefab/venv/bin/pip install --no-compile $idx -r /src/requirements.txt; \
     env -u PYTHONDONTWRITEBYTECODE /opt/prefab/venv/bin/python -c "\
-import prefect.cli, prefect.engine, prefect.deployments.steps, prefect_aws, pandas, numpy, \
-pyarrow.parquet, sklearn.pipeline, sklearn.compose, sklearn.preprocessing, sklearn.metrics, \
-xgboost, hydra, omegaconf, pandera.pandas, matplotlib.pyplot, evidently, wandb" >/dev/null
+import pandas, numpy, pyarrow.parquet, sklearn.pipeline, sklearn.compose, \
+sklearn.preprocessing, xgboost, boto3" >/dev/null
+
+# The role's extra on top of the shared runtime layer: [serve], the model server alone (no prefect, hydra, evidently, wandb).
+FROM deps AS role
+COPY --from=requirements /requirements-serve.txt /src/requirements-serve.txt
+RUN set -eu; \
+    if ls /wheels/*.whl >/dev/null 2>&1; then idx="--no-index --find-links /wheels"; \
+    else idx=""; fi; \
+    /opt/prefab/venv/bin/pip install --no-compile $idx -r /src/requirements-serve.txt; \
+    env -u PYTHONDONTWRITEBYTECODE /opt/prefab/venv/bin/python -c "\
+import fastapi, uvicorn, prometheus_client, orjson" >/dev/null
 
 # ------------------------------------------------------------- the project
-# The server, the shared package, and tasks/: registered pipelines pickle a
-# reference to tasks.featurize._to_str_object, so unpickling imports it.
-FROM deps AS project
+# The one prefab-mlops wheel, built from the context (src/ plus tasks/ and flows/, which
+# the distribution maps into the namespace). Installed with [serve]'s dependencies only,
+# the server never imports tasks or flows (tests/test_architecture.py).
+FROM role AS project
 COPY pyproject.toml README.md /src/
-COPY prefab_core/ /src/prefab_core/
-COPY prefab_serve/ /src/prefab_serve/
+COPY src/ /src/src/
 COPY tasks/ /src/tasks/
+COPY flows/ /src/flows/
 RUN set -eu; \
     if ls /wheels/*.whl >/dev/null 2>&1; then idx="--no-index --find-links /wheels"; \
     else idx=""; fi; \
@@ -71,11 +83,11 @@ RUN useradd --system --uid 10001 --create-home --home-dir /home/prefab \
         --shell /usr/sbin/nologin prefab \
  && mkdir -p /registry /requests \
  && chown prefab /requests
-COPY --from=deps /opt/prefab/venv /opt/prefab/venv
+COPY --from=role /opt/prefab/venv /opt/prefab/venv
 COPY --from=project /dist/ /tmp/dist/
 RUN pip install --no-deps --no-index --no-compile /tmp/dist/*.whl \
  && rm -rf /tmp/dist \
- && env -u PYTHONDONTWRITEBYTECODE HOME=/tmp/warm python -c "import prefab_serve.app, prefab_serve.server" \
+ && env -u PYTHONDONTWRITEBYTECODE HOME=/tmp/warm python -c "import prefab_mlops.serve.app, prefab_mlops.serve.server" \
  && rm -rf /tmp/warm
 COPY conf/ /app/conf/
 WORKDIR /app
@@ -94,4 +106,4 @@ VOLUME ["/registry"]
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
     CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/ready' % os.environ.get('PREFAB_SERVE_PORT', '8000'), timeout=2)" || exit 1
 STOPSIGNAL SIGTERM
-CMD ["python", "-m", "prefab_serve"]
+CMD ["python", "-m", "prefab_mlops.serve"]

@@ -8,8 +8,8 @@ from typing import Any
 import yaml
 from prefect.context import FlowRunContext
 
-from prefab_core.config import DataConfig, LoadedConfig, load_config
-from prefab_core.logs import get_logger
+from prefab_mlops.config import DataConfig, LoadedConfig, load_config
+from prefab_mlops.orchestration.logs import get_logger
 
 
 def load_and_log(overrides: list[str] | None, config_name: str,

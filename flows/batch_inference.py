@@ -2,7 +2,7 @@
 
 ::
 
-    python -m flows.batch_inference --batch data/new_flights.csv
+    python -m prefab_mlops.flows.batch_inference --batch data/new_flights.csv
 
 The batch is checked against the model's input schema, scored, and written with
 the model version and a timestamp under ``inference.output_dir`` (or S3).
@@ -15,17 +15,17 @@ import json
 import sys
 from typing import Any
 
+from prefab_mlops.flows._common import load_and_log, run_ids, unlabelled
+from prefab_mlops.tasks.ingest import _ingest_key, ingest
+from prefab_mlops.tasks.predict import score_batch, write_predictions
+from prefab_mlops.tasks.register import load_production
+from prefab_mlops.tasks.validate import validate_batch
 from prefect import flow
 
-from flows._common import load_and_log, run_ids, unlabelled
-from prefab_core.artifacts import publish_markdown
-from prefab_core.config import TrainConfig
-from prefab_core.errors import RegistryError
-from prefab_core.runtime import configure, in_process_run
-from tasks.ingest import _ingest_key, ingest
-from tasks.predict import score_batch, write_predictions
-from tasks.register import load_production
-from tasks.validate import validate_batch
+from prefab_mlops.config import TrainConfig
+from prefab_mlops.core.errors import RegistryError
+from prefab_mlops.orchestration.artifacts import publish_markdown
+from prefab_mlops.orchestration.runtime import configure, in_process_run
 
 
 @flow(name="batch-inference")
@@ -71,7 +71,7 @@ def batch_inference(overrides: list[str] | None = None, batch_uri: str | None = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.batch_inference")
+    parser = argparse.ArgumentParser(prog="python -m prefab_mlops.flows.batch_inference")
     parser.add_argument("overrides", nargs="*")
     parser.add_argument("--batch", default=None)
     parser.add_argument("--config-dir", default=None)

@@ -2,9 +2,9 @@
 
 Run it from the command line::
 
-    python -m flows.monitoring data.window.newest=month      # the newest month of the data
-    python -m flows.monitoring --batch s3://bucket/batch.parquet
-    python -m flows.monitoring --batch logs/requests.parquet monitor.labels=false
+    python -m prefab_mlops.flows.monitoring data.window.newest=month  # the newest month
+    python -m prefab_mlops.flows.monitoring --batch s3://bucket/batch.parquet
+    python -m prefab_mlops.flows.monitoring --batch logs/requests.parquet monitor.labels=false
 
 or from the ``monitor`` deployment in ``prefect.yaml``. When the batch drifts it
 emits ``prefab.model.drift-detected``, which the ``retrain-on-drift`` deployment
@@ -22,21 +22,21 @@ import sys
 from typing import Any
 
 import pandas as pd
+from prefab_mlops.flows._common import jsonable, load_and_log, run_ids, unlabelled
+from prefab_mlops.tasks.ingest import _ingest_key, ingest
+from prefab_mlops.tasks.monitor import detect_drift, emit_drift_event
+from prefab_mlops.tasks.register import load_production, open_registry
+from prefab_mlops.tasks.track import track
+from prefab_mlops.tasks.validate import validate, validate_batch
 from prefect import flow
 
-from flows._common import jsonable, load_and_log, run_ids, unlabelled
-from prefab_core.artifacts import publish_link, publish_markdown
-from prefab_core.config import TargetSpec, TrainConfig
-from prefab_core.errors import RegistryError
-from prefab_core.logs import get_logger
-from prefab_core.runtime import configure, in_process_run
-from prefab_core.storage import object_store
-from prefab_core.tracking import RunRecord
-from tasks.ingest import _ingest_key, ingest
-from tasks.monitor import detect_drift, emit_drift_event
-from tasks.register import load_production, open_registry
-from tasks.track import track
-from tasks.validate import validate, validate_batch
+from prefab_mlops.config import TargetSpec, TrainConfig
+from prefab_mlops.core.errors import RegistryError
+from prefab_mlops.core.storage import object_store
+from prefab_mlops.orchestration.artifacts import publish_link, publish_markdown
+from prefab_mlops.orchestration.logs import get_logger
+from prefab_mlops.orchestration.runtime import configure, in_process_run
+from prefab_mlops.tracking import RunRecord
 
 
 @flow(name="monitoring")
@@ -127,7 +127,7 @@ def monitoring(overrides: list[str] | None = None, batch_uri: str | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.monitoring",
+    parser = argparse.ArgumentParser(prog="python -m prefab_mlops.flows.monitoring",
                                      description="Check a batch for drift. Positional "
                                      "arguments are Hydra overrides.")
     parser.add_argument("overrides", nargs="*")

@@ -2,9 +2,9 @@
 
 Run it from the command line with Hydra overrides::
 
-    python -m flows.training model=random_forest model.n_estimators=300
-    python -m flows.training experiment=diamonds
-    python -m flows.training --refresh-cache        # ignore cached task results
+    python -m prefab_mlops.flows.training model=random_forest model.n_estimators=300
+    python -m prefab_mlops.flows.training experiment=diamonds
+    python -m prefab_mlops.flows.training --refresh-cache        # ignore cached task results
 
 from a test or a script (``training(overrides=[...])``), or from a Prefect
 deployment (``prefect.yaml``) with the same parameters.
@@ -17,23 +17,23 @@ import json
 import sys
 from typing import Any
 
+from prefab_mlops.flows._common import load_and_log, run_ids
+from prefab_mlops.tasks.deploy import decide_promotion, promote
+from prefab_mlops.tasks.evaluate import evaluate, evaluate_champion
+from prefab_mlops.tasks.featurize import featurize
+from prefab_mlops.tasks.ingest import _ingest_key, ingest
+from prefab_mlops.tasks.register import RunInfo, load_production, register
+from prefab_mlops.tasks.track import track
+from prefab_mlops.tasks.train import check_estimator_fits, train
+from prefab_mlops.tasks.validate import validate
 from prefect import flow
 
-from flows._common import load_and_log, run_ids
-from prefab_core.artifacts import md_table, publish_markdown, publish_table
-from prefab_core.config import ModelSpec, TargetSpec, TrainConfig
-from prefab_core.errors import QualityGateError
-from prefab_core.logs import get_logger
-from prefab_core.runtime import configure, in_process_run
-from prefab_core.tracking import RunRecord
-from tasks.deploy import decide_promotion, promote
-from tasks.evaluate import evaluate, evaluate_champion
-from tasks.featurize import featurize
-from tasks.ingest import _ingest_key, ingest
-from tasks.register import RunInfo, load_production, register
-from tasks.track import track
-from tasks.train import check_estimator_fits, train
-from tasks.validate import validate
+from prefab_mlops.config import ModelSpec, TargetSpec, TrainConfig
+from prefab_mlops.core.errors import QualityGateError
+from prefab_mlops.orchestration.artifacts import md_table, publish_markdown, publish_table
+from prefab_mlops.orchestration.logs import get_logger
+from prefab_mlops.orchestration.runtime import configure, in_process_run
+from prefab_mlops.tracking import RunRecord
 
 
 def _summary_markdown(s: dict[str, Any]) -> str:
@@ -71,7 +71,7 @@ def training(overrides: list[str] | None = None, config_name: str = "train",
         overrides: Hydra overrides, e.g. ``["model=random_forest", "model.n_estimators=300"]``.
         config_name: Primary config in the config dir.
         config_dir: The project's ``conf/`` directory (default: see
-            :func:`prefab_core.config.default_config_dir`).
+            :func:`prefab_mlops.config.default_config_dir`).
         refresh_cache: Ignore cached task results and run every task afresh.
         triggered_by: Why this run started (e.g. the drift event that triggered a
             retraining); recorded with the registered version.
@@ -151,7 +151,7 @@ def training(overrides: list[str] | None = None, config_name: str = "train",
         aliases = [*cfg.register.aliases, f"v{version.version}"]
         if decision.promote:
             aliases.append(cfg.deploy.alias)
-        from tasks.register import open_registry
+        from prefab_mlops.tasks.register import open_registry
 
         record = RunRecord(
             name=flow_run_name or f"{cfg.register.model_name}-v{version.version}",
@@ -185,12 +185,13 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: ``python -m flows.training [OVERRIDES...]``."""
+    """Command-line entry point: ``python -m prefab_mlops.flows.training [OVERRIDES...]``."""
     parser = argparse.ArgumentParser(
-        prog="python -m flows.training",
+        prog="python -m prefab_mlops.flows.training",
         description="Run the training flow. Positional arguments are Hydra overrides.",
-        epilog="examples:\n  python -m flows.training model=random_forest "
-               "model.n_estimators=300\n  python -m flows.training experiment=diamonds",
+        epilog="examples:\n  python -m prefab_mlops.flows.training model=random_forest "
+               "model.n_estimators=300\n"
+               "  python -m prefab_mlops.flows.training experiment=diamonds",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides (group=option, key=value)")
     parser.add_argument("--config-dir", default=None, help="the project's conf/ directory")

@@ -30,7 +30,9 @@ log() { printf '[wheelhouse] %s\n' "$*" >&2; }
 reqs=$("$PY" - <<'EOF'
 import tomllib
 d = tomllib.load(open("pyproject.toml", "rb"))
-print("\n".join(d["project"]["dependencies"] + d["build-system"]["requires"]))
+extras = d["project"]["optional-dependencies"]
+roles = [r for k in ("pipeline", "serve") for r in extras[k] if "prefab-mlops" not in r]
+print("\n".join(d["project"]["dependencies"] + roles + d["build-system"]["requires"]))
 EOF
 )
 pyver=$("$PY" -c 'import platform, sys; print(f"{sys.version_info[0]}.{sys.version_info[1]} {platform.machine()}")')

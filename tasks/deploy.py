@@ -11,14 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from prefab_mlops.tasks.evaluate import Evaluation
+from prefab_mlops.tasks.register import open_registry
 from prefect import task
 
-from prefab_core.config import DeployConfig, RegisterConfig, StorageConfig
-from prefab_core.logs import get_logger
-from prefab_core.registry import AliasState, ModelVersion
-from prefab_core.retries import retry_transient
-from tasks.evaluate import Evaluation
-from tasks.register import open_registry
+from prefab_mlops.config import DeployConfig, RegisterConfig
+from prefab_mlops.core.registry import AliasState, ModelVersion
+from prefab_mlops.core.storage import StorageConfig
+from prefab_mlops.orchestration.logs import get_logger
+from prefab_mlops.orchestration.retries import retry_transient
 
 
 @dataclass

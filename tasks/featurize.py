@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from prefab_mlops.tasks.ingest import Dataset
 from prefect import task
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
@@ -25,15 +26,14 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
-from prefab_core.config import FeaturesConfig, TargetSpec
-from prefab_core.errors import DataError
-from prefab_core.fingerprint import lineage
-from prefab_core.logs import get_logger
-from prefab_core.payloads import Payload
-from prefab_core.transformers import DatetimeParts, NativeCategorical, as_str_object
-from tasks.ingest import Dataset
+from prefab_mlops.config import FeaturesConfig, TargetSpec
+from prefab_mlops.core.errors import DataError
+from prefab_mlops.core.fingerprint import lineage
+from prefab_mlops.core.transformers import DatetimeParts, NativeCategorical, as_str_object
+from prefab_mlops.orchestration.logs import get_logger
+from prefab_mlops.orchestration.payloads import Payload
 
-# Models pickled before this function moved to prefab_core still unpickle.
+# Models pickled before this function moved to prefab_mlops still unpickle.
 _to_str_object = as_str_object
 
 MISSING_CATEGORY = "__missing__"
@@ -58,7 +58,7 @@ class FeatureSet:
     train task does not transform again. ``test`` stays raw: evaluation runs the
     full inference pipeline on it exactly as serving will. The splits and matrices
     live in ``payload``, which the result cache stores apart and loads only when
-    they are read (see :mod:`prefab_core.payloads`).
+    they are read (see :mod:`prefab_mlops.orchestration.payloads`).
     """
 
     payload: Payload  # train, valid, test (Split), Xt_train, Xt_valid

@@ -15,20 +15,21 @@ from typing import Any
 import pandas as pd
 from prefect import task
 
-from prefab_core.config import DataConfig, PathsConfig, StorageConfig
-from prefab_core.datasets import parse_bytes, prepare
-from prefab_core.datasets import stats as _stats
-from prefab_core.fingerprint import code_hash, lineage, stable_hash
-from prefab_core.logs import get_logger
-from prefab_core.payloads import Payload
-from prefab_core.retries import retry_transient
-from prefab_core.storage import (
+from prefab_mlops.config import DataConfig, PathsConfig
+from prefab_mlops.core.fingerprint import code_hash, lineage, stable_hash
+from prefab_mlops.core.storage import (
+    StorageConfig,
     member_bytes,
     object_store,
     parse_location,
     read_source,
     source_fingerprint,
 )
+from prefab_mlops.datasets import parse_bytes, prepare
+from prefab_mlops.datasets import stats as _stats
+from prefab_mlops.orchestration.logs import get_logger
+from prefab_mlops.orchestration.payloads import Payload
+from prefab_mlops.orchestration.retries import retry_transient
 
 
 @dataclass
@@ -37,7 +38,7 @@ class Dataset:
 
     Build one with :meth:`Dataset.of`. The frame lives in ``payload``, which the
     result cache stores apart and loads only when ``frame`` is read (see
-    :mod:`prefab_core.payloads`); ``rows`` and ``columns`` never need it.
+    :mod:`prefab_mlops.orchestration.payloads`); ``rows`` and ``columns`` never need it.
 
     Attributes:
         name: ``data.name``.

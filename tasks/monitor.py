@@ -26,14 +26,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from prefab_mlops.tasks.evaluate import compute_metrics
+from prefab_mlops.tasks.featurize import Split
 from prefect import task
 
-from prefab_core.config import MonitorConfig, TargetSpec
-from prefab_core.fingerprint import lineage
-from prefab_core.logs import get_logger
-from prefab_core.retries import retry_transient
-from tasks.evaluate import compute_metrics
-from tasks.featurize import Split
+from prefab_mlops.config import MonitorConfig, TargetSpec
+from prefab_mlops.core.fingerprint import lineage
+from prefab_mlops.orchestration.logs import get_logger
+from prefab_mlops.orchestration.retries import retry_transient
 
 PREDICTION = "__prediction__"
 TARGET = "__target__"
@@ -194,7 +194,7 @@ def _encode_labels(cur: pd.DataFrame, y_raw: pd.Series, classes: list[Any] | Non
     Raises:
         DataValidationError: the batch has labels the model was never trained on.
     """
-    from prefab_core.errors import DataValidationError
+    from prefab_mlops.core.errors import DataValidationError
 
     if classes is None:
         classes = sorted(pd.unique(y_raw.dropna()).tolist())

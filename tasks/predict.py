@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 from prefect import task
 
-from prefab_core.config import InferenceConfig, StorageConfig
-from prefab_core.logs import get_logger
-from prefab_core.retries import retry_transient
-from prefab_core.storage import object_store
+from prefab_mlops.config import InferenceConfig
+from prefab_mlops.core.storage import StorageConfig, object_store
+from prefab_mlops.orchestration.logs import get_logger
+from prefab_mlops.orchestration.retries import retry_transient
 
 
 @dataclass

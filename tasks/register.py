@@ -3,7 +3,7 @@
 A version holds the pickled inference pipeline, its sha256, metrics, parameters,
 the resolved config, the data lineage (fingerprint and snapshot location), the
 git commit and package versions, plots and a drift-reference sample. Writes are
-atomic (see :mod:`prefab_core.registry`); registering the same training lineage
+atomic (see :mod:`prefab_mlops.core.registry`); registering the same training lineage
 twice returns the existing version instead of creating a duplicate.
 """
 
@@ -14,18 +14,18 @@ import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
+from prefab_mlops.tasks.evaluate import Evaluation
+from prefab_mlops.tasks.featurize import FeatureSet
+from prefab_mlops.tasks.ingest import Dataset
+from prefab_mlops.tasks.train import TrainedModel
 from prefect import task
 
-from prefab_core.config import RegisterConfig, StorageConfig
-from prefab_core.logs import get_logger
-from prefab_core.provenance import git_info, package_versions
-from prefab_core.registry import LoadedModel, ModelRegistry, ModelVersion
-from prefab_core.retries import retry_transient
-from prefab_core.storage import object_store
-from tasks.evaluate import Evaluation
-from tasks.featurize import FeatureSet
-from tasks.ingest import Dataset
-from tasks.train import TrainedModel
+from prefab_mlops.config import RegisterConfig
+from prefab_mlops.core.provenance import git_info, package_versions
+from prefab_mlops.core.registry import LoadedModel, ModelRegistry, ModelVersion
+from prefab_mlops.core.storage import StorageConfig, object_store
+from prefab_mlops.orchestration.logs import get_logger
+from prefab_mlops.orchestration.retries import retry_transient
 
 
 @dataclass

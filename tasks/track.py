@@ -1,7 +1,7 @@
 """Track: log a flow run to Weights & Biases (config, metrics, plots, model artifact).
 
 An I/O task with retries; the flow runs it so that a failure only warns. Only
-network failures (:class:`~prefab_core.errors.TrackingTransientError`) are retried,
+network failures (:class:`~prefab_mlops.core.errors.TrackingTransientError`) are retried,
 with the retries and backoff of ``orchestration.tasks.track``.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from prefect import task
 
-from prefab_core.config import TrackingConfig
-from prefab_core.retries import retry_transient
-from prefab_core.tracking import RunRecord, TrackedRun, log_to_wandb
+from prefab_mlops.config import TrackingConfig
+from prefab_mlops.orchestration.retries import retry_transient
+from prefab_mlops.tracking import RunRecord, TrackedRun, log_to_wandb
 
 
 @task(name="track", retry_condition_fn=retry_transient)

@@ -13,16 +13,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from prefab_mlops.tasks.featurize import FeatureSet
 from prefect import task
 from sklearn.base import is_classifier, is_regressor
 from sklearn.pipeline import Pipeline
 
-from prefab_core.config import ModelSpec
-from prefab_core.errors import ConfigError
-from prefab_core.fingerprint import lineage
-from prefab_core.logs import get_logger
-from prefab_core.payloads import Payload
-from tasks.featurize import FeatureSet
+from prefab_mlops.config import ModelSpec
+from prefab_mlops.core.errors import ConfigError
+from prefab_mlops.core.fingerprint import lineage
+from prefab_mlops.orchestration.logs import get_logger
+from prefab_mlops.orchestration.payloads import Payload
 
 
 @dataclass
@@ -30,7 +30,7 @@ class TrainedModel:
     """A fitted inference pipeline (``preprocess`` → ``model``) and its training facts.
 
     The pipeline lives in ``payload``, which the result cache stores apart and loads
-    only when ``pipeline`` is read (see :mod:`prefab_core.payloads`).
+    only when ``pipeline`` is read (see :mod:`prefab_mlops.orchestration.payloads`).
     """
 
     payload: Payload  # pipeline
@@ -81,7 +81,8 @@ def train(features: FeatureSet, model: ModelSpec, seed: int) -> TrainedModel:
     """Fit the configured estimator on the train split.
 
     Args:
-        features: Splits and the fitted preprocessor from :func:`tasks.featurize.featurize`.
+        features: Splits and the fitted preprocessor from
+            :func:`prefab_mlops.tasks.featurize.featurize`.
         model: ``conf/model``: estimator class (``_target_``) and its parameters.
         seed: Global seed; recorded in the lineage (models take it via ``random_state``).
 

@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from prefab_mlops.tasks.ingest import Dataset
 from prefect import task
 
-from prefab_core.artifacts import md_table
-from prefab_core.config import ColumnRule, TargetSpec, ValidateConfig
-from prefab_core.errors import DataValidationError
-from prefab_core.fingerprint import lineage
-from prefab_core.logs import get_logger
-from tasks.ingest import Dataset
+from prefab_mlops.config import ColumnRule, TargetSpec, ValidateConfig
+from prefab_mlops.core.errors import DataValidationError
+from prefab_mlops.core.fingerprint import lineage
+from prefab_mlops.orchestration.artifacts import md_table
+from prefab_mlops.orchestration.logs import get_logger
 
 _DTYPE_FAMILIES = {
     "int": pd.api.types.is_integer_dtype,

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from scripts.local_prefect import free_port
+from prefab_mlops.testing.local_prefect import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -141,11 +141,11 @@ def make_bucket(endpoint: str, name: str) -> None:
 def prefect_harness() -> Iterator[None]:
     """Prefect's test harness (a temporary API server) for the whole session.
 
-    Flows run with the settings of ``python -m flows.<name>`` (``in_process_run``).
+    Flows run with the settings of ``python -m prefab_mlops.flows.<name>`` (``in_process_run``).
     """
     from prefect.testing.utilities import prefect_test_harness
 
-    from prefab_core.runtime import in_process_run
+    from prefab_mlops.orchestration.runtime import in_process_run
 
     with prefect_test_harness(server_startup_timeout=60), in_process_run():
         yield
@@ -155,7 +155,7 @@ def prefect_harness() -> Iterator[None]:
 @pytest.fixture()
 def load(tmp_path: Path):
     """Load the repo's config with outputs redirected into ``tmp_path``."""
-    from prefab_core.config import load_config
+    from prefab_mlops.config import load_config
 
     def _load(*overrides: str):
         return load_config([f"paths.root={tmp_path}", *overrides], config_dir=CONF)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from prefab_mlops.tasks.featurize import build_preprocessor
+from prefab_mlops.tasks.train import check_estimator_fits
 
-from prefab_core.config import ModelSpec, load_config
-from prefab_core.errors import ConfigError
-from prefab_core.storage import parse_location
-from tasks.featurize import build_preprocessor
-from tasks.train import check_estimator_fits
+from prefab_mlops.config import ModelSpec, load_config
+from prefab_mlops.core.errors import ConfigError
+from prefab_mlops.core.storage import parse_location
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "local")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefab_core.config import load_config
-from scripts.projects import make_project
+from prefab_mlops.config import load_config
+from prefab_mlops.testing.projects import make_project
 
 
 class TestMakeProject:

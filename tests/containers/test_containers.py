@@ -34,7 +34,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from scripts.local_prefect import (
+from prefab_mlops.testing.local_prefect import (
     PrefectServer,
     ProcessWorker,
     free_port,
@@ -198,8 +198,8 @@ def flow_image(engine: Engine, wheelhouse: Path,
 # ------------------------------------------------------------------ project
 def make_docker_project(root: Path, rows: int = 20_000) -> Path:
     """A throw-away project (scripts/projects.py) with real flights data, no plots."""
-    from scripts.flights_batches import flights, train_batch
-    from scripts.projects import make_project
+    from prefab_mlops.testing.flights_batches import flights, train_batch
+    from prefab_mlops.testing.projects import make_project
 
     make_project(root, overrides={"evaluate": {"plots": False}})
     train_batch(flights(), rows).to_csv(root / "data" / "flights.csv", index=False)
@@ -290,8 +290,8 @@ def test_flow_image_builds_slim_non_root_with_xgboost_cpu(engine: Engine,
 
 def test_training_deployment_runs_in_a_container_and_registers_on_the_host(
         trained_in_container: ContainerRun) -> None:
-    from prefab_core.registry import ModelRegistry
-    from prefab_core.storage import LocalObjectStore
+    from prefab_mlops.core.registry import ModelRegistry
+    from prefab_mlops.core.storage import LocalObjectStore
 
     run = trained_in_container
     log = run.worker_log.read_text()
@@ -304,7 +304,7 @@ def test_training_deployment_runs_in_a_container_and_registers_on_the_host(
     assert jv["image_pull_policy"] == "IfNotPresent" and jv["network_mode"] == "host"
     assert jv["volumes"] == [f"{project}:{project}"]
     assert jv["env"]["PREFAB_CONFIG_DIR"] == f"{project}/conf"
-    assert run.deployment.entrypoint == "flows.training:training"
+    assert run.deployment.entrypoint == "prefab_mlops.flows.training:training"
     assert run.deployment.pull_steps == [{"prefect.deployments.steps.set_working_directory": {
         "directory": project}}]
 
@@ -355,8 +355,8 @@ def test_serving_image_serves_the_production_model_as_non_root(
         pytest.skip("serving image not available yet")
     import numpy as np
 
-    from prefab_core.registry import ModelRegistry
-    from prefab_core.storage import LocalObjectStore
+    from prefab_mlops.core.registry import ModelRegistry
+    from prefab_mlops.core.storage import LocalObjectStore
 
     run = trained_in_container
     assert run.flow_run.state.is_completed()

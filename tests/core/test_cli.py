@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from prefab_core.cli import main
-from prefab_core.registry import ModelRegistry, ModelVersion
-from prefab_core.storage import LocalObjectStore
+from prefab_mlops.cli import main
+from prefab_mlops.core.registry import ModelRegistry, ModelVersion
+from prefab_mlops.core.storage import LocalObjectStore
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
 MODEL = "flights-binary"  # register.model_name of the default config

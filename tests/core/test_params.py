@@ -1,4 +1,4 @@
-"""prefab_core/params.py: a task's config group is typed by the task's own signature."""
+"""prefab_mlops/scaffold/params.py: a task's config group is typed by the task's own signature."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from prefab_core.errors import ConfigError
-from prefab_core.params import bind_params, load_params
+from prefab_mlops.core.errors import ConfigError
+from prefab_mlops.scaffold.params import bind_params, load_params
 
 
 def clip(frame: object, columns: list[str] | None = None, low: float = 0.0, high: float = 1.0,

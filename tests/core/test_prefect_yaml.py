@@ -1,4 +1,4 @@
-"""prefab_core/prefect_yaml.py: a deployment is added to prefect.yaml as text."""
+"""prefab_mlops/scaffold/prefect_yaml.py: a deployment is added to prefect.yaml as text."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from prefab_core.errors import ConfigError
-from prefab_core.prefect_yaml import add_deployment, main
+from prefab_mlops.core.errors import ConfigError
+from prefab_mlops.scaffold.prefect_yaml import add_deployment, main
 
 REPO = Path(__file__).resolve().parents[2]
 SNIPPET = """\

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from prefab_core.config import S3Config
-from prefab_core.errors import IntegrityError, RegistryError
-from prefab_core.fingerprint import bytes_sha256
-from prefab_core.registry import ModelRegistry, ModelVersion
-from prefab_core.storage import LocalObjectStore, S3ObjectStore
+from prefab_mlops.core.errors import IntegrityError, RegistryError
+from prefab_mlops.core.fingerprint import bytes_sha256
+from prefab_mlops.core.registry import ModelRegistry, ModelVersion
+from prefab_mlops.core.storage import LocalObjectStore, S3Config, S3ObjectStore
 from tests.conftest import make_bucket
 
 MODEL = "flights-binary"

@@ -1,4 +1,4 @@
-"""prefab_core.runtime: cached task results on disk, and in-process run settings."""
+"""prefab_mlops.orchestration.runtime: cached task results on disk, and in-process run settings."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from prefect import flow, task
 from prefect.cache_policies import TASK_SOURCE, CachePolicy
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-from prefab_core.caching import LineagePolicy, RawPickleSerializer
-from prefab_core.config import CacheConfig, OrchestrationConfig
-from prefab_core.errors import CacheError
-from prefab_core.payloads import Payload
-from prefab_core.runtime import configure, in_process_run
+from prefab_mlops.config import CacheConfig, OrchestrationConfig
+from prefab_mlops.core.errors import CacheError
+from prefab_mlops.orchestration.caching import LineagePolicy, RawPickleSerializer
+from prefab_mlops.orchestration.payloads import Payload
+from prefab_mlops.orchestration.runtime import configure, in_process_run
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

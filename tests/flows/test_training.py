@@ -14,17 +14,17 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
+from prefab_mlops.flows.training import training
 
-from flows.training import training
-from prefab_core.errors import (
+from prefab_mlops.core.errors import (
     DataFormatError,
     DataSourceNotFound,
     DataValidationError,
     QualityGateError,
     TransientError,
 )
-from prefab_core.registry import ModelRegistry
-from prefab_core.storage import LocalObjectStore
+from prefab_mlops.core.registry import ModelRegistry
+from prefab_mlops.core.storage import LocalObjectStore
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -141,7 +141,7 @@ class TestCaching:
 class TestRetries:
     def test_transient_failure_is_retried(self, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-        import tasks.ingest as ingest_mod
+        import prefab_mlops.tasks.ingest as ingest_mod
 
         real = ingest_mod.read_source
         calls = {"n": 0}

@@ -15,11 +15,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from prefab_core.registry import ModelRegistry
-from prefab_core.storage import LocalObjectStore
-from scripts.flights_batches import drifted_batch, flights, stable_batch, train_batch
-from scripts.local_prefect import PrefectServer, ProcessWorker, prefect_cli, wait_final
-from scripts.projects import make_project
+from prefab_mlops.core.registry import ModelRegistry
+from prefab_mlops.core.storage import LocalObjectStore
+from prefab_mlops.testing.flights_batches import drifted_batch, flights, stable_batch, train_batch
+from prefab_mlops.testing.local_prefect import PrefectServer, ProcessWorker, prefect_cli, wait_final
+from prefab_mlops.testing.projects import make_project
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "flights-binary"

@@ -3,9 +3,9 @@
 * ``served_project`` (session): the real pipeline steps (task ``.fn``: ingest,
   validate, featurize, train, evaluate, register) on 20,000 real flights rows.
   v1 (50 trees) is promoted to ``production``; v2 (10 trees, so its predictions
-  differ) is registered only. Tests may import tasks to BUILD this; the server
+  differ) is registered only. Tests may import prefab_mlops.tasks to BUILD this; the server
   under test never does.
-* ``server``: ``python -m prefab_serve`` with 2 workers as a subprocess on a free
+* ``server``: ``python -m prefab_mlops.serve`` with 2 workers as a subprocess on a free
   loopback port (module scope), on its own copy of the registry; stopped at the end.
 """
 
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scripts.local_prefect import free_port, stop_group
+from prefab_mlops.testing.local_prefect import free_port, stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf"
@@ -56,15 +56,16 @@ class ServedProject:
 
 @pytest.fixture(scope="session")
 def served_project(tmp_path_factory: pytest.TempPathFactory) -> ServedProject:
-    from prefab_core.config import ModelSpec, TargetSpec, load_config
-    from prefab_core.registry import ModelRegistry
-    from prefab_core.storage import LocalObjectStore
-    from tasks.evaluate import evaluate
-    from tasks.featurize import featurize
-    from tasks.ingest import ingest
-    from tasks.register import RunInfo, register
-    from tasks.train import train
-    from tasks.validate import validate
+    from prefab_mlops.tasks.evaluate import evaluate
+    from prefab_mlops.tasks.featurize import featurize
+    from prefab_mlops.tasks.ingest import ingest
+    from prefab_mlops.tasks.register import RunInfo, register
+    from prefab_mlops.tasks.train import train
+    from prefab_mlops.tasks.validate import validate
+
+    from prefab_mlops.config import ModelSpec, TargetSpec, load_config
+    from prefab_mlops.core.registry import ModelRegistry
+    from prefab_mlops.core.storage import LocalObjectStore
 
     root = tmp_path_factory.mktemp("serve-project")
     loaded = load_config([f"paths.root={root}", "data.sample_rows=20000",
@@ -96,7 +97,7 @@ def served_project(tmp_path_factory: pytest.TempPathFactory) -> ServedProject:
 
 # ------------------------------------------------------------------- servers
 class ServerProcess:
-    """``python -m prefab_serve`` as a subprocess in its own process group."""
+    """``python -m prefab_mlops.serve`` as a subprocess in its own process group."""
 
     def __init__(self, registry: Path, port: int, logfile: Path, *args: str,
                  workers: int = 2) -> None:
@@ -104,7 +105,7 @@ class ServerProcess:
         self.port = port
         self.workers = workers
         self.logfile = logfile
-        self.cmd = [sys.executable, "-m", "prefab_serve", "--registry", str(registry),
+        self.cmd = [sys.executable, "-m", "prefab_mlops.serve", "--registry", str(registry),
                     "--model", MODEL, "--port", str(port), "--workers", str(workers), *args]
         self.proc: subprocess.Popen | None = None
 

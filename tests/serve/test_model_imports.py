@@ -11,8 +11,8 @@ from tests.serve.conftest import MODEL, ServedProject
 def test_loading_a_model_imports_no_task_or_flow_code(served_project: ServedProject) -> None:
     code = (
         "import sys\n"
-        "from prefab_core.registry import ModelRegistry\n"
-        "from prefab_core.storage import LocalObjectStore\n"
+        "from prefab_mlops.core.registry import ModelRegistry\n"
+        "from prefab_mlops.core.storage import LocalObjectStore\n"
         f"m = ModelRegistry(LocalObjectStore({str(served_project.registry)!r}))"
         f".load({MODEL!r}, version=1).model\n"
         "bad = sorted(n for n in sys.modules if n.split('.')[0] in ('tasks', 'flows', 'prefect'))\n"

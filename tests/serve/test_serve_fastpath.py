@@ -1,4 +1,4 @@
-"""prefab_serve/fastpath.py: the numpy replay equals the fitted scikit-learn transformer.
+"""prefab_mlops.serve/fastpath.py: the numpy replay equals the fitted scikit-learn transformer.
 
 Equality is checked on real flights rows, with missing values and unseen
 categories mixed in, for the registered pipeline and for other recipes that
@@ -12,24 +12,24 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+from prefab_mlops.tasks.featurize import build_preprocessor
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import KBinsDiscretizer
 
-from prefab_core.config import (
+from prefab_mlops.config import (
     CategoricalFeatures,
     DatetimeFeatures,
     FeaturesConfig,
     NumericFeatures,
 )
-from prefab_core.registry import ModelVersion
-from prefab_serve.errors import FastPathUnsupported
-from prefab_serve.fastpath import compile_transformer
-from prefab_serve.model import ServedModel
-from prefab_serve.schema import RecordValidator
-from scripts.records import to_records
-from tasks.featurize import build_preprocessor
+from prefab_mlops.core.registry import ModelVersion
+from prefab_mlops.serve.errors import FastPathUnsupported
+from prefab_mlops.serve.fastpath import compile_transformer
+from prefab_mlops.serve.model import ServedModel
+from prefab_mlops.serve.schema import RecordValidator
+from prefab_mlops.testing.records import to_records
 from tests.serve.conftest import ServedProject
 
 NUMERIC = ["month", "day", "sched_dep_time", "sched_arr_time", "distance", "flight"]
@@ -73,8 +73,8 @@ class TestRegisteredPipeline:
     def test_equals_the_fitted_transformer_on_real_rows(
             self, served_project: ServedProject) -> None:
         ct = served_project.pipelines[1].named_steps["preprocess"]
-        from prefab_core.registry import ModelRegistry
-        from prefab_core.storage import LocalObjectStore
+        from prefab_mlops.core.registry import ModelRegistry
+        from prefab_mlops.core.storage import LocalObjectStore
 
         schema = ModelRegistry(LocalObjectStore(served_project.registry)).get_version(
             "flights-binary", 1).features["input_schema"]
@@ -154,7 +154,7 @@ class TestFallback:
     def test_verification_failure_falls_back(self, served_project: ServedProject,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
         """If the replay ever disagreed with scikit-learn, the server would not use it."""
-        from prefab_serve import model as model_mod
+        from prefab_mlops.serve import model as model_mod
 
         def broken(*args, **kwargs):
             compiled = compile_transformer(*args, **kwargs)
@@ -163,8 +163,8 @@ class TestFallback:
 
         monkeypatch.setattr(model_mod, "compile_transformer", broken)
         pipe = served_project.pipelines[1]
-        from prefab_core.registry import ModelRegistry
-        from prefab_core.storage import LocalObjectStore
+        from prefab_mlops.core.registry import ModelRegistry
+        from prefab_mlops.core.storage import LocalObjectStore
 
         mv = ModelRegistry(LocalObjectStore(served_project.registry)).get_version(
             "flights-binary", 1)

@@ -1,6 +1,6 @@
 """The model server as users meet it: a real 2-worker uvicorn server on loopback.
 
-Every test here talks HTTP to ``python -m prefab_serve`` started as a subprocess
+Every test here talks HTTP to ``python -m prefab_mlops.serve`` started as a subprocess
 (see ``conftest.py``). Tests that move the registry alias set it explicitly
 first, so they do not depend on their order.
 """
@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefab_core.registry import ModelRegistry, ModelVersion
-from prefab_core.storage import LocalObjectStore
-from scripts.records import to_records
+from prefab_mlops.core.registry import ModelRegistry, ModelVersion
+from prefab_mlops.core.storage import LocalObjectStore
+from prefab_mlops.testing.records import to_records
 from tests.serve.conftest import MODEL, ServedProject, ServerProcess
 
 pytestmark = pytest.mark.slow  # a real server (the project's marker for real servers)

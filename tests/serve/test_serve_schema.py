@@ -1,4 +1,4 @@
-"""prefab_serve/schema.py: request validation against a model's input schema (pure)."""
+"""prefab_mlops.serve/schema.py: request validation against a model's input schema (pure)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from prefab_serve.errors import RequestInvalid
-from prefab_serve.schema import MAX_ERRORS, RecordValidator
+from prefab_mlops.serve.errors import RequestInvalid
+from prefab_mlops.serve.schema import MAX_ERRORS, RecordValidator
 
 SCHEMA = {
     "distance": {"kind": "numeric", "dtype": "int64"},

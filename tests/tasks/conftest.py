@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from prefab_core.config import TrainConfig, load_config
+from prefab_mlops.config import TrainConfig, load_config
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 

@@ -6,13 +6,14 @@ import pickle
 from pathlib import Path
 
 import pytest
+from prefab_mlops.tasks.deploy import PromotionDecision, decide_promotion, promote, rollback
+from prefab_mlops.tasks.evaluate import Evaluation, GateResult
+from prefab_mlops.tasks.register import open_registry
 
-from prefab_core.config import DeployConfig, RegisterConfig, StorageConfig
-from prefab_core.errors import RegistryError
-from prefab_core.registry import ModelRegistry, ModelVersion
-from tasks.deploy import PromotionDecision, decide_promotion, promote, rollback
-from tasks.evaluate import Evaluation, GateResult
-from tasks.register import open_registry
+from prefab_mlops.config import DeployConfig, RegisterConfig
+from prefab_mlops.core.errors import RegistryError
+from prefab_mlops.core.registry import ModelRegistry, ModelVersion
+from prefab_mlops.core.storage import StorageConfig
 
 MODEL = "flights-binary"
 LOCAL = StorageConfig()

@@ -12,9 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from prefab_mlops.tasks.evaluate import check_gate, evaluate, evaluate_champion, importance
+from prefab_mlops.tasks.featurize import FeatureSet, featurize
+from prefab_mlops.tasks.ingest import Dataset, ingest, prepare
+from prefab_mlops.tasks.train import TrainedModel, train
 from sklearn import metrics as skm
 
-from prefab_core.config import (
+from prefab_mlops.config import (
     EvaluateConfig,
     GateRule,
     ModelSpec,
@@ -22,11 +26,7 @@ from prefab_core.config import (
     TrainConfig,
     load_config,
 )
-from prefab_core.payloads import Payload
-from tasks.evaluate import check_gate, evaluate, evaluate_champion, importance
-from tasks.featurize import FeatureSet, featurize
-from tasks.ingest import Dataset, ingest, prepare
-from tasks.train import TrainedModel, train
+from prefab_mlops.orchestration.payloads import Payload
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

