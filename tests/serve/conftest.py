@@ -100,12 +100,12 @@ class ServerProcess:
     """``python -m prefab_mlops.serve`` as a subprocess in its own process group."""
 
     def __init__(self, registry: Path, port: int, logfile: Path, *args: str,
-                 workers: int = 2) -> None:
+                 workers: int = 2, python: str = sys.executable) -> None:
         self.registry_dir = registry
         self.port = port
         self.workers = workers
         self.logfile = logfile
-        self.cmd = [sys.executable, "-m", "prefab_mlops.serve", "--registry", str(registry),
+        self.cmd = [python, "-m", "prefab_mlops.serve", "--registry", str(registry),
                     "--model", MODEL, "--port", str(port), "--workers", str(workers), *args]
         self.proc: subprocess.Popen | None = None
 

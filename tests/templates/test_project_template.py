@@ -132,17 +132,6 @@ class TestRenderedProject:
         assert not list(project.rglob("*.py")) or all(
             p.is_relative_to(project / "tests") for p in project.rglob("*.py"))
 
-    def test_framework_from_a_version_range(self, template_repo: Path,
-                                            tmp_path: Path) -> None:
-        from copier import run_copy
-
-        dest = tmp_path / "p"
-        run_copy(str(template_repo), str(dest), data={"framework": ">=0.1,<0.2"},
-                 defaults=True, unsafe=True, quiet=True, vcs_ref="HEAD",
-                 skip_tasks=True)  # no schema inference: the requirement is a pure answer
-        deps = tomllib.loads((dest / "pyproject.toml").read_text())["project"]["dependencies"]
-        assert deps[0] == "prefab-mlops[pipeline,serve]>=0.1,<0.2"
-
     def test_prefect_yaml_follows_the_answers(self, name: str,
                                               rendered: Callable[[str], Path]) -> None:
         project = rendered(name)
@@ -169,6 +158,17 @@ class TestRenderedProject:
         pool = doc["definitions"]["work_pools"][answers["work_pool_type"]]
         assert pool["job_variables"] == ({"image": f"{answers['project_slug']}:latest",
                                           "image_pull_policy": "IfNotPresent"} if docker else {})
+
+
+def test_framework_from_a_version_range(template_repo: Path, tmp_path: Path) -> None:
+    from copier import run_copy
+
+    dest = tmp_path / "p"
+    run_copy(str(template_repo), str(dest), data={"framework": ">=0.1,<0.2"},
+             defaults=True, unsafe=True, quiet=True, vcs_ref="HEAD",
+             skip_tasks=True)  # no schema inference: the requirement is a pure answer
+    deps = tomllib.loads((dest / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert deps[0] == "prefab-mlops[pipeline,serve]>=0.1,<0.2"
 
 
 class TestAnswersReachTheConfig:

@@ -1,0 +1,196 @@
+"""``prefab``: inspect the model registry, promote and roll back.
+
+Examples::
+
+    prefab registry list                       # every model, its versions and aliases
+    prefab registry show flights-binary 3      # one version's manifest (--json)
+    prefab promote flights-binary 3            # point production at v3
+    prefab rollback flights-binary             # production back to the previous version
+    prefab history flights-binary              # the audit log
+    prefab schema infer data/sales.csv --target churned   # propose conf/validate + features
+
+The registry location comes from the project's config (``conf/register`` and
+``conf/storage``); pass Hydra overrides after ``--`` e.g. ``-- storage=s3``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from typing import Any
+
+from prefab_mlops.config import load_config
+from prefab_mlops.core.errors import PrefabError
+from prefab_mlops.core.registry import ModelRegistry
+from prefab_mlops.core.storage import object_store
+
+
+def _registry(args: argparse.Namespace) -> tuple[ModelRegistry, Any]:
+    cfg = load_config(args.overrides, config_dir=args.config_dir).typed
+    return ModelRegistry(object_store(cfg.storage, cfg.register.root, "registry")), cfg
+
+
+def _model(args: argparse.Namespace, cfg: Any) -> str:
+    return args.model or cfg.register.model_name
+
+
+def _print(obj: Any, as_json: bool, text: str) -> None:
+    print(json.dumps(obj, indent=2, default=str) if as_json else text)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    reg, cfg = _registry(args)
+    names = [args.model] if args.model else reg.models()
+    out = []
+    lines = []
+    for name in names:
+        aliases = reg.aliases(name)
+        by_version: dict[int, list[str]] = {}
+        for a, st in aliases.items():
+            by_version.setdefault(st.version, []).append(a)
+        for v in reg.versions(name):
+            m = {k: round(val, 4) for k, val in v.metrics.items() if k != "n_test"}
+            out.append({"model": name, "version": v.version, "created_at": v.created_at,
+                        "aliases": sorted(by_version.get(v.version, [])), "metrics": m,
+                        "gate_passed": v.gate.get("passed")})
+            lines.append(f"{name} v{v.version:<4} {v.created_at[:19]}  "
+                         f"{','.join(sorted(by_version.get(v.version, []))) or '-':<22} "
+                         f"gate={'ok' if v.gate.get('passed') else 'FAIL'}  {m}")
+    _print(out, args.json, "\n".join(lines) or "no registered models")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    reg, cfg = _registry(args)
+    name = _model(args, cfg)
+    if args.version is None:
+        state = reg.alias(name, "production")
+        if state is None:
+            raise PrefabError(f"Model '{name}' has no production version.",
+                              fix="Give a version number: prefab registry show MODEL N")
+        version = state.version
+    else:
+        version = args.version
+    mv = reg.get_version(name, version)
+    data = asdict(mv)
+    if not args.json:
+        data.pop("config", None)
+    print(json.dumps(data, indent=2, default=str))
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    reg, cfg = _registry(args)
+    name = _model(args, cfg)
+    state = reg.set_alias(name, args.alias, args.version, reason=args.reason, event="promote")
+    _print(asdict(state), args.json, f"{name}: {args.alias} -> v{state.version} "
+           f"(was {('v' + str(state.history[-1])) if state.history else 'unset'})")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    reg, cfg = _registry(args)
+    name = _model(args, cfg)
+    before = reg.alias(name, args.alias)
+    state = reg.rollback(name, args.alias, reason=args.reason)
+    _print(asdict(state), args.json, f"{name}: {args.alias} rolled back from "
+           f"v{before.version if before else '?'} to v{state.version}")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    reg, cfg = _registry(args)
+    name = _model(args, cfg)
+    events = reg.events(name)
+    def line(e: dict[str, Any]) -> str:
+        prev = f"(from v{e['previous']})" if e.get("previous") else ""
+        return (f"{e['at'][:23]}  {e['event']:<18} v{e.get('version')}  "
+                f"{e.get('alias') or ''} {prev} {e.get('reason') or ''}")
+
+    lines = [line(e) for e in events]
+    _print(events, args.json, "\n".join(lines) or "no events")
+    return 0
+
+
+def cmd_schema_infer(args: argparse.Namespace) -> int:
+    from prefab_mlops.scaffold.schema_infer import run
+
+    return run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="prefab", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config-dir", default=None, help="the project's conf/ directory")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    reg = sub.add_parser("registry", help="inspect the model registry")
+    reg_sub = reg.add_subparsers(dest="registry_command", required=True)
+    ls = reg_sub.add_parser("list", parents=[common], help="versions and aliases")
+    ls.add_argument("model", nargs="?")
+    ls.set_defaults(func=cmd_list)
+    show = reg_sub.add_parser("show", parents=[common],
+                              help="one version's manifest (default: production)")
+    show.add_argument("model", nargs="?")
+    show.add_argument("version", nargs="?", type=int)
+    show.set_defaults(func=cmd_show)
+
+    pr = sub.add_parser("promote", parents=[common], help="point an alias at a version")
+    pr.add_argument("model")
+    pr.add_argument("version", type=int)
+    pr.add_argument("--alias", default="production")
+    pr.add_argument("--reason", default="manual promotion")
+    pr.set_defaults(func=cmd_promote)
+
+    rb = sub.add_parser("rollback", parents=[common],
+                        help="move an alias back to its previous version")
+    rb.add_argument("model", nargs="?")
+    rb.add_argument("--alias", default="production")
+    rb.add_argument("--reason", default="manual rollback")
+    rb.set_defaults(func=cmd_rollback)
+
+    hi = sub.add_parser("history", parents=[common],
+                        help="the audit log: registrations, promotions, rollbacks")
+    hi.add_argument("model", nargs="?")
+    hi.set_defaults(func=cmd_history)
+
+    from prefab_mlops.scaffold.schema_infer import add_arguments
+
+    sc = sub.add_parser("schema", help="infer a data contract and feature lists from data")
+    sc_sub = sc.add_subparsers(dest="schema_command", required=True)
+    infer = sc_sub.add_parser(
+        "infer", help="propose conf/validate/NAME.yaml and conf/features/NAME.yaml",
+        description="Read a CSV/Parquet data set as the training flow does and propose its "
+        "validation schema (dtypes, nulls, min/max, allowed values) and feature lists.",
+        epilog="examples:\n"
+        "  prefab schema infer data/sales.csv --target churned\n"
+        "  prefab schema infer s3://bucket/sales.parquet --target amount "
+        "--problem-type regression --json\n"
+        "  prefab schema infer --dataset sales --write --force   # from conf/data/sales.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(infer)
+    infer.set_defaults(func=cmd_schema_infer)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    overrides: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, overrides = argv[:i], argv[i + 1:]
+    args = build_parser().parse_args(argv)
+    args.overrides = overrides
+    try:
+        return int(args.func(args))
+    except PrefabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

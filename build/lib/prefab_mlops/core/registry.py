@@ -1,0 +1,352 @@
+"""The versioned model registry shared by the pipeline tasks, the CLI and the server.
+
+Layout inside an :class:`~prefab_mlops.core.storage.ObjectStore` (a local directory by
+default, ``s3://bucket/prefix/registry`` with ``storage=s3``)::
+
+    <model>/blobs/<token>/model.pkl         payload files, written first
+    <model>/blobs/<token>/plots/roc.png
+    <model>/blobs/<token>/reference.parquet drift reference sample
+    <model>/versions/000003.json            the manifest; its existence *is* the version
+    <model>/aliases/production.json         {"version": 3, "history": [1, 2]}
+    <model>/events/<time>-<token>.json      append-only audit log (promotions, rollbacks)
+    <model>/lineage/<fingerprint>.json      {"version": 3}: the version of a lineage
+
+Atomicity: payload files go to a fresh ``blobs/<token>/`` prefix that no reader
+looks at; the version becomes visible only when its manifest is created with an
+atomic *create-if-absent* (``link`` locally, ``If-None-Match`` on S3). A crash
+before that leaves only unreferenced blobs and never touches existing versions.
+Alias changes are atomic read-modify-writes (``flock`` locally, ``If-Match`` on S3),
+so concurrent promotions and rollbacks never lose one another.
+A manifest records the sha256 of the model file, checked on every load.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import pickle
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefab_mlops.core.errors import IntegrityError, RegistryError
+from prefab_mlops.core.fingerprint import bytes_sha256
+from prefab_mlops.core.storage import ObjectStore, new_token
+
+_VERSION_WIDTH = 6
+# Marks a model whose lineage index covers every version (see find_by_fingerprint).
+_INDEXED = "_indexed"
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
+
+
+_stamp_lock = threading.Lock()
+_last_stamp_ns = 0
+
+
+def _event_stamp() -> str:
+    """A UTC stamp for event keys, strictly increasing within this process.
+
+    Events are listed in key order, so the stamp must not repeat: several events
+    often land in the same millisecond. Across processes, order is wall-clock order.
+    """
+    global _last_stamp_ns
+    with _stamp_lock:
+        _last_stamp_ns = max(time.time_ns(), _last_stamp_ns + 1)
+        ns = _last_stamp_ns
+    secs, frac = divmod(ns, 1_000_000_000)
+    return f"{_dt.datetime.fromtimestamp(secs, _dt.UTC):%Y%m%dT%H%M%S}{frac:09d}"
+
+
+@dataclass
+class ModelVersion:
+    """A registered version's manifest (everything needed to trust and reproduce it)."""
+
+    model_name: str
+    version: int
+    created_at: str
+    fingerprint: str
+    model_key: str
+    model_sha256: str
+    problem_type: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    gate: dict[str, Any] = field(default_factory=dict)
+    champion: dict[str, Any] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    features: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    git: dict[str, Any] = field(default_factory=dict)
+    packages: dict[str, str] = field(default_factory=dict)
+    run: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.model_name}:v{self.version}"
+
+
+@dataclass
+class AliasState:
+    alias: str
+    version: int
+    history: list[int] = field(default_factory=list)
+    updated_at: str = ""
+
+
+@dataclass
+class LoadedModel:
+    """A registered version and its unpickled model (None if the caller did not need it)."""
+
+    version: ModelVersion
+    model: Any
+
+
+class ModelRegistry:
+    """Versions, aliases and an audit log for named models in one object store.
+
+    Args:
+        store: Where the registry lives.
+    """
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+
+    # --------------------------------------------------------------- aliases
+    def _update_alias(self, model_name: str, alias: str,
+                      change: Callable[[AliasState | None], AliasState]
+                      ) -> tuple[AliasState | None, AliasState]:
+        """Atomic read-modify-write of an alias (see ``ObjectStore.update``).
+
+        Concurrent promotions and rollbacks never lose one another's update: a local
+        store serializes them with ``flock``, S3 with conditional writes.
+        """
+        seen: list[AliasState | None] = []
+
+        def apply(raw: bytes | None) -> bytes:
+            prev = AliasState(**json.loads(raw)) if raw is not None else None
+            seen.append(prev)
+            return json.dumps(asdict(change(prev)), indent=2).encode()
+
+        data = self.store.update(f"{model_name}/aliases/{alias}.json", apply)
+        return seen[-1], AliasState(**json.loads(data))
+
+    # -------------------------------------------------------------- versions
+    def models(self) -> list[str]:
+        names = {k.split("/", 1)[0] for k in self.store.list("") if "/versions/" in k}
+        return sorted(names)
+
+    def versions(self, model_name: str) -> list[ModelVersion]:
+        keys = [k for k in self.store.list(f"{model_name}/versions/") if k.endswith(".json")]
+        return [self._read_manifest(k) for k in keys]
+
+    def _read_manifest(self, key: str) -> ModelVersion:
+        try:
+            raw = json.loads(self.store.get(key))
+        except KeyError:
+            raise RegistryError(f"Registry manifest '{key}' is missing.") from None
+        return ModelVersion(**raw)
+
+    def get_version(self, model_name: str, version: int) -> ModelVersion:
+        key = f"{model_name}/versions/{version:0{_VERSION_WIDTH}d}.json"
+        if not self.store.exists(key):
+            have = [v.version for v in self.versions(model_name)]
+            raise RegistryError(
+                f"Model '{model_name}' has no version {version} (versions: {have or 'none'}).",
+                fix="List versions with `prefab registry list " + model_name + "`.")
+        return self._read_manifest(key)
+
+    def find_by_fingerprint(self, model_name: str, fingerprint: str) -> ModelVersion | None:
+        """The earliest version trained from this lineage, or None.
+
+        The lineage fingerprint (data, features, model config, seed, task code) is
+        what identifies a model; the pickle's sha256 is not compared, because a
+        refit of the same lineage need not pickle to the same bytes.
+
+        It reads one index entry (``<model>/lineage/<fingerprint>.json``) and the
+        version it names, however many versions there are. A registry written
+        before that index is scanned and indexed on the first lookup.
+
+        Args:
+            model_name: Registered model name (``register.model_name``).
+            fingerprint: ``TrainedModel.fingerprint`` of the model to look for.
+        """
+        try:
+            entry = json.loads(self.store.get(self._lineage_key(model_name, fingerprint)))
+            return self.get_version(model_name, int(entry["version"]))
+        except KeyError:
+            pass
+        if self.store.exists(self._lineage_key(model_name, _INDEXED)):
+            return None
+        # A registry written before the lineage index: scan once, then index it all.
+        found = None
+        for v in sorted(self.versions(model_name), key=lambda m: m.version):
+            self._index_lineage(v)
+            if found is None and v.fingerprint == fingerprint:
+                found = v
+        self.store.put_if_absent(self._lineage_key(model_name, _INDEXED), b"{}")
+        return found
+
+    @staticmethod
+    def _lineage_key(model_name: str, fingerprint: str) -> str:
+        return f"{model_name}/lineage/{fingerprint}.json"
+
+    def _index_lineage(self, mv: ModelVersion) -> None:
+        """Record ``mv`` as the version of its lineage, unless an earlier one is."""
+        if mv.fingerprint:
+            self.store.put_if_absent(self._lineage_key(mv.model_name, mv.fingerprint),
+                                     json.dumps({"version": mv.version}).encode())
+
+    def _version_numbers(self, model_name: str) -> list[int]:
+        """Version numbers from the manifests' names (one listing, no reads)."""
+        out = []
+        for key in self.store.list(f"{model_name}/versions/"):
+            stem = Path(key).stem
+            if key.endswith(".json") and stem.isdigit():
+                out.append(int(stem))
+        return out
+
+    def register(self, manifest: ModelVersion, model_bytes: bytes,
+                 extra_files: dict[str, bytes] | None = None) -> ModelVersion:
+        """Store a new version atomically and return its manifest (with its number).
+
+        ``manifest.version`` is assigned here. Payload files are written under a
+        fresh blob prefix first; the manifest is then created with create-if-absent.
+        """
+        name = manifest.model_name
+        token = new_token()
+        blob = f"{name}/blobs/{token}"
+        sha = bytes_sha256(model_bytes)
+        manifest.model_key = f"{blob}/model.pkl"
+        manifest.model_sha256 = sha
+        self.store.put(manifest.model_key, model_bytes)
+        files = {}
+        for rel, data in (extra_files or {}).items():
+            key = f"{blob}/{rel}"
+            self.store.put(key, data)
+            files[rel] = key
+        manifest.files = files
+        manifest.created_at = _now()
+        for _ in range(1000):
+            existing = self._version_numbers(name)
+            manifest.version = (max(existing) if existing else 0) + 1
+            key = f"{name}/versions/{manifest.version:0{_VERSION_WIDTH}d}.json"
+            body = json.dumps(asdict(manifest), indent=2, sort_keys=True, default=str).encode()
+            if self.store.put_if_absent(key, body):
+                self._index_lineage(manifest)
+                if manifest.version == 1:  # indexed from its first version on
+                    self.store.put_if_absent(self._lineage_key(name, _INDEXED), b"{}")
+                self.record_event(name, "register", version=manifest.version,
+                                  fingerprint=manifest.fingerprint)
+                return manifest
+        raise RegistryError(f"Could not allocate a version number for '{name}'.")
+
+    # ------------------------------------------------------------------ files
+    def read_file(self, mv: ModelVersion, rel: str) -> bytes:
+        if rel not in mv.files:
+            raise RegistryError(f"{mv.label} has no file '{rel}' (files: {sorted(mv.files)}).")
+        return self.store.get(mv.files[rel])
+
+    def load(self, model_name: str, version: int | None = None,
+             alias: str | None = None) -> LoadedModel:
+        """Load a version's model after checking its sha256.
+
+        Raises:
+            RegistryError: unknown version/alias.
+            IntegrityError: the model file does not match its recorded sha256.
+        """
+        if version is None:
+            state = self.alias(model_name, alias or "production")
+            if state is None:
+                raise RegistryError(
+                    f"Model '{model_name}' has no '{alias or 'production'}' alias yet.",
+                    fix="Train and promote a model first (make train).")
+            version = state.version
+        mv = self.get_version(model_name, version)
+        try:
+            data = self.store.get(mv.model_key)
+        except KeyError:
+            raise IntegrityError(f"{mv.label}: model file '{mv.model_key}' is missing.",
+                                 fix="Restore the registry from backup or retrain.") from None
+        if bytes_sha256(data) != mv.model_sha256:
+            raise IntegrityError(
+                f"{mv.label}: model file sha256 {bytes_sha256(data)[:12]}… does not match the "
+                f"registered {mv.model_sha256[:12]}…; refusing to load a tampered model.",
+                fix="Restore the file from the registry's storage backup or retrain.")
+        return LoadedModel(version=mv, model=pickle.loads(data))  # noqa: S301 - sha-verified
+
+    # ---------------------------------------------------------------- aliases
+    def alias(self, model_name: str, alias: str) -> AliasState | None:
+        key = f"{model_name}/aliases/{alias}.json"
+        try:
+            return AliasState(**json.loads(self.store.get(key)))
+        except KeyError:
+            return None
+
+    def aliases(self, model_name: str) -> dict[str, AliasState]:
+        out = {}
+        for key in self.store.list(f"{model_name}/aliases/"):
+            name = Path(key).stem
+            state = self.alias(model_name, name)
+            if state:
+                out[name] = state
+        return out
+
+    def set_alias(self, model_name: str, alias: str, version: int, *,
+                  reason: str = "", event: str = "set_alias",
+                  details: dict[str, Any] | None = None) -> AliasState:
+        """Point ``alias`` at ``version`` (remembering the previous one) and log it."""
+        self.get_version(model_name, version)
+
+        def point(prev: AliasState | None) -> AliasState:
+            history = list(prev.history) if prev else []
+            if prev and prev.version != version:
+                history.append(prev.version)
+            return AliasState(alias, version, history[-50:], _now())
+
+        prev, state = self._update_alias(model_name, alias, point)
+        self.record_event(model_name, event, alias=alias, version=version,
+                          previous=prev.version if prev else None, reason=reason,
+                          **(details or {}))
+        return state
+
+    def rollback(self, model_name: str, alias: str = "production",
+                 reason: str = "manual rollback") -> AliasState:
+        """Move ``alias`` back to the version it pointed at before, and log it.
+
+        Raises:
+            RegistryError: the alias does not exist or has no earlier version.
+        """
+        def back(cur: AliasState | None) -> AliasState:
+            if cur is None:
+                raise RegistryError(f"Model '{model_name}' has no '{alias}' alias.",
+                                    fix="Nothing to roll back; promote a version first.")
+            if not cur.history:
+                raise RegistryError(
+                    f"'{alias}' of '{model_name}' is at v{cur.version} and has no earlier "
+                    "version to roll back to.",
+                    fix=f"Promote a specific version instead: prefab promote {model_name} N")
+            history = list(cur.history)
+            target = history.pop()
+            return AliasState(alias, target, history, _now())
+
+        cur, state = self._update_alias(model_name, alias, back)
+        assert cur is not None
+        self.record_event(model_name, "rollback", alias=alias, version=state.version,
+                          previous=cur.version, reason=reason)
+        return state
+
+    # ----------------------------------------------------------------- events
+    def record_event(self, model_name: str, kind: str, **payload: Any) -> None:
+        body = {"event": kind, "model_name": model_name, "at": _now(), **payload}
+        self.store.put(f"{model_name}/events/{_event_stamp()}-{new_token()[:8]}.json",
+                       json.dumps(body, default=str).encode())
+
+    def events(self, model_name: str) -> list[dict[str, Any]]:
+        return [json.loads(self.store.get(k))
+                for k in self.store.list(f"{model_name}/events/")]

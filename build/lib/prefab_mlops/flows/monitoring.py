@@ -1,0 +1,152 @@
+"""The monitoring flow: ingest a current batch → validate → detect drift → emit the event.
+
+Run it from the command line::
+
+    python -m prefab_mlops.flows.monitoring data.window.newest=month  # the newest month
+    python -m prefab_mlops.flows.monitoring --batch s3://bucket/batch.parquet
+    python -m prefab_mlops.flows.monitoring --batch logs/requests.parquet monitor.labels=false
+
+or from the ``monitor`` deployment in ``prefect.yaml``. When the batch drifts it
+emits ``prefab.model.drift-detected``, which the ``retrain-on-drift`` deployment
+is triggered by.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import io
+import json
+import sys
+from typing import Any
+
+import pandas as pd
+from prefab_mlops.flows._common import jsonable, load_and_log, run_ids, unlabelled
+from prefab_mlops.tasks.ingest import _ingest_key, ingest
+from prefab_mlops.tasks.monitor import detect_drift, emit_drift_event
+from prefab_mlops.tasks.register import load_production, open_registry
+from prefab_mlops.tasks.track import track
+from prefab_mlops.tasks.validate import validate, validate_batch
+from prefect import flow
+
+from prefab_mlops.config import TargetSpec, TrainConfig
+from prefab_mlops.core.errors import RegistryError
+from prefab_mlops.core.storage import object_store
+from prefab_mlops.orchestration.artifacts import publish_link, publish_markdown
+from prefab_mlops.orchestration.logs import get_logger
+from prefab_mlops.orchestration.runtime import configure, in_process_run
+from prefab_mlops.tracking import RunRecord
+
+
+@flow(name="monitoring")
+def monitoring(overrides: list[str] | None = None, batch_uri: str | None = None,
+               config_name: str = "train", config_dir: str | None = None) -> dict[str, Any]:
+    """Check a current batch for drift against the production model.
+
+    Args:
+        overrides: Hydra overrides (e.g. ``["data.window.newest=month"]``).
+        batch_uri: The batch to check (overrides ``data.uri``).
+        config_name: Primary config.
+        config_dir: The project's ``conf/`` directory.
+
+    Returns:
+        A JSON-safe summary: drift decision, drifted columns, report location and
+        the id of the emitted drift event (if any).
+
+    Raises:
+        RegistryError: there is no production model to monitor yet.
+        DataValidationError: the batch does not match the model's schema (no event
+            is emitted and nothing else changes).
+    """
+    log = get_logger()
+    loaded = load_and_log(overrides, config_name, config_dir,
+                          [f"data.uri={batch_uri}"] if batch_uri else None)
+    cfg: TrainConfig = loaded.typed
+    orch, mon = cfg.orchestration, cfg.monitor
+    name = cfg.register.model_name
+    target = TargetSpec.from_data(cfg.data)
+    production = configure(load_production, "register", orch)(cfg.register, cfg.storage,
+                                                              mon.alias)
+    if production is None:
+        raise RegistryError(f"Model '{name}' has no '{mon.alias}' version yet, so there is "
+                            "nothing to monitor.",
+                            fix="Train and promote a model first (make train), then monitor.")
+    manifest = production.version
+    data_cfg = cfg.data if mon.labels else unlabelled(cfg.data)
+    batch = configure(ingest, "ingest", orch, cache=True, extra_key=_ingest_key)(
+        data_cfg, cfg.paths, cfg.storage, cfg.seed)
+    configure(validate, "validate", orch)(batch, dataclasses.replace(cfg.validate,
+                                                                     on_failure="fail"),
+                                          target, mon.labels)
+    input_schema = manifest.features["input_schema"]
+    # columns the model's training data had (e.g. the target) are expected too
+    allowed = [c for c in (*manifest.data.get("columns", []), target.name) if c]
+    configure(validate_batch, "validate", orch)(batch.frame, input_schema, allowed,
+                                                batch.source)
+    registry = open_registry(cfg.register, cfg.storage)
+    reference = pd.read_parquet(io.BytesIO(registry.read_file(manifest, "reference.parquet")))
+    report = configure(detect_drift, "evaluate", orch)(
+        batch.frame, reference, production.model, input_schema, mon, target, name,
+        manifest.version, cfg.seed, manifest.features.get("classes"))
+
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    store = object_store(cfg.storage, mon.report_dir, "monitoring")
+    key = f"{name}/{stamp}-v{manifest.version}.html"
+    store.put(key, report.html)
+    report_uri = store.uri(key)
+    publish_markdown(f"{name}-drift", report.to_markdown(report_uri), "Drift summary")
+    publish_link(f"{name}-drift-report", report_uri if "://" in report_uri
+                 else f"file://{report_uri}", "Evidently drift report")
+
+    event_id = None
+    if report.dataset_drift and mon.emit_event:
+        event_id = configure(emit_drift_event, "deploy", orch)(report, mon.event, report_uri,
+                                                               batch.source)
+    registry.record_event(name, "drift_detected" if report.dataset_drift else "drift_checked",
+                          version=manifest.version, drift_share=report.drift_share,
+                          drifted_columns=report.drifted_columns, report_uri=report_uri,
+                          event_id=event_id, batch=batch.source)
+    summary = jsonable({**report.summary(), "report_uri": report_uri, "event_id": event_id,
+                        "event": mon.event if event_id else None, "batch": batch.source,
+                        "flow_run_id": run_ids()[0]})
+
+    if cfg.tracking.mode != "disabled":
+        metrics = {"drift/share": report.drift_share,
+                   "drift/dataset_drift": float(report.dataset_drift),
+                   **{f"drift/{c}": v["score"] for c, v in report.columns.items()},
+                   **{f"quality/{k}": v for k, v in (report.quality or {}).items()}}
+        record = RunRecord(name=run_ids()[1] or f"{name}-monitor", config=loaded.resolved,
+                           metrics=metrics, summary={"model_version": manifest.version,
+                                                     "report_uri": report_uri},
+                           plots={}, job_type="monitor")
+        state = configure(track, "track", orch)(record, cfg.tracking, return_state=True)
+        if not state.is_completed():
+            log.warning("W&B tracking failed and was skipped: %s", state.message)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m prefab_mlops.flows.monitoring",
+                                     description="Check a batch for drift. Positional "
+                                     "arguments are Hydra overrides.")
+    parser.add_argument("overrides", nargs="*")
+    parser.add_argument("--batch", default=None, help="batch location (default: data.uri)")
+    parser.add_argument("--config-dir", default=None)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    with in_process_run():
+        s = monitoring(overrides=args.overrides, batch_uri=args.batch,
+                       config_dir=args.config_dir)
+    if args.json:
+        print(json.dumps(s, indent=2, default=str))
+    else:
+        print(f"{s['model_name']} v{s['model_version']}: dataset drift "
+              f"{'YES' if s['dataset_drift'] else 'no'} ({len(s['drifted_columns'])} of "
+              f"{len(s['columns'])} columns: {s['drifted_columns']}); report {s['report_uri']}"
+              + (f"; emitted {s['event']}" if s["event_id"] else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""The training flow: ingest → validate → featurize → train → evaluate → register → deploy.
+
+Run it from the command line with Hydra overrides::
+
+    python -m prefab_mlops.flows.training model=random_forest model.n_estimators=300
+    python -m prefab_mlops.flows.training experiment=diamonds
+    python -m prefab_mlops.flows.training --refresh-cache        # ignore cached task results
+
+from a test or a script (``training(overrides=[...])``), or from a Prefect
+deployment (``prefect.yaml``) with the same parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from prefab_mlops.flows._common import load_and_log, run_ids
+from prefab_mlops.tasks.deploy import decide_promotion, promote
+from prefab_mlops.tasks.evaluate import evaluate, evaluate_champion
+from prefab_mlops.tasks.featurize import featurize
+from prefab_mlops.tasks.ingest import _ingest_key, ingest
+from prefab_mlops.tasks.register import RunInfo, load_production, register
+from prefab_mlops.tasks.track import track
+from prefab_mlops.tasks.train import check_estimator_fits, train
+from prefab_mlops.tasks.validate import validate
+from prefect import flow
+
+from prefab_mlops.config import ModelSpec, TargetSpec, TrainConfig
+from prefab_mlops.core.errors import QualityGateError
+from prefab_mlops.orchestration.artifacts import md_table, publish_markdown, publish_table
+from prefab_mlops.orchestration.logs import get_logger
+from prefab_mlops.orchestration.runtime import configure, in_process_run
+from prefab_mlops.tracking import RunRecord
+
+
+def _summary_markdown(s: dict[str, Any]) -> str:
+    gate = s["gate"]
+    rows = [{"metric": k, "value": round(v, 5),
+             "gate": _rule_text(gate["rules"].get(k)),
+             "champion": round(s["champion_metrics"][k], 5)
+             if s.get("champion_metrics") and k in s["champion_metrics"] else ""}
+            for k, v in s["metrics"].items()]
+    dec = s["decision"]
+    return "\n".join([
+        f"# Training run: `{s['model_name']}`",
+        f"**Data**: `{s['data']['source']}`, {s['data']['rows']:,} rows, fingerprint "
+        f"`{s['data']['fingerprint'][:12]}`",
+        f"**Model**: `{s['estimator']}` registered as **v{s['version']}**",
+        "**Quality gate**: " + ("passed" if gate["passed"]
+                                else "FAILED: " + "; ".join(gate["failures"])),
+        f"**Promotion**: {'PROMOTED to ' + s['alias'] if dec['promote'] else 'not promoted'}"
+        f" ({dec['reason']})", "", md_table(rows)])
+
+
+def _rule_text(rule: dict[str, Any] | None) -> str:
+    if not rule:
+        return ""
+    return " ".join(f"{k} {v}" for k, v in rule.items() if v is not None)
+
+
+@flow(name="training")
+def training(overrides: list[str] | None = None, config_name: str = "train",
+             config_dir: str | None = None, refresh_cache: bool = False,
+             triggered_by: str | None = None) -> dict[str, Any]:
+    """Train, evaluate, register and (maybe) promote a model.
+
+    Args:
+        overrides: Hydra overrides, e.g. ``["model=random_forest", "model.n_estimators=300"]``.
+        config_name: Primary config in the config dir.
+        config_dir: The project's ``conf/`` directory (default: see
+            :func:`prefab_mlops.config.default_config_dir`).
+        refresh_cache: Ignore cached task results and run every task afresh.
+        triggered_by: Why this run started (e.g. the drift event that triggered a
+            retraining); recorded with the registered version.
+
+    Returns:
+        A JSON-safe summary: registered version, metrics, gate and promotion decision.
+    """
+    log = get_logger()
+    loaded = load_and_log(overrides, config_name, config_dir)
+    cfg: TrainConfig = loaded.typed
+    if triggered_by:
+        log.info("Triggered by: %s", triggered_by)
+    target = TargetSpec.from_data(cfg.data)
+    model_spec = ModelSpec.from_config(cfg.model)
+    check_estimator_fits(model_spec.instantiate(), target.problem_type, model_spec.target)
+    orch = cfg.orchestration
+
+    def heavy(t: Any, family: str, **kw: Any) -> Any:
+        return configure(t, family, orch, cache=True, refresh=refresh_cache, **kw)
+
+    data = heavy(ingest, "ingest", extra_key=_ingest_key)(cfg.data, cfg.paths, cfg.storage,
+                                                           cfg.seed)
+    report = heavy(validate, "validate")(data, cfg.validate, target)
+    publish_markdown(f"{cfg.register.model_name}-validation", report.to_markdown(),
+                     "Validation summary")
+    features = heavy(featurize, "featurize")(data, cfg.features, target, cfg.seed)
+    trained = heavy(train, "train")(features, model_spec, cfg.seed)
+    evaluation = heavy(evaluate, "evaluate")(trained, features, cfg.evaluate)
+    if not evaluation.gate.passed and cfg.evaluate.on_gate_failure == "fail":
+        raise QualityGateError(
+            "Model failed its quality gate: " + "; ".join(evaluation.gate.failures),
+            fix="Improve the model or relax evaluate.gate; with "
+            "evaluate.on_gate_failure=warn it is registered but never promoted.")
+
+    champion = configure(load_production, "register", orch)(
+        cfg.register, cfg.storage, cfg.deploy.alias, unless_lineage=trained.fingerprint)
+    if champion is not None and champion.version.fingerprint == trained.fingerprint:
+        # the champion *is* this model (same lineage): its metrics on this split are known
+        champion_metrics = dict(evaluation.metrics)
+    else:
+        champion_metrics = configure(evaluate_champion, "evaluate", orch)(
+            champion.model if champion else None, features, cfg.evaluate)
+    flow_run_id, flow_run_name = run_ids()
+    run = RunInfo(config=loaded.resolved, project_root=cfg.paths.root,
+                  flow_run_id=flow_run_id, flow_run_name=flow_run_name,
+                  triggered_by=triggered_by)
+    version = configure(register, "register", orch)(
+        trained, evaluation, data, features, champion_metrics, cfg.register, cfg.storage, run,
+        cfg.seed)
+    decision = decide_promotion(version, evaluation,
+                                champion.version.version if champion else None,
+                                champion_metrics, cfg.deploy)
+    configure(promote, "deploy", orch)(decision, cfg.register.model_name, cfg.deploy,
+                                       cfg.register, cfg.storage)
+
+    summary: dict[str, Any] = {
+        "model_name": cfg.register.model_name, "version": version.version,
+        "estimator": trained.estimator, "alias": cfg.deploy.alias,
+        "production_version": decision.challenger_version if decision.promote
+        else decision.champion_version,
+        "metrics": evaluation.metrics, "gate": {"passed": evaluation.gate.passed,
+                                                "failures": evaluation.gate.failures,
+                                                "rules": evaluation.gate.rules},
+        "champion_metrics": champion_metrics, "decision": decision.as_dict(),
+        "data": {"source": data.source, "rows": data.rows, "fingerprint": data.fingerprint,
+                 "snapshot_uri": data.snapshot_uri},
+        "validation": {"passed": report.passed, "violations": len(report.violations)},
+        "flow_run_id": flow_run_id, "triggered_by": triggered_by,
+    }
+    publish_table(f"{cfg.register.model_name}-metrics",
+                  [{"metric": k, "value": v} for k, v in evaluation.metrics.items()],
+                  "Test-split metrics")
+    publish_markdown(f"{cfg.register.model_name}-training-summary", _summary_markdown(summary),
+                     "Training summary")
+
+    if cfg.tracking.mode != "disabled":
+        aliases = [*cfg.register.aliases, f"v{version.version}"]
+        if decision.promote:
+            aliases.append(cfg.deploy.alias)
+        from prefab_mlops.tasks.register import open_registry
+
+        record = RunRecord(
+            name=flow_run_name or f"{cfg.register.model_name}-v{version.version}",
+            config=loaded.resolved, metrics=evaluation.metrics,
+            summary={"version": version.version, "promoted": decision.promote,
+                     "decision": decision.reason, "data_fingerprint": data.fingerprint},
+            plots=evaluation.plots, model_name=cfg.register.model_name,
+            model_bytes=open_registry(cfg.register, cfg.storage).store.get(version.model_key),
+            model_metadata={"version": version.version, "sha256": version.model_sha256,
+                            "fingerprint": version.fingerprint},
+            aliases=aliases)
+        state = configure(track, "track", orch)(record, cfg.tracking, return_state=True)
+        if state.is_completed():
+            summary["tracking"] = {"mode": cfg.tracking.mode, "run_dir": state.result().run_dir}
+        else:
+            log.warning("W&B tracking failed and was skipped: %s", state.message)
+            summary["tracking"] = {"mode": cfg.tracking.mode, "error": state.message}
+    return summary
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """Human-readable end-of-run report."""
+    metrics = ", ".join(f"{k}={v:.4f}" for k, v in s["metrics"].items() if k != "n_test")
+    dec = s["decision"]
+    return (f"Registered {s['model_name']} v{s['version']} ({s['estimator']})\n"
+            f"  metrics: {metrics}\n"
+            f"  quality gate: {'passed' if s['gate']['passed'] else 'FAILED'}\n"
+            f"  promotion: {'PROMOTED to ' + s['alias'] if dec['promote'] else 'not promoted'}"
+            f" - {dec['reason']}\n"
+            f"  {s['alias']} is now v{s['production_version']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point: ``python -m prefab_mlops.flows.training [OVERRIDES...]``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m prefab_mlops.flows.training",
+        description="Run the training flow. Positional arguments are Hydra overrides.",
+        epilog="examples:\n  python -m prefab_mlops.flows.training model=random_forest "
+               "model.n_estimators=300\n"
+               "  python -m prefab_mlops.flows.training experiment=diamonds",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides (group=option, key=value)")
+    parser.add_argument("--config-dir", default=None, help="the project's conf/ directory")
+    parser.add_argument("--config-name", default="train")
+    parser.add_argument("--refresh-cache", action="store_true",
+                        help="ignore cached task results and run every task afresh")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    args = parser.parse_args(argv)
+    with in_process_run():
+        summary = training(overrides=args.overrides, config_name=args.config_name,
+                           config_dir=args.config_dir, refresh_cache=args.refresh_cache)
+    print(json.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,528 @@
+"""Infer a starting data contract and feature recipe from a data set.
+
+Reads a data set the way the training flow does (``tasks.ingest`` parses and
+prepares it, so dtypes are the ones ``validate`` will see), then proposes
+
+* ``conf/validate/<name>.yaml``: dtype, nullability, observed min/max of numbers,
+  allowed values of low-cardinality strings, a minimum row count;
+* ``conf/features/<name>.yaml``: numeric, categorical and datetime columns (the
+  target, the columns a derived target is computed from, constants and id-like
+  strings are left out), and a split that suits the problem type.
+
+It also checks that the target fits the problem type (a binary target is 0/1 or
+true/false, a regression target is numeric), so a wrong answer fails at once.
+
+Two entry points share :func:`infer` (Examples)::
+
+    prefab schema infer data/sales.csv --target churned            # print both YAMLs
+    prefab schema infer --dataset sales --write                    # from conf/data/sales.yaml
+    python -m prefab_mlops.scaffold.schema_infer --dataset sales --from-copier  # template hook
+
+The module imports only the standard library and PyYAML at import time, so the
+project template's post-generation step can report a missing dependency clearly
+instead of failing on an import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prefab_mlops.core.errors import PrefabError
+
+PROBLEM_TYPES = ("binary", "multiclass", "regression")
+LOW_CARDINALITY = 30        # strings with at most this many values get an `allowed` list
+MAX_CATEGORIES = 1000       # more distinct strings than this: not a feature (id, free text)
+ID_SHARE = 0.5              # ... nor when more than this share of the rows are distinct
+MAX_CLASSES = 100           # a classification target with more classes is probably wrong
+
+
+class SchemaInferenceError(PrefabError):
+    """The data cannot be read, or does not fit the answers (target, problem type)."""
+
+
+@dataclass(frozen=True)
+class Names:
+    """How the user names each input, so an error says which one to change.
+
+    The template's hook talks about *answers* (``the 'target' answer``); the CLI
+    about its options (``--target``).
+    """
+
+    data_uri: str = "DATA_URI"
+    target: str = "--target"
+    problem_type: str = "--problem-type"
+    time_column: str = "--time-column"
+    derive: str = "--derive"
+
+
+COPIER_NAMES = Names(data_uri="the 'data_uri' answer", target="the 'target' answer",
+                     problem_type="the 'problem_type' answer",
+                     time_column="the 'time_column' answer",
+                     derive="the 'target_expression' answer")
+
+
+@dataclass
+class InferredSchema:
+    """What :func:`infer` found: the two config documents and notes for the user."""
+
+    validate: dict[str, Any]
+    features: dict[str, Any]
+    rows: int
+    notes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ reading
+def read_prepared(data: Any, root: str | Path, s3: Any = None, names: Names = Names()) -> Any:
+    """Read and prepare the rows described by a ``conf/data`` config, like ``ingest``.
+
+    ``tasks.ingest`` holds the parser and the preparation (``dropna``, ``derive``,
+    ``columns``); reusing them means the inferred dtypes are exactly the ones the
+    ``validate`` task will check.
+
+    Args:
+        data: A :class:`prefab_mlops.config.DataConfig` (``conf/data``).
+        root: The project root, for relative paths.
+        s3: A :class:`prefab_mlops.config.S3Config` for ``s3://`` locations.
+        names: How to name the inputs in error messages.
+
+    Returns:
+        The prepared ``pandas.DataFrame`` (``sample_rows`` is ignored: bounds and
+        categories come from every row).
+
+    Raises:
+        SchemaInferenceError: the location is unreadable or the target/time column
+            is missing, naming the input to change.
+    """
+    import dataclasses
+
+    from prefab_mlops.core.errors import DataError
+    from prefab_mlops.core.storage import S3Config, parse_location, read_source
+    from prefab_mlops.datasets import parse_bytes, prepare
+
+    try:
+        loc = parse_location(data.uri, root)
+        raw = read_source(loc, s3 or S3Config())
+        frame = parse_bytes(raw, loc, data.format, list(data.parse_dates))
+    except DataError as exc:
+        raise SchemaInferenceError(f"Cannot read the data at '{data.uri}': {exc.message}",
+                                   fix=f"Change {names.data_uri} to a readable CSV or Parquet "
+                                   "file (a local path, s3://bucket/key or "
+                                   "pkg://package/path).") from None
+    if data.target not in frame.columns and data.target not in data.derive:
+        raise SchemaInferenceError(
+            f"Target column '{data.target}' is not in '{data.uri}'; its columns are "
+            f"{_preview(frame.columns)}.",
+            fix=f"Change {names.target} to one of those columns, or derive it with "
+            f"{names.derive}.")
+    if data.time_column and data.time_column not in frame.columns:
+        raise SchemaInferenceError(
+            f"Time column '{data.time_column}' is not in '{data.uri}'; its columns are "
+            f"{_preview(frame.columns)}.",
+            fix=f"Change {names.time_column} to one of those columns, or leave it empty.")
+    for name in data.derive:
+        refs = sorted(set(_names_in(data.derive[name])) & set(frame.columns))
+        if not refs:
+            raise SchemaInferenceError(
+                f"The target expression '{data.derive[name]}' uses none of the columns of "
+                f"'{data.uri}' ({_preview(frame.columns)}).",
+                fix=f"Change {names.derive} (a pandas expression over those columns), or "
+                "leave it empty if the target column exists.")
+    try:
+        frame = prepare(frame, dataclasses.replace(data, sample_rows=None), 0, data.uri)
+    except DataError as exc:
+        raise SchemaInferenceError(f"Cannot prepare '{data.uri}': {exc.message}",
+                                   fix=f"Check {names.derive} and {names.target}.") from None
+    if data.target not in frame.columns:  # e.g. data.columns leaves it out
+        raise SchemaInferenceError(
+            f"Target column '{data.target}' is not among the prepared columns of "
+            f"'{data.uri}' ({_preview(frame.columns)}).",
+            fix=f"Change {names.target}, or add it to data.columns.")
+    return frame
+
+
+def _names_in(expr: str) -> list[str]:
+    return re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expr)
+
+
+def _preview(columns: Any, limit: int = 40) -> str:
+    cols = [str(c) for c in columns]
+    more = f" ... (+{len(cols) - limit})" if len(cols) > limit else ""
+    return str(cols[:limit])[:-1] + more + "]"
+
+
+# ---------------------------------------------------------------- inferring
+def _py(value: Any) -> Any:
+    """A numpy/pandas scalar as a plain Python value (for YAML)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _kind(series: Any) -> str:
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(series):
+        return "bool"
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return "datetime"
+    if pd.api.types.is_integer_dtype(series):
+        return "int"
+    if pd.api.types.is_numeric_dtype(series):
+        return "number"
+    return "str"
+
+
+def check_target(series: Any, problem_type: str, target: str, names: Names = Names()) -> None:
+    """Refuse a target that cannot be learned as ``problem_type``.
+
+    Raises:
+        SchemaInferenceError: naming the answer to change.
+    """
+    import pandas as pd
+
+    values = series.dropna()
+    if values.empty:
+        raise SchemaInferenceError(f"Target '{target}' has no values.",
+                                   fix=f"Change {names.target}.")
+    n = int(values.nunique())
+    kind = _kind(series)
+    if problem_type == "regression":
+        if kind not in ("int", "number"):
+            raise SchemaInferenceError(
+                f"Target '{target}' is not numeric (dtype {series.dtype}, e.g. "
+                f"{values.astype(str).unique()[:3].tolist()}), so it cannot be a regression "
+                "target.", fix=f"Change {names.problem_type} to binary or multiclass, or "
+                f"{names.target} to a numeric column.")
+        return
+    if n < 2:
+        raise SchemaInferenceError(f"Target '{target}' has a single class "
+                                   f"({values.iloc[0]!r}); a classifier needs two or more.",
+                                   fix=f"Change {names.target} or {names.derive}.")
+    if problem_type == "binary":
+        ok = set(pd.unique(values)) <= {0, 1}  # True == 1, False == 0
+        if not ok:
+            hint = (f"Change {names.problem_type} to multiclass" if n <= MAX_CLASSES
+                    else f"Change {names.problem_type} to regression")
+            raise SchemaInferenceError(
+                f"Target '{target}' has {n} distinct values "
+                f"({values.astype(str).unique()[:5].tolist()}); a binary target must be 0/1 "
+                "or true/false.",
+                fix=f"{hint}, or derive a 0/1 target with {names.derive} "
+                f"(e.g. \"{target} == 'yes'\").")
+    elif n > MAX_CLASSES or (kind == "number" and not values.astype(float).apply(
+            float.is_integer).all()):
+        raise SchemaInferenceError(
+            f"Target '{target}' has {n} distinct values (dtype {series.dtype}); that looks "
+            "like a quantity, not classes.",
+            fix=f"Change {names.problem_type} to regression, or {names.target}.")
+
+
+def guess_problem_type(series: Any) -> str:
+    """``binary`` for 0/1 or true/false, ``regression`` for many numbers, else ``multiclass``."""
+    import pandas as pd
+
+    values = series.dropna()
+    if set(pd.unique(values)) <= {0, 1}:  # True == 1 and False == 0
+        return "binary"
+    if _kind(series) in ("int", "number") and values.nunique() > 20:
+        return "regression"
+    return "multiclass"
+
+
+def infer(frame: Any, target: str, problem_type: str, time_column: str | None = None,
+          derive: dict[str, str] | None = None, source: str = "",
+          names: Names = Names()) -> InferredSchema:
+    """Propose ``conf/validate`` and ``conf/features`` for ``frame``.
+
+    Args:
+        frame: The prepared rows (see :func:`read_prepared`).
+        target: The target column (``data.target``).
+        problem_type: ``binary``, ``multiclass`` or ``regression`` (``data.problem_type``).
+        time_column: ``data.time_column``, used by the ``time`` split.
+        derive: ``data.derive``: the columns a derived target is computed from are
+            not features (they would leak the label).
+        source: Where the rows came from (for the notes).
+        names: How to name the inputs in error messages.
+
+    Returns:
+        An :class:`InferredSchema` of plain dicts, ready for YAML.
+
+    Raises:
+        SchemaInferenceError: the target does not fit ``problem_type``.
+    """
+    if problem_type not in PROBLEM_TYPES:
+        raise SchemaInferenceError(f"Unknown problem type '{problem_type}'.",
+                                   fix=f"Change {names.problem_type} to one of "
+                                   f"{list(PROBLEM_TYPES)}.")
+    check_target(frame[target], problem_type, target, names)
+    if time_column and _kind(frame[time_column]) != "datetime":
+        raise SchemaInferenceError(
+            f"Time column '{time_column}' is not a timestamp (dtype {frame[time_column].dtype}, "
+            f"e.g. {frame[time_column].dropna().astype(str).head(3).tolist()}).",
+            fix=f"Change {names.time_column} to a column of ISO dates/times, or leave it empty.")
+    rows = len(frame)
+    notes: list[str] = []
+    leaky = {c for expr in (derive or {}).values() for c in _names_in(expr)} & set(
+        map(str, frame.columns))
+    columns: dict[str, dict[str, Any]] = {}
+    numeric: list[str] = []
+    categorical: list[str] = []
+    datetimes: list[str] = []
+    parts: list[str] = ["month", "dayofweek"]
+    for name in map(str, frame.columns):
+        s = frame[name]
+        kind = _kind(s)
+        rule: dict[str, Any] = {"dtype": kind, "nullable": bool(s.isna().any())}
+        values = s.dropna()
+        distinct = int(values.nunique()) if len(values) else 0
+        if kind in ("int", "number") and len(values):
+            rule["min"], rule["max"] = _py(values.min()), _py(values.max())
+        if kind == "str" and 0 < distinct <= LOW_CARDINALITY:
+            rule["allowed"] = sorted(map(str, values.unique()))
+        if name == target:
+            rule["nullable"] = False
+            if problem_type != "regression" and kind == "str":
+                rule["allowed"] = sorted(map(str, values.unique()))
+        columns[name] = rule
+        if name == target:
+            continue
+        if name in leaky:
+            notes.append(f"'{name}' is not a feature: the target is derived from it")
+        elif distinct <= 1:
+            notes.append(f"'{name}' is not a feature: it is constant")
+        elif kind == "datetime":
+            datetimes.append(name)
+            if (values.dt.normalize() != values).any() and "hour" not in parts:
+                parts.append("hour")
+        elif kind in ("int", "number"):
+            numeric.append(name)
+        elif kind == "bool" or distinct <= min(MAX_CATEGORIES, max(LOW_CARDINALITY,
+                                                                     ID_SHARE * rows)):
+            categorical.append(name)
+        else:
+            notes.append(f"'{name}' is not a feature: {distinct} distinct strings look like "
+                         "an id or free text (add it to features.categorical if it is not)")
+    if not (numeric or categorical or datetimes):
+        raise SchemaInferenceError(
+            f"'{source or 'the data'}' has no usable feature columns besides the target "
+            f"'{target}'.", fix="Check the data, data.columns and the target.")
+    validate = {"on_failure": "fail", "min_rows": max(1, min(1000, rows // 10)),
+                "strict": False, "max_examples": 5, "unique": [], "columns": columns}
+    features = {
+        "split": {"strategy": "random" if problem_type == "regression" else "stratified",
+                  "time_column": time_column or None, "valid_size": 0.1, "test_size": 0.2},
+        "numeric": {"columns": numeric, "impute": "median", "scale": "none"},
+        "categorical": {"columns": categorical, "encoding": "ordinal", "impute": "constant",
+                        "min_frequency": None},
+        "datetime": {"columns": datetimes, "parts": parts if datetimes else []},
+        "drop": [], "remainder": "drop",
+    }
+    return InferredSchema(validate=validate, features=features, rows=rows, notes=notes)
+
+
+# ------------------------------------------------------------------- output
+_VALIDATE_HEAD = """\
+# Data contract for '{name}', inferred by `prefab schema infer` from
+#   {source} ({rows:,} rows).
+# A starting point: min/max are the observed bounds and `allowed` the observed values;
+# widen them to what is valid for your data. Checked after ingest and before any
+# feature work; every violation is reported at once.
+"""
+_FEATURES_HEAD = """\
+# Feature recipe for '{name}', inferred by `prefab schema infer` from
+#   {source}
+# Fitted on the train split only; saved inside the model as one inference pipeline.
+"""
+
+
+def _dump(doc: dict[str, Any]) -> str:
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=96,
+                          allow_unicode=True)
+
+
+def render(schema: InferredSchema, name: str, source: str) -> tuple[str, str]:
+    """The text of ``conf/validate/<name>.yaml`` and ``conf/features/<name>.yaml``."""
+    head = _VALIDATE_HEAD.format(name=name, source=source, rows=schema.rows)
+    feats = _FEATURES_HEAD.format(name=name, source=source)
+    if schema.notes:
+        feats += "".join(f"#   - {n}\n" for n in schema.notes)
+    return head + _dump(schema.validate), feats + _dump(schema.features)
+
+
+def placeholders(name: str, reason: str, command: str) -> tuple[str, str]:
+    """Files to write when the data cannot be read yet (e.g. ``s3://`` at generation)."""
+    why = f"# Not inferred yet: {reason}\n# Infer it with:  {command}\n"
+    validate = why + _dump({"on_failure": "fail", "min_rows": 1, "strict": False,
+                            "max_examples": 5, "unique": [], "columns": {}})
+    features = why + ("# Until then training stops with \"'features' lists no numeric, "
+                      "categorical or datetime columns\".\n") + _dump({
+        "split": {"strategy": "random", "time_column": None, "valid_size": 0.1,
+                  "test_size": 0.2},
+        "numeric": {"columns": [], "impute": "median", "scale": "none"},
+        "categorical": {"columns": [], "encoding": "ordinal", "impute": "constant",
+                        "min_frequency": None},
+        "datetime": {"columns": [], "parts": []}, "drop": [], "remainder": "drop"})
+    return validate, features
+
+
+def write(conf_dir: Path, name: str, texts: tuple[str, str], force: bool) -> list[Path]:
+    """Write ``validate/<name>.yaml`` and ``features/<name>.yaml``; never clobber silently.
+
+    Returns:
+        The files written (existing files are kept unless ``force``).
+    """
+    written = []
+    for group, text in zip(("validate", "features"), texts, strict=True):
+        path = conf_dir / group / f"{name}.yaml"
+        if path.exists() and not force:
+            print(f"kept {path} (exists; --force overwrites it)", file=sys.stderr)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        written.append(path)
+    return written
+
+
+# ---------------------------------------------------------------------- CLI
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Options of ``prefab schema infer`` (shared with ``python -m``)."""
+    p.add_argument("data_uri", nargs="?", default=None,
+                   help="CSV/Parquet: a path, s3://bucket/key or pkg://package/path "
+                   "(default: data.uri of --dataset)")
+    p.add_argument("--dataset", default=None,
+                   help="read conf/data/DATASET.yaml for the location, target and preparation")
+    p.add_argument("--target", default=None, help="the target column (required with DATA_URI)")
+    p.add_argument("--problem-type", choices=PROBLEM_TYPES, default=None,
+                   help="binary | multiclass | regression (default: guessed from the target)")
+    p.add_argument("--time-column", default=None, help="timestamp column (parsed as a date)")
+    p.add_argument("--name", default=None,
+                   help="data set name for the written files (default: the file name's stem)")
+    p.add_argument("--derive", default=None, metavar="EXPR",
+                   help="pandas expression computing the target, e.g. 'arr_delay > 15'")
+    p.add_argument("--config-dir", default="conf", type=Path,
+                   help="the project's conf/ directory (default: ./conf)")
+    p.add_argument("--write", action="store_true",
+                   help="write conf/validate/NAME.yaml and conf/features/NAME.yaml")
+    p.add_argument("--force", action="store_true", help="with --write: overwrite existing files")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--from-copier", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def _data_config(args: argparse.Namespace) -> Any:
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from prefab_mlops.config import DataConfig
+    from prefab_mlops.core.errors import ConfigError
+
+    if args.dataset:
+        path = args.config_dir / "data" / f"{args.dataset}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"No data config {path}.",
+                              fix="Pass --dataset with a file name from conf/data/, or "
+                              "--config-dir.")
+        try:
+            cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), OmegaConf.load(path))
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"{path} is not a valid data config: {exc}",
+                              fix="Compare it with DataConfig in prefab_mlops/config.py.") from None
+        for key in ("data_uri", "target", "problem_type", "time_column"):
+            value = getattr(args, key)
+            if value is not None:
+                cfg[{"data_uri": "uri"}.get(key, key)] = value
+        data = OmegaConf.to_object(cfg)
+    else:
+        if not args.data_uri or not args.target:
+            raise ConfigError("Give DATA_URI and --target, or --dataset NAME.",
+                              fix="e.g. prefab schema infer data/sales.csv --target churned")
+        stem = re.sub(r"[^a-z0-9_]", "_", Path(args.data_uri.split("#")[-1]).name.split(".")[0]
+                      .lower()) or "data"
+        data = DataConfig(name=args.name or stem, uri=args.data_uri,
+                          problem_type=args.problem_type or "binary",
+                          target=args.target, time_column=args.time_column or None,
+                          parse_dates=[args.time_column] if args.time_column else [])
+    if args.derive:
+        data.derive = {data.target: args.derive}
+    return data
+
+
+def _s3_config() -> Any:
+    import os
+
+    from prefab_mlops.core.storage import S3Config
+
+    return S3Config(endpoint_url=os.environ.get("PREFAB_S3_ENDPOINT_URL") or None,
+                    region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Infer, then print or write. Returns the process exit code."""
+    import json
+
+    names = COPIER_NAMES if args.from_copier else Names()
+    root = args.config_dir.resolve().parent
+    if args.from_copier:
+        try:
+            import omegaconf  # noqa: F401
+            import pandas  # noqa: F401
+        except ImportError as exc:
+            return _copier_placeholder(args, f"{exc.name} is not importable from "
+                                       f"{sys.executable}")
+    data = _data_config(args)
+    if args.from_copier and data.uri.startswith("s3://"):
+        return _copier_placeholder(args, f"{data.uri} is on S3, which is not read while the "
+                                   "project is generated")
+    frame = read_prepared(data, root, _s3_config(), names)
+    if not args.dataset and args.problem_type is None:
+        data.problem_type = guess_problem_type(frame[data.target])
+    schema = infer(frame, data.target, data.problem_type, data.time_column, data.derive,
+                   data.uri, names)
+    texts = render(schema, data.name, data.uri)
+    if args.write or args.from_copier:
+        written = write(args.config_dir, data.name, texts, args.force)
+        for path in written:
+            print(f"wrote {path}", file=sys.stderr)
+        for note in schema.notes:
+            print(f"note: {note}", file=sys.stderr)
+    elif args.json:
+        print(json.dumps({"name": data.name, "rows": schema.rows, "validate": schema.validate,
+                          "features": schema.features, "notes": schema.notes}, indent=2,
+                         default=str))
+    else:
+        print(f"# --- conf/validate/{data.name}.yaml\n{texts[0]}\n"
+              f"# --- conf/features/{data.name}.yaml\n{texts[1]}", end="")
+    return 0
+
+
+def _copier_placeholder(args: argparse.Namespace, reason: str) -> int:
+    name = args.dataset or "data"
+    command = f"prefab schema infer --dataset {name} --write --force"
+    written = write(args.config_dir, name, placeholders(name, reason, command), force=False)
+    print(f"note: the validation schema and features of '{name}' were not inferred: {reason}.\n"
+          f"      Wrote placeholders {[str(p) for p in written]}; once the data can be read, "
+          f"run:\n        {command}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m prefab_mlops.scaffold.schema_infer``: see the module docstring."""
+    parser = add_arguments(argparse.ArgumentParser(
+        prog="python -m prefab_mlops.scaffold.schema_infer", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter))
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except PrefabError as exc:
+        where = "Project generation stopped: " if args.from_copier else ""
+        print(f"error: {where}{exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,345 @@
+"""Request validation against a registered model's ``features.input_schema``.
+
+The schema is compiled once per loaded model into a :class:`RecordValidator`.
+Validation is done in plain Python (no pydantic model per request: the schema
+is only known at run time and changes with every promoted version) and yields
+the rows *column-wise*, normalised for the model:
+
+* ``numeric``: JSON numbers; ``null`` is a missing value (the pipeline imputes it);
+  booleans and strings are type errors.
+* ``categorical``: JSON strings; ``null`` is missing. A value outside the training
+  categories is rejected (``unknown_category="reject"``, 422 naming the field and
+  the allowed values) or accepted and flagged (``"accept"``: the model's own
+  unseen-value handling applies, the response carries a warning).
+* ``datetime``: ISO 8601 strings (``2013-01-01T05:00:00Z``, ``2013-01-01 05:00:00``,
+  ``2013-01-01``); ``null`` is missing. Values are converted to the time zone of
+  the training column; a value without an offset is read as UTC, as
+  :class:`prefab_mlops.core.transformers.DatetimeParts` reads strings.
+
+A field that is missing from a record is an error (send ``null`` for a missing
+value). Fields that are not model inputs but were columns of the training data
+(``data.columns`` in the manifest, e.g. ids) are accepted and kept for the request
+log; any other field is rejected (or ignored with ``extra_fields="ignore"``).
+Every problem is collected (up to :data:`MAX_ERRORS`), then reported at once.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from prefab_mlops.serve.errors import RequestInvalid
+
+MAX_ERRORS = 50
+_NUMBER_TYPES = frozenset({int, float, type(None)})
+_STRING_TYPES = frozenset({str, type(None)})
+_DT_CACHE = 4096  # parsed datetime strings kept per model (requests repeat timestamps)
+_SHOW_CATEGORIES = 40  # allowed values listed in one error message
+_CATEGORY_CAP = 1000  # featurize stores at most this many categories per column
+_UTC = _dt.UTC
+
+
+def _target_tz(dtype: str) -> _dt.tzinfo | None:
+    """The zone a datetime column had in training; ``None`` for naive datetimes.
+
+    ``datetime64[us, UTC]`` → UTC, ``datetime64[ns]`` → naive, and anything else
+    (strings parsed by ``DatetimeParts``) → UTC.
+    """
+    if dtype.startswith("datetime64"):
+        inner = dtype[dtype.index("[") + 1: -1] if "[" in dtype else ""
+        if "," not in inner:
+            return None
+        name = inner.split(",", 1)[1].strip()
+        return _UTC if name.upper() in ("UTC", "Z", "+00:00") else ZoneInfo(name)
+    return _UTC
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One input column of the model."""
+
+    name: str
+    kind: str  # numeric | categorical | datetime
+    dtype: str
+    categories: frozenset[str] | None = None
+    allowed: tuple[str, ...] = ()
+    tz: _dt.tzinfo | None = None
+
+
+@dataclass
+class Validated:
+    """Valid rows, column-wise.
+
+    Attributes:
+        columns: Model input column → one normalised value per row (``None`` = missing).
+        extras: Accepted non-input fields → one value per row (for the request log).
+        rows: Number of rows.
+        warnings: Flags raised on accepted rows (unknown categories in ``accept`` mode).
+    """
+
+    columns: dict[str, list[Any]]
+    extras: dict[str, list[Any]]
+    rows: int
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+        self.total = 0
+
+    def add(self, loc: tuple[Any, ...], msg: str, kind: str, **ctx: Any) -> None:
+        self.total += 1
+        if len(self.items) < MAX_ERRORS:
+            err: dict[str, Any] = {"loc": list(loc), "msg": msg, "type": kind}
+            if ctx:
+                err["ctx"] = ctx
+            self.items.append(err)
+
+    def raise_if_any(self) -> None:
+        if self.total:
+            raise RequestInvalid(self.items, total=self.total)
+
+
+def _describe(value: Any) -> str:
+    if value is True or value is False:
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+class RecordValidator:
+    """Validate JSON records against one model's input schema.
+
+    Args:
+        input_schema: The manifest's ``features.input_schema``.
+        data_columns: The manifest's ``data.columns`` (training data columns);
+            non-input ones are accepted as extra fields.
+        target: The target column name (never accepted as an input).
+        unknown_category: ``reject`` or ``accept`` (settings ``unknown_category``).
+        extra_fields: ``reject`` or ``ignore`` (settings ``extra_fields``).
+        max_rows: Most records per request (settings ``max_rows``).
+    """
+
+    def __init__(self, input_schema: dict[str, dict[str, Any]], data_columns: list[str],
+                 target: str | None, unknown_category: str = "reject",
+                 extra_fields: str = "reject", max_rows: int = 1000) -> None:
+        specs = []
+        for name, spec in input_schema.items():
+            kind = spec.get("kind")
+            dtype = str(spec.get("dtype", ""))
+            if kind == "categorical":
+                cats = [str(c) for c in spec.get("categories") or []]
+                # featurize caps the stored list; a capped list cannot say what is unknown
+                known = frozenset(cats) if 0 < len(cats) < _CATEGORY_CAP else None
+                specs.append(FieldSpec(name, kind, dtype, known, tuple(cats)))
+            elif kind == "datetime":
+                specs.append(FieldSpec(name, kind, dtype, tz=_target_tz(dtype)))
+            elif kind == "numeric":
+                specs.append(FieldSpec(name, kind, dtype))
+            else:
+                raise ValueError(f"input_schema column '{name}' has unknown kind {kind!r}")
+        self.specs = tuple(specs)
+        self.names = tuple(s.name for s in specs)
+        self._inputs = frozenset(self.names)
+        self.extra_names = tuple(c for c in data_columns
+                                 if c not in self._inputs and c != target)
+        self._extras = frozenset(self.extra_names)
+        self.unknown_category = unknown_category
+        self.extra_fields = extra_fields
+        self.max_rows = max_rows
+        self._dt_cache: dict[str, dict[str, Any]] = {}  # column -> text -> parsed
+
+    # ------------------------------------------------------------- shape
+    def records(self, payload: Any) -> tuple[list[Any], tuple[Any, ...], bool]:
+        """The list of records in a parsed body, the ``loc`` prefix, and single-ness.
+
+        Accepted bodies: one record (an object), an array of records, or
+        ``{"records": [...]}``.
+
+        Raises:
+            RequestInvalid: not an object/array, empty, or more than ``max_rows``.
+        """
+        if isinstance(payload, list):
+            recs, prefix, single = payload, ("body",), False
+        elif isinstance(payload, dict):
+            if "records" in payload and "records" not in self._inputs:
+                recs, prefix, single = payload["records"], ("body", "records"), False
+                if not isinstance(recs, list):
+                    raise RequestInvalid([{
+                        "loc": list(prefix), "type": "list_type",
+                        "msg": f"'records' must be an array of objects, not {_describe(recs)}"}])
+                extra = sorted(k for k in payload if k != "records")
+                if extra and self.extra_fields == "reject":
+                    raise RequestInvalid([{
+                        "loc": ["body", extra[0]], "type": "extra_forbidden",
+                        "msg": f"unexpected top-level field(s) {extra} next to 'records'"}])
+            else:
+                recs, prefix, single = [payload], ("body",), True
+        else:
+            raise RequestInvalid([{
+                "loc": ["body"], "type": "model_type",
+                "msg": "expected one record (a JSON object), an array of records, or "
+                       f"{{\"records\": [...]}}; got {_describe(payload)}"}])
+        if not recs:
+            raise RequestInvalid([{"loc": list(prefix), "type": "too_short",
+                                   "msg": "no records: send at least one record"}])
+        if len(recs) > self.max_rows:
+            raise RequestInvalid([{
+                "loc": list(prefix), "type": "too_long",
+                "msg": f"{len(recs)} records in one request; at most {self.max_rows} are "
+                       "accepted (split the batch, or start the server with a larger "
+                       "--max-rows)",
+                "ctx": {"max_rows": self.max_rows, "rows": len(recs)}}])
+        return recs, prefix, single
+
+    # ------------------------------------------------------------- values
+    def validate(self, payload: Any) -> Validated:
+        """Validate a parsed request body.
+
+        A column-wise pass accepts the common case (every record holds exactly the
+        input fields, with valid values) cheaply; anything else goes through the
+        row-by-row pass, which names every problem.
+
+        Raises:
+            RequestInvalid: every problem found (up to :data:`MAX_ERRORS`).
+        """
+        recs, prefix, single = self.records(payload)
+        fast = self._columnwise(recs)
+        if fast is not None:
+            return fast
+        return self._rowwise(recs, prefix, single)
+
+    def _columnwise(self, recs: list[Any]) -> Validated | None:
+        """The rows column by column if all of them are valid and plain, else ``None``."""
+        n_inputs = len(self.specs)
+        for rec in recs:
+            if type(rec) is not dict or len(rec) != n_inputs:
+                return None
+        columns: dict[str, list[Any]] = {}
+        for spec in self.specs:
+            name = spec.name
+            try:
+                values = [rec[name] for rec in recs]
+            except KeyError:
+                return None
+            kinds = set(map(type, values))
+            if spec.kind == "numeric":
+                if not kinds <= _NUMBER_TYPES:
+                    return None
+            elif spec.kind == "categorical":
+                if not kinds <= _STRING_TYPES:
+                    return None
+                if spec.categories is not None and not spec.categories.issuperset(
+                        v for v in values if v is not None):
+                    return None
+            else:
+                if not kinds <= _STRING_TYPES:
+                    return None
+                cache = self._dt_cache.setdefault(name, {})
+                parsed = [None if v is None else cache.get(v) or self._datetime(v, spec)
+                          for v in values]
+                for v, ts in zip(values, parsed, strict=True):
+                    if v is not None and ts is None:
+                        return None
+                if len(cache) > _DT_CACHE:
+                    cache.clear()
+                cache.update((v, ts) for v, ts in zip(values, parsed, strict=True)
+                             if v is not None)
+                values = parsed
+            columns[name] = values
+        return Validated(columns, {}, len(recs), [])
+
+    def _rowwise(self, recs: list[Any], prefix: tuple[Any, ...], single: bool) -> Validated:
+        n = len(recs)
+        errors = _Errors()
+        columns: dict[str, list[Any]] = {s.name: [None] * n for s in self.specs}
+        extras: dict[str, list[Any]] = {}
+        warnings: list[dict[str, Any]] = []
+        n_inputs = len(self.specs)
+        for i, rec in enumerate(recs):
+            base = prefix if single else (*prefix, i)
+            if type(rec) is not dict:
+                errors.add(base, f"expected a JSON object with the model's input fields, "
+                           f"got {_describe(rec)}", "model_type")
+                continue
+            for spec in self.specs:
+                try:
+                    v = rec[spec.name]
+                except KeyError:
+                    errors.add((*base, spec.name), f"field '{spec.name}' is required "
+                               f"({spec.kind}; send null for a missing value)", "missing")
+                    continue
+                if v is None:
+                    continue
+                kind = spec.kind
+                t = type(v)
+                if kind == "numeric":
+                    if t is int or t is float:
+                        columns[spec.name][i] = v
+                    else:
+                        errors.add((*base, spec.name), f"'{spec.name}' must be a number, "
+                                   f"not {_describe(v)} ({v!r:.40})", "number_type")
+                elif kind == "categorical":
+                    if t is not str:
+                        errors.add((*base, spec.name), f"'{spec.name}' must be a string, "
+                                   f"not {_describe(v)} ({v!r:.40})", "string_type")
+                        continue
+                    if spec.categories is not None and v not in spec.categories:
+                        if self.unknown_category == "reject":
+                            shown = list(spec.allowed[:_SHOW_CATEGORIES])
+                            more = len(spec.allowed) - len(shown)
+                            errors.add((*base, spec.name),
+                                       f"'{spec.name}' = {v!r:.40} is not a category the "
+                                       f"model was trained on; allowed: {shown}"
+                                       + (f" and {more} more" if more > 0 else ""),
+                                       "unknown_category", allowed=list(spec.allowed))
+                            continue
+                        warnings.append({"row": i, "field": spec.name, "value": v,
+                                         "type": "unknown_category"})
+                    columns[spec.name][i] = v
+                else:
+                    parsed = self._datetime(v, spec) if t is str else None
+                    if parsed is None:
+                        errors.add((*base, spec.name), f"'{spec.name}' must be an ISO 8601 "
+                                   f"date-time string such as '2013-01-01T05:00:00Z', not "
+                                   f"{_describe(v)} ({v!r:.40})", "datetime_parsing")
+                    else:
+                        columns[spec.name][i] = parsed
+            if len(rec) != n_inputs or not rec.keys() <= self._inputs:
+                for key in rec:
+                    if key in self._inputs:
+                        continue
+                    if key in self._extras:
+                        extras.setdefault(key, [None] * n)[i] = rec[key]
+                    elif self.extra_fields == "reject":
+                        errors.add((*base, key), f"unexpected field '{key}': not an input of "
+                                   f"the model; inputs are {list(self.names)}"
+                                   + (f", optional extra fields {list(self.extra_names)}"
+                                      if self.extra_names else ""), "extra_forbidden")
+        errors.raise_if_any()
+        return Validated(columns, extras, n, warnings)
+
+    @staticmethod
+    def _datetime(value: str, spec: FieldSpec) -> _dt.datetime | None:
+        try:
+            ts = _dt.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if spec.tz is None:  # naive training column: aware input as UTC wall clock
+            if ts.tzinfo is not None:
+                ts = ts.astimezone(_UTC).replace(tzinfo=None)
+            return ts
+        if ts.tzinfo is None:
+            return ts.replace(tzinfo=_UTC) if spec.tz is _UTC else ts.replace(
+                tzinfo=_UTC).astimezone(spec.tz)
+        return ts.astimezone(spec.tz)

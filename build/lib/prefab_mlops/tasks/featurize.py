@@ -1,0 +1,247 @@
+"""Featurize: seeded train/validation/test split and a fitted ``ColumnTransformer``.
+
+The transformer is built from ``conf/features`` (impute, scale, one-hot/ordinal/
+native categorical, datetime parts, drop), fitted on the train split only, and
+later saved *inside* the model as one inference pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prefab_mlops.tasks.ingest import Dataset
+from prefect import task
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    OneHotEncoder,
+    OrdinalEncoder,
+    RobustScaler,
+    StandardScaler,
+)
+
+from prefab_mlops.config import FeaturesConfig, TargetSpec
+from prefab_mlops.core.errors import DataError
+from prefab_mlops.core.fingerprint import lineage
+from prefab_mlops.core.transformers import DatetimeParts, NativeCategorical, as_str_object
+from prefab_mlops.orchestration.logs import get_logger
+from prefab_mlops.orchestration.payloads import Payload
+
+# Models pickled before this function moved to prefab_mlops still unpickle.
+_to_str_object = as_str_object
+
+MISSING_CATEGORY = "__missing__"
+
+
+@dataclass
+class Split:
+    """Raw feature rows and labels of one split."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+
+@dataclass
+class FeatureSet:
+    """The splits, the fitted preprocessor and what the model's input looks like.
+
+    ``Xt_train``/``Xt_valid`` are the transformed train/validation matrices, so the
+    train task does not transform again. ``test`` stays raw: evaluation runs the
+    full inference pipeline on it exactly as serving will. The splits and matrices
+    live in ``payload``, which the result cache stores apart and loads only when
+    they are read (see :mod:`prefab_mlops.orchestration.payloads`).
+    """
+
+    payload: Payload  # train, valid, test (Split), Xt_train, Xt_valid
+    preprocessor: ColumnTransformer
+    input_schema: dict[str, dict[str, Any]]
+    feature_names: list[str]
+    classes: list[Any] | None
+    problem_type: str
+    native_categorical: bool
+    split_info: dict[str, Any]
+    fingerprint: str
+
+    @property
+    def train(self) -> Split:
+        split: Split = self.payload["train"]
+        return split
+
+    @property
+    def valid(self) -> Split:
+        split: Split = self.payload["valid"]
+        return split
+
+    @property
+    def test(self) -> Split:
+        split: Split = self.payload["test"]
+        return split
+
+    @property
+    def Xt_train(self) -> Any:  # noqa: N802 - the usual name of a design matrix
+        return self.payload["Xt_train"]
+
+    @property
+    def Xt_valid(self) -> Any:  # noqa: N802
+        return self.payload["Xt_valid"]
+
+
+def build_preprocessor(cfg: FeaturesConfig) -> ColumnTransformer:
+    """The (unfitted) ``ColumnTransformer`` described by ``conf/features``."""
+    parts: list[tuple[str, Any, list[str]]] = []
+    num = cfg.numeric
+    if num.columns:
+        steps: list[tuple[str, Any]] = []
+        if num.impute != "none":
+            strategy = "constant" if num.impute == "zero" else num.impute
+            steps.append(("impute", SimpleImputer(strategy=strategy, fill_value=0)))
+        if num.scale == "standard":
+            steps.append(("scale", StandardScaler()))
+        elif num.scale == "robust":
+            steps.append(("scale", RobustScaler()))
+        parts.append(("num", Pipeline(steps) if steps else "passthrough", list(num.columns)))
+    cat = cfg.categorical
+    if cat.columns:
+        steps = [("as_str", FunctionTransformer(as_str_object, feature_names_out="one-to-one"))]
+        if cat.impute != "none" and cat.encoding != "native":
+            steps.append(("impute", SimpleImputer(
+                strategy="constant" if cat.impute == "constant" else "most_frequent",
+                fill_value=MISSING_CATEGORY)))
+        if cat.encoding == "onehot":
+            steps.append(("encode", OneHotEncoder(handle_unknown="infrequent_if_exist"
+                                                  if cat.min_frequency else "ignore",
+                                                  min_frequency=cat.min_frequency,
+                                                  sparse_output=False, dtype=np.float32)))
+        elif cat.encoding == "ordinal":
+            steps.append(("encode", OrdinalEncoder(
+                handle_unknown="use_encoded_value", unknown_value=-1,
+                encoded_missing_value=-1, min_frequency=cat.min_frequency, dtype=np.float32)))
+        else:
+            steps.append(("encode", NativeCategorical()))
+        parts.append(("cat", Pipeline(steps), list(cat.columns)))
+    if cfg.datetime.columns:
+        parts.append(("dt", DatetimeParts(parts=list(cfg.datetime.parts)),
+                      list(cfg.datetime.columns)))
+    if cfg.drop:
+        parts.append(("dropped", "drop", list(cfg.drop)))
+    ct = ColumnTransformer(parts, remainder=cfg.remainder, verbose_feature_names_out=False)
+    if cat.columns and cat.encoding == "native":
+        ct.set_output(transform="pandas")
+    return ct
+
+
+def _input_schema(X: pd.DataFrame, cfg: FeaturesConfig) -> dict[str, dict[str, Any]]:
+    """What a caller must send to the model: one entry per input column."""
+    schema: dict[str, dict[str, Any]] = {}
+    for col in cfg.numeric.columns:
+        schema[col] = {"kind": "numeric", "dtype": str(X[col].dtype)}
+    for col in cfg.categorical.columns:
+        cats = sorted(map(str, X[col].dropna().unique().tolist()))
+        schema[col] = {"kind": "categorical", "dtype": "str", "categories": cats[:1000]}
+    for col in cfg.datetime.columns:
+        schema[col] = {"kind": "datetime", "dtype": str(X[col].dtype)}
+    return schema
+
+
+def _labels(y: pd.Series, target: TargetSpec) -> tuple[np.ndarray, list[Any] | None]:
+    if target.problem_type == "regression":
+        return y.to_numpy(dtype="float64"), None
+    classes = sorted(pd.unique(y.dropna()).tolist(), key=lambda v: (str(type(v)), v))
+    index = {c: i for i, c in enumerate(classes)}
+    return y.map(index).to_numpy(dtype="int64"), [
+        c.item() if hasattr(c, "item") else c for c in classes]
+
+
+def split_rows(frame: pd.DataFrame, y: np.ndarray, cfg: FeaturesConfig, seed: int,
+               time_column: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row positions of train, validation and test (pure, seeded)."""
+    n = len(frame)
+    idx = np.arange(n)
+    sp = cfg.split
+    if sp.strategy == "time":
+        col = sp.time_column or time_column
+        order = np.argsort(frame[col].to_numpy(), kind="stable")
+        n_test = int(round(n * sp.test_size))
+        n_valid = int(round(n * sp.valid_size))
+        return (order[: n - n_test - n_valid], order[n - n_test - n_valid: n - n_test],
+                order[n - n_test:])
+    strat = y if sp.strategy == "stratified" else None
+    rest, test = train_test_split(idx, test_size=sp.test_size, random_state=seed,
+                                  stratify=strat)
+    if sp.valid_size <= 0:
+        return rest, rest[:0], test
+    valid_share = sp.valid_size / (1 - sp.test_size)
+    train, valid = train_test_split(rest, test_size=valid_share, random_state=seed + 1,
+                                    stratify=strat[rest] if strat is not None else None)
+    return np.sort(train), np.sort(valid), np.sort(test)
+
+
+@task(name="featurize", persist_result=True)
+def featurize(data: Dataset, cfg: FeaturesConfig, target: TargetSpec, seed: int) -> FeatureSet:
+    """Split ``data`` and fit the preprocessing on the train split only.
+
+    Args:
+        data: The validated data set.
+        cfg: ``conf/features``: split strategy and sizes, column recipes.
+        target: Target column and problem type (from ``conf/data``).
+        seed: Global seed (``seed``) for the split.
+
+    Returns:
+        A :class:`FeatureSet`.
+
+    Raises:
+        DataError: a feature column is missing, or a split would be empty.
+    """
+    frame = data.frame
+    feature_cols = [*cfg.numeric.columns, *cfg.categorical.columns, *cfg.datetime.columns]
+    if cfg.remainder == "passthrough":
+        listed = {*feature_cols, *cfg.drop, target.name}
+        feature_cols += [c for c in frame.columns if c not in listed]
+    missing = [c for c in [*feature_cols, target.name] if c not in frame.columns]
+    if missing:
+        raise DataError(f"Data set '{data.name}' has no column(s) {missing} named in "
+                        f"conf/features; it has {list(frame.columns)}.",
+                        fix="Fix the column lists in conf/features or data.columns.")
+    y, classes = _labels(frame[target.name], target)
+    if len(frame) < 10:
+        raise DataError(f"Data set '{data.name}' has only {len(frame)} rows; a train/"
+                        "validation/test split needs at least 10.",
+                        fix="Use more data (validate.min_rows guards this earlier).")
+    try:
+        tr, va, te = split_rows(frame, y, cfg, seed, data.time_column)
+    except ValueError as exc:  # e.g. a class too rare to stratify
+        raise DataError(f"Cannot split data set '{data.name}' ({len(frame)} rows) with "
+                        f"strategy '{cfg.split.strategy}': {exc}",
+                        fix="Use more data, or features.split.strategy=random.") from None
+    if min(len(tr), len(te)) == 0:
+        raise DataError(f"Split of {len(frame)} rows left an empty train or test set.",
+                        fix="Use more data or change features.split sizes.")
+    X = frame[feature_cols]
+    splits = [Split(X.iloc[i].reset_index(drop=True), y[i]) for i in (tr, va, te)]
+    pre = build_preprocessor(cfg)
+    Xt_train = pre.fit_transform(splits[0].X, splits[0].y)
+    Xt_valid = pre.transform(splits[1].X) if len(splits[1]) else None
+    names = [str(n) for n in pre.get_feature_names_out()]
+    info = {"strategy": cfg.split.strategy, "train_rows": len(tr), "valid_rows": len(va),
+            "test_rows": len(te), "seed": seed}
+    if cfg.split.strategy == "time":
+        col = cfg.split.time_column or data.time_column
+        info["test_from"] = str(frame[col].iloc[te].min())
+    get_logger().info("Split %s rows: %s train / %s valid / %s test (%s); %s features",
+                      len(frame), len(tr), len(va), len(te), cfg.split.strategy, len(names))
+    return FeatureSet(payload=Payload(train=splits[0], valid=splits[1], test=splits[2],
+                                      Xt_train=Xt_train, Xt_valid=Xt_valid),
+                      preprocessor=pre, input_schema=_input_schema(X, cfg), feature_names=names,
+                      classes=classes, problem_type=target.problem_type,
+                      native_categorical=cfg.categorical.encoding == "native"
+                      and bool(cfg.categorical.columns),
+                      split_info=info, fingerprint=lineage(featurize, data, cfg, target, seed))

@@ -1,0 +1,162 @@
+"""Ingest: read a CSV or Parquet data set from a local path, ``s3://`` or ``pkg://``.
+
+The task returns a :class:`Dataset`: the prepared frame plus a content
+fingerprint (used for caching and lineage) and the location of an immutable,
+content-addressed Parquet snapshot, so the exact data a model was trained on can
+always be retrieved.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pandas as pd
+from prefect import task
+
+from prefab_mlops.config import DataConfig, PathsConfig
+from prefab_mlops.core.fingerprint import code_hash, lineage, stable_hash
+from prefab_mlops.core.storage import (
+    StorageConfig,
+    member_bytes,
+    object_store,
+    parse_location,
+    read_source,
+    source_fingerprint,
+)
+from prefab_mlops.datasets import parse_bytes, prepare
+from prefab_mlops.datasets import stats as _stats
+from prefab_mlops.orchestration.logs import get_logger
+from prefab_mlops.orchestration.payloads import Payload
+from prefab_mlops.orchestration.retries import retry_transient
+
+
+@dataclass
+class Dataset:
+    """A prepared data set and where it came from.
+
+    Build one with :meth:`Dataset.of`. The frame lives in ``payload``, which the
+    result cache stores apart and loads only when ``frame`` is read (see
+    :mod:`prefab_mlops.orchestration.payloads`); ``rows`` and ``columns`` never need it.
+
+    Attributes:
+        name: ``data.name``.
+        payload: Holds ``frame``: the rows after ``dropna``/``derive``/``columns``/
+            ``window``/``sample_rows``.
+        fingerprint: Identifies the content (source bytes + preparation config + code).
+        source: Display form of the location read.
+        source_fingerprint: Fingerprint of the raw source bytes alone.
+        snapshot_uri: Immutable Parquet copy of ``frame`` (None if snapshots are off).
+        target: Target column name.
+        rows: Number of rows of ``frame``.
+        columns: Column names of ``frame``.
+        time_column: Time column name, if any.
+    """
+
+    name: str
+    payload: Payload
+    fingerprint: str
+    source: str
+    source_fingerprint: str
+    snapshot_uri: str | None
+    target: str
+    rows: int
+    columns: list[str]
+    time_column: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, **facts: Any) -> Dataset:
+        """A Dataset holding ``frame``; ``facts`` are the other fields but rows/columns."""
+        return cls(**_holding(frame), **facts)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        frame: pd.DataFrame = self.payload["frame"]
+        return frame
+
+    def with_frame(self, frame: pd.DataFrame) -> Dataset:
+        """A copy of this Dataset holding ``frame`` instead (same other facts)."""
+        return replace(self, **_holding(frame))
+
+    def lineage_record(self) -> dict[str, Any]:
+        """JSON-safe description stored with registered models."""
+        return {"name": self.name, "source": self.source, "fingerprint": self.fingerprint,
+                "source_fingerprint": self.source_fingerprint,
+                "snapshot_uri": self.snapshot_uri, "rows": self.rows,
+                "columns": list(self.columns), **self.stats}
+
+
+def _holding(frame: pd.DataFrame) -> dict[str, Any]:
+    """The Dataset fields that hold or describe ``frame``."""
+    return {"payload": Payload(frame=frame), "rows": len(frame),
+            "columns": [str(c) for c in frame.columns]}
+
+
+def _ingest_key(inputs: dict[str, Any]) -> str:
+    """Extra cache-key part: the current content fingerprint of the data source."""
+    cfg: DataConfig = inputs["cfg"]
+    paths: PathsConfig = inputs["paths"]
+    storage: StorageConfig = inputs["storage"]
+    return stable_hash(source_fingerprint(parse_location(cfg.uri, paths.root), storage.s3),
+                       _helpers_code())
+
+
+def _helpers_code() -> str:
+    """Code of the shared parsing/preparing helpers (part of ingest's lineage)."""
+    return stable_hash(code_hash(parse_bytes), code_hash(prepare))
+
+
+# --------------------------------------------------------------------- task
+@task(name="ingest", retry_condition_fn=retry_transient, persist_result=True)
+def ingest(cfg: DataConfig, paths: PathsConfig, storage: StorageConfig, seed: int) -> Dataset:
+    """Read and prepare the data set named by ``conf/data``.
+
+    Args:
+        cfg: ``conf/data``: location, format, target derivation, window, sampling.
+        paths: ``conf/paths``: project root (for relative paths) and snapshot dir.
+        storage: ``conf/storage``: S3 connection and where snapshots go.
+        seed: Global seed (``seed``), used by ``sample_rows``.
+
+    Returns:
+        The prepared :class:`Dataset` with its fingerprint and snapshot location.
+
+    Raises:
+        DataSourceNotFound: the location does not exist.
+        DataFormatError: empty, malformed or duplicate-column file.
+        DataError: columns named in the config are missing.
+        TransientError: S3 could not be reached (retried).
+    """
+    log = get_logger()
+    loc = parse_location(cfg.uri, paths.root)
+    # One read: the fingerprint hashes the bytes that are parsed (for a '#member', the
+    # archive they come from), not a second read of a file that may have changed since.
+    whole = read_source(replace(loc, member=None), storage.s3)
+    src_fp = source_fingerprint(loc, storage.s3, whole)
+    raw = member_bytes(whole, loc)
+    del whole
+    frame = parse_bytes(raw, loc, cfg.format, cfg.parse_dates)
+    del raw
+    frame = prepare(frame, cfg, seed, loc.display)
+    fingerprint = lineage(ingest, src_fp, cfg, seed, _helpers_code())
+    snapshot_uri = None
+    if cfg.snapshot:
+        store = object_store(storage, f"{paths.data_dir}/snapshots", "snapshots")
+        key = f"{cfg.name}/{fingerprint}.parquet"
+        if not store.exists(key):
+            buf = io.BytesIO()
+            frame.to_parquet(buf, index=False)
+            store.put_if_absent(key, buf.getvalue())
+        snapshot_uri = store.uri(key)
+    log.info("Ingested %s rows x %s columns from %s (fingerprint %s)", len(frame),
+             frame.shape[1], loc.display, fingerprint[:12])
+    return Dataset.of(frame, name=cfg.name, fingerprint=fingerprint, source=loc.display,
+                      source_fingerprint=src_fp, snapshot_uri=snapshot_uri, target=cfg.target,
+                      time_column=cfg.time_column, stats=_stats(frame, cfg.time_column))
+
+
+def load_snapshot(uri: str, storage: StorageConfig) -> pd.DataFrame:
+    """Read back the exact data a model was trained on from its snapshot URI."""
+    loc = parse_location(uri)
+    return pd.read_parquet(io.BytesIO(read_source(loc, storage.s3)))

@@ -1,0 +1,306 @@
+"""Monitor: drift and quality of a current batch against the production model.
+
+Uses Evidently's current API (``evidently.Report`` with one ``ValueDrift`` metric
+per input column and Evidently's default drift method for each; never
+``evidently.legacy`` directly): per-column drift, the share of drifted columns and
+the dataset-drift decision (the ``DataDriftPreset`` rule: drift when the share
+reaches ``monitor.drift_share``, computed once from the per-column results rather
+than three times as the preset does), drift of the model's predictions, and model
+quality (Evidently's classification/regression preset) when the batch has labels.
+The reference is the sample stored with the model at registration, so the
+training set is never reloaded; the current batch is sampled down to
+``monitor.max_rows`` so a 1M-row batch stays fast.
+
+When the batch drifts, :func:`emit_drift_event` emits the Prefect event
+``prefab.model.drift-detected`` (configurable) that the ``retrain-on-drift``
+deployment is triggered by.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prefab_mlops.tasks.evaluate import compute_metrics
+from prefab_mlops.tasks.featurize import Split
+from prefect import task
+
+from prefab_mlops.config import MonitorConfig, TargetSpec
+from prefab_mlops.core.fingerprint import lineage
+from prefab_mlops.orchestration.logs import get_logger
+from prefab_mlops.orchestration.retries import retry_transient
+
+PREDICTION = "__prediction__"
+TARGET = "__target__"
+DRIFT_EVENT = "prefab.model.drift-detected"
+
+
+@dataclass
+class DriftReport:
+    """Outcome of :func:`detect_drift` (JSON-safe except ``html``)."""
+
+    model_name: str
+    model_version: int
+    dataset_drift: bool
+    drift_share: float
+    threshold: float
+    drifted_columns: list[str]
+    columns: dict[str, dict[str, Any]]
+    prediction_drift: dict[str, Any] | None
+    quality: dict[str, float] | None
+    rows_current: int
+    rows_sampled: int
+    rows_reference: int
+    fingerprint: str
+    html: bytes = field(default=b"", repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k != "html"}
+        return d
+
+    def to_markdown(self, report_uri: str | None = None) -> str:
+        rows = "\n".join(
+            f"| {c} | {v['method']} | {v['score']:.4f} | {v['threshold']} | "
+            f"{'**drift**' if v['drifted'] else 'ok'} |" for c, v in self.columns.items())
+        pred = self.prediction_drift
+        return "\n".join([
+            f"# Drift report: `{self.model_name}` v{self.model_version}",
+            f"**Dataset drift**: {'YES' if self.dataset_drift else 'no'} - "
+            f"{len(self.drifted_columns)}/{len(self.columns)} columns drifted "
+            f"(share {self.drift_share:.2f}, threshold {self.threshold})",
+            "**Prediction drift**: " + ("n/a" if pred is None
+                                        else ("YES" if pred["drifted"] else "no")),
+            f"**Rows**: {self.rows_current:,} current ({self.rows_sampled:,} sampled), "
+            f"{self.rows_reference:,} reference",
+            f"**Quality on labelled batch**: {self.quality or 'no labels'}",
+            f"**Full report**: {report_uri or '-'}", "",
+            "| column | method | score | threshold | status |", "|---|---|---|---|---|", rows])
+
+
+def _columns(input_schema: dict[str, dict[str, Any]],
+             only: list[str] | None) -> tuple[list[str], list[str]]:
+    num = [c for c, s in input_schema.items() if s["kind"] == "numeric"]
+    cat = [c for c, s in input_schema.items() if s["kind"] == "categorical"]
+    if only is not None:
+        num = [c for c in num if c in only]
+        cat = [c for c in cat if c in only]
+    return num, cat
+
+
+def _predictions(model: Any, X: pd.DataFrame, problem_type: str) -> np.ndarray:
+    if problem_type == "binary":
+        return np.asarray(model.predict_proba(X))[:, 1]
+    if problem_type == "multiclass":
+        return np.asarray(model.predict(X)).astype(str)
+    return np.asarray(model.predict(X), dtype="float64")
+
+
+def _frame(X: pd.DataFrame, num: list[str], cat: list[str], pred: np.ndarray,
+           y: np.ndarray | None) -> pd.DataFrame:
+    out = X[num].apply(pd.to_numeric, errors="coerce").astype("float64")
+    for c in cat:
+        out[c] = X[c].astype("object").where(X[c].notna(), None).astype(str)
+    out[PREDICTION] = pred
+    if y is not None:
+        out[TARGET] = y
+    return out.reset_index(drop=True)
+
+
+def run_evidently(current: pd.DataFrame, reference: pd.DataFrame, num: list[str],
+                  cat: list[str], cfg: MonitorConfig, problem_type: str,
+                  with_quality: bool) -> tuple[dict[str, Any], bytes]:
+    """Run the Evidently report; return its dict and its HTML."""
+    with warnings.catch_warnings():
+        # evidently 0.7 touches numpy.core at import time (DeprecationWarning on numpy 2)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from evidently import BinaryClassification, DataDefinition, Dataset, Regression, Report
+        from evidently.metrics import ValueDrift
+        from evidently.presets import ClassificationPreset, RegressionPreset
+
+    metrics: list[Any] = [ValueDrift(column=c) for c in [*num, *cat]]
+    pred_num = problem_type != "multiclass"
+    if cfg.prediction_drift:
+        metrics.append(ValueDrift(column=PREDICTION))
+    kwargs: dict[str, Any] = {}
+    if with_quality and problem_type == "binary":
+        kwargs["classification"] = [BinaryClassification(
+            target=TARGET, prediction_probas=PREDICTION, pos_label=1)]
+        metrics.append(ClassificationPreset())
+    elif with_quality and problem_type == "regression":
+        kwargs["regression"] = [Regression(target=TARGET, prediction=PREDICTION)]
+        metrics.append(RegressionPreset())
+    definition = DataDefinition(
+        numerical_columns=[*num, *([PREDICTION] if pred_num else []),
+                           *([TARGET] if with_quality and problem_type == "regression" else [])],
+        categorical_columns=[*cat, *([] if pred_num else [PREDICTION]),
+                             *([TARGET] if with_quality and problem_type == "binary" else [])],
+        **kwargs)
+    with warnings.catch_warnings():
+        # Evidently's correlation/statistics code divides by zero on constant columns.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        snapshot = Report(metrics, include_tests=True).run(
+            Dataset.from_pandas(current, data_definition=definition),
+            Dataset.from_pandas(reference, data_definition=definition))
+        result = snapshot.dict()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "report.html"
+            snapshot.save_html(str(path))
+            html = path.read_bytes()
+    return result, html
+
+
+def parse_drift(result: dict[str, Any], drift_share: float,
+                exclude: tuple[str, ...] = (PREDICTION,)
+                ) -> tuple[dict[str, dict[str, Any]], float, bool]:
+    """Per-column drift (score, method, threshold, drifted) and the dataset decision.
+
+    The decision follows Evidently's ``DataDriftPreset``: the data set drifts when
+    the share of drifted columns (``exclude``d ones aside) is at least ``drift_share``.
+    """
+    metrics = {m["id"]: m for m in result["metrics"]}
+    columns: dict[str, dict[str, Any]] = {}
+    share, dataset_drift = 0.0, False
+    for t in result["tests"]:
+        bound = t.get("bound_test") or {}
+        metric = metrics.get(bound.get("metric_fingerprint") or
+                             t.get("metric_config", {}).get("metric_id"))
+        if metric is None:
+            continue
+        mcfg = metric["config"]
+        status = str(getattr(t["status"], "value", t["status"]))
+        if mcfg.get("type", "").endswith("ValueDrift"):
+            columns[mcfg["column"]] = {"score": float(metric["value"]),
+                                       "method": mcfg.get("method"),
+                                       "threshold": mcfg.get("threshold"),
+                                       "drifted": status == "FAIL"}
+    counted = [v for c, v in columns.items() if c not in exclude]
+    if counted:
+        share = sum(v["drifted"] for v in counted) / len(counted)
+        dataset_drift = share >= drift_share
+    return columns, share, dataset_drift
+
+
+def _encode_labels(cur: pd.DataFrame, y_raw: pd.Series, classes: list[Any] | None,
+                   target: str) -> tuple[np.ndarray, pd.DataFrame]:
+    """Encode labels with the training class order; rows without a label are dropped.
+
+    Raises:
+        DataValidationError: the batch has labels the model was never trained on.
+    """
+    from prefab_mlops.core.errors import DataValidationError
+
+    if classes is None:
+        classes = sorted(pd.unique(y_raw.dropna()).tolist())
+    index = {c: i for i, c in enumerate(classes)}
+    index.update({str(c): i for i, c in enumerate(classes)})
+    keep = y_raw.notna().to_numpy()
+    y = y_raw[keep]
+    mapped = y.map(lambda v: index.get(v, index.get(str(v))))
+    unknown = sorted({str(v) for v in y[mapped.isna()].unique()})
+    if unknown:
+        raise DataValidationError(
+            f"Target '{target}' of the batch has labels {unknown[:10]} the model was not "
+            f"trained on (classes: {classes}).", [{"column": target, "rule": "known class",
+                                                   "count": int(mapped.isna().sum()),
+                                                   "examples": unknown[:5]}],
+            fix="Retrain with these classes, or monitor with monitor.labels=false.")
+    return mapped.to_numpy(dtype="int64"), cur.loc[keep]
+
+
+@task(name="detect-drift")
+def detect_drift(batch: pd.DataFrame, reference: pd.DataFrame, model: Any,
+                 input_schema: dict[str, dict[str, Any]], cfg: MonitorConfig,
+                 target: TargetSpec, model_name: str, model_version: int,
+                 seed: int, classes: list[Any] | None = None) -> DriftReport:
+    """Compare ``batch`` with the model's reference sample.
+
+    Args:
+        batch: The current batch (validated; the target column is optional).
+        reference: The reference sample stored with the model (``reference.parquet``:
+            input columns plus ``__target__``).
+        model: The production inference pipeline.
+        input_schema: The model's input columns (from its manifest).
+        cfg: ``conf/monitor``: drift share, sampling budget, columns, quality.
+        target: Target column and problem type (from ``conf/data``).
+        model_name: Registry name.
+        model_version: Production version number.
+        seed: Global seed for sampling.
+        classes: The model's class labels in training order (classifiers), used to
+            encode the batch's labels exactly as training did.
+
+    Returns:
+        A :class:`DriftReport` including the HTML report bytes.
+    """
+    num, cat = _columns(input_schema, cfg.columns)
+    inputs = list(input_schema)
+    cur = batch.sample(n=cfg.max_rows, random_state=seed) if len(batch) > cfg.max_rows else batch
+    labelled = cfg.labels and target.name in cur.columns
+    y_cur = None
+    if labelled:
+        y_raw = cur[target.name]
+        if target.problem_type == "regression":
+            y_cur = y_raw.to_numpy(dtype="float64")
+        else:
+            y_cur, cur = _encode_labels(cur, y_raw, classes, target.name)
+    X_cur = cur[inputs].reset_index(drop=True)
+    X_ref = reference[inputs]
+    y_ref = reference[TARGET].to_numpy() if TARGET in reference.columns else None
+    current = _frame(X_cur, num, cat, _predictions(model, X_cur, target.problem_type),
+                     y_cur if labelled else None)
+    ref = _frame(X_ref, num, cat, _predictions(model, X_ref, target.problem_type),
+                 y_ref if labelled else None)
+    with_quality = bool(cfg.quality and labelled and target.problem_type != "multiclass")
+    result, html = run_evidently(current, ref, num, cat, cfg, target.problem_type, with_quality)
+    columns, share, dataset_drift = parse_drift(result, cfg.drift_share)
+    pred = columns.pop(PREDICTION, None)
+    quality = None
+    if labelled and y_cur is not None:
+        quality, _, _ = compute_metrics(model, Split(X_cur, y_cur), target.problem_type)
+    drifted = [c for c, v in columns.items() if v["drifted"]]
+    get_logger().info("Drift: %s/%s columns (share %.2f, threshold %s) -> dataset drift %s; "
+                      "prediction drift %s", len(drifted), len(columns), share,
+                      cfg.drift_share, dataset_drift, pred["drifted"] if pred else "n/a")
+    return DriftReport(model_name=model_name, model_version=model_version,
+                       dataset_drift=dataset_drift, drift_share=share,
+                       threshold=cfg.drift_share, drifted_columns=drifted, columns=columns,
+                       prediction_drift=pred, quality=quality, rows_current=len(batch),
+                       rows_sampled=len(cur), rows_reference=len(reference),
+                       fingerprint=lineage(detect_drift, cfg, target, model_name,
+                                           model_version, seed), html=html)
+
+
+@task(name="emit-drift-event", retry_condition_fn=retry_transient)
+def emit_drift_event(report: DriftReport, event: str, report_uri: str | None,
+                     batch_source: str) -> str | None:
+    """Emit the drift event for the model (the retrain-on-drift trigger).
+
+    The resource is ``prefab.model.<model_name>``; the payload carries the drift
+    share, drifted columns, model version, report location and batch source.
+
+    Returns:
+        The event id, or None if events are not available (no Prefect API).
+    """
+    from prefect.events import emit_event
+
+    ev = emit_event(
+        event=event,
+        resource={"prefect.resource.id": f"prefab.model.{report.model_name}",
+                  "prefect.resource.name": report.model_name,
+                  "prefab.model.version": str(report.model_version)},
+        payload={"model_name": report.model_name, "model_version": report.model_version,
+                 "drift_share": report.drift_share, "threshold": report.threshold,
+                 "drifted_columns": report.drifted_columns,
+                 "prediction_drift": bool(report.prediction_drift
+                                          and report.prediction_drift["drifted"]),
+                 "report_uri": report_uri, "batch": batch_source,
+                 "rows": report.rows_current})
+    get_logger().warning("Drift detected for %s v%s: emitted %s", report.model_name,
+                         report.model_version, event)
+    return str(ev.id) if ev is not None else None

@@ -1,0 +1,135 @@
+"""Register: store a trained model as a new, immutable registry version.
+
+A version holds the pickled inference pipeline, its sha256, metrics, parameters,
+the resolved config, the data lineage (fingerprint and snapshot location), the
+git commit and package versions, plots and a drift-reference sample. Writes are
+atomic (see :mod:`prefab_mlops.core.registry`); registering the same training lineage
+twice returns the existing version instead of creating a duplicate.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefab_mlops.tasks.evaluate import Evaluation
+from prefab_mlops.tasks.featurize import FeatureSet
+from prefab_mlops.tasks.ingest import Dataset
+from prefab_mlops.tasks.train import TrainedModel
+from prefect import task
+
+from prefab_mlops.config import RegisterConfig
+from prefab_mlops.core.provenance import git_info, package_versions
+from prefab_mlops.core.registry import LoadedModel, ModelRegistry, ModelVersion
+from prefab_mlops.core.storage import StorageConfig, object_store
+from prefab_mlops.orchestration.logs import get_logger
+from prefab_mlops.orchestration.retries import retry_transient
+
+
+@dataclass
+class RunInfo:
+    """Facts about the current run recorded with a version (no logic depends on them)."""
+
+    config: dict[str, Any] = field(default_factory=dict)
+    project_root: str = "."
+    flow_run_id: str | None = None
+    flow_run_name: str | None = None
+    triggered_by: str | None = None
+
+
+def open_registry(cfg: RegisterConfig, storage: StorageConfig) -> ModelRegistry:
+    """The registry described by ``conf/register`` and ``conf/storage``."""
+    return ModelRegistry(object_store(storage, cfg.root, "registry"))
+
+
+def _reference_sample(features: FeatureSet, rows: int, seed: int) -> bytes:
+    X = features.train.X
+    ref = X.sample(n=min(rows, len(X)), random_state=seed) if rows < len(X) else X
+    ref = ref.assign(__target__=features.train.y[ref.index.to_numpy()])
+    buf = io.BytesIO()
+    ref.reset_index(drop=True).to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+@task(name="register", retry_condition_fn=retry_transient)
+def register(model: TrainedModel, evaluation: Evaluation, data: Dataset, features: FeatureSet,
+             champion_metrics: dict[str, float] | None, cfg: RegisterConfig,
+             storage: StorageConfig, run: RunInfo, seed: int) -> ModelVersion:
+    """Register ``model`` (or return the identical version already registered).
+
+    Args:
+        model: The trained pipeline.
+        evaluation: Its test metrics, gate outcome and plots.
+        data: The data set it was trained on (lineage).
+        features: Split facts, input schema and the drift-reference sample source.
+        champion_metrics: The production model's metrics on the same test split.
+        cfg: ``conf/register``: model name, registry root, aliases, sample size.
+        storage: ``conf/storage``: local or S3.
+        run: Resolved config and run ids to record.
+        seed: Global seed (for the reference sample).
+
+    Returns:
+        The registered :class:`ModelVersion`; ``cfg.aliases`` point at it.
+    """
+    log = get_logger()
+    registry = open_registry(cfg, storage)
+    existing = registry.find_by_fingerprint(cfg.model_name, model.fingerprint)
+    if existing is not None:
+        log.info("%s already holds this exact model (same lineage %s); not registering again.",
+                 existing.label, model.fingerprint[:12])
+        return existing
+    blob = pickle.dumps(model.pipeline, protocol=pickle.HIGHEST_PROTOCOL)
+    files = {f"plots/{name}": png for name, png in evaluation.plots.items()}
+    if cfg.reference_sample_rows > 0:
+        files["reference.parquet"] = _reference_sample(features, cfg.reference_sample_rows, seed)
+    manifest = ModelVersion(
+        model_name=cfg.model_name, version=0, created_at="", fingerprint=model.fingerprint,
+        model_key="", model_sha256="", problem_type=model.problem_type,
+        metrics=evaluation.metrics,
+        gate={"passed": evaluation.gate.passed, "failures": evaluation.gate.failures,
+              "rules": evaluation.gate.rules},
+        champion={"metrics": champion_metrics} if champion_metrics else None,
+        params={"estimator": model.estimator, **model.params, **model.info},
+        config=run.config,
+        data={**data.lineage_record(), "split": features.split_info},
+        features={"input_schema": model.input_schema, "feature_names": model.feature_names,
+                  "classes": model.classes, "target": data.target,
+                  "confusion_matrix": evaluation.confusion_matrix},
+        git=git_info(run.project_root), packages=package_versions(),
+        run={"flow_run_id": run.flow_run_id, "flow_run_name": run.flow_run_name,
+             "triggered_by": run.triggered_by},
+    )
+    mv = registry.register(manifest, blob, files)
+    for alias in cfg.aliases:
+        registry.set_alias(cfg.model_name, alias, mv.version, reason="registered")
+    log.info("Registered %s (sha256 %s…)", mv.label, mv.model_sha256[:12])
+    return mv
+
+
+@task(name="load-production", retry_condition_fn=retry_transient)
+def load_production(cfg: RegisterConfig, storage: StorageConfig, alias: str = "production",
+                    unless_lineage: str | None = None) -> LoadedModel | None:
+    """The model behind ``alias`` (sha256-checked), or None if there is none yet.
+
+    Args:
+        cfg: ``conf/register``: model name and registry root.
+        storage: ``conf/storage``: local or S3.
+        alias: The alias to load (``deploy.alias``).
+        unless_lineage: A challenger's lineage fingerprint. If the version behind
+            ``alias`` has it, the champion *is* the challenger: its manifest is
+            returned with ``model=None`` and the model file is not read.
+
+    Raises:
+        IntegrityError: the production model file was tampered with.
+    """
+    registry = open_registry(cfg, storage)
+    state = registry.alias(cfg.model_name, alias)
+    if state is None:
+        return None
+    if unless_lineage is not None:
+        mv = registry.get_version(cfg.model_name, state.version)
+        if mv.fingerprint == unless_lineage:
+            return LoadedModel(version=mv, model=None)
+    return registry.load(cfg.model_name, version=state.version)

@@ -1,0 +1,128 @@
+"""Train: fit the estimator from ``conf/model`` and wrap it with the preprocessing.
+
+The estimator is built through Hydra ``_target_`` (XGBoost classifier/regressor,
+scikit-learn random forest, logistic/linear regression, or any scikit-learn
+compatible class). XGBoost models stop early on the validation split when
+``early_stopping_rounds`` is set. Training is deterministic for a fixed seed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefab_mlops.tasks.featurize import FeatureSet
+from prefect import task
+from sklearn.base import is_classifier, is_regressor
+from sklearn.pipeline import Pipeline
+
+from prefab_mlops.config import ModelSpec
+from prefab_mlops.core.errors import ConfigError
+from prefab_mlops.core.fingerprint import lineage
+from prefab_mlops.orchestration.logs import get_logger
+from prefab_mlops.orchestration.payloads import Payload
+
+
+@dataclass
+class TrainedModel:
+    """A fitted inference pipeline (``preprocess`` → ``model``) and its training facts.
+
+    The pipeline lives in ``payload``, which the result cache stores apart and loads
+    only when ``pipeline`` is read (see :mod:`prefab_mlops.orchestration.payloads`).
+    """
+
+    payload: Payload  # pipeline
+    fingerprint: str
+    estimator: str
+    params: dict[str, Any]
+    problem_type: str
+    classes: list[Any] | None
+    input_schema: dict[str, dict[str, Any]]
+    feature_names: list[str]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pipeline(self) -> Pipeline:
+        pipeline: Pipeline = self.payload["pipeline"]
+        return pipeline
+
+
+def _json_safe(params: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in params.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            out[k] = repr(v)  # JSON has no NaN/inf (xgboost's `missing` is nan)
+        elif v is None or isinstance(v, (bool, int, float, str)):
+            out[k] = v
+        elif isinstance(v, (list, tuple)) and all(isinstance(i, (bool, int, float, str))
+                                                  for i in v):
+            out[k] = list(v)
+        else:
+            out[k] = repr(v)
+    return out
+
+
+def check_estimator_fits(estimator: Any, problem_type: str, target: str) -> None:
+    """Refuse a regressor for classification and vice versa (before any work)."""
+    if problem_type == "regression" and not is_regressor(estimator):
+        raise ConfigError(f"model._target_ '{target}' is not a regressor but data.problem_type "
+                          "is 'regression'.",
+                          fix="Pick a regression model, e.g. model=xgboost_regressor.")
+    if problem_type in ("binary", "multiclass") and not is_classifier(estimator):
+        raise ConfigError(f"model._target_ '{target}' is not a classifier but "
+                          f"data.problem_type is '{problem_type}'.",
+                          fix="Pick a classification model, e.g. model=xgboost.")
+
+
+@task(name="train", persist_result=True)
+def train(features: FeatureSet, model: ModelSpec, seed: int) -> TrainedModel:
+    """Fit the configured estimator on the train split.
+
+    Args:
+        features: Splits and the fitted preprocessor from
+            :func:`prefab_mlops.tasks.featurize.featurize`.
+        model: ``conf/model``: estimator class (``_target_``) and its parameters.
+        seed: Global seed; recorded in the lineage (models take it via ``random_state``).
+
+    Returns:
+        A :class:`TrainedModel` whose ``pipeline`` maps raw input columns to predictions.
+
+    Raises:
+        ConfigError: the estimator does not match the problem type, or native
+            categorical encoding is used with an estimator that does not support it.
+    """
+    log = get_logger()
+    est = model.instantiate()
+    check_estimator_fits(est, features.problem_type, model.target)
+    params = est.get_params()
+    if features.native_categorical:
+        if "enable_categorical" not in params:
+            raise ConfigError(
+                f"features.categorical.encoding is 'native' but '{model.target}' cannot take "
+                "pandas categories.", fix="Use encoding 'ordinal' or 'onehot', or XGBoost.")
+        est.set_params(enable_categorical=True)
+    fit_kwargs: dict[str, Any] = {}
+    early = params.get("early_stopping_rounds")
+    if early:
+        if features.Xt_valid is None or len(features.valid) == 0:
+            raise ConfigError("model.early_stopping_rounds is set but the validation split is "
+                              "empty.", fix="Set features.split.valid_size > 0.")
+        fit_kwargs = {"eval_set": [(features.Xt_valid, features.valid.y)], "verbose": False}
+    start = time.perf_counter()
+    est.fit(features.Xt_train, features.train.y, **fit_kwargs)
+    seconds = time.perf_counter() - start
+    info: dict[str, Any] = {"fit_seconds": round(seconds, 3), "train_rows": len(features.train)}
+    best = getattr(est, "best_iteration", None) if early else None
+    if best is not None:
+        info["best_iteration"] = int(best)
+    pipeline = Pipeline([("preprocess", features.preprocessor), ("model", est)])
+    log.info("Trained %s on %s rows in %.1fs%s", model.target, len(features.train), seconds,
+             f" (best iteration {best})" if best is not None else "")
+    return TrainedModel(payload=Payload(pipeline=pipeline),
+                        fingerprint=lineage(train, features, model, seed),
+                        estimator=model.target, params=_json_safe(est.get_params()),
+                        problem_type=features.problem_type, classes=features.classes,
+                        input_schema=features.input_schema,
+                        feature_names=features.feature_names, info=info)

@@ -1,0 +1,262 @@
+"""Validate: check a data set against the declarative schema in ``conf/validate``.
+
+The schema (dtypes, nullability, ranges, allowed categories, uniqueness, minimum
+rows, target present and valid) is turned into a pandera ``DataFrameSchema`` and
+checked lazily, so *every* violation is collected and reported at once, naming
+column, rule, count and examples. ``on_failure`` chooses between failing the run
+and warning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prefab_mlops.tasks.ingest import Dataset
+from prefect import task
+
+from prefab_mlops.config import ColumnRule, TargetSpec, ValidateConfig
+from prefab_mlops.core.errors import DataValidationError
+from prefab_mlops.core.fingerprint import lineage
+from prefab_mlops.orchestration.artifacts import md_table
+from prefab_mlops.orchestration.logs import get_logger
+
+_DTYPE_FAMILIES = {
+    "int": pd.api.types.is_integer_dtype,
+    "float": pd.api.types.is_float_dtype,
+    "number": lambda s: pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s),
+    "bool": pd.api.types.is_bool_dtype,
+    "datetime": pd.api.types.is_datetime64_any_dtype,
+    "str": lambda s: pd.api.types.is_string_dtype(s) or isinstance(s.dtype, pd.CategoricalDtype)
+    or pd.api.types.is_object_dtype(s),
+    "category": lambda s: isinstance(s.dtype, pd.CategoricalDtype)
+    or pd.api.types.is_string_dtype(s) or pd.api.types.is_object_dtype(s),
+}
+
+
+@dataclass
+class ValidationReport:
+    """The outcome of :func:`validate`.
+
+    Attributes:
+        passed: No violations.
+        rows: Rows checked.
+        columns: Columns checked.
+        violations: One record per (column, rule): ``column``, ``rule``, ``count``,
+            ``examples``.
+        on_failure: ``fail`` or ``warn`` (from config).
+        fingerprint: Fingerprint of the checked data + schema.
+    """
+
+    passed: bool
+    rows: int
+    columns: int
+    violations: list[dict[str, Any]] = field(default_factory=list)
+    on_failure: str = "fail"
+    fingerprint: str = ""
+    dataset: str = ""
+
+    def to_markdown(self) -> str:
+        head = "passed" if self.passed else f"**{len(self.violations)} violation(s)**"
+        return (f"# Validation of `{self.dataset}`\n\n{self.rows:,} rows × {self.columns} "
+                f"columns: {head} (on_failure: `{self.on_failure}`)\n\n"
+                + (md_table(self.violations) if self.violations else ""))
+
+    def message(self) -> str:
+        lines = [f"Data set '{self.dataset}' ({self.rows:,} rows) violates its schema "
+                 f"(conf/validate) in {len(self.violations)} way(s):"]
+        for v in self.violations:
+            lines.append(f"  - column '{v['column']}': {v['rule']} failed for {v['count']} "
+                         f"row(s); examples: {v['examples']}")
+        return "\n".join(lines)
+
+
+def _dtype_ok(series: pd.Series, dtype: str) -> bool:
+    check = _DTYPE_FAMILIES.get(dtype)
+    if check is None:
+        raise DataValidationError(f"Unknown dtype '{dtype}' in conf/validate.",
+                                  fix=f"Use one of {sorted(_DTYPE_FAMILIES)}.")
+    return bool(check(series))
+
+
+def _target_rule(target: TargetSpec) -> list[Any]:
+    import pandera.pandas as pa
+
+    if target.problem_type == "regression":
+        return [pa.Check(lambda s: np.isfinite(pd.to_numeric(s, errors="coerce")
+                                               .astype("float64")),
+                         element_wise=False, name="finite_target",
+                         error="target must be a finite number")]
+    return [pa.Check(lambda s: s.nunique(dropna=True) >= 2, name="at_least_two_classes",
+                     error="target must have at least two classes"),
+            *([pa.Check.isin([0, 1, True, False])] if target.problem_type == "binary" else [])]
+
+
+def build_schema(frame: pd.DataFrame, cfg: ValidateConfig, target: TargetSpec | None,
+                 drop_rules: tuple[str, ...] = ()):
+    """Build the pandera schema for ``frame`` and collect dtype violations.
+
+    Columns whose dtype is wrong get no value checks (comparing strings with
+    numbers would only add noise); their dtype violation is returned instead.
+    """
+    import pandera.pandas as pa
+
+    dtype_violations: list[dict[str, Any]] = []
+    columns: dict[str, Any] = {}
+    rules: dict[str, ColumnRule] = dict(cfg.columns)
+    if target is None:
+        rules = {k: r for k, r in rules.items() if k not in drop_rules}
+    elif target.name not in rules:
+        rules[target.name] = ColumnRule(nullable=False)
+    for name, rule in rules.items():
+        checks: list[Any] = []
+        value_checks = True
+        if name in frame.columns and rule.dtype and not _dtype_ok(frame[name], rule.dtype):
+            value_checks = False
+            dtype_violations.append({
+                "column": name, "rule": f"dtype {rule.dtype}", "count": len(frame),
+                "examples": f"found dtype {frame[name].dtype}; values "
+                            f"{frame[name].dropna().astype(str).unique()[:3].tolist()}"})
+        if value_checks:
+            if rule.min is not None:
+                checks.append(pa.Check.ge(rule.min))
+            if rule.max is not None:
+                checks.append(pa.Check.le(rule.max))
+            if rule.allowed is not None:
+                checks.append(pa.Check.isin(list(rule.allowed)))
+            if target is not None and name == target.name:
+                checks.extend(_target_rule(target))
+        is_target = target is not None and name == target.name
+        columns[name] = pa.Column(checks=checks, nullable=rule.nullable and not is_target,
+                                  unique=rule.unique, required=rule.required or is_target)
+    # No ``error=``: pandera would report that text instead of the name _summarize expects.
+    frame_checks = [pa.Check(lambda df: len(df) >= cfg.min_rows,
+                             name=f"min_rows({cfg.min_rows})")]
+    # Compound keys are checked in validate(), one record per key (pandera would split a
+    # key into one record per column, without the duplicated key values).
+    schema = pa.DataFrameSchema(columns, checks=frame_checks, strict=cfg.strict)
+    return schema, dtype_violations, [list(u) for u in cfg.unique]
+
+
+def _summarize(failure_cases: pd.DataFrame, frame: pd.DataFrame,
+               max_examples: int) -> list[dict[str, Any]]:
+    out = []
+    fc = failure_cases.copy()
+    fc["column"] = fc["column"].astype("object").where(fc["column"].notna(), "<table>")
+    for (column, check), grp in fc.groupby(["column", "check"], sort=False, dropna=False):
+        # map(str), not astype(str): pandas 3 keeps NaN as NaN in astype(str).
+        cases = grp["failure_case"].map(str).unique().tolist()
+        examples = cases[:max_examples]
+        rule = str(check)
+        count = len(grp)
+        if rule == "column_in_dataframe":  # name every missing column, not just examples
+            column, rule = ", ".join(cases), "column present"
+            examples = [f"columns found: {list(map(str, frame.columns))[:30]}"]
+        elif rule.startswith("min_rows"):
+            examples = [f"found {len(frame)} row(s)"]
+            count = 1
+        elif rule == "column_in_schema":
+            column, rule = ", ".join(cases), "column declared (strict schema)"
+        elif rule == "not_nullable":
+            rule = "not null"
+        out.append({"column": str(column), "rule": rule, "count": int(count),
+                    "examples": examples})
+    return out
+
+
+@task(name="validate", persist_result=True)
+def validate(data: Dataset, cfg: ValidateConfig, target: TargetSpec,
+             labelled: bool = True) -> ValidationReport:
+    """Check ``data`` against its schema and report every violation at once.
+
+    Args:
+        data: The ingested data set.
+        cfg: ``conf/validate``: the declarative schema and ``on_failure``.
+        target: Target column and problem type (from ``conf/data``).
+        labelled: False for batches without the target (its rules are skipped).
+
+    Returns:
+        A :class:`ValidationReport` (also when ``on_failure`` is ``warn``).
+
+    Raises:
+        DataValidationError: violations found and ``on_failure`` is ``fail``. Never
+            retried: the data will not change by itself.
+    """
+    import pandera.pandas as pa
+
+    frame = data.frame
+    schema, violations, extra_unique = build_schema(
+        frame, cfg, target if labelled else None, drop_rules=(target.name,))
+    try:
+        schema.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as err:
+        violations += _summarize(err.failure_cases, frame, cfg.max_examples)
+    for cols in extra_unique:
+        present = [c for c in cols if c in frame.columns]
+        dup = frame.duplicated(subset=present, keep=False) if present else None
+        if dup is not None and dup.any():
+            violations.append({"column": ", ".join(cols), "rule": "unique together",
+                               "count": int(dup.sum()),
+                               "examples": frame.loc[dup, present].drop_duplicates()
+                               .head(cfg.max_examples).astype(str).values.tolist()})
+    report = ValidationReport(passed=not violations, rows=len(frame), columns=frame.shape[1],
+                              violations=violations, on_failure=cfg.on_failure,
+                              fingerprint=lineage(validate, data, cfg, target, labelled),
+                              dataset=f"{data.name} ({data.source})")
+    if violations:
+        if cfg.on_failure == "fail":
+            raise DataValidationError(
+                report.message(), violations,
+                fix="Fix the data at its source, or relax the rule in conf/validate "
+                "(set validate.on_failure=warn to continue anyway).")
+        get_logger().warning("%s\n(on_failure=warn: continuing)", report.message())
+    return report
+
+
+def check_batch_schema(frame: pd.DataFrame, input_schema: dict[str, dict[str, Any]],
+                       allowed_extra: list[str], source: str) -> None:
+    """Reject a batch whose columns or dtypes do not match the model's input schema.
+
+    Raises:
+        DataValidationError: listing every missing column, unexpected column and
+            wrong dtype at once.
+    """
+    problems = []
+    missing = [c for c in input_schema if c not in frame.columns]
+    if missing:
+        problems.append({"column": ", ".join(missing), "rule": "column present",
+                         "count": len(missing), "examples": ["missing from the batch"]})
+    extra = [c for c in frame.columns if c not in input_schema and c not in allowed_extra]
+    if extra:
+        problems.append({"column": ", ".join(map(str, extra)), "rule": "known column",
+                         "count": len(extra), "examples": ["not an input of the model"]})
+    for col, spec in input_schema.items():
+        if col not in frame.columns:
+            continue
+        s = frame[col]
+        ok = True
+        if spec["kind"] == "numeric":
+            ok = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+        elif spec["kind"] == "categorical":
+            ok = not pd.api.types.is_float_dtype(s)
+        elif spec["kind"] == "datetime":
+            ok = pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_string_dtype(s)
+        if not ok:
+            problems.append({"column": col, "rule": f"dtype {spec['kind']}", "count": len(s),
+                             "examples": [f"found {s.dtype}, model trained on {spec['dtype']}"]})
+    if problems:
+        lines = [f"Batch '{source}' does not match the model's input schema:"]
+        lines += [f"  - {p['column']}: {p['rule']} ({p['examples'][0]})" for p in problems]
+        raise DataValidationError("\n".join(lines), problems,
+                                  fix="Send the columns and types the model was trained on "
+                                  "(see `prefab registry show` -> features.input_schema).")
+
+
+@task(name="validate-batch")
+def validate_batch(frame: pd.DataFrame, input_schema: dict[str, dict[str, Any]],
+                   allowed_extra: list[str], source: str) -> int:
+    """Task form of :func:`check_batch_schema`; returns the number of rows checked."""
+    check_batch_schema(frame, input_schema, allowed_extra, source)
+    return len(frame)
