@@ -33,9 +33,6 @@ from prefab_mlops.core.transformers import DatetimeParts, NativeCategorical, as_
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.payloads import Payload
 
-# Models pickled before this function moved to prefab_mlops still unpickle.
-_to_str_object = as_str_object
-
 MISSING_CATEGORY = "__missing__"
 
 

@@ -37,7 +37,6 @@ from prefab_mlops.orchestration.retries import retry_transient
 
 PREDICTION = "__prediction__"
 TARGET = "__target__"
-DRIFT_EVENT = "prefab.model.drift-detected"
 
 
 @dataclass

@@ -145,7 +145,7 @@ class TestLoadIntegrity:
                                                       ) -> None:
         mv = registry.register(manifest(), payload(1))
         if isinstance(store, LocalObjectStore):
-            store.local_path(mv.model_key).unlink()
+            Path(store.uri(mv.model_key)).unlink()
         else:
             store._client.delete_object(Bucket=store.bucket, Key=store._key(mv.model_key))
 

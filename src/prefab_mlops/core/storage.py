@@ -362,9 +362,6 @@ class LocalObjectStore:
     def uri(self, key: str) -> str:
         return str(self._path(key))
 
-    def local_path(self, key: str) -> Path:
-        return self._path(key)
-
 
 class S3ObjectStore:
     """An object store under ``s3://bucket/prefix`` (boto3; see :func:`s3_client`).

@@ -42,12 +42,7 @@ class LineagePolicy(CachePolicy):
                     flow_parameters: dict[str, Any], **kwargs: Any) -> str | None:
         source = TaskSource().compute_key(task_ctx, inputs, flow_parameters, **kwargs)
         extra = self.extra(inputs) if self.extra else None
-        return stable_hash(source, inputs, extra, RESULT_FORMAT)
-
-
-# Part of every cache key. Bump it when the stored form of task results changes
-# (for example which fields go into a Payload), so old cache entries never hit.
-RESULT_FORMAT = 2
+        return stable_hash(source, inputs, extra)
 
 
 class _CachePickler(cloudpickle.Pickler):

@@ -237,7 +237,7 @@ def _is_str_object(step: Any) -> bool:
 
     func = getattr(step, "func", None)
     return (isinstance(step, FunctionTransformer) and func is not None
-            and getattr(func, "__name__", "") in ("as_str_object", "_to_str_object")
+            and getattr(func, "__name__", "") == "as_str_object"
             and not step.kw_args and not getattr(step, "validate", False))
 
 
