@@ -14,7 +14,9 @@ the rows *column-wise*, normalised for the model:
 * ``datetime``: ISO 8601 strings (``2013-01-01T05:00:00Z``, ``2013-01-01 05:00:00``,
   ``2013-01-01``); ``null`` is missing. Values are converted to the time zone of
   the training column; a value without an offset is read as UTC, as
-  :class:`prefab_core.transformers.DatetimeParts` reads strings.
+  :class:`prefab_core.transformers.DatetimeParts` reads strings. Only instants
+  from :data:`DATETIME_MIN` to :data:`DATETIME_MAX` are accepted (within what a
+  pandas ``datetime64[ns]`` column holds, whichever pandas version scores).
 
 A field that is missing from a record is an error (send ``null`` for a missing
 value). Fields that are not model inputs but were columns of the training data
@@ -39,6 +41,14 @@ _DT_CACHE = 4096  # parsed datetime strings kept per model (requests repeat time
 _SHOW_CATEGORIES = 40  # allowed values listed in one error message
 _CATEGORY_CAP = 1000  # featurize stores at most this many categories per column
 _UTC = _dt.UTC
+# Accepted date-times: whole days inside pandas' nanosecond range
+# (1677-09-21T00:12:43.145224193 to 2262-04-11T23:47:16.854775807), compared as UTC
+# instants, or as wall clock for a naive training column.
+DATETIME_MIN = _dt.datetime(1677, 9, 22)
+DATETIME_MAX = _dt.datetime(2262, 4, 10, 23, 59, 59, 999999)
+_DT_MIN_UTC = DATETIME_MIN.replace(tzinfo=_UTC)
+_DT_MAX_UTC = DATETIME_MAX.replace(tzinfo=_UTC)
+_DT_RANGE = f"{DATETIME_MIN:%Y-%m-%d} to {DATETIME_MAX:%Y-%m-%d}"
 
 
 def _target_tz(dtype: str) -> _dt.tzinfo | None:
@@ -310,9 +320,8 @@ class RecordValidator:
                 else:
                     parsed = self._datetime(v, spec) if t is str else None
                     if parsed is None:
-                        errors.add((*base, spec.name), f"'{spec.name}' must be an ISO 8601 "
-                                   f"date-time string such as '2013-01-01T05:00:00Z', not "
-                                   f"{_describe(v)} ({v!r:.40})", "datetime_parsing")
+                        msg, kind, ctx = self._datetime_error(v, spec)
+                        errors.add((*base, spec.name), msg, kind, **ctx)
                     else:
                         columns[spec.name][i] = parsed
             if len(rec) != n_inputs or not rec.keys() <= self._inputs:
@@ -331,15 +340,35 @@ class RecordValidator:
 
     @staticmethod
     def _datetime(value: str, spec: FieldSpec) -> _dt.datetime | None:
+        """``value`` in the training zone; ``None`` if it is not an ISO 8601 date-time
+        or not between :data:`DATETIME_MIN` and :data:`DATETIME_MAX`."""
         try:
             ts = _dt.datetime.fromisoformat(value)
-        except ValueError:
+            if spec.tz is None:  # naive training column: aware input as UTC wall clock
+                if ts.tzinfo is not None:
+                    ts = ts.astimezone(_UTC).replace(tzinfo=None)
+                return ts if DATETIME_MIN <= ts <= DATETIME_MAX else None
+            if ts.tzinfo is None:
+                ts = ts.replace(tzinfo=_UTC)
+            if not _DT_MIN_UTC <= ts <= _DT_MAX_UTC:
+                return None
+            return ts.astimezone(spec.tz)
+        except (ValueError, OverflowError):  # OverflowError: an offset past year 1 or 9999
             return None
-        if spec.tz is None:  # naive training column: aware input as UTC wall clock
-            if ts.tzinfo is not None:
-                ts = ts.astimezone(_UTC).replace(tzinfo=None)
-            return ts
-        if ts.tzinfo is None:
-            return ts.replace(tzinfo=_UTC) if spec.tz is _UTC else ts.replace(
-                tzinfo=_UTC).astimezone(spec.tz)
-        return ts.astimezone(spec.tz)
+
+    @staticmethod
+    def _datetime_error(value: Any, spec: FieldSpec) -> tuple[str, str, dict[str, str]]:
+        """``(msg, type, ctx)`` for a value :meth:`_datetime` refused."""
+        if isinstance(value, str):
+            try:
+                _dt.datetime.fromisoformat(value)
+            except ValueError:
+                pass
+            else:
+                zone = "" if spec.tz is None else " UTC"
+                return (f"'{spec.name}' = {value!r:.40} is out of range: expected a "
+                        f"date-time from {_DT_RANGE}{zone}", "datetime_range",
+                        {"min": DATETIME_MIN.isoformat(), "max": DATETIME_MAX.isoformat()})
+        return (f"'{spec.name}' must be an ISO 8601 date-time string such as "
+                f"'2013-01-01T05:00:00Z', not {_describe(value)} ({value!r:.40})",
+                "datetime_parsing", {})

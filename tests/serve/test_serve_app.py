@@ -162,6 +162,34 @@ class TestSettingsInUse:
                                    rtol=1e-6, atol=1e-7)
 
 
+class TestDatetimeRange:
+    @pytest.mark.parametrize("fast_path", [True, False])
+    def test_both_scoring_paths_and_the_log_take_the_accepted_range(
+            self, served_project: ServedProject, tmp_path: Path, fast_path: bool) -> None:
+        rows = served_project.test_X.head(2).copy()
+        rows["time_hour"] = pd.to_datetime(["1677-09-22T00:00:00Z",  # the accepted bounds
+                                            "2262-04-10T23:59:59.999999Z"],
+                                           format="ISO8601").as_unit("us")
+        records = to_records(rows)
+        app = create_app(settings(served_project.registry, fast_path=fast_path,
+                                  request_log_dir=str(tmp_path)))
+        with AppClient(app) as c:
+            body = c.post("/predict", json=records).json()
+            # year 1 parses, but pandas' nanosecond timestamps cannot hold it
+            r = c.post("/predict", json=[records[0], {**records[1],
+                                                      "time_hour": "0001-01-01T00:00:00Z"}])
+        np.testing.assert_allclose(body["probabilities"],
+                                   served_project.expected_proba(body["version"], rows),
+                                   rtol=1e-6, atol=1e-7)
+        assert r.status_code == 422, r.text
+        err = r.json()["detail"][0]
+        assert err["type"] == "datetime_range" and err["loc"] == ["body", 1, "time_hour"]
+        assert "expected a date-time from 1677-09-22 to 2262-04-10 UTC" in err["msg"]
+        inputs, _ = logged_files(tmp_path, "parquet")
+        logged = pd.read_parquet(inputs[0])["time_hour"]
+        assert logged.tolist() == rows["time_hour"].tolist()
+
+
 class TestOtherProblemTypes:
     """Regression and multiclass models, registered directly with ModelRegistry."""
 

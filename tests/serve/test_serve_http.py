@@ -8,6 +8,7 @@ first, so they do not depend on their order.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import statistics
@@ -125,7 +126,40 @@ BAD = {
 }
 
 
+def with_raw(field: str, raw: bytes) -> Any:
+    """A body builder: the record as JSON with ``field`` set to the JSON text ``raw``
+    (httpx's own encoder cannot write values nested 1000 deep)."""
+    return lambda rec: json.dumps({**rec, field: "__raw__"}).encode().replace(b'"__raw__"',
+                                                                                raw)
+
+
+# Inputs that used to answer 500: (body builder, status, type, loc, text in msg).
+FUZZED = {
+    "offset before year 1": (with_raw("time_hour", b'"0001-01-01T00:00:00+01:00"'), 422,
+                             "datetime_range", ["body", "time_hour"],
+                             "expected a date-time from 1677-09-22 to 2262-04-10 UTC"),
+    "offset after year 9999": (with_raw("time_hour", b'"9999-12-31T23:59:59-01:00"'), 422,
+                               "datetime_range", ["body", "time_hour"],
+                               "'time_hour' = '9999-12-31T23:59:59-01:00' is out of range"),
+}
+
+
 class TestBadPayloads:
+    @pytest.mark.parametrize("case", sorted(FUZZED))
+    def test_fuzzed_input_is_a_4xx_and_the_server_keeps_serving(
+            self, client: httpx.Client, server: ServerProcess, record: dict[str, Any],
+            case: str) -> None:
+        make, status, kind, loc, text = FUZZED[case]
+        errors_before = server.metric("prefab_serve_requests_total", 'status="500"')
+        r = client.post("/predict", content=make(record),
+                        headers={"content-type": "application/json"})
+        assert r.status_code == status, r.text[:2000]
+        detail = r.json()["detail"]
+        assert detail[0]["type"] == kind and detail[0]["loc"] == loc, detail
+        assert text in detail[0]["msg"] and len(detail[0]["msg"]) < 500, detail[0]["msg"]
+        assert client.post("/predict", json=record).status_code == 200
+        assert server.metric("prefab_serve_requests_total", 'status="500"') == errors_before
+
     @pytest.mark.parametrize("case", sorted(BAD))
     def test_rejected_with_a_field_level_message(self, client: httpx.Client,
                                                  record: dict[str, Any], case: str) -> None:

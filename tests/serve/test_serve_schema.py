@@ -96,6 +96,36 @@ class TestValues:
     def test_bad_datetimes(self, value) -> None:
         assert errors({**GOOD, "time_hour": value})[0]["type"] == "datetime_parsing"
 
+    @pytest.mark.parametrize("dtype, text", [
+        # an offset that moves the instant past year 1 or 9999 (was an OverflowError: 500)
+        ("datetime64[us, UTC]", "0001-01-01T00:00:00+01:00"),
+        ("datetime64[us, UTC]", "9999-12-31T23:59:59-01:00"),
+        ("datetime64[ns]", "0001-01-01T00:00:00+01:00"),  # naive training column
+        ("datetime64[ns, Asia/Tokyo]", "9999-12-31T23:00:00"),  # read as UTC, then Tokyo
+        ("datetime64[ns, America/New_York]", "0001-01-01T00:00:00"),
+        # parses, but outside what a pandas datetime64[ns] column holds
+        ("datetime64[us, UTC]", "0001-01-01T00:00:00Z"),
+        ("datetime64[us, UTC]", "1677-09-21T23:59:59Z"),
+        ("datetime64[us, UTC]", "2262-04-11T00:00:00Z"),
+        ("datetime64[ns]", "9999-12-31"),
+    ])
+    def test_datetime_out_of_range_is_a_field_error(self, dtype: str, text: str) -> None:
+        v = RecordValidator({"t": {"kind": "datetime", "dtype": dtype}}, [], None)
+        for payload, loc in (({"t": text}, ["body", "t"]),
+                             ([{"t": None}, {"t": text}], ["body", 1, "t"])):
+            with pytest.raises(RequestInvalid) as exc:
+                v.validate(payload)
+            err = exc.value.errors[0]
+            assert err["type"] == "datetime_range" and err["loc"] == loc, err
+            assert err["msg"].startswith(f"'t' = '{text}' is out of range: expected a "
+                                         "date-time from 1677-09-22 to 2262-04-10"), err
+            assert err["ctx"] == {"min": "1677-09-22T00:00:00",
+                                  "max": "2262-04-10T23:59:59.999999"}
+        # the bounds themselves are accepted, in every zone
+        for edge in ("1677-09-22T00:00:00Z", "2262-04-10T23:59:59.999999+00:00"):
+            assert v.validate({"t": edge}).rows == 1
+
+
 
 class TestFields:
     def test_missing_field_is_an_error_but_null_is_a_value(self) -> None:
