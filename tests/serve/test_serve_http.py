@@ -133,6 +133,10 @@ def with_raw(field: str, raw: bytes) -> Any:
                                                                                 raw)
 
 
+def deep(depth: int, open_: bytes = b"[", close: bytes = b"]") -> bytes:
+    return open_ * depth + b"1" + close * depth
+
+
 # Inputs that used to answer 500: (body builder, status, type, loc, text in msg).
 FUZZED = {
     "offset before year 1": (with_raw("time_hour", b'"0001-01-01T00:00:00+01:00"'), 422,
@@ -141,15 +145,39 @@ FUZZED = {
     "offset after year 9999": (with_raw("time_hour", b'"9999-12-31T23:59:59-01:00"'), 422,
                                "datetime_range", ["body", "time_hour"],
                                "'time_hour' = '9999-12-31T23:59:59-01:00' is out of range"),
+    "array 1000 deep": (with_raw("month", deep(1000)), 422, "number_type",
+                        ["body", "month"], "must be a number, not an array ([[[...]]])"),
+    "object 1000 deep": (with_raw("origin", deep(1000, b'{"a":', b"}")), 422, "string_type",
+                         ["body", "origin"], "must be a string, not an object ({'a': {"),
+    "array 1000 deep as a date-time": (with_raw("time_hour", deep(1000)), 422,
+                                       "datetime_parsing", ["body", "time_hour"], "ISO 8601"),
+}
+# Hostile JSON that was already a 4xx; kept so that it stays one.
+HOSTILE = {
+    "nested past the parser's depth limit": (with_raw("month", deep(5000)), 422,
+                                             "json_invalid", ["body"], "depth limit"),
+    "400-digit integer": (with_raw("distance", b"1" * 400), 422, "json_invalid", ["body"],
+                          "not valid JSON"),
+    "NaN": (with_raw("distance", b"NaN"), 422, "json_invalid", ["body"], "not valid JSON"),
+    "Infinity": (with_raw("distance", b"-Infinity"), 422, "json_invalid", ["body"],
+                 "not valid JSON"),
+    "non-string key": (lambda rec: b"{1: 2}", 422, "json_invalid", ["body"],
+                       "not valid JSON"),
+    "string body": (lambda rec: b'"text"', 422, "model_type", ["body"], "got a string"),
+    "null body": (lambda rec: b"null", 422, "model_type", ["body"], "got null"),
+    "NUL in a category": (with_raw("carrier", b'"U\\u0000A"'), 422, "unknown_category",
+                          ["body", "carrier"], "'carrier' = 'U\\x00A' is not a category"),
+    "100,000-character category": (with_raw("carrier", b'"' + b"Z" * 100_000 + b'"'), 422,
+                                   "unknown_category", ["body", "carrier"], "ZZZ...ZZZ"),
 }
 
 
 class TestBadPayloads:
-    @pytest.mark.parametrize("case", sorted(FUZZED))
+    @pytest.mark.parametrize("case", [*FUZZED, *HOSTILE])
     def test_fuzzed_input_is_a_4xx_and_the_server_keeps_serving(
             self, client: httpx.Client, server: ServerProcess, record: dict[str, Any],
             case: str) -> None:
-        make, status, kind, loc, text = FUZZED[case]
+        make, status, kind, loc, text = {**FUZZED, **HOSTILE}[case]
         errors_before = server.metric("prefab_serve_requests_total", 'status="500"')
         r = client.post("/predict", content=make(record),
                         headers={"content-type": "application/json"})
