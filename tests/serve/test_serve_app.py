@@ -320,6 +320,24 @@ class TestRequestLog:
         assert kept["time_hour"].tolist() == [r["time_hour"] for r in records[20:]]
 
 
+    def test_deeply_nested_extra_field_does_not_lose_the_log(
+            self, served_project: ServedProject, tmp_path: Path) -> None:
+        record = to_records(served_project.data[[*served_project.input_columns, "hour"]]
+                            .head(2))
+        nested = b"[" * 1000 + b"1" + b"]" * 1000  # 'hour' is an accepted extra field
+        deep = json.dumps({**record[0], "hour": "__raw__"}).encode().replace(
+            b'"__raw__"', nested)
+        app = create_app(settings(served_project.registry, request_log_dir=str(tmp_path),
+                                  request_log_flush_seconds=3600))
+        with AppClient(app) as c:
+            assert c.post("/predict", content=deep,
+                          headers={"content-type": "application/json"}).status_code == 200
+            assert c.post("/predict", json=[record[1]]).status_code == 200
+        inputs, preds = logged_files(tmp_path, "parquet")  # closing flushed both requests
+        logged = pd.read_parquet(inputs[0])["hour"].tolist()
+        assert logged == ["[[[...]]]", str(record[1]["hour"])], logged
+        assert len(pd.read_parquet(preds[0])) == 2
+
     def test_rows_beyond_the_memory_bound_are_dropped_and_counted(
             self, served_project: ServedProject, tmp_path: Path) -> None:
         from prefab_serve.model import load_served
