@@ -159,6 +159,34 @@ class TestSettingsInUse:
                                    rtol=1e-6, atol=1e-7)
 
 
+class TestDatetimeRange:
+    @pytest.mark.parametrize("fast_path", [True, False])
+    def test_both_scoring_paths_and_the_log_take_the_accepted_range(
+            self, served_project: ServedProject, tmp_path: Path, fast_path: bool) -> None:
+        rows = served_project.test_X.head(2).copy()
+        rows["time_hour"] = pd.to_datetime(["1677-09-22T00:00:00Z",  # the accepted bounds
+                                            "2262-04-10T23:59:59.999999Z"],
+                                           format="ISO8601").as_unit("us")
+        records = to_records(rows)
+        app = create_app(settings(served_project.registry, fast_path=fast_path,
+                                  request_log_dir=str(tmp_path)))
+        with AppClient(app) as c:
+            body = c.post("/predict", json=records).json()
+            # year 1 parses, but pandas' nanosecond timestamps cannot hold it
+            r = c.post("/predict", json=[records[0], {**records[1],
+                                                      "time_hour": "0001-01-01T00:00:00Z"}])
+        np.testing.assert_allclose(body["probabilities"],
+                                   served_project.expected_proba(body["version"], rows),
+                                   rtol=1e-6, atol=1e-7)
+        assert r.status_code == 422, r.text
+        err = r.json()["detail"][0]
+        assert err["type"] == "datetime_range" and err["loc"] == ["body", 1, "time_hour"]
+        assert "expected a date-time from 1677-09-22 to 2262-04-10 UTC" in err["msg"]
+        inputs, _ = logged_files(tmp_path, "parquet")
+        logged = pd.read_parquet(inputs[0])["time_hour"]
+        assert logged.tolist() == rows["time_hour"].tolist()
+
+
 class TestOtherProblemTypes:
     """Regression and multiclass models, registered directly with ModelRegistry."""
 
@@ -289,6 +317,24 @@ class TestRequestLog:
         assert len(kept) == 30
         assert kept["time_hour"].tolist() == [r["time_hour"] for r in records[20:]]
 
+
+    def test_deeply_nested_extra_field_does_not_lose_the_log(
+            self, served_project: ServedProject, tmp_path: Path) -> None:
+        record = to_records(served_project.data[[*served_project.input_columns, "hour"]]
+                            .head(2))
+        nested = b"[" * 1000 + b"1" + b"]" * 1000  # 'hour' is an accepted extra field
+        deep = json.dumps({**record[0], "hour": "__raw__"}).encode().replace(
+            b'"__raw__"', nested)
+        app = create_app(settings(served_project.registry, request_log_dir=str(tmp_path),
+                                  request_log_flush_seconds=3600))
+        with AppClient(app) as c:
+            assert c.post("/predict", content=deep,
+                          headers={"content-type": "application/json"}).status_code == 200
+            assert c.post("/predict", json=[record[1]]).status_code == 200
+        inputs, preds = logged_files(tmp_path, "parquet")  # closing flushed both requests
+        logged = pd.read_parquet(inputs[0])["hour"].tolist()
+        assert logged == ["[[[...]]]", str(record[1]["hour"])], logged
+        assert len(pd.read_parquet(preds[0])) == 2
 
     def test_rows_beyond_the_memory_bound_are_dropped_and_counted(
             self, served_project: ServedProject, tmp_path: Path) -> None:

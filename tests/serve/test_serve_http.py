@@ -8,6 +8,7 @@ first, so they do not depend on their order.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import statistics
@@ -125,7 +126,68 @@ BAD = {
 }
 
 
+def with_raw(field: str, raw: bytes) -> Any:
+    """A body builder: the record as JSON with ``field`` set to the JSON text ``raw``
+    (httpx's own encoder cannot write values nested 1000 deep)."""
+    return lambda rec: json.dumps({**rec, field: "__raw__"}).encode().replace(b'"__raw__"',
+                                                                                raw)
+
+
+def deep(depth: int, open_: bytes = b"[", close: bytes = b"]") -> bytes:
+    return open_ * depth + b"1" + close * depth
+
+
+# Inputs that used to answer 500: (body builder, status, type, loc, text in msg).
+FUZZED = {
+    "offset before year 1": (with_raw("time_hour", b'"0001-01-01T00:00:00+01:00"'), 422,
+                             "datetime_range", ["body", "time_hour"],
+                             "expected a date-time from 1677-09-22 to 2262-04-10 UTC"),
+    "offset after year 9999": (with_raw("time_hour", b'"9999-12-31T23:59:59-01:00"'), 422,
+                               "datetime_range", ["body", "time_hour"],
+                               "'time_hour' = '9999-12-31T23:59:59-01:00' is out of range"),
+    "array 1000 deep": (with_raw("month", deep(1000)), 422, "number_type",
+                        ["body", "month"], "must be a number, not an array ([[[...]]])"),
+    "object 1000 deep": (with_raw("origin", deep(1000, b'{"a":', b"}")), 422, "string_type",
+                         ["body", "origin"], "must be a string, not an object ({'a': {"),
+    "array 1000 deep as a date-time": (with_raw("time_hour", deep(1000)), 422,
+                                       "datetime_parsing", ["body", "time_hour"], "ISO 8601"),
+}
+# Hostile JSON that was already a 4xx; kept so that it stays one.
+HOSTILE = {
+    "nested past the parser's depth limit": (with_raw("month", deep(5000)), 422,
+                                             "json_invalid", ["body"], "depth limit"),
+    "400-digit integer": (with_raw("distance", b"1" * 400), 422, "json_invalid", ["body"],
+                          "not valid JSON"),
+    "NaN": (with_raw("distance", b"NaN"), 422, "json_invalid", ["body"], "not valid JSON"),
+    "Infinity": (with_raw("distance", b"-Infinity"), 422, "json_invalid", ["body"],
+                 "not valid JSON"),
+    "non-string key": (lambda rec: b"{1: 2}", 422, "json_invalid", ["body"],
+                       "not valid JSON"),
+    "string body": (lambda rec: b'"text"', 422, "model_type", ["body"], "got a string"),
+    "null body": (lambda rec: b"null", 422, "model_type", ["body"], "got null"),
+    "NUL in a category": (with_raw("carrier", b'"U\\u0000A"'), 422, "unknown_category",
+                          ["body", "carrier"], "'carrier' = 'U\\x00A' is not a category"),
+    "100,000-character category": (with_raw("carrier", b'"' + b"Z" * 100_000 + b'"'), 422,
+                                   "unknown_category", ["body", "carrier"], "ZZZ...ZZZ"),
+}
+
+
 class TestBadPayloads:
+    @pytest.mark.parametrize("case", [*FUZZED, *HOSTILE])
+    def test_fuzzed_input_is_a_4xx_and_the_server_keeps_serving(
+            self, client: httpx.Client, server: ServerProcess, record: dict[str, Any],
+            case: str) -> None:
+        make, status, kind, loc, text = {**FUZZED, **HOSTILE}[case]
+        errors_before = server.metric("prefab_serve_requests_total", 'status="500"')
+        r = client.post("/predict", content=make(record),
+                        headers={"content-type": "application/json"})
+        assert r.status_code == status, r.text[:2000]
+        detail = r.json()["detail"]
+        assert detail[0]["type"] == kind and detail[0]["loc"] == loc, detail
+        assert text in detail[0]["msg"] and len(detail[0]["msg"]) < 500, detail[0]["msg"]
+        assert client.post("/predict", json=record).status_code == 200
+        assert server.metric("prefab_serve_requests_total", 'status="500"') == errors_before
+
     @pytest.mark.parametrize("case", sorted(BAD))
     def test_rejected_with_a_field_level_message(self, client: httpx.Client,
                                                  record: dict[str, Any], case: str) -> None:

@@ -28,6 +28,14 @@ def errors(payload, **kw) -> list[dict]:
     return exc.value.errors
 
 
+def nested(depth: int, leaf=1, key: str | None = None):
+    """``leaf`` inside ``depth`` arrays (or objects under ``key``), built without recursion."""
+    value = leaf
+    for _ in range(depth):
+        value = [value] if key is None else {key: value}
+    return value
+
+
 class TestShapes:
     def test_one_record_many_records_and_wrapper(self) -> None:
         v = validator()
@@ -95,6 +103,69 @@ class TestValues:
     @pytest.mark.parametrize("value", ["yesterday", "01/02/2013", 1357016400])
     def test_bad_datetimes(self, value) -> None:
         assert errors({**GOOD, "time_hour": value})[0]["type"] == "datetime_parsing"
+
+    @pytest.mark.parametrize("dtype, text", [
+        # an offset that moves the instant past year 1 or 9999 (was an OverflowError: 500)
+        ("datetime64[us, UTC]", "0001-01-01T00:00:00+01:00"),
+        ("datetime64[us, UTC]", "9999-12-31T23:59:59-01:00"),
+        ("datetime64[ns]", "0001-01-01T00:00:00+01:00"),  # naive training column
+        ("datetime64[ns, Asia/Tokyo]", "9999-12-31T23:00:00"),  # read as UTC, then Tokyo
+        ("datetime64[ns, America/New_York]", "0001-01-01T00:00:00"),
+        # parses, but outside what a pandas datetime64[ns] column holds
+        ("datetime64[us, UTC]", "0001-01-01T00:00:00Z"),
+        ("datetime64[us, UTC]", "1677-09-21T23:59:59Z"),
+        ("datetime64[us, UTC]", "2262-04-11T00:00:00Z"),
+        ("datetime64[ns]", "9999-12-31"),
+    ])
+    def test_datetime_out_of_range_is_a_field_error(self, dtype: str, text: str) -> None:
+        v = RecordValidator({"t": {"kind": "datetime", "dtype": dtype}}, [], None)
+        for payload, loc in (({"t": text}, ["body", "t"]),
+                             ([{"t": None}, {"t": text}], ["body", 1, "t"])):
+            with pytest.raises(RequestInvalid) as exc:
+                v.validate(payload)
+            err = exc.value.errors[0]
+            assert err["type"] == "datetime_range" and err["loc"] == loc, err
+            assert err["msg"].startswith(f"'t' = '{text}' is out of range: expected a "
+                                         "date-time from 1677-09-22 to 2262-04-10"), err
+            assert err["ctx"] == {"min": "1677-09-22T00:00:00",
+                                  "max": "2262-04-10T23:59:59.999999"}
+        # the bounds themselves are accepted, in every zone
+        for edge in ("1677-09-22T00:00:00Z", "2262-04-10T23:59:59.999999+00:00"):
+            assert v.validate({"t": edge}).rows == 1
+
+
+class TestMessages:
+    """Every message quotes a user value through :func:`preview`: short, never recursive."""
+
+    @pytest.mark.parametrize("field, kind", [
+        ("distance", "number_type"), ("carrier", "string_type"),
+        ("time_hour", "datetime_parsing")])
+    @pytest.mark.parametrize("value", [nested(5000), nested(5000, key="a")],
+                             ids=["array", "object"])
+    def test_deeply_nested_value_is_a_field_error(self, field: str, kind: str,
+                                                  value) -> None:
+        # 1000 levels raised RecursionError (a 500) while the message built repr(value)
+        err = errors([{**GOOD, field: value}])[0]
+        assert err["type"] == kind and err["loc"] == ["body", 0, field]
+        assert err["msg"].endswith("([[[...]]])" if isinstance(value, list) else
+                                   "({'a': {'a': {...}}})"), err["msg"]
+
+    def test_huge_and_long_values_are_cut(self) -> None:
+        err = errors({**GOOD, "carrier": 10**5000})[0]  # repr refuses > 4300 digits
+        assert err["type"] == "string_type" and "(<16610-bit integer>)" in err["msg"]
+        err = errors({**GOOD, "carrier": "Z" * 1_000_000})[0]
+        assert err["type"] == "unknown_category" and len(err["msg"]) < 200
+        err = errors({**GOOD, "k" * 100_000: 1})[0]
+        assert err["type"] == "extra_forbidden" and len(err["msg"]) < 400
+
+    def test_preview(self) -> None:
+        from prefab_mlops.serve.schema import preview
+
+        assert preview([1]) == "[1]" and preview({"a": 1}) == "{'a': 1}"
+        assert preview("ZZ") == "'ZZ'" and preview("a\x00b") == "'a\\x00b'"
+        assert preview({f"k{i}": i for i in range(10)}) == "{'k0': 0, 'k1': 1, 'k2': 2, ...}"
+        assert preview(nested(10**5)) == "[[[...]]]"
+        assert all(len(preview(v)) <= 40 for v in ("x" * 10**6, 10**300, [["y" * 99] * 9]))
 
 
 class TestFields:

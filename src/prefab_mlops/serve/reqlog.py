@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from prefab_mlops.serve.model import Prediction, ServedModel
-from prefab_mlops.serve.schema import Validated
+from prefab_mlops.serve.schema import Validated, preview
 
 log = logging.getLogger("prefab_mlops.serve")
 PREDICTIONS_SUFFIX = ".predictions"
@@ -69,7 +69,10 @@ class _OpenFile:
 def _scalar(v: Any) -> Any:
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
-    return json.dumps(v, sort_keys=True)
+    try:
+        return json.dumps(v, sort_keys=True)
+    except RecursionError:  # ~1000 levels deep (orjson reads 1023): log a preview, keep the flush
+        return preview(v)
 
 
 class RequestLog:

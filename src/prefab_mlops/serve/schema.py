@@ -14,7 +14,9 @@ the rows *column-wise*, normalised for the model:
 * ``datetime``: ISO 8601 strings (``2013-01-01T05:00:00Z``, ``2013-01-01 05:00:00``,
   ``2013-01-01``); ``null`` is missing. Values are converted to the time zone of
   the training column; a value without an offset is read as UTC, as
-  :class:`prefab_mlops.core.transformers.DatetimeParts` reads strings.
+  :class:`prefab_mlops.core.transformers.DatetimeParts` reads strings. Only instants
+  from :data:`DATETIME_MIN` to :data:`DATETIME_MAX` are accepted (within what a
+  pandas ``datetime64[ns]`` column holds, whichever pandas version scores).
 
 A field that is missing from a record is an error (send ``null`` for a missing
 value). Fields that are not model inputs but were columns of the training data
@@ -26,6 +28,8 @@ Every problem is collected (up to :data:`MAX_ERRORS`), then reported at once.
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -39,6 +43,15 @@ _DT_CACHE = 4096  # parsed datetime strings kept per model (requests repeat time
 _SHOW_CATEGORIES = 40  # allowed values listed in one error message
 _CATEGORY_CAP = 1000  # featurize stores at most this many categories per column
 _UTC = _dt.UTC
+# Accepted date-times: whole days inside pandas' nanosecond range
+# (1677-09-21T00:12:43.145224193 to 2262-04-11T23:47:16.854775807), compared as UTC
+# instants, or as wall clock for a naive training column.
+DATETIME_MIN = _dt.datetime(1677, 9, 22)
+DATETIME_MAX = _dt.datetime(2262, 4, 10, 23, 59, 59, 999999)
+_DT_MIN_UTC = DATETIME_MIN.replace(tzinfo=_UTC)
+_DT_MAX_UTC = DATETIME_MAX.replace(tzinfo=_UTC)
+_DT_RANGE = f"{DATETIME_MIN:%Y-%m-%d} to {DATETIME_MAX:%Y-%m-%d}"
+_PREVIEW_CHARS = 40  # most characters of a user value quoted in a message
 
 
 def _target_tz(dtype: str) -> _dt.tzinfo | None:
@@ -104,6 +117,8 @@ class _Errors:
 
 
 def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
     if value is True or value is False:
         return "a boolean"
     if isinstance(value, str):
@@ -115,6 +130,46 @@ def _describe(value: Any) -> str:
     if isinstance(value, dict):
         return "an object"
     return type(value).__name__
+
+
+class _Preview(reprlib.Repr):
+    """``repr`` with bounded depth, width and length, for values quoted in messages.
+
+    Never recurses more than two levels into a value (a body may nest ~1000 deep),
+    never formats a huge int, never sorts an object's keys.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 2
+        self.maxlist = self.maxtuple = self.maxdict = 3
+        self.maxstring = self.maxlong = self.maxother = _PREVIEW_CHARS
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 128:  # formatting is quadratic, refused beyond 4300 digits
+            return f"<{x.bit_length()}-bit integer>"
+        return super().repr_int(x, level)
+
+    def repr_dict(self, x: dict, level: int) -> str:
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{" + self.fillvalue + "}"
+        pieces = [f"{self.repr1(k, level - 1)}: {self.repr1(v, level - 1)}"
+                  for k, v in itertools.islice(x.items(), self.maxdict)]
+        if len(x) > self.maxdict:
+            pieces.append(self.fillvalue)
+        return "{" + ", ".join(pieces) + "}"
+
+
+_PREVIEWER = _Preview()
+
+
+def preview(value: Any) -> str:
+    """A short ``repr`` of a user value for an error message: at most 40 characters,
+    safe for any JSON value (deeply nested, huge, very long)."""
+    text = _PREVIEWER.repr(value)
+    return text if len(text) <= _PREVIEW_CHARS else text[: _PREVIEW_CHARS - 3] + "..."
 
 
 class RecordValidator:
@@ -182,7 +237,8 @@ class RecordValidator:
                 if extra and self.extra_fields == "reject":
                     raise RequestInvalid([{
                         "loc": ["body", extra[0]], "type": "extra_forbidden",
-                        "msg": f"unexpected top-level field(s) {extra} next to 'records'"}])
+                        "msg": f"unexpected top-level field(s) {preview(extra)} next to "
+                               "'records'"}])
             else:
                 recs, prefix, single = [payload], ("body",), True
         else:
@@ -288,18 +344,18 @@ class RecordValidator:
                         columns[spec.name][i] = v
                     else:
                         errors.add((*base, spec.name), f"'{spec.name}' must be a number, "
-                                   f"not {_describe(v)} ({v!r:.40})", "number_type")
+                                   f"not {_describe(v)} ({preview(v)})", "number_type")
                 elif kind == "categorical":
                     if t is not str:
                         errors.add((*base, spec.name), f"'{spec.name}' must be a string, "
-                                   f"not {_describe(v)} ({v!r:.40})", "string_type")
+                                   f"not {_describe(v)} ({preview(v)})", "string_type")
                         continue
                     if spec.categories is not None and v not in spec.categories:
                         if self.unknown_category == "reject":
                             shown = list(spec.allowed[:_SHOW_CATEGORIES])
                             more = len(spec.allowed) - len(shown)
                             errors.add((*base, spec.name),
-                                       f"'{spec.name}' = {v!r:.40} is not a category the "
+                                       f"'{spec.name}' = {preview(v)} is not a category the "
                                        f"model was trained on; allowed: {shown}"
                                        + (f" and {more} more" if more > 0 else ""),
                                        "unknown_category", allowed=list(spec.allowed))
@@ -310,9 +366,8 @@ class RecordValidator:
                 else:
                     parsed = self._datetime(v, spec) if t is str else None
                     if parsed is None:
-                        errors.add((*base, spec.name), f"'{spec.name}' must be an ISO 8601 "
-                                   f"date-time string such as '2013-01-01T05:00:00Z', not "
-                                   f"{_describe(v)} ({v!r:.40})", "datetime_parsing")
+                        msg, kind, ctx = self._datetime_error(v, spec)
+                        errors.add((*base, spec.name), msg, kind, **ctx)
                     else:
                         columns[spec.name][i] = parsed
             if len(rec) != n_inputs or not rec.keys() <= self._inputs:
@@ -322,8 +377,8 @@ class RecordValidator:
                     if key in self._extras:
                         extras.setdefault(key, [None] * n)[i] = rec[key]
                     elif self.extra_fields == "reject":
-                        errors.add((*base, key), f"unexpected field '{key}': not an input of "
-                                   f"the model; inputs are {list(self.names)}"
+                        errors.add((*base, key), f"unexpected field {preview(key)}: not an "
+                                   f"input of the model; inputs are {list(self.names)}"
                                    + (f", optional extra fields {list(self.extra_names)}"
                                       if self.extra_names else ""), "extra_forbidden")
         errors.raise_if_any()
@@ -331,15 +386,35 @@ class RecordValidator:
 
     @staticmethod
     def _datetime(value: str, spec: FieldSpec) -> _dt.datetime | None:
+        """``value`` in the training zone; ``None`` if it is not an ISO 8601 date-time
+        or not between :data:`DATETIME_MIN` and :data:`DATETIME_MAX`."""
         try:
             ts = _dt.datetime.fromisoformat(value)
-        except ValueError:
+            if spec.tz is None:  # naive training column: aware input as UTC wall clock
+                if ts.tzinfo is not None:
+                    ts = ts.astimezone(_UTC).replace(tzinfo=None)
+                return ts if DATETIME_MIN <= ts <= DATETIME_MAX else None
+            if ts.tzinfo is None:
+                ts = ts.replace(tzinfo=_UTC)
+            if not _DT_MIN_UTC <= ts <= _DT_MAX_UTC:
+                return None
+            return ts.astimezone(spec.tz)
+        except (ValueError, OverflowError):  # OverflowError: an offset past year 1 or 9999
             return None
-        if spec.tz is None:  # naive training column: aware input as UTC wall clock
-            if ts.tzinfo is not None:
-                ts = ts.astimezone(_UTC).replace(tzinfo=None)
-            return ts
-        if ts.tzinfo is None:
-            return ts.replace(tzinfo=_UTC) if spec.tz is _UTC else ts.replace(
-                tzinfo=_UTC).astimezone(spec.tz)
-        return ts.astimezone(spec.tz)
+
+    @staticmethod
+    def _datetime_error(value: Any, spec: FieldSpec) -> tuple[str, str, dict[str, str]]:
+        """``(msg, type, ctx)`` for a value :meth:`_datetime` refused."""
+        if isinstance(value, str):
+            try:
+                _dt.datetime.fromisoformat(value)
+            except ValueError:
+                pass
+            else:
+                zone = "" if spec.tz is None else " UTC"
+                return (f"'{spec.name}' = {preview(value)} is out of range: expected a "
+                        f"date-time from {_DT_RANGE}{zone}", "datetime_range",
+                        {"min": DATETIME_MIN.isoformat(), "max": DATETIME_MAX.isoformat()})
+        return (f"'{spec.name}' must be an ISO 8601 date-time string such as "
+                f"'2013-01-01T05:00:00Z', not {_describe(value)} ({preview(value)})",
+                "datetime_parsing", {})
