@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from prefab_mlops.flows._common import load_and_log, run_ids, unlabelled
-from prefab_mlops.tasks.ingest import _ingest_key, ingest
+from prefab_mlops.tasks.ingest import ingest
 from prefab_mlops.tasks.predict import score_batch, write_predictions
 from prefab_mlops.tasks.register import load_production
 from prefab_mlops.tasks.validate import validate_batch
@@ -53,7 +53,7 @@ def batch_inference(overrides: list[str] | None = None, batch_uri: str | None = 
         raise RegistryError(f"Model '{name}' has no '{inf.alias}' version to score with.",
                             fix="Train and promote a model first (make train).")
     manifest = production.version
-    batch = configure(ingest, "ingest", orch, cache=True, extra_key=_ingest_key)(
+    batch = configure(ingest, "ingest", orch, cache=True)(
         unlabelled(cfg.data), cfg.paths, cfg.storage, cfg.seed)
     input_schema = manifest.features["input_schema"]
     extra = [c for c in batch.frame.columns if c not in input_schema]

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 from prefab_mlops.flows._common import jsonable, load_and_log, run_ids, unlabelled
-from prefab_mlops.tasks.ingest import _ingest_key, ingest
+from prefab_mlops.tasks.ingest import ingest
 from prefab_mlops.tasks.monitor import detect_drift, emit_drift_event
 from prefab_mlops.tasks.register import load_production, open_registry
 from prefab_mlops.tasks.track import track
@@ -74,7 +74,7 @@ def monitoring(overrides: list[str] | None = None, batch_uri: str | None = None,
                             fix="Train and promote a model first (make train), then monitor.")
     manifest = production.version
     data_cfg = cfg.data if mon.labels else unlabelled(cfg.data)
-    batch = configure(ingest, "ingest", orch, cache=True, extra_key=_ingest_key)(
+    batch = configure(ingest, "ingest", orch, cache=True)(
         data_cfg, cfg.paths, cfg.storage, cfg.seed)
     configure(validate, "validate", orch)(batch, dataclasses.replace(cfg.validate,
                                                                      on_failure="fail"),

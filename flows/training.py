@@ -21,7 +21,7 @@ from prefab_mlops.flows._common import load_and_log, run_ids
 from prefab_mlops.tasks.deploy import decide_promotion, promote
 from prefab_mlops.tasks.evaluate import evaluate, evaluate_champion
 from prefab_mlops.tasks.featurize import featurize
-from prefab_mlops.tasks.ingest import _ingest_key, ingest
+from prefab_mlops.tasks.ingest import ingest
 from prefab_mlops.tasks.register import RunInfo, load_production, register
 from prefab_mlops.tasks.track import track
 from prefab_mlops.tasks.train import check_estimator_fits, train
@@ -92,8 +92,7 @@ def training(overrides: list[str] | None = None, config_name: str = "train",
     def heavy(t: Any, family: str, **kw: Any) -> Any:
         return configure(t, family, orch, cache=True, refresh=refresh_cache, **kw)
 
-    data = heavy(ingest, "ingest", extra_key=_ingest_key)(cfg.data, cfg.paths, cfg.storage,
-                                                           cfg.seed)
+    data = heavy(ingest, "ingest")(cfg.data, cfg.paths, cfg.storage, cfg.seed)
     report = heavy(validate, "validate")(data, cfg.validate, target)
     publish_markdown(f"{cfg.register.model_name}-validation", report.to_markdown(),
                      "Validation summary")

@@ -27,6 +27,7 @@ from prefab_mlops.core.storage import (
 )
 from prefab_mlops.datasets import parse_bytes, prepare
 from prefab_mlops.datasets import stats as _stats
+from prefab_mlops.orchestration.caching import LineagePolicy
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.payloads import Payload
 from prefab_mlops.orchestration.retries import retry_transient
@@ -94,8 +95,12 @@ def _holding(frame: pd.DataFrame) -> dict[str, Any]:
             "columns": [str(c) for c in frame.columns]}
 
 
-def _ingest_key(inputs: dict[str, Any]) -> str:
-    """Extra cache-key part: the current content fingerprint of the data source."""
+def _source_key(inputs: dict[str, Any]) -> str:
+    """Ingest's own cache-key part: the current content fingerprint of the data source.
+
+    On the task's decorator, so every caller caches ingest on the data as it is now,
+    not on its config alone (a changed file is a cache miss).
+    """
     cfg: DataConfig = inputs["cfg"]
     paths: PathsConfig = inputs["paths"]
     storage: StorageConfig = inputs["storage"]
@@ -109,7 +114,8 @@ def _helpers_code() -> str:
 
 
 # --------------------------------------------------------------------- task
-@task(name="ingest", retry_condition_fn=retry_transient, persist_result=True)
+@task(name="ingest", retry_condition_fn=retry_transient, persist_result=True,
+      cache_policy=LineagePolicy(extra=_source_key))
 def ingest(cfg: DataConfig, paths: PathsConfig, storage: StorageConfig, seed: int) -> Dataset:
     """Read and prepare the data set named by ``conf/data``.
 

@@ -325,8 +325,8 @@ class TestGeneratedProjectWorks:
         shutil.copytree(source, project)
         answers = answers_of(project)
         env = client_env(project, prefect_server, tmp_path / "client")
-        res = run([sys.executable, "-m", "flows.training", "tracking=disabled", *train_args,
-                   "--json"], project, env)
+        res = run([sys.executable, "-m", "prefab_mlops.flows.training", "tracking=disabled",
+                   *train_args, "--json"], project, env)
         summary = json.loads(res.stdout[res.stdout.rindex('{\n  "model_name"'):])
         model = f"{answers['dataset_name']}-{answers['problem_type']}"
         assert summary["model_name"] == model and summary["version"] == 1

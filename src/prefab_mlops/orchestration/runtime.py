@@ -6,7 +6,7 @@ same task code runs with different retry/caching policies per project.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,6 @@ def result_storage(value: str) -> Any:
 
 
 def configure(task: Any, family: str, cfg: OrchestrationConfig, *, cache: bool = False,
-              extra_key: Callable[[dict[str, Any]], str] | None = None,
               refresh: bool = False) -> Any:
     """``task.with_options(...)`` from ``conf/orchestration``.
 
@@ -36,7 +35,8 @@ def configure(task: Any, family: str, cfg: OrchestrationConfig, *, cache: bool =
         family: Key in ``orchestration.tasks`` (``ingest``, ``register``...).
         cfg: ``conf/orchestration``.
         cache: Whether this task's result is cached across runs (heavy, pure tasks).
-        extra_key: Extra cache-key part computed from the inputs (see LineagePolicy).
+            The key is the task's own: the :class:`LineagePolicy` on its decorator
+            (ingest adds its source's content fingerprint there), else a plain one.
         refresh: Force a fresh run even if a cached result exists.
     """
     rt: TaskRuntime = cfg.tasks.get(family, TaskRuntime())
@@ -47,7 +47,8 @@ def configure(task: Any, family: str, cfg: OrchestrationConfig, *, cache: bool =
     }
     if cache and cfg.cache.enabled:
         storage = result_storage(cfg.cache.result_storage)
-        policy = LineagePolicy(extra=extra_key)
+        own = getattr(task, "cache_policy", None)
+        policy = own if isinstance(own, LineagePolicy) else LineagePolicy()
         if isinstance(storage, Path):
             # Cache records (metadata) in their own directory: result files then hold
             # only the serialized result, not base64 inside JSON, which loads several
