@@ -8,17 +8,19 @@ import pytest
 from prefab_mlops.tasks.featurize import build_preprocessor
 from prefab_mlops.tasks.train import check_estimator_fits
 
-from prefab_mlops.config import ModelSpec, load_config
+from prefab_mlops.config import ModelSpec, config_groups, load_config
 from prefab_mlops.core.errors import ConfigError
 from prefab_mlops.core.storage import parse_location
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "local")
+# the project's groups plus the framework's stock ones (Hydra's search path)
+OPTIONS = config_groups(CONF)
+GROUPS = sorted(OPTIONS)
 REGRESSION_MODELS = {"xgboost_regressor", "random_forest_regressor", "linear_regression"}
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    return OPTIONS[group]
 
 
 def compose(tmp_path: Path, *overrides: str):

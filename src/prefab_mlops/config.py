@@ -402,8 +402,9 @@ def load_config(
     except HydraException as exc:
         raise ConfigError(
             f"Could not compose config '{config_name}' with overrides {list(overrides)}: {exc}",
-            fix="Check the override spelling; group options are the YAML files under "
-            f"{conf_dir}/<group>/.",
+            fix="Check the override spelling; a group's options are the YAML files under "
+            f"{conf_dir}/<group>/ and the framework's stock ones (pkg://prefab_mlops.conf), "
+            "as listed above.",
         ) from None
     finally:
         GlobalHydra.instance().clear()
@@ -420,6 +421,47 @@ def load_config(
     _check_consistency(obj)
     assert isinstance(resolved, dict)
     return LoadedConfig(typed=obj, resolved=resolved, config_dir=conf_dir, overrides=overrides)
+
+
+FRAMEWORK_CONF = "pkg://prefab_mlops.conf"
+
+
+def framework_config_dir() -> Path:
+    """Where the framework's stock config groups are installed (package data)."""
+    from importlib.resources import files
+
+    return Path(str(files("prefab_mlops.conf")))
+
+
+def config_groups(config_dir: str | Path | None = None,
+                  config_name: str = "train") -> dict[str, list[str]]:
+    """Every config group and its options, as Hydra sees them for ``config_name``.
+
+    That is the project's ``conf/`` plus what its search path adds (the framework's
+    stock groups), so a test can compose every option a user can pick.
+
+    Args:
+        config_dir: The project's ``conf/`` (default: :func:`default_config_dir`).
+        config_name: Its primary config, whose ``hydra.searchpath`` is applied.
+
+    Returns:
+        ``{group: [option, ...]}``, sorted, without ``hydra`` and ``local``.
+    """
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    conf_dir = Path(config_dir).expanduser().resolve() if config_dir else default_config_dir()
+    roots = [conf_dir, framework_config_dir()]
+    names = sorted({p.name for r in roots if r.is_dir() for p in r.iterdir()
+                    if p.is_dir() and p.name not in ("local", "__pycache__")})
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            loader = GlobalHydra.instance().config_loader()
+            return {g: sorted(loader.get_group_options(g, config_name=config_name))
+                    for g in names}
+    finally:
+        GlobalHydra.instance().clear()
 
 
 def _merge_schema(schema: type, cfg: DictConfig) -> DictConfig:

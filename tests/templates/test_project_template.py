@@ -1,7 +1,8 @@
 """templates/project rendered for the meaningful combinations of answers.
 
-Fast checks for every combination: the exact file set, shared code copied verbatim
-(not a second hand-kept copy), no Jinja left over except Prefect's own templates in
+Fast checks for every combination: the exact file set (no framework code or stock
+config: the project depends on prefab-mlops), its own tests copied verbatim, no Jinja
+left over except Prefect's own templates in
 prefect.yaml, the answers recorded for ``copier update``, and each rendered file
 saying what the answers asked for. Bad answers are refused with the answer's name.
 
@@ -36,7 +37,6 @@ from tests.templates.conftest import (
 )
 
 COMBOS = list(combos(Path("/data")))
-SHARED_GROUPS = ("model", "evaluate", "paths", "register", "deploy", "monitor", "orchestration")
 JINJA = re.compile(r"\{\{|\{%|\{#")
 PREFECT_TEMPLATE = re.compile(r"\{\{[^{}]*\}\}")
 
@@ -46,18 +46,14 @@ def answers_of(project: Path) -> dict[str, Any]:
 
 
 def verbatim_files(template: Path) -> dict[str, Path]:
-    """Generated path -> template source, for everything copied through symlinks.
+    """Generated path -> template source, for the files copied as they are.
 
-    No framework code is among them: a project depends on prefab-mlops as a package.
+    Neither framework code nor the framework's stock config groups are among them: a
+    project depends on prefab-mlops as a package, and its conf/train.yaml puts the
+    installed ``pkg://prefab_mlops.conf`` on Hydra's search path.
     """
-    out: dict[str, Path] = {}
-    for group in SHARED_GROUPS:
-        for p in (template / "conf" / group).glob("*.yaml"):
-            out[str(p.relative_to(template))] = p
-    out["conf/tracking/disabled.yaml"] = template / "conf" / "tracking" / "disabled.yaml"
-    for p in (template / "templates" / "project" / "tests").glob("*.py"):
-        out[f"tests/{p.name}"] = p
-    return out
+    tests = template / "templates" / "project" / "tests"
+    return {f"tests/{p.name}": p for p in tests.glob("*.py")}
 
 
 def expected_files(template: Path, answers: dict[str, Any]) -> set[str]:
@@ -86,7 +82,7 @@ class TestRenderedProject:
         assert files_of(project) == expected_files(template_repo, answers_of(project))
         assert not [p for p in project.rglob("*") if p.is_symlink()]
 
-    def test_shared_code_is_copied_verbatim(self, name: str, rendered: Callable[[str], Path],
+    def test_own_tests_are_copied_verbatim(self, name: str, rendered: Callable[[str], Path],
                                             template_repo: Path) -> None:
         project = rendered(name)
         for rel, src in verbatim_files(template_repo).items():

@@ -47,7 +47,7 @@ def test_update_brings_template_changes_and_keeps_user_edits(template_repo: Path
     section = "\n## Support\n\nAsk in #mlops.\n"
     rt = template / "templates" / "project" / "README.md.jinja"
     rt.write_text(rt.read_text() + section)
-    monitor = template / "conf" / "monitor" / "default.yaml"
+    monitor = template / "src" / "prefab_mlops" / "conf" / "monitor" / "default.yaml"
     monitor.write_text(monitor.read_text().replace("drift_share: 0.5", "drift_share: 0.4"))
     ingest = template / "tasks" / "ingest.py"
     ingest.write_text(ingest.read_text() + "\n# template v2\n")
@@ -58,8 +58,8 @@ def test_update_brings_template_changes_and_keeps_user_edits(template_repo: Path
 
     text = readme.read_text()
     assert "## Support" in text and "Prices are in USD." in text
-    assert "drift_share: 0.4" in (project / "conf" / "monitor" / "default.yaml").read_text()
-    # framework code is a dependency of the project, never a file in it
+    # the framework's stock config groups and code are a dependency, never files in it
+    assert not (project / "conf" / "monitor").exists()
     assert not (project / "tasks").exists() and not (project / "src").exists()
     assert "seed: 7" in train_yaml.read_text()
     assert "min_rows: 5000" in contract.read_text()

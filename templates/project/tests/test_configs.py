@@ -14,22 +14,35 @@ from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
-from prefab_mlops.tasks.featurize import build_preprocessor
-from prefab_mlops.tasks.train import check_estimator_fits
-
-from prefab_mlops.config import ModelSpec, TrainConfig, load_config
+from prefab_mlops.config import (
+    ModelSpec,
+    TrainConfig,
+    config_groups,
+    framework_config_dir,
+    load_config,
+)
 from prefab_mlops.core.errors import ConfigError
 from prefab_mlops.core.storage import parse_location
 from prefab_mlops.scaffold.params import bind_params, load_params
+from prefab_mlops.tasks.featurize import build_preprocessor
+from prefab_mlops.tasks.train import check_estimator_fits
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 TRAIN_GROUPS = {f.name for f in dataclasses.fields(TrainConfig)} | {"experiment"}
-GROUP_DIRS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "local")
+# this project's groups plus the framework's stock ones (Hydra's search path)
+OPTIONS = config_groups(CONF)
+GROUP_DIRS = sorted(OPTIONS)
 TASK_GROUPS = [g for g in GROUP_DIRS if g not in TRAIN_GROUPS]
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    return OPTIONS[group]
+
+
+def option_file(group: str, option: str) -> Path:
+    """The YAML file Hydra picks for ``group=option``: the project's, else the stock one."""
+    mine = CONF / group / f"{option}.yaml"
+    return mine if mine.is_file() else framework_config_dir() / group / f"{option}.yaml"
 
 
 def compose(tmp_path: Path, *overrides: str):
@@ -51,7 +64,7 @@ def fits_problem_type(group: str, option: str) -> bool:
     if group == "evaluate":
         return (option == "regression") == regression
     if group == "model":
-        raw = OmegaConf.to_container(OmegaConf.load(CONF / "model" / f"{option}.yaml"))
+        raw = OmegaConf.to_container(OmegaConf.load(option_file("model", option)))
         raw["random_state"] = 0
         est = ModelSpec.from_config(raw).instantiate()
         from sklearn.base import is_regressor

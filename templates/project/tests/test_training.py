@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from prefab_mlops.flows.batch_inference import batch_inference
-from prefab_mlops.flows.training import training
-
 from prefab_mlops.config import load_config
 from prefab_mlops.core.registry import ModelRegistry
 from prefab_mlops.core.storage import LocalObjectStore
+from prefab_mlops.flows.batch_inference import batch_inference
+from prefab_mlops.flows.training import training
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
