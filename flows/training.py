@@ -26,7 +26,7 @@ from prefab_core.errors import QualityGateError
 from prefab_core.logs import get_logger
 from prefab_core.runtime import configure, in_process_run
 from prefab_core.tracking import RunRecord
-from tasks.deploy import decide_promotion, promote
+from tasks.deploy import Challenge, decide_promotion, promote
 from tasks.evaluate import evaluate, evaluate_champion
 from tasks.featurize import featurize
 from tasks.ingest import _ingest_key, ingest
@@ -123,9 +123,13 @@ def training(overrides: list[str] | None = None, config_name: str = "train",
         cfg.seed)
     decision = decide_promotion(version, evaluation,
                                 champion.version.version if champion else None,
-                                champion_metrics, cfg.deploy)
-    configure(promote, "deploy", orch)(decision, cfg.register.model_name, cfg.deploy,
-                                       cfg.register, cfg.storage)
+                                champion_metrics, cfg.deploy,
+                                champion.version.fingerprint if champion else None)
+    # a compare-and-set: if another run moved production since, decide again against it
+    outcome = configure(promote, "deploy", orch)(
+        decision, cfg.register.model_name, cfg.deploy, cfg.register, cfg.storage,
+        Challenge(version, evaluation, features, cfg.evaluate, champion_metrics))
+    decision, champion_metrics = outcome.decision, outcome.champion_metrics
 
     summary: dict[str, Any] = {
         "model_name": cfg.register.model_name, "version": version.version,
