@@ -34,6 +34,7 @@ def run_plain(overrides: list[str], config_dir: str | None = None) -> dict[str, 
     Returns:
         ``{"phases": {step: seconds}, "version": int, "rows": int, "metrics": {...}}``.
     """
+    from prefab_mlops.config import ModelSpec, TargetSpec, load_config
     from prefab_mlops.tasks.deploy import decide_promotion, promote
     from prefab_mlops.tasks.evaluate import evaluate, evaluate_champion
     from prefab_mlops.tasks.featurize import featurize
@@ -41,8 +42,6 @@ def run_plain(overrides: list[str], config_dir: str | None = None) -> dict[str, 
     from prefab_mlops.tasks.register import RunInfo, load_production, register
     from prefab_mlops.tasks.train import check_estimator_fits, train
     from prefab_mlops.tasks.validate import validate
-
-    from prefab_mlops.config import ModelSpec, TargetSpec, load_config
 
     t: dict[str, float] = {}
     with _phase(t, "config"):

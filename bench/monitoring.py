@@ -183,9 +183,9 @@ def _load_inputs(spec: dict[str, Any]) -> dict[str, Any]:
     import io
 
     import pandas as pd
-    from prefab_mlops.tasks.register import load_production, open_registry
 
     from prefab_mlops.config import TargetSpec, load_config
+    from prefab_mlops.tasks.register import load_production, open_registry
 
     cfg = load_config([], "train", spec["conf"]).typed
     prod = load_production.fn(cfg.register, cfg.storage, cfg.monitor.alias)
@@ -264,6 +264,7 @@ def child_ours_profile(spec: dict[str, Any]) -> dict[str, Any]:
     import warnings
 
     import pandas as pd
+
     import prefab_mlops.tasks.monitor as mon
 
     inp = _load_inputs(spec)
@@ -410,9 +411,8 @@ def build_data(tmp: Path, rows: int) -> dict[str, Any]:
     """The model's project and the N-row reference/stable/drifted batches (parquet)."""
     import dataclasses
 
-    from prefab_mlops.tasks.ingest import ingest
-
     from prefab_mlops.config import load_config
+    from prefab_mlops.tasks.ingest import ingest
     from prefab_mlops.testing.flights_batches import drifted_batch, flights, train_batch
     from prefab_mlops.testing.projects import make_project
 
@@ -457,9 +457,8 @@ def train_model(conf: Path) -> dict[str, Any]:
     res = run_plain([], str(conf))
     if not res["promoted"]:
         raise RuntimeError(f"the benchmark model was not promoted: {res}")
-    from prefab_mlops.tasks.register import load_production
-
     from prefab_mlops.config import load_config
+    from prefab_mlops.tasks.register import load_production
 
     cfg = load_config([], "train", conf).typed
     prod = load_production.fn(cfg.register, cfg.storage, "production")

@@ -15,17 +15,17 @@ import json
 import sys
 from typing import Any
 
-from prefab_mlops.flows._common import load_and_log, run_ids, unlabelled
-from prefab_mlops.tasks.ingest import ingest
-from prefab_mlops.tasks.predict import score_batch, write_predictions
-from prefab_mlops.tasks.register import load_production
-from prefab_mlops.tasks.validate import validate_batch
 from prefect import flow
 
 from prefab_mlops.config import TrainConfig
 from prefab_mlops.core.errors import RegistryError
+from prefab_mlops.flows._common import load_and_log, run_ids, unlabelled
 from prefab_mlops.orchestration.artifacts import publish_markdown
 from prefab_mlops.orchestration.runtime import configure, in_process_run
+from prefab_mlops.tasks.ingest import ingest
+from prefab_mlops.tasks.predict import score_batch, write_predictions
+from prefab_mlops.tasks.register import load_production
+from prefab_mlops.tasks.validate import validate_batch
 
 
 @flow(name="batch-inference")

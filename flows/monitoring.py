@@ -22,20 +22,20 @@ import sys
 from typing import Any
 
 import pandas as pd
-from prefab_mlops.flows._common import jsonable, load_and_log, run_ids, unlabelled
-from prefab_mlops.tasks.ingest import ingest
-from prefab_mlops.tasks.monitor import detect_drift, emit_drift_event
-from prefab_mlops.tasks.register import load_production, open_registry
-from prefab_mlops.tasks.track import track
-from prefab_mlops.tasks.validate import validate, validate_batch
 from prefect import flow
 
 from prefab_mlops.config import TargetSpec, TrainConfig
 from prefab_mlops.core.errors import RegistryError
 from prefab_mlops.core.storage import object_store
+from prefab_mlops.flows._common import jsonable, load_and_log, run_ids, unlabelled
 from prefab_mlops.orchestration.artifacts import publish_link, publish_markdown
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.runtime import configure, in_process_run
+from prefab_mlops.tasks.ingest import ingest
+from prefab_mlops.tasks.monitor import detect_drift, emit_drift_event
+from prefab_mlops.tasks.register import load_production, open_registry
+from prefab_mlops.tasks.track import track
+from prefab_mlops.tasks.validate import validate, validate_batch
 from prefab_mlops.tracking import RunRecord
 
 

@@ -17,8 +17,15 @@ import json
 import sys
 from typing import Any
 
+from prefect import flow
+
+from prefab_mlops.config import ModelSpec, TargetSpec, TrainConfig
+from prefab_mlops.core.errors import QualityGateError
 from prefab_mlops.flows._common import load_and_log, run_ids
-from prefab_mlops.tasks.deploy import decide_promotion, promote
+from prefab_mlops.orchestration.artifacts import md_table, publish_markdown, publish_table
+from prefab_mlops.orchestration.logs import get_logger
+from prefab_mlops.orchestration.runtime import configure, in_process_run
+from prefab_mlops.tasks.deploy import Challenge, decide_promotion, promote
 from prefab_mlops.tasks.evaluate import evaluate, evaluate_champion
 from prefab_mlops.tasks.featurize import featurize
 from prefab_mlops.tasks.ingest import ingest
@@ -26,13 +33,6 @@ from prefab_mlops.tasks.register import RunInfo, load_production, register
 from prefab_mlops.tasks.track import track
 from prefab_mlops.tasks.train import check_estimator_fits, train
 from prefab_mlops.tasks.validate import validate
-from prefect import flow
-
-from prefab_mlops.config import ModelSpec, TargetSpec, TrainConfig
-from prefab_mlops.core.errors import QualityGateError
-from prefab_mlops.orchestration.artifacts import md_table, publish_markdown, publish_table
-from prefab_mlops.orchestration.logs import get_logger
-from prefab_mlops.orchestration.runtime import configure, in_process_run
 from prefab_mlops.tracking import RunRecord
 
 
@@ -122,9 +122,13 @@ def training(overrides: list[str] | None = None, config_name: str = "train",
         cfg.seed)
     decision = decide_promotion(version, evaluation,
                                 champion.version.version if champion else None,
-                                champion_metrics, cfg.deploy)
-    configure(promote, "deploy", orch)(decision, cfg.register.model_name, cfg.deploy,
-                                       cfg.register, cfg.storage)
+                                champion_metrics, cfg.deploy,
+                                champion.version.fingerprint if champion else None)
+    # a compare-and-set: if another run moved production since, decide again against it
+    outcome = configure(promote, "deploy", orch)(
+        decision, cfg.register.model_name, cfg.deploy, cfg.register, cfg.storage,
+        Challenge(version, evaluation, features, cfg.evaluate, champion_metrics))
+    decision, champion_metrics = outcome.decision, outcome.champion_metrics
 
     summary: dict[str, Any] = {
         "model_name": cfg.register.model_name, "version": version.version,

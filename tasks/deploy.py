@@ -4,6 +4,11 @@
 quality gate and beats the champion's primary metric on the same test split by
 more than ``deploy.min_improvement``. :func:`promote` moves the alias and records
 the decision in the registry's audit log; :func:`rollback` moves it back.
+
+A promotion is a compare-and-set against the champion the decision was made
+with: if another run moved the alias in the meantime, :func:`promote` loads the
+new champion, scores it on the challenger's test split, decides again and retries,
+so a model only ever replaces one it was compared with and beat.
 """
 
 from __future__ import annotations
@@ -11,15 +16,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from prefab_mlops.tasks.evaluate import Evaluation
-from prefab_mlops.tasks.register import open_registry
 from prefect import task
 
-from prefab_mlops.config import DeployConfig, RegisterConfig
-from prefab_mlops.core.registry import AliasState, ModelVersion
+from prefab_mlops.config import DeployConfig, EvaluateConfig, RegisterConfig
+from prefab_mlops.core.errors import AliasMovedError
+from prefab_mlops.core.registry import AliasState, LoadedModel, ModelRegistry, ModelVersion
 from prefab_mlops.core.storage import StorageConfig
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.retries import retry_transient
+from prefab_mlops.tasks.evaluate import Evaluation, evaluate_champion
+from prefab_mlops.tasks.featurize import FeatureSet
+from prefab_mlops.tasks.register import load_production, open_registry
+
+#: How many times :func:`promote` tries its compare-and-set (deciding again in between).
+PROMOTE_ATTEMPTS = 5
 
 
 @dataclass
@@ -39,8 +49,20 @@ class PromotionDecision:
 
 def decide_promotion(challenger: ModelVersion, evaluation: Evaluation,
                      champion_version: int | None, champion_metrics: dict[str, float] | None,
-                     cfg: DeployConfig) -> PromotionDecision:
-    """Decide whether ``challenger`` should become ``cfg.alias`` (pure)."""
+                     cfg: DeployConfig, champion_fingerprint: str | None = None
+                     ) -> PromotionDecision:
+    """Decide whether ``challenger`` should become ``cfg.alias`` (pure).
+
+    Args:
+        challenger: The registered challenger.
+        evaluation: The challenger's metrics on its test split and its gate outcome.
+        champion_version: The version behind ``cfg.alias`` (None: no alias yet).
+        champion_metrics: The champion's metrics on the *same* test split (None: no
+            champion, or it cannot score this split).
+        cfg: ``conf/deploy``.
+        champion_fingerprint: The champion's lineage fingerprint. A champion of the
+            challenger's own lineage is the same model: it is "already" ``cfg.alias``.
+    """
     metric = evaluation.primary_metric
     value = evaluation.metrics[metric]
     base = dict(challenger_version=challenger.version, champion_version=champion_version,
@@ -51,6 +73,9 @@ def decide_promotion(challenger: ModelVersion, evaluation: Evaluation,
     base.update(champion_value=champ_value, delta=delta)
     if champion_version == challenger.version:
         return PromotionDecision(False, f"v{challenger.version} is already {cfg.alias}", **base)
+    if champion_fingerprint and champion_fingerprint == challenger.fingerprint:
+        return PromotionDecision(False, f"v{champion_version}, of the same lineage as "
+                                 f"v{challenger.version}, is already {cfg.alias}", **base)
     if not cfg.auto_promote:
         return PromotionDecision(False, "deploy.auto_promote is false", **base)
     if cfg.require_gate and not evaluation.gate.passed:
@@ -69,10 +94,114 @@ def decide_promotion(challenger: ModelVersion, evaluation: Evaluation,
                              f"{champ_value:.4f} by more than {cfg.min_improvement}", **base)
 
 
+@dataclass
+class Challenge:
+    """What a promotion decision was made with, to make it again against a new champion.
+
+    Attributes:
+        challenger: The registered challenger version.
+        evaluation: Its metrics on its test split and its gate outcome.
+        features: The run's feature set: its test split scores a new champion.
+        evaluate: ``conf/evaluate`` (the threshold used to score a champion).
+        champion_metrics: The first champion's metrics on that split (None: no
+            champion, or it could not score the split).
+    """
+
+    challenger: ModelVersion
+    evaluation: Evaluation
+    features: FeatureSet
+    evaluate: EvaluateConfig
+    champion_metrics: dict[str, float] | None = None
+
+
+@dataclass
+class PromotionOutcome:
+    """What :func:`promote` did.
+
+    Attributes:
+        decision: The final decision, made against the champion it names.
+        state: The alias after a promotion; None when the decision was to decline.
+        champion_metrics: That champion's metrics on the challenger's test split
+            (``Challenge.champion_metrics`` if the champion never moved).
+        attempts: Compare-and-set attempts made (1 if the champion never moved).
+    """
+
+    decision: PromotionDecision
+    state: AliasState | None
+    champion_metrics: dict[str, float] | None
+    attempts: int
+
+
+def decide_again(challenge: Challenge, champion: LoadedModel | None, cfg: DeployConfig
+                 ) -> tuple[PromotionDecision, dict[str, float] | None]:
+    """Decide ``challenge`` against ``champion`` (the alias's current model).
+
+    The champion is scored on the challenger's own test split
+    (:func:`~prefab_mlops.tasks.evaluate.evaluate_champion`), unless it is of the challenger's
+    lineage (loaded with ``model=None``), which is the same model.
+
+    Args:
+        challenge: The challenger, its evaluation and its test split.
+        champion: The model behind the alias now (``load_production``), or None.
+        cfg: ``conf/deploy``.
+
+    Returns:
+        The decision and the champion's metrics on that split.
+    """
+    if champion is None:
+        metrics = None
+    elif champion.version.fingerprint == challenge.challenger.fingerprint:
+        metrics = dict(challenge.evaluation.metrics)
+    else:
+        metrics = evaluate_champion.fn(champion.model, challenge.features, challenge.evaluate)
+    decision = decide_promotion(
+        challenge.challenger, challenge.evaluation,
+        champion.version.version if champion else None, metrics, cfg,
+        champion_fingerprint=champion.version.fingerprint if champion else None)
+    return decision, metrics
+
+
+def _apply(registry: ModelRegistry, decision: PromotionDecision, model_name: str,
+           alias: str, attempt: int) -> AliasState | None:
+    """Record a decline, or move ``alias`` if it still points at the decision's champion.
+
+    Raises:
+        AliasMovedError: the alias no longer points at ``decision.champion_version``.
+    """
+    log = get_logger()
+    if not decision.promote:
+        registry.record_event(model_name, "promotion_declined",
+                              version=decision.challenger_version, alias=alias,
+                              reason=decision.reason, decision=decision.as_dict(),
+                              attempt=attempt)
+        log.info("Not promoting v%s: %s", decision.challenger_version, decision.reason)
+        return None
+    state = registry.set_alias(model_name, alias, decision.challenger_version,
+                               reason=decision.reason, event="promote",
+                               details={"decision": decision.as_dict(), "attempt": attempt},
+                               expected=decision.champion_version)
+    log.info("Promoted v%s to %s: %s", decision.challenger_version, alias, decision.reason)
+    return state
+
+
+def _name(version: int | None) -> str:
+    return "unset" if version is None else f"v{version}"
+
+
 @task(name="promote", retry_condition_fn=retry_transient)
 def promote(decision: PromotionDecision, model_name: str, cfg: DeployConfig,
-            registry_cfg: RegisterConfig, storage: StorageConfig) -> AliasState | None:
+            registry_cfg: RegisterConfig, storage: StorageConfig,
+            challenge: Challenge | None = None,
+            max_attempts: int = PROMOTE_ATTEMPTS) -> PromotionOutcome:
     """Apply a :class:`PromotionDecision`: move the alias and log the event.
+
+    The move is a compare-and-set: the alias moves only if it still points at
+    ``decision.champion_version``. If another run moved it since, and ``challenge``
+    is given, the new champion is loaded, scored on the challenger's test split and
+    the decision is made again against it (and applied the same way), up to
+    ``max_attempts`` times in all. The audit event (``promote`` or
+    ``promotion_declined``) records the final decision only, with the champion it
+    was made against.
 
     Args:
         decision: From :func:`decide_promotion`.
@@ -80,22 +209,50 @@ def promote(decision: PromotionDecision, model_name: str, cfg: DeployConfig,
         cfg: ``conf/deploy`` (the alias).
         registry_cfg: ``conf/register`` (where the registry is).
         storage: ``conf/storage``.
+        challenge: What the decision was made with, to decide again if the champion
+            moved. Without it, a moved champion raises :class:`AliasMovedError`.
+        max_attempts: Compare-and-set attempts before giving up.
 
     Returns:
-        The new alias state, or None when nothing was promoted.
+        The final decision, the alias state (None when not promoted), the metrics of
+        the champion it was made against and the number of attempts.
+
+    Raises:
+        AliasMovedError: the champion moved and there is no ``challenge``, or it kept
+            moving for ``max_attempts`` attempts; the alias is left where others put it.
     """
     log = get_logger()
     registry = open_registry(registry_cfg, storage)
-    if not decision.promote:
-        registry.record_event(model_name, "promotion_declined", version=decision.challenger_version,
-                        alias=cfg.alias, reason=decision.reason)
-        log.info("Not promoting v%s: %s", decision.challenger_version, decision.reason)
-        return None
-    state = registry.set_alias(model_name, cfg.alias, decision.challenger_version,
-                               reason=decision.reason, event="promote",
-                               details={"decision": decision.as_dict()})
-    log.info("Promoted v%s to %s: %s", decision.challenger_version, cfg.alias, decision.reason)
-    return state
+    attempts = max(1, max_attempts) if challenge is not None else 1
+    champion_metrics = challenge.champion_metrics if challenge is not None else None
+    attempt = 1
+    while True:
+        try:
+            state = _apply(registry, decision, model_name, cfg.alias, attempt)
+            return PromotionOutcome(decision, state, champion_metrics, attempt)
+        except AliasMovedError as moved:
+            if challenge is None:
+                raise
+            log.warning("Promotion attempt %d/%d: %s is now %s, not %s, which v%s was "
+                        "compared with.", attempt, attempts, cfg.alias, _name(moved.current),
+                        _name(moved.expected), decision.challenger_version)
+            if attempt == attempts:
+                raise AliasMovedError(
+                    f"'{cfg.alias}' of '{model_name}' moved under each of {attempts} "
+                    f"promotion attempts of v{decision.challenger_version} (last from "
+                    f"{_name(moved.expected)} to {_name(moved.current)}); v"
+                    f"{decision.challenger_version} stays registered but not {cfg.alias}.",
+                    current=moved.current, expected=moved.expected,
+                    fix="Find what keeps moving the alias (prefab history); then promote "
+                    f"by hand if v{decision.challenger_version} is better: prefab promote "
+                    f"{model_name} {decision.challenger_version}") from moved
+            champion = load_production.fn(registry_cfg, storage, cfg.alias,
+                                          unless_lineage=challenge.challenger.fingerprint)
+            decision, champion_metrics = decide_again(challenge, champion, cfg)
+            log.info("Promotion attempt %d/%d: decided again against %s: %s",
+                     attempt + 1, attempts, _name(decision.champion_version),
+                     decision.reason)
+            attempt += 1
 
 
 @task(name="rollback", retry_condition_fn=retry_transient)

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from prefab_mlops.tasks.featurize import FeatureSet, Split
-from prefab_mlops.tasks.train import TrainedModel
 from prefect import task
 from sklearn import metrics as skm
 
 from prefab_mlops.config import EvaluateConfig, GateRule
 from prefab_mlops.core.fingerprint import lineage
 from prefab_mlops.orchestration.logs import get_logger
+from prefab_mlops.tasks.featurize import FeatureSet, Split
+from prefab_mlops.tasks.train import TrainedModel
 
 
 @dataclass

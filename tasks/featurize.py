@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from prefab_mlops.tasks.ingest import Dataset
 from prefect import task
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
@@ -32,6 +31,7 @@ from prefab_mlops.core.fingerprint import lineage
 from prefab_mlops.core.transformers import DatetimeParts, NativeCategorical, as_str_object
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.payloads import Payload
+from prefab_mlops.tasks.ingest import Dataset
 
 MISSING_CATEGORY = "__missing__"
 

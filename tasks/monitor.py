@@ -26,14 +26,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from prefab_mlops.tasks.evaluate import compute_metrics
-from prefab_mlops.tasks.featurize import Split
 from prefect import task
 
 from prefab_mlops.config import MonitorConfig, TargetSpec
 from prefab_mlops.core.fingerprint import lineage
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.retries import retry_transient
+from prefab_mlops.tasks.evaluate import compute_metrics
+from prefab_mlops.tasks.featurize import Split
 
 PREDICTION = "__prediction__"
 TARGET = "__target__"

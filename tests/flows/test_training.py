@@ -3,18 +3,21 @@
 Covers: a full run that registers and promotes, cross-run cache hits, the partial
 rerun after a hyperparameter change, the refresh switch, retries of transient
 failures (and no retries for bad data), bad input leaving the registry untouched,
-the quality-gate modes and the diamonds regression run.
+the quality-gate modes, a champion that moves while the run decides, and the
+diamonds regression run.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import time
 from pathlib import Path
 from uuid import UUID
 
+import numpy as np
+import pandas as pd
 import pytest
-from prefab_mlops.flows.training import training
 
 from prefab_mlops.core.errors import (
     DataFormatError,
@@ -23,8 +26,9 @@ from prefab_mlops.core.errors import (
     QualityGateError,
     TransientError,
 )
-from prefab_mlops.core.registry import ModelRegistry
+from prefab_mlops.core.registry import ModelRegistry, ModelVersion
 from prefab_mlops.core.storage import LocalObjectStore
+from prefab_mlops.flows.training import training
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -212,6 +216,50 @@ class TestQualityGate:
         assert [v.version for v in reg.versions("flights-binary")] == [1]
         assert reg.alias("flights-binary", "production") is None
         assert reg.alias("flights-binary", "candidate").version == 1
+
+
+class CoinFlip:
+    """A stand-in model that scores every row 0.5 (ROC AUC 0.5 on any split)."""
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return np.full((len(X), 2), 0.5)
+
+
+class TestChampionMovesDuringTheRun:
+    def test_the_run_decides_again_against_the_new_champion(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Another run promotes its model after this run decided against v1: the
+        promotion is redone against that model, and the summary says so."""
+        import prefab_mlops.flows.training as training_mod
+
+        weak = run(tmp_path, "model.n_estimators=2")
+        assert (weak["version"], weak["decision"]["promote"]) == (1, True)  # the champion
+        reg = registry(tmp_path)
+        real_decide = training_mod.decide_promotion
+        other: list[int] = []
+
+        def decide_then_lose_the_race(*args, **kwargs):  # type: ignore[no-untyped-def]
+            decision = real_decide(*args, **kwargs)
+            mv = reg.register(ModelVersion(
+                model_name="flights-binary", version=0, created_at="",
+                fingerprint="another-run", model_key="", model_sha256="",
+                problem_type="binary"), pickle.dumps(CoinFlip()))
+            reg.set_alias("flights-binary", "production", mv.version, event="promote")
+            other.append(mv.version)
+            return decision
+
+        monkeypatch.setattr(training_mod, "decide_promotion", decide_then_lose_the_race)
+        s = run(tmp_path)
+
+        assert (s["version"], other) == (2, [3])
+        dec = s["decision"]
+        assert (dec["promote"], dec["champion_version"]) == (True, 3)
+        assert dec["champion_value"] == 0.5 and s["champion_metrics"]["roc_auc"] == 0.5
+        assert s["production_version"] == 2
+        assert reg.alias("flights-binary", "production").version == 2
+        last = [e for e in reg.events("flights-binary") if e["event"] == "promote"][-1]
+        assert (last["version"], last["previous"], last["attempt"]) == (2, 3, 2)
+        assert last["decision"] == dec
 
 
 @pytest.mark.slow

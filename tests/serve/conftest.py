@@ -56,16 +56,15 @@ class ServedProject:
 
 @pytest.fixture(scope="session")
 def served_project(tmp_path_factory: pytest.TempPathFactory) -> ServedProject:
+    from prefab_mlops.config import ModelSpec, TargetSpec, load_config
+    from prefab_mlops.core.registry import ModelRegistry
+    from prefab_mlops.core.storage import LocalObjectStore
     from prefab_mlops.tasks.evaluate import evaluate
     from prefab_mlops.tasks.featurize import featurize
     from prefab_mlops.tasks.ingest import ingest
     from prefab_mlops.tasks.register import RunInfo, register
     from prefab_mlops.tasks.train import train
     from prefab_mlops.tasks.validate import validate
-
-    from prefab_mlops.config import ModelSpec, TargetSpec, load_config
-    from prefab_mlops.core.registry import ModelRegistry
-    from prefab_mlops.core.storage import LocalObjectStore
 
     root = tmp_path_factory.mktemp("serve-project")
     loaded = load_config([f"paths.root={root}", "data.sample_rows=20000",

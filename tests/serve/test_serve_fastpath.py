@@ -12,7 +12,6 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
-from prefab_mlops.tasks.featurize import build_preprocessor
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -29,6 +28,7 @@ from prefab_mlops.serve.errors import FastPathUnsupported
 from prefab_mlops.serve.fastpath import compile_transformer
 from prefab_mlops.serve.model import ServedModel
 from prefab_mlops.serve.schema import RecordValidator
+from prefab_mlops.tasks.featurize import build_preprocessor
 from prefab_mlops.testing.records import to_records
 from tests.serve.conftest import ServedProject
 

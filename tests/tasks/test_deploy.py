@@ -1,19 +1,44 @@
-"""tasks/deploy.py: the promotion decision (pure) and the alias moves it causes."""
+"""tasks/deploy.py: the promotion decision (pure) and the alias moves it causes.
+
+Promotions are compare-and-sets against the champion they were decided against; a
+run whose champion moved decides again against the new one. Those tests use a real
+registry (a local directory, or a bucket on the moto S3 server) and stand-in models
+(:class:`RowScores`) whose real metrics on a shared test split are known.
+"""
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
 import pickle
+import random
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
-from prefab_mlops.tasks.deploy import PromotionDecision, decide_promotion, promote, rollback
-from prefab_mlops.tasks.evaluate import Evaluation, GateResult
-from prefab_mlops.tasks.register import open_registry
 
-from prefab_mlops.config import DeployConfig, RegisterConfig
-from prefab_mlops.core.errors import RegistryError
+from prefab_mlops.config import DeployConfig, EvaluateConfig, RegisterConfig
+from prefab_mlops.core.errors import AliasMovedError, RegistryError
 from prefab_mlops.core.registry import ModelRegistry, ModelVersion
-from prefab_mlops.core.storage import StorageConfig
+from prefab_mlops.core.storage import S3Config, StorageConfig
+from prefab_mlops.orchestration.payloads import Payload
+from prefab_mlops.tasks.deploy import (
+    Challenge,
+    PromotionDecision,
+    PromotionOutcome,
+    decide_again,
+    decide_promotion,
+    promote,
+    rollback,
+)
+from prefab_mlops.tasks.evaluate import Evaluation, GateResult, evaluate_champion
+from prefab_mlops.tasks.featurize import FeatureSet, Split
+from prefab_mlops.tasks.register import load_production, open_registry
+from tests.conftest import make_bucket
 
 MODEL = "flights-binary"
 LOCAL = StorageConfig()
@@ -125,6 +150,20 @@ class TestDecideNoop:
 
         assert d.promote is False and d.reason == "v2 is already production"
 
+    def test_champion_of_the_same_lineage_is_already_production(self) -> None:
+        """Another version of the challenger's lineage is the same model, however good."""
+        d = decide_promotion(challenger(2), evaluation(0.9), 5, {"roc_auc": 0.5},
+                             DeployConfig(), champion_fingerprint="fp")
+
+        assert d.promote is False
+        assert d.reason == "v5, of the same lineage as v2, is already production"
+
+    def test_champion_of_another_lineage_is_compared(self) -> None:
+        d = decide_promotion(challenger(2), evaluation(0.9), 5, {"roc_auc": 0.5},
+                             DeployConfig(), champion_fingerprint="other")
+
+        assert d.promote is True
+
     def test_auto_promote_false_never_promotes(self) -> None:
         d = decide(0.9, 0.5, auto_promote=False)
 
@@ -155,8 +194,10 @@ def registry(reg_cfg: RegisterConfig) -> ModelRegistry:
     return reg
 
 
-def decision(promote_it: bool, version: int, reason: str = "test") -> PromotionDecision:
-    return PromotionDecision(promote_it, reason, version, 1, "roc_auc", 0.8, 0.7,
+def decision(promote_it: bool, version: int, reason: str = "test",
+             champion: int | None = 1) -> PromotionDecision:
+    """A decision made against ``champion`` (the version production pointed at)."""
+    return PromotionDecision(promote_it, reason, version, champion, "roc_auc", 0.8, 0.7,
                              0.1 if promote_it else -0.1)
 
 
@@ -165,24 +206,25 @@ class TestPromote:
             self, registry: ModelRegistry, reg_cfg: RegisterConfig) -> None:
         d = decision(True, 2, "roc_auc 0.8 beats v1")
 
-        state = promote.fn(d, MODEL, DeployConfig(), reg_cfg, LOCAL)
+        out = promote.fn(d, MODEL, DeployConfig(), reg_cfg, LOCAL)
 
-        assert (state.version, state.history) == (2, [1])
+        assert (out.state.version, out.state.history) == (2, [1])
+        assert (out.decision, out.attempts) == (d, 1)
         assert registry.alias(MODEL, "production").version == 2
         last = registry.events(MODEL)[-1]
         assert (last["event"], last["alias"], last["version"], last["previous"]) == (
             "promote", "production", 2, 1)
         assert last["reason"] == "roc_auc 0.8 beats v1"
-        assert last["decision"] == d.as_dict()
+        assert last["decision"] == d.as_dict() and last["attempt"] == 1
 
     def test_declined_promotion_is_logged_and_leaves_the_alias(
             self, registry: ModelRegistry, reg_cfg: RegisterConfig) -> None:
         before = registry.alias(MODEL, "production")
 
-        state = promote.fn(decision(False, 3, "gate failed"), MODEL, DeployConfig(), reg_cfg,
-                           LOCAL)
+        out = promote.fn(decision(False, 3, "gate failed"), MODEL, DeployConfig(), reg_cfg,
+                         LOCAL)
 
-        assert state is None
+        assert out.state is None and out.decision.promote is False
         assert registry.alias(MODEL, "production") == before
         last = registry.events(MODEL)[-1]
         assert (last["event"], last["version"], last["alias"], last["reason"]) == (
@@ -190,7 +232,9 @@ class TestPromote:
 
     def test_promotion_to_another_alias(self, registry: ModelRegistry,
                                         reg_cfg: RegisterConfig) -> None:
-        promote.fn(decision(True, 3), MODEL, DeployConfig(alias="staging"), reg_cfg, LOCAL)
+        # decided against staging's champion: none yet
+        promote.fn(decision(True, 3, champion=None), MODEL, DeployConfig(alias="staging"),
+                   reg_cfg, LOCAL)
 
         assert registry.alias(MODEL, "staging").version == 3
         assert registry.alias(MODEL, "production").version == 1
@@ -206,7 +250,7 @@ class TestRollback:
     def test_rollback_twice_then_refuse(self, registry: ModelRegistry,
                                         reg_cfg: RegisterConfig) -> None:
         promote.fn(decision(True, 2), MODEL, DeployConfig(), reg_cfg, LOCAL)
-        promote.fn(decision(True, 3), MODEL, DeployConfig(), reg_cfg, LOCAL)
+        promote.fn(decision(True, 3, champion=2), MODEL, DeployConfig(), reg_cfg, LOCAL)
 
         assert rollback.fn(MODEL, DeployConfig(), reg_cfg, LOCAL, reason="v3 drifts").version == 2
         assert rollback.fn(MODEL, DeployConfig(), reg_cfg, LOCAL).version == 1
@@ -219,3 +263,356 @@ class TestRollback:
                          ("rollback", 1)]
         assert [e.get("reason") for e in registry.events(MODEL)
                 if e["event"] == "rollback"] == ["v3 drifts", "rollback"]
+
+
+# ------------------------------------------------------- compare-and-set promotion
+N_TEST = 400
+METRIC = "roc_auc"
+EVAL_CFG = EvaluateConfig(primary_metric=METRIC)
+
+
+class RowScores:
+    """A stand-in fitted pipeline: fixed positive-class scores for the test rows.
+
+    The test split's only column is ``row`` (0..N_TEST-1), so the model's metrics on
+    it are real and fixed: scoring it as a champion gives what it scored as a
+    challenger.
+    """
+
+    def __init__(self, scores: np.ndarray) -> None:
+        self.scores = np.asarray(scores, dtype="float64")
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = self.scores[X["row"].to_numpy()]
+        return np.column_stack([1 - p, p])
+
+
+@pytest.fixture(scope="module")
+def features() -> FeatureSet:
+    """A binary test split of N_TEST rows, half positives (the other splits are unused)."""
+    y = np.random.default_rng(11).permutation(np.repeat([0, 1], N_TEST // 2))
+    test = Split(X=pd.DataFrame({"row": np.arange(N_TEST)}), y=y)
+    return FeatureSet(payload=Payload(test=test), preprocessor=None, input_schema={},
+                      feature_names=["row"], classes=[0, 1], problem_type="binary",
+                      native_categorical=False, split_info={}, fingerprint="fs")
+
+
+NOISE = np.random.default_rng(5).normal(size=N_TEST)
+
+
+def model_of(strength: float, features: FeatureSet) -> RowScores:
+    """Scores that separate the classes better the higher ``strength`` is.
+
+    With the same noise for every model, the ROC AUC never decreases with strength.
+    """
+    margin = strength * (2 * features.test.y - 1) + NOISE
+    return RowScores(1 / (1 + np.exp(-margin)))
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage(request: pytest.FixtureRequest) -> StorageConfig:
+    """The registry's storage: a local directory, or a fresh bucket on the moto server."""
+    if request.param == "local":
+        return LOCAL
+    endpoint = request.getfixturevalue("s3_env")
+    bucket = f"deploy-{uuid.uuid4().hex[:12]}"
+    make_bucket(endpoint, bucket)
+    return StorageConfig(kind="s3", bucket=bucket, s3=S3Config(endpoint_url=endpoint))
+
+
+class Runs:
+    """Training runs sharing one registry and one test split, at the deploy step.
+
+    ``train`` registers a stand-in model and returns its :class:`Challenge` (its real
+    metrics on the split); ``decide`` does what the training flow does before it
+    promotes: load the champion, score it on the split and decide.
+    """
+
+    def __init__(self, reg_cfg: RegisterConfig, storage: StorageConfig,
+                 features: FeatureSet) -> None:
+        self.reg_cfg, self.storage, self.features = reg_cfg, storage, features
+        self.registry = open_registry(reg_cfg, storage)
+        self.auc: dict[int, float] = {}  # every version's true metric on the split
+
+    def train(self, strength: float, fingerprint: str | None = None) -> Challenge:
+        model = model_of(strength, self.features)
+        metrics = evaluate_champion.fn(model, self.features, EVAL_CFG)
+        assert metrics is not None
+        mv = self.registry.register(
+            ModelVersion(model_name=MODEL, version=0, created_at="",
+                         fingerprint=fingerprint or f"fp-{uuid.uuid4().hex}", model_key="",
+                         model_sha256="", problem_type="binary", metrics=metrics),
+            pickle.dumps(model))
+        self.auc[mv.version] = metrics[METRIC]
+        ev = Evaluation(metrics=metrics, confusion_matrix=None, gate=GateResult(passed=True),
+                        plots={}, primary_metric=METRIC, greater_is_better=True,
+                        fingerprint=f"ev-{mv.version}")
+        return Challenge(mv, ev, self.features, EVAL_CFG)
+
+    def decide(self, challenge: Challenge) -> PromotionDecision:
+        champion = load_production.fn(self.reg_cfg, self.storage, "production",
+                                      unless_lineage=challenge.challenger.fingerprint)
+        decision, challenge.champion_metrics = decide_again(challenge, champion,
+                                                            DeployConfig())
+        return decision
+
+    def promote(self, decision: PromotionDecision, challenge: Challenge | None,
+                **kw) -> PromotionOutcome:
+        return promote.fn(decision, MODEL, DeployConfig(), self.reg_cfg, self.storage,
+                          challenge, **kw)
+
+    def production(self) -> int | None:
+        state = self.registry.alias(MODEL, "production")
+        return state.version if state else None
+
+    def events(self, kind: str) -> list[dict]:
+        return [e for e in self.registry.events(MODEL) if e["event"] == kind]
+
+
+@pytest.fixture()
+def runs(reg_cfg: RegisterConfig, storage: StorageConfig, features: FeatureSet) -> Runs:
+    """A registry whose production model is v1, a weak one."""
+    r = Runs(reg_cfg, storage, features)
+    first = r.train(0.2)
+    assert r.promote(r.decide(first), first).state.version == 1
+    return r
+
+
+class TestPromoteCompareAndSet:
+    """Two runs decided against the same champion v1; they promote in either order."""
+
+    def test_better_run_first_then_the_worse_run_declines_against_it(self, runs: Runs
+                                                                     ) -> None:
+        a, b = runs.train(1.2), runs.train(0.7)
+        v_a, v_b = a.challenger.version, b.challenger.version
+        assert runs.auc[1] < runs.auc[v_b] < runs.auc[v_a]
+        dec_a, dec_b = runs.decide(a), runs.decide(b)
+        assert (dec_a.promote, dec_a.champion_version) == (True, 1)
+        assert (dec_b.promote, dec_b.champion_version) == (True, 1)
+
+        first = runs.promote(dec_a, a)
+        assert (first.state.version, first.attempts) == (v_a, 1)
+        late = runs.promote(dec_b, b)
+
+        assert runs.production() == v_a
+        assert late.state is None and late.attempts == 2
+        final = late.decision
+        assert (final.promote, final.champion_version) == (False, v_a)
+        assert final.champion_value == pytest.approx(runs.auc[v_a])
+        assert f"does not beat v{v_a}'s" in final.reason
+        assert late.champion_metrics[METRIC] == pytest.approx(runs.auc[v_a])
+        assert [(e["version"], e["previous"]) for e in runs.events("promote")] == [
+            (1, None), (v_a, 1)]
+        declined = runs.events("promotion_declined")[-1]
+        assert (declined["version"], declined["attempt"]) == (v_b, 2)
+        assert declined["decision"] == final.as_dict()
+
+    def test_worse_run_first_then_the_better_run_decides_again_and_promotes(
+            self, runs: Runs) -> None:
+        a, b = runs.train(1.2), runs.train(0.7)
+        v_a, v_b = a.challenger.version, b.challenger.version
+        dec_a, dec_b = runs.decide(a), runs.decide(b)
+
+        runs.promote(dec_b, b)
+        late = runs.promote(dec_a, a)
+
+        assert runs.production() == v_a
+        assert late.attempts == 2
+        assert (late.decision.promote, late.decision.champion_version) == (True, v_b)
+        assert (late.state.version, late.state.history) == (v_a, [1, v_b])
+        last = runs.events("promote")[-1]
+        assert (last["version"], last["previous"], last["attempt"]) == (v_a, v_b, 2)
+        assert last["decision"] == late.decision.as_dict()
+        assert last["decision"]["champion_value"] == pytest.approx(runs.auc[v_b])
+
+    def test_each_attempt_is_logged(self, runs: Runs, caplog: pytest.LogCaptureFixture
+                                    ) -> None:
+        a, b = runs.train(1.2), runs.train(0.7)
+        dec_a, dec_b = runs.decide(a), runs.decide(b)
+        runs.promote(dec_a, a)
+
+        with caplog.at_level(logging.INFO, logger="prefab"):
+            runs.promote(dec_b, b)
+
+        text = [r.getMessage() for r in caplog.records]
+        v_a, v_b = a.challenger.version, b.challenger.version
+        assert (f"Promotion attempt 1/5: production is now v{v_a}, not v1, which v{v_b} was "
+                "compared with.") in text
+        assert any(t.startswith(f"Promotion attempt 2/5: decided again against v{v_a}: ")
+                   for t in text)
+        assert any(t.startswith(f"Not promoting v{v_b}: ") for t in text)
+
+    def test_without_a_challenge_a_moved_champion_is_an_error(self, runs: Runs) -> None:
+        a, b = runs.train(1.2), runs.train(0.7)
+        dec_a, dec_b = runs.decide(a), runs.decide(b)
+        runs.promote(dec_a, a)
+        promotions = runs.events("promote")
+
+        with pytest.raises(AliasMovedError) as err:
+            runs.promote(dec_b, None)
+
+        assert (err.value.current, err.value.expected) == (a.challenger.version, 1)
+        assert runs.production() == a.challenger.version
+        assert runs.events("promote") == promotions
+
+    def test_a_move_to_the_challenger_itself_is_already_production(self, runs: Runs
+                                                                   ) -> None:
+        """E.g. the promote task is retried after its compare-and-set went through."""
+        a = runs.train(1.2)
+        dec = runs.decide(a)
+        runs.promote(dec, a)
+
+        again = runs.promote(dec, a)
+
+        assert again.decision.promote is False
+        assert again.decision.reason == f"v{a.challenger.version} is already production"
+        assert [e["version"] for e in runs.events("promote")] == [1, a.challenger.version]
+
+    def test_a_move_to_a_twin_of_the_same_lineage_is_already_production(self, runs: Runs
+                                                                        ) -> None:
+        """Two runs of the same lineage registered at once got two versions."""
+        a = runs.train(1.2, fingerprint="fp-twin")
+        twin = runs.train(1.2, fingerprint="fp-twin")
+        dec_a, dec_twin = runs.decide(a), runs.decide(twin)
+        runs.promote(dec_twin, twin)
+
+        out = runs.promote(dec_a, a)
+
+        v_a, v_twin = a.challenger.version, twin.challenger.version
+        assert out.decision.promote is False
+        assert out.decision.reason == (f"v{v_twin}, of the same lineage as v{v_a}, is "
+                                       "already production")
+        assert runs.production() == v_twin
+
+    def test_a_declined_decision_touches_nothing_even_if_the_champion_moved(
+            self, runs: Runs) -> None:
+        weak, strong = runs.train(0.05), runs.train(1.2)
+        dec_weak, dec_strong = runs.decide(weak), runs.decide(strong)
+        assert dec_weak.promote is False
+        runs.promote(dec_strong, strong)
+
+        out = runs.promote(dec_weak, weak)
+
+        assert (out.decision, out.attempts, out.state) == (dec_weak, 1, None)
+        assert runs.production() == strong.challenger.version
+
+    def test_gives_up_when_the_champion_keeps_moving(self, runs: Runs,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+        a = runs.train(1.2)
+        dec = runs.decide(a)
+        movers = [runs.train(0.3 + 0.1 * i).challenger.version for i in range(3)]
+        moves = iter(movers)
+        runs.registry.set_alias(MODEL, "production", next(moves))
+        real = evaluate_champion.fn
+
+        def score_then_move(champion, features, cfg):  # another run promotes meanwhile
+            metrics = real(champion, features, cfg)
+            runs.registry.set_alias(MODEL, "production", next(moves))
+            return metrics
+
+        monkeypatch.setattr("prefab_mlops.tasks.deploy.evaluate_champion.fn", score_then_move)
+
+        with pytest.raises(AliasMovedError, match="moved under each of 3 promotion attempts"
+                           ) as err:
+            runs.promote(dec, a, max_attempts=3)
+
+        assert err.value.current == movers[-1]
+        assert runs.production() == movers[-1]
+        assert a.challenger.version not in [e["version"] for e in runs.events("promote")]
+
+
+class TestConcurrentPromotions:
+    """Many runs, all decided against v1, promote in shuffled order or all at once.
+
+    Whatever the order, every promotion replaces a worse model (by the true metric on
+    the shared split, the one each decision used) and production ends on the best
+    model ever promoted, which is the best one trained.
+    """
+
+    def check(self, runs: Runs, decisions: list[PromotionDecision],
+              outcomes: list[PromotionOutcome]) -> None:
+        promotions = runs.events("promote")
+        for e in promotions:  # never a worse model over a better one
+            if e["previous"] is not None:
+                assert runs.auc[e["version"]] > runs.auc[e["previous"]], e
+        for e in promotions:  # and always over the one it was compared with
+            assert e["decision"]["champion_version"] == e["previous"]
+        promoted = {e["version"] for e in promotions}
+        best_promoted = max(promoted, key=runs.auc.__getitem__)
+        assert runs.production() == best_promoted == max(runs.auc, key=runs.auc.__getitem__)
+        assert len(promotions) == 1 + sum(o.decision.promote for o in outcomes)
+        # All decided against v1: the first compare-and-set from v1 wins, every other
+        # run that wanted to promote finds production moved and decides again.
+        wanted = sum(d.promote for d in decisions)
+        assert sum(o.attempts > 1 for o in outcomes) == wanted - 1 > 0
+        for o in outcomes:
+            assert (o.state is not None) == o.decision.promote
+            champ = o.decision.champion_version
+            if not o.decision.promote:
+                assert runs.auc[champ] >= runs.auc[o.decision.challenger_version]
+
+    def start(self, runs: Runs, seed: int, n: int) -> tuple[list[Challenge],
+                                                          list[PromotionDecision]]:
+        rng = random.Random(seed)
+        challenges = [runs.train(rng.uniform(0.0, 1.5)) for _ in range(n)]
+        assert len(set(runs.auc.values())) == len(runs.auc)  # no ties: one best model
+        decisions = [runs.decide(c) for c in challenges]  # all against v1
+        assert {d.champion_version for d in decisions} == {1}
+        order = list(range(n))
+        rng.shuffle(order)
+        return [challenges[i] for i in order], [decisions[i] for i in order]
+
+    @pytest.mark.parametrize("seed", [1, 2, 3])
+    def test_in_shuffled_order(self, runs: Runs, seed: int) -> None:
+        challenges, decisions = self.start(runs, seed, 6)
+
+        outcomes = [runs.promote(d, c, max_attempts=2)
+                    for d, c in zip(decisions, challenges, strict=True)]
+
+        self.check(runs, decisions, outcomes)
+
+    @pytest.mark.parametrize("seed", [4, 5])
+    def test_all_at_once(self, runs: Runs, seed: int) -> None:
+        n = 6
+        challenges, decisions = self.start(runs, seed, n)
+        go = threading.Barrier(n)
+
+        def run(i: int) -> PromotionOutcome:
+            go.wait()
+            # each promotion in between can move production once: n attempts always do
+            return runs.promote(decisions[i], challenges[i], max_attempts=n)
+
+        with ThreadPoolExecutor(n) as pool:
+            outcomes = list(pool.map(run, range(n)))
+
+        self.check(runs, decisions, outcomes)
+
+    # S3's conditional writes are the server's, whichever process sends them (see the
+    # threads above); here, flock between processes. About 3 s of imports per process.
+    @pytest.mark.parametrize("storage", ["local"], indirect=True)
+    def test_in_separate_processes(self, runs: Runs) -> None:
+        """As separate training runs do: one process each, all promoting at once."""
+        n = 3
+        challenges, decisions = self.start(runs, 6, n)
+        ctx = multiprocessing.get_context("spawn")
+        go, results = ctx.Barrier(n, timeout=300), ctx.Queue()
+        procs = [ctx.Process(target=_promote_in_process,
+                             args=(runs.reg_cfg, runs.storage, decisions[i], challenges[i],
+                                   n, go, results))
+                 for i in range(n)]
+        for proc in procs:
+            proc.start()
+        outcomes = [results.get(timeout=300) for _ in procs]
+        for proc in procs:
+            proc.join(60)
+        assert [proc.exitcode for proc in procs] == [0] * n
+
+        self.check(runs, decisions, outcomes)
+
+
+def _promote_in_process(reg_cfg: RegisterConfig, storage: StorageConfig,
+                        decision: PromotionDecision, challenge: Challenge, attempts: int,
+                        go, results) -> None:  # type: ignore[no-untyped-def]
+    go.wait()
+    results.put(promote.fn(decision, MODEL, DeployConfig(), reg_cfg, storage, challenge,
+                           max_attempts=attempts))

@@ -12,10 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from prefab_mlops.tasks.evaluate import check_gate, evaluate, evaluate_champion, importance
-from prefab_mlops.tasks.featurize import FeatureSet, featurize
-from prefab_mlops.tasks.ingest import Dataset, ingest, prepare
-from prefab_mlops.tasks.train import TrainedModel, train
 from sklearn import metrics as skm
 
 from prefab_mlops.config import (
@@ -27,6 +23,10 @@ from prefab_mlops.config import (
     load_config,
 )
 from prefab_mlops.orchestration.payloads import Payload
+from prefab_mlops.tasks.evaluate import check_gate, evaluate, evaluate_champion, importance
+from prefab_mlops.tasks.featurize import FeatureSet, featurize
+from prefab_mlops.tasks.ingest import Dataset, ingest, prepare
+from prefab_mlops.tasks.train import TrainedModel, train
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

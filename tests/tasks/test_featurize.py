@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from prefab_mlops.tasks.featurize import FeatureSet, featurize, split_rows
-from prefab_mlops.tasks.ingest import Dataset, prepare
 
 from prefab_mlops.config import TargetSpec, TrainConfig
 from prefab_mlops.core.errors import DataError
+from prefab_mlops.tasks.featurize import FeatureSet, featurize, split_rows
+from prefab_mlops.tasks.ingest import Dataset, prepare
 
 NUMERIC = ["month", "day", "sched_dep_time", "sched_arr_time", "distance", "flight"]
 CONF = Path(__file__).resolve().parents[2] / "conf"

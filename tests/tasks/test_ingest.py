@@ -11,11 +11,11 @@ from pathlib import Path
 import boto3
 import pandas as pd
 import pytest
-from prefab_mlops.tasks.ingest import Dataset, ingest, load_snapshot
 
 from prefab_mlops.config import TrainConfig, WindowConfig, load_config
 from prefab_mlops.core.errors import DataError, DataFormatError, DataSourceNotFound, PrefabError
 from prefab_mlops.core.storage import parse_location, source_fingerprint
+from prefab_mlops.tasks.ingest import Dataset, ingest, load_snapshot
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 FLIGHT_COLUMNS = ["time_hour", "month", "day", "sched_dep_time", "sched_arr_time", "carrier",
@@ -328,9 +328,8 @@ class TestIngestReadsTheSourceOnce:
     def test_file_is_read_and_hashed_once(self, cfg: TrainConfig, flights_csv: Path,
                                           flights_frame: pd.DataFrame,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-        import prefab_mlops.tasks.ingest as ingest_mod
-
         import prefab_mlops.core.storage as storage_mod
+        import prefab_mlops.tasks.ingest as ingest_mod
 
         expected = source_fingerprint(parse_location(str(flights_csv)), cfg.storage.s3)
         reads: list[str] = []

@@ -15,18 +15,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from prefab_mlops.tasks.evaluate import Evaluation, evaluate
-from prefab_mlops.tasks.featurize import FeatureSet, featurize
-from prefab_mlops.tasks.ingest import Dataset, ingest
-from prefab_mlops.tasks.register import RunInfo, load_production, open_registry, register
-from prefab_mlops.tasks.train import TrainedModel, train
-from prefab_mlops.tasks.validate import validate
 
 from prefab_mlops.config import ModelSpec, RegisterConfig, TargetSpec, TrainConfig, load_config
 from prefab_mlops.core.errors import IntegrityError
 from prefab_mlops.core.fingerprint import bytes_sha256
 from prefab_mlops.core.registry import ModelRegistry
 from prefab_mlops.core.storage import S3Config, StorageConfig, parse_location, read_source
+from prefab_mlops.tasks.evaluate import Evaluation, evaluate
+from prefab_mlops.tasks.featurize import FeatureSet, featurize
+from prefab_mlops.tasks.ingest import Dataset, ingest
+from prefab_mlops.tasks.register import RunInfo, load_production, open_registry, register
+from prefab_mlops.tasks.train import TrainedModel, train
+from prefab_mlops.tasks.validate import validate
 from tests.conftest import make_bucket
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from prefab_mlops.tasks.featurize import FeatureSet, featurize
-from prefab_mlops.tasks.ingest import Dataset, ingest, prepare
-from prefab_mlops.tasks.train import TrainedModel, train
 from sklearn import metrics as skm
 
 from prefab_mlops.config import ModelSpec, TargetSpec, TrainConfig, load_config
 from prefab_mlops.core.errors import ConfigError
+from prefab_mlops.tasks.featurize import FeatureSet, featurize
+from prefab_mlops.tasks.ingest import Dataset, ingest, prepare
+from prefab_mlops.tasks.train import TrainedModel, train
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 FLIGHT_ROWS = 4000

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from prefab_mlops.tasks.ingest import Dataset, ingest, prepare
-from prefab_mlops.tasks.validate import ValidationReport, validate
 
 from prefab_mlops.config import ColumnRule, TargetSpec, TrainConfig
 from prefab_mlops.core.errors import DataValidationError
+from prefab_mlops.tasks.ingest import Dataset, ingest, prepare
+from prefab_mlops.tasks.validate import ValidationReport, validate
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 

@@ -101,9 +101,8 @@ def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real tables as plain CSV files, read with the ingest helpers."""
-    from prefab_mlops.tasks.ingest import parse_bytes
-
     from prefab_mlops.core.storage import S3Config, parse_location, read_source
+    from prefab_mlops.tasks.ingest import parse_bytes
 
     out = tmp_path_factory.mktemp("data")
     for uri, name in [(DIAMONDS, "diamonds.csv"),

@@ -84,6 +84,36 @@ class IntegrityError(RegistryError):
     """A stored model file does not match its recorded sha256."""
 
 
+class AliasMovedError(RegistryError):
+    """An alias no longer points at the version a compare-and-set expected.
+
+    Raised by ``ModelRegistry.set_alias(..., expected=...)`` when another writer
+    moved the alias after the caller read it (for example a concurrent training run
+    promoted its own model). Not transient: the caller's decision was made against
+    a champion that is gone, so it must decide again rather than retry as is.
+
+    Args:
+        message: What moved, from which version to which.
+        current: The version the alias points at now (None: the alias does not exist).
+        expected: The version the caller expected (None: no alias yet).
+        fix: How to fix it.
+    """
+
+    def __init__(self, message: str, current: int | None, expected: int | None,
+                 fix: str | None = None) -> None:
+        super().__init__(message, fix)
+        self.current = current
+        self.expected = expected
+
+    def __reduce__(self):
+        return (_rebuild_alias_moved, (self.message, self.current, self.expected, self.fix))
+
+
+def _rebuild_alias_moved(message: str, current: int | None, expected: int | None,
+                         fix: str | None) -> AliasMovedError:
+    return AliasMovedError(message, current, expected, fix)
+
+
 class CacheError(PrefabError):
     """A cached task result cannot be read back (a file of it is missing or damaged)."""
 

@@ -16,13 +16,16 @@ looks at; the version becomes visible only when its manifest is created with an
 atomic *create-if-absent* (``link`` locally, ``If-None-Match`` on S3). A crash
 before that leaves only unreferenced blobs and never touches existing versions.
 Alias changes are atomic read-modify-writes (``flock`` locally, ``If-Match`` on S3),
-so concurrent promotions and rollbacks never lose one another.
+so concurrent promotions and rollbacks never lose one another. A promotion can
+also be a compare-and-set (``set_alias(..., expected=N)``): it moves the alias only
+if it still points at the champion the decision was made against.
 A manifest records the sha256 of the model file, checked on every load.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import enum
 import json
 import pickle
 import threading
@@ -32,13 +35,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prefab_mlops.core.errors import IntegrityError, RegistryError
+from prefab_mlops.core.errors import AliasMovedError, IntegrityError, RegistryError
 from prefab_mlops.core.fingerprint import bytes_sha256
 from prefab_mlops.core.storage import ObjectStore, new_token
 
 _VERSION_WIDTH = 6
 # Marks a model whose lineage index covers every version (see find_by_fingerprint).
 _INDEXED = "_indexed"
+
+
+class _Unset(enum.Enum):
+    """The type of :data:`ANY_VERSION` (a sentinel that type checkers can tell apart)."""
+
+    ANY = "any"
+
+
+#: ``set_alias(expected=ANY_VERSION)`` (the default): move the alias wherever it points.
+ANY_VERSION = _Unset.ANY
 
 
 def _now() -> str:
@@ -299,11 +312,39 @@ class ModelRegistry:
 
     def set_alias(self, model_name: str, alias: str, version: int, *,
                   reason: str = "", event: str = "set_alias",
-                  details: dict[str, Any] | None = None) -> AliasState:
-        """Point ``alias`` at ``version`` (remembering the previous one) and log it."""
+                  details: dict[str, Any] | None = None,
+                  expected: int | None | _Unset = ANY_VERSION) -> AliasState:
+        """Point ``alias`` at ``version`` (remembering the previous one) and log it.
+
+        With ``expected``, this is a compare-and-set: the alias moves only if it
+        still points at ``expected`` (``None``: only if it does not exist yet). The
+        check runs inside the alias's atomic read-modify-write (``flock`` locally,
+        ``If-Match`` on S3), so no other writer can move the alias between the check
+        and the write. A promotion decided against a champion passes that champion's
+        version here, and never replaces a model it was not compared with.
+
+        Args:
+            model_name: Registered model name.
+            alias: The alias to move (``production``...).
+            version: The version to point it at; must exist.
+            reason: Why, for the audit log.
+            event: The audit event's kind (``promote``, ``set_alias``...).
+            details: More fields for the audit event.
+            expected: The version the caller believes the alias points at now, or
+                ``None`` for "no alias yet". The default, :data:`ANY_VERSION`, skips
+                the check (``prefab promote``, manual moves).
+
+        Raises:
+            RegistryError: ``version`` does not exist.
+            AliasMovedError: ``expected`` was given and the alias points elsewhere;
+                nothing was written or logged. ``err.current`` is where it points.
+        """
         self.get_version(model_name, version)
 
         def point(prev: AliasState | None) -> AliasState:
+            current = prev.version if prev else None
+            if expected is not ANY_VERSION and current != expected:
+                raise _alias_moved(model_name, alias, version, current, expected)
             history = list(prev.history) if prev else []
             if prev and prev.version != version:
                 history.append(prev.version)
@@ -350,3 +391,18 @@ class ModelRegistry:
     def events(self, model_name: str) -> list[dict[str, Any]]:
         return [json.loads(self.store.get(k))
                 for k in self.store.list(f"{model_name}/events/")]
+
+
+def _alias_moved(model_name: str, alias: str, version: int, current: int | None,
+                 expected: int | None) -> AliasMovedError:
+    def name(v: int | None) -> str:
+        return "unset" if v is None else f"v{v}"
+
+    return AliasMovedError(
+        f"'{alias}' of '{model_name}' is {name(current)}, not {name(expected)} as expected: "
+        f"another writer moved it since. Not pointing it at v{version}, which was not "
+        f"compared with {name(current)}.",
+        current=current, expected=expected,
+        fix=f"Decide again against {name(current)} (score it on the same test split) and "
+        f"retry with expected={current}; the training flow's promote task does this by "
+        "itself. To move the alias regardless, use `prefab promote`.")
