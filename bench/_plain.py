@@ -35,10 +35,10 @@ def run_plain(overrides: list[str], config_dir: str | None = None) -> dict[str, 
         ``{"phases": {step: seconds}, "version": int, "rows": int, "metrics": {...}}``.
     """
     from prefab_mlops.config import ModelSpec, TargetSpec, load_config
-    from prefab_mlops.tasks.deploy import decide_promotion, promote
     from prefab_mlops.tasks.evaluate import evaluate, evaluate_champion
     from prefab_mlops.tasks.featurize import featurize
     from prefab_mlops.tasks.ingest import ingest
+    from prefab_mlops.tasks.promote import decide_promotion, promote
     from prefab_mlops.tasks.register import RunInfo, load_production, register
     from prefab_mlops.tasks.train import check_estimator_fits, train
     from prefab_mlops.tasks.validate import validate
@@ -61,7 +61,7 @@ def run_plain(overrides: list[str], config_dir: str | None = None) -> dict[str, 
     with _phase(t, "evaluate"):
         evaluation = evaluate.fn(trained, features, cfg.evaluate)
     with _phase(t, "load-production"):
-        champion = load_production.fn(cfg.register, cfg.storage, cfg.deploy.alias)
+        champion = load_production.fn(cfg.register, cfg.storage, cfg.promote.alias)
     with _phase(t, "evaluate-champion"):
         champion_metrics = evaluate_champion.fn(champion.model if champion else None, features,
                                                 cfg.evaluate)
@@ -72,7 +72,7 @@ def run_plain(overrides: list[str], config_dir: str | None = None) -> dict[str, 
     with _phase(t, "promote"):
         decision = decide_promotion(version, evaluation,
                                     champion.version.version if champion else None,
-                                    champion_metrics, cfg.deploy)
-        promote.fn(decision, cfg.register.model_name, cfg.deploy, cfg.register, cfg.storage)
+                                    champion_metrics, cfg.promote)
+        promote.fn(decision, cfg.register.model_name, cfg.promote, cfg.register, cfg.storage)
     return {"phases": t, "version": version.version, "rows": data.rows,
             "metrics": evaluation.metrics, "promoted": decision.promote}

@@ -188,7 +188,7 @@ def _load_inputs(spec: dict[str, Any]) -> dict[str, Any]:
     from prefab_mlops.tasks.register import load_production, open_registry
 
     cfg = load_config([], "train", spec["conf"]).typed
-    prod = load_production.fn(cfg.register, cfg.storage, cfg.monitor.alias)
+    prod = load_production.fn(cfg.register, cfg.storage, cfg.promote.alias)
     registry = open_registry(cfg.register, cfg.storage)
     reference = pd.read_parquet(io.BytesIO(registry.read_file(prod.version,
                                                               "reference.parquet")))

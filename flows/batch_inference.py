@@ -48,9 +48,9 @@ def batch_inference(overrides: list[str] | None = None, batch_uri: str | None = 
     orch, inf = cfg.orchestration, cfg.inference
     name = cfg.register.model_name
     production = configure(load_production, "register", orch)(cfg.register, cfg.storage,
-                                                              inf.alias)
+                                                              cfg.promote.alias)
     if production is None:
-        raise RegistryError(f"Model '{name}' has no '{inf.alias}' version to score with.",
+        raise RegistryError(f"Model '{name}' has no '{cfg.promote.alias}' version to score with.",
                             fix="Train and promote a model first (make train).")
     manifest = production.version
     batch = configure(ingest, "ingest", orch, cache=True)(

@@ -67,9 +67,9 @@ def monitoring(overrides: list[str] | None = None, batch_uri: str | None = None,
     name = cfg.register.model_name
     target = TargetSpec.from_data(cfg.data)
     production = configure(load_production, "register", orch)(cfg.register, cfg.storage,
-                                                              mon.alias)
+                                                              cfg.promote.alias)
     if production is None:
-        raise RegistryError(f"Model '{name}' has no '{mon.alias}' version yet, so there is "
+        raise RegistryError(f"Model '{name}' has no '{cfg.promote.alias}' version yet, so there is "
                             "nothing to monitor.",
                             fix="Train and promote a model first (make train), then monitor.")
     manifest = production.version

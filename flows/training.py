@@ -1,4 +1,4 @@
-"""The training flow: ingest → validate → featurize → train → evaluate → register → deploy.
+"""The training flow: ingest → validate → featurize → train → evaluate → register → promote.
 
 Run it from the command line with Hydra overrides::
 
@@ -25,10 +25,10 @@ from prefab_mlops.flows._common import load_and_log, run_ids
 from prefab_mlops.orchestration.artifacts import md_table, publish_markdown, publish_table
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.runtime import configure, in_process_run
-from prefab_mlops.tasks.deploy import Challenge, decide_promotion, promote
 from prefab_mlops.tasks.evaluate import evaluate, evaluate_champion
 from prefab_mlops.tasks.featurize import featurize
 from prefab_mlops.tasks.ingest import ingest
+from prefab_mlops.tasks.promote import Challenge, decide_promotion, promote
 from prefab_mlops.tasks.register import RunInfo, load_production, register
 from prefab_mlops.tasks.track import track
 from prefab_mlops.tasks.train import check_estimator_fits, train
@@ -106,7 +106,7 @@ def training(overrides: list[str] | None = None, config_name: str = "train",
             "evaluate.on_gate_failure=warn it is registered but never promoted.")
 
     champion = configure(load_production, "register", orch)(
-        cfg.register, cfg.storage, cfg.deploy.alias, unless_lineage=trained.fingerprint)
+        cfg.register, cfg.storage, cfg.promote.alias, unless_lineage=trained.fingerprint)
     if champion is not None and champion.version.fingerprint == trained.fingerprint:
         # the champion *is* this model (same lineage): its metrics on this split are known
         champion_metrics = dict(evaluation.metrics)
@@ -122,17 +122,17 @@ def training(overrides: list[str] | None = None, config_name: str = "train",
         cfg.seed)
     decision = decide_promotion(version, evaluation,
                                 champion.version.version if champion else None,
-                                champion_metrics, cfg.deploy,
+                                champion_metrics, cfg.promote,
                                 champion.version.fingerprint if champion else None)
     # a compare-and-set: if another run moved production since, decide again against it
-    outcome = configure(promote, "deploy", orch)(
-        decision, cfg.register.model_name, cfg.deploy, cfg.register, cfg.storage,
+    outcome = configure(promote, "promote", orch)(
+        decision, cfg.register.model_name, cfg.promote, cfg.register, cfg.storage,
         Challenge(version, evaluation, features, cfg.evaluate, champion_metrics))
     decision, champion_metrics = outcome.decision, outcome.champion_metrics
 
     summary: dict[str, Any] = {
         "model_name": cfg.register.model_name, "version": version.version,
-        "estimator": trained.estimator, "alias": cfg.deploy.alias,
+        "estimator": trained.estimator, "alias": cfg.promote.alias,
         "production_version": decision.challenger_version if decision.promote
         else decision.champion_version,
         "metrics": evaluation.metrics, "gate": {"passed": evaluation.gate.passed,
@@ -153,7 +153,7 @@ def training(overrides: list[str] | None = None, config_name: str = "train",
     if cfg.tracking.mode != "disabled":
         aliases = [*cfg.register.aliases, f"v{version.version}"]
         if decision.promote:
-            aliases.append(cfg.deploy.alias)
+            aliases.append(cfg.promote.alias)
         from prefab_mlops.tasks.register import open_registry
 
         record = RunRecord(

@@ -18,7 +18,7 @@ from prefect import task
 
 from prefab_mlops.config import RegisterConfig
 from prefab_mlops.core.provenance import git_info, package_versions
-from prefab_mlops.core.registry import LoadedModel, ModelRegistry, ModelVersion
+from prefab_mlops.core.registry import PRODUCTION_ALIAS, LoadedModel, ModelRegistry, ModelVersion
 from prefab_mlops.core.storage import StorageConfig, object_store
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.retries import retry_transient
@@ -109,14 +109,14 @@ def register(model: TrainedModel, evaluation: Evaluation, data: Dataset, feature
 
 
 @task(name="load-production", retry_condition_fn=retry_transient)
-def load_production(cfg: RegisterConfig, storage: StorageConfig, alias: str = "production",
+def load_production(cfg: RegisterConfig, storage: StorageConfig, alias: str = PRODUCTION_ALIAS,
                     unless_lineage: str | None = None) -> LoadedModel | None:
     """The model behind ``alias`` (sha256-checked), or None if there is none yet.
 
     Args:
         cfg: ``conf/register``: model name and registry root.
         storage: ``conf/storage``: local or S3.
-        alias: The alias to load (``deploy.alias``).
+        alias: The alias to load (``promote.alias``).
         unless_lineage: A challenger's lineage fingerprint. If the version behind
             ``alias`` has it, the champion *is* the challenger: its manifest is
             returned with ``model=None`` and the model file is not read.

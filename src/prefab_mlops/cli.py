@@ -66,9 +66,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     reg, cfg = _registry(args)
     name = _model(args, cfg)
     if args.version is None:
-        state = reg.alias(name, "production")
+        state = reg.alias(name, cfg.promote.alias)
         if state is None:
-            raise PrefabError(f"Model '{name}' has no production version.",
+            raise PrefabError(f"Model '{name}' has no {cfg.promote.alias} version.",
                               fix="Give a version number: prefab registry show MODEL N")
         version = state.version
     else:
@@ -84,8 +84,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_promote(args: argparse.Namespace) -> int:
     reg, cfg = _registry(args)
     name = _model(args, cfg)
-    state = reg.set_alias(name, args.alias, args.version, reason=args.reason, event="promote")
-    _print(asdict(state), args.json, f"{name}: {args.alias} -> v{state.version} "
+    alias = args.alias or cfg.promote.alias
+    state = reg.set_alias(name, alias, args.version, reason=args.reason, event="promote")
+    _print(asdict(state), args.json, f"{name}: {alias} -> v{state.version} "
            f"(was {('v' + str(state.history[-1])) if state.history else 'unset'})")
     return 0
 
@@ -93,9 +94,10 @@ def cmd_promote(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     reg, cfg = _registry(args)
     name = _model(args, cfg)
-    before = reg.alias(name, args.alias)
-    state = reg.rollback(name, args.alias, reason=args.reason)
-    _print(asdict(state), args.json, f"{name}: {args.alias} rolled back from "
+    alias = args.alias or cfg.promote.alias
+    before = reg.alias(name, alias)
+    state = reg.rollback(name, alias, reason=args.reason)
+    _print(asdict(state), args.json, f"{name}: {alias} rolled back from "
            f"v{before.version if before else '?'} to v{state.version}")
     return 0
 
@@ -142,14 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("promote", parents=[common], help="point an alias at a version")
     pr.add_argument("model")
     pr.add_argument("version", type=int)
-    pr.add_argument("--alias", default="production")
+    pr.add_argument("--alias", default=None, help="default: promote.alias (production)")
     pr.add_argument("--reason", default="manual promotion")
     pr.set_defaults(func=cmd_promote)
 
     rb = sub.add_parser("rollback", parents=[common],
                         help="move an alias back to its previous version")
     rb.add_argument("model", nargs="?")
-    rb.add_argument("--alias", default="production")
+    rb.add_argument("--alias", default=None, help="default: promote.alias (production)")
     rb.add_argument("--reason", default="manual rollback")
     rb.set_defaults(func=cmd_rollback)
 

@@ -24,6 +24,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from prefab_mlops.core.errors import ConfigError
+from prefab_mlops.core.registry import PRODUCTION_ALIAS
 from prefab_mlops.core.storage import StorageConfig
 
 PROBLEM_TYPES = ("binary", "multiclass", "regression")
@@ -192,7 +193,7 @@ class EvaluateConfig:
     importance_top_k: int = 20
 
 
-# ------------------------------------------------------- register and deploy
+# ------------------------------------------------------- register and promote
 @dataclass
 class RegisterConfig:
     """``conf/register``: the model registry (a directory by default, S3 via ``storage``)."""
@@ -204,10 +205,14 @@ class RegisterConfig:
 
 
 @dataclass
-class DeployConfig:
-    """``conf/deploy``: when a registered version becomes ``alias`` (production)."""
+class PromoteConfig:
+    """``conf/promote``: when a registered version becomes ``alias`` (production).
 
-    alias: str = "production"
+    ``alias`` is the one setting of which alias is "production": promotion moves it,
+    and monitoring, batch scoring and the model server all follow it.
+    """
+
+    alias: str = PRODUCTION_ALIAS
     auto_promote: bool = True
     require_gate: bool = True
     min_improvement: float = 0.0
@@ -238,7 +243,6 @@ class MonitorConfig:
     batches without the target (e.g. logged serving traffic).
     """
 
-    alias: str = "production"
     drift_share: float = 0.5
     max_rows: int = 20000
     columns: Optional[List[str]] = None
@@ -258,7 +262,6 @@ class InferenceConfig:
     ``passthrough`` columns (ids) are copied from the batch into the output.
     """
 
-    alias: str = "production"
     output_dir: str = MISSING
     format: str = "parquet"
     passthrough: List[str] = field(default_factory=list)
@@ -309,7 +312,7 @@ class TrainConfig:
     model: Dict[str, Any] = field(default_factory=dict)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     register: RegisterConfig = field(default_factory=RegisterConfig)
-    deploy: DeployConfig = field(default_factory=DeployConfig)
+    promote: PromoteConfig = field(default_factory=PromoteConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)

@@ -54,6 +54,11 @@ class _Unset(enum.Enum):
 ANY_VERSION = _Unset.ANY
 
 
+#: The alias of the production model unless ``promote.alias`` names another; promotion
+#: moves it, and monitoring, batch scoring and the model server follow it.
+PRODUCTION_ALIAS = "production"
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
 
@@ -274,7 +279,7 @@ class ModelRegistry:
             IntegrityError: the model file does not match its recorded sha256.
         """
         if version is None:
-            state = self.alias(model_name, alias or "production")
+            state = self.alias(model_name, alias or PRODUCTION_ALIAS)
             if state is None:
                 raise RegistryError(
                     f"Model '{model_name}' has no '{alias or 'production'}' alias yet.",
@@ -356,7 +361,7 @@ class ModelRegistry:
                           **(details or {}))
         return state
 
-    def rollback(self, model_name: str, alias: str = "production",
+    def rollback(self, model_name: str, alias: str = PRODUCTION_ALIAS,
                  reason: str = "manual rollback") -> AliasState:
         """Move ``alias`` back to the version it pointed at before, and log it.
 

@@ -25,6 +25,7 @@ import sys
 from typing import Any
 
 from prefab_mlops.core.errors import PrefabError
+from prefab_mlops.core.registry import PRODUCTION_ALIAS
 
 ENV_PREFIX = "PREFAB_SERVE_"
 
@@ -60,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model", default=_env("model", None),
                    help="registered model name (default: conf/register model_name)")
     g.add_argument("--alias", default=_env("alias", None),
-                   help="alias to serve and follow (default: conf/deploy alias, production)")
+                   help="alias to serve and follow (default: conf/promote alias, production)")
     g.add_argument("--config-dir", default=_env("config_dir", None),
                    help="the project's conf/ directory, used when --registry or --model "
                    "is not given")
@@ -134,11 +135,11 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         cfg = load_config(args.overrides, config_dir=args.config_dir).typed
         registry = registry or cfg.register.root
         model = model or cfg.register.model_name
-        alias = alias or cfg.deploy.alias
+        alias = alias or cfg.promote.alias
         if cfg.storage.kind != "local":
             storage = as_plain(cfg.storage)
     return ServeSettings(
-        registry=str(registry), model=model, alias=alias or "production", storage=storage,
+        registry=str(registry), model=model, alias=alias or PRODUCTION_ALIAS, storage=storage,
         host=args.host, port=args.port, workers=args.workers, poll_seconds=args.poll_seconds,
         max_rows=args.max_rows, max_body_bytes=args.max_body_bytes,
         unknown_category=args.unknown_category, extra_fields=args.extra_fields,

@@ -12,6 +12,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from prefab_mlops.core.registry import PRODUCTION_ALIAS
 from prefab_mlops.core.storage import S3Config, StorageConfig
 from prefab_mlops.serve.errors import ServeConfigError
 
@@ -30,7 +31,7 @@ class ServeSettings:
         registry: Registry root: a local directory (``conf/register`` ``root``), or
             the local-root placeholder when ``storage`` is S3.
         model: Registered model name (``conf/register`` ``model_name``).
-        alias: Alias to serve and watch (``conf/deploy`` ``alias``).
+        alias: Alias to serve and watch (``conf/promote`` ``alias``).
         storage: ``conf/storage`` as a plain dict; ``None`` means a local directory.
         host: Interface to listen on.
         port: TCP port (1-65535; a fixed port, every worker binds it with SO_REUSEPORT).
@@ -58,7 +59,7 @@ class ServeSettings:
 
     registry: str
     model: str
-    alias: str = "production"
+    alias: str = PRODUCTION_ALIAS
     storage: dict[str, Any] | None = None
     host: str = "127.0.0.1"
     port: int = 8000

@@ -27,7 +27,7 @@ def small(root: Path) -> list[str]:
     """Overrides for a quick run: a sample, no tracking, local storage, outputs in root."""
     cfg = load_config([f"paths.root={root}", "storage=local"], config_dir=CONF).typed
     overrides = [f"paths.root={root}", "storage=local", "tracking=disabled",
-                 f"data.sample_rows={SAMPLE_ROWS}", "deploy.require_gate=false"]
+                 f"data.sample_rows={SAMPLE_ROWS}", "promote.require_gate=false"]
     if "n_estimators" in cfg.model:
         overrides.append(f"model.n_estimators={min(int(cfg.model['n_estimators']), 100)}")
     return overrides

@@ -2,7 +2,7 @@
 
 :func:`decide_promotion` is pure: it promotes only if the challenger passed its
 quality gate and beats the champion's primary metric on the same test split by
-more than ``deploy.min_improvement``. :func:`promote` moves the alias and records
+more than ``promote.min_improvement``. :func:`promote` moves the alias and records
 the decision in the registry's audit log; :func:`rollback` moves it back.
 
 A promotion is a compare-and-set against the champion the decision was made
@@ -18,7 +18,7 @@ from typing import Any
 
 from prefect import task
 
-from prefab_mlops.config import DeployConfig, EvaluateConfig, RegisterConfig
+from prefab_mlops.config import EvaluateConfig, PromoteConfig, RegisterConfig
 from prefab_mlops.core.errors import AliasMovedError
 from prefab_mlops.core.registry import AliasState, LoadedModel, ModelRegistry, ModelVersion
 from prefab_mlops.core.storage import StorageConfig
@@ -49,7 +49,7 @@ class PromotionDecision:
 
 def decide_promotion(challenger: ModelVersion, evaluation: Evaluation,
                      champion_version: int | None, champion_metrics: dict[str, float] | None,
-                     cfg: DeployConfig, champion_fingerprint: str | None = None
+                     cfg: PromoteConfig, champion_fingerprint: str | None = None
                      ) -> PromotionDecision:
     """Decide whether ``challenger`` should become ``cfg.alias`` (pure).
 
@@ -59,7 +59,7 @@ def decide_promotion(challenger: ModelVersion, evaluation: Evaluation,
         champion_version: The version behind ``cfg.alias`` (None: no alias yet).
         champion_metrics: The champion's metrics on the *same* test split (None: no
             champion, or it cannot score this split).
-        cfg: ``conf/deploy``.
+        cfg: ``conf/promote``.
         champion_fingerprint: The champion's lineage fingerprint. A champion of the
             challenger's own lineage is the same model: it is "already" ``cfg.alias``.
     """
@@ -77,7 +77,7 @@ def decide_promotion(challenger: ModelVersion, evaluation: Evaluation,
         return PromotionDecision(False, f"v{champion_version}, of the same lineage as "
                                  f"v{challenger.version}, is already {cfg.alias}", **base)
     if not cfg.auto_promote:
-        return PromotionDecision(False, "deploy.auto_promote is false", **base)
+        return PromotionDecision(False, "promote.auto_promote is false", **base)
     if cfg.require_gate and not evaluation.gate.passed:
         return PromotionDecision(False, "quality gate failed: "
                                  + "; ".join(evaluation.gate.failures), **base)
@@ -132,7 +132,7 @@ class PromotionOutcome:
     attempts: int
 
 
-def decide_again(challenge: Challenge, champion: LoadedModel | None, cfg: DeployConfig
+def decide_again(challenge: Challenge, champion: LoadedModel | None, cfg: PromoteConfig
                  ) -> tuple[PromotionDecision, dict[str, float] | None]:
     """Decide ``challenge`` against ``champion`` (the alias's current model).
 
@@ -143,7 +143,7 @@ def decide_again(challenge: Challenge, champion: LoadedModel | None, cfg: Deploy
     Args:
         challenge: The challenger, its evaluation and its test split.
         champion: The model behind the alias now (``load_production``), or None.
-        cfg: ``conf/deploy``.
+        cfg: ``conf/promote``.
 
     Returns:
         The decision and the champion's metrics on that split.
@@ -189,7 +189,7 @@ def _name(version: int | None) -> str:
 
 
 @task(name="promote", retry_condition_fn=retry_transient)
-def promote(decision: PromotionDecision, model_name: str, cfg: DeployConfig,
+def promote(decision: PromotionDecision, model_name: str, cfg: PromoteConfig,
             registry_cfg: RegisterConfig, storage: StorageConfig,
             challenge: Challenge | None = None,
             max_attempts: int = PROMOTE_ATTEMPTS) -> PromotionOutcome:
@@ -206,7 +206,7 @@ def promote(decision: PromotionDecision, model_name: str, cfg: DeployConfig,
     Args:
         decision: From :func:`decide_promotion`.
         model_name: ``register.model_name``.
-        cfg: ``conf/deploy`` (the alias).
+        cfg: ``conf/promote`` (the alias).
         registry_cfg: ``conf/register`` (where the registry is).
         storage: ``conf/storage``.
         challenge: What the decision was made with, to decide again if the champion
@@ -256,7 +256,7 @@ def promote(decision: PromotionDecision, model_name: str, cfg: DeployConfig,
 
 
 @task(name="rollback", retry_condition_fn=retry_transient)
-def rollback(model_name: str, cfg: DeployConfig, registry_cfg: RegisterConfig,
+def rollback(model_name: str, cfg: PromoteConfig, registry_cfg: RegisterConfig,
              storage: StorageConfig, reason: str = "rollback") -> AliasState:
     """Move ``cfg.alias`` back to the previous version (recorded in the audit log)."""
     state = open_registry(registry_cfg, storage).rollback(model_name, cfg.alias, reason=reason)

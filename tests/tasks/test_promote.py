@@ -1,4 +1,4 @@
-"""tasks/deploy.py: the promotion decision (pure) and the alias moves it causes.
+"""tasks/promote.py: the promotion decision (pure) and the alias moves it causes.
 
 Promotions are compare-and-sets against the champion they were decided against; a
 run whose champion moved decides again against the new one. Those tests use a real
@@ -21,12 +21,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefab_mlops.config import DeployConfig, EvaluateConfig, RegisterConfig
+from prefab_mlops.config import EvaluateConfig, PromoteConfig, RegisterConfig
 from prefab_mlops.core.errors import AliasMovedError, RegistryError
 from prefab_mlops.core.registry import ModelRegistry, ModelVersion
 from prefab_mlops.core.storage import S3Config, StorageConfig
 from prefab_mlops.orchestration.payloads import Payload
-from prefab_mlops.tasks.deploy import (
+from prefab_mlops.tasks.evaluate import Evaluation, GateResult, evaluate_champion
+from prefab_mlops.tasks.featurize import FeatureSet, Split
+from prefab_mlops.tasks.promote import (
     Challenge,
     PromotionDecision,
     PromotionOutcome,
@@ -35,8 +37,6 @@ from prefab_mlops.tasks.deploy import (
     promote,
     rollback,
 )
-from prefab_mlops.tasks.evaluate import Evaluation, GateResult, evaluate_champion
-from prefab_mlops.tasks.featurize import FeatureSet, Split
 from prefab_mlops.tasks.register import load_production, open_registry
 from tests.conftest import make_bucket
 
@@ -60,12 +60,12 @@ def evaluation(value: float, metric: str = "roc_auc", greater_is_better: bool = 
 
 def decide(value: float, champion: float | None, champion_version: int | None = 1,
            metric: str = "roc_auc", greater_is_better: bool = True, passed: bool = True,
-           version: int = 2, **deploy) -> PromotionDecision:
+           version: int = 2, **promote) -> PromotionDecision:
     return decide_promotion(challenger(version),
                             evaluation(value, metric, greater_is_better, passed),
                             champion_version,
                             {metric: champion} if champion is not None else None,
-                            DeployConfig(**deploy))
+                            PromoteConfig(**promote))
 
 
 class TestDecideNoChampion:
@@ -153,21 +153,21 @@ class TestDecideNoop:
     def test_champion_of_the_same_lineage_is_already_production(self) -> None:
         """Another version of the challenger's lineage is the same model, however good."""
         d = decide_promotion(challenger(2), evaluation(0.9), 5, {"roc_auc": 0.5},
-                             DeployConfig(), champion_fingerprint="fp")
+                             PromoteConfig(), champion_fingerprint="fp")
 
         assert d.promote is False
         assert d.reason == "v5, of the same lineage as v2, is already production"
 
     def test_champion_of_another_lineage_is_compared(self) -> None:
         d = decide_promotion(challenger(2), evaluation(0.9), 5, {"roc_auc": 0.5},
-                             DeployConfig(), champion_fingerprint="other")
+                             PromoteConfig(), champion_fingerprint="other")
 
         assert d.promote is True
 
     def test_auto_promote_false_never_promotes(self) -> None:
         d = decide(0.9, 0.5, auto_promote=False)
 
-        assert d.promote is False and d.reason == "deploy.auto_promote is false"
+        assert d.promote is False and d.reason == "promote.auto_promote is false"
 
     def test_auto_promote_false_without_champion(self) -> None:
         assert decide(0.9, None, champion_version=None, auto_promote=False).promote is False
@@ -206,7 +206,7 @@ class TestPromote:
             self, registry: ModelRegistry, reg_cfg: RegisterConfig) -> None:
         d = decision(True, 2, "roc_auc 0.8 beats v1")
 
-        out = promote.fn(d, MODEL, DeployConfig(), reg_cfg, LOCAL)
+        out = promote.fn(d, MODEL, PromoteConfig(), reg_cfg, LOCAL)
 
         assert (out.state.version, out.state.history) == (2, [1])
         assert (out.decision, out.attempts) == (d, 1)
@@ -221,7 +221,7 @@ class TestPromote:
             self, registry: ModelRegistry, reg_cfg: RegisterConfig) -> None:
         before = registry.alias(MODEL, "production")
 
-        out = promote.fn(decision(False, 3, "gate failed"), MODEL, DeployConfig(), reg_cfg,
+        out = promote.fn(decision(False, 3, "gate failed"), MODEL, PromoteConfig(), reg_cfg,
                          LOCAL)
 
         assert out.state is None and out.decision.promote is False
@@ -233,7 +233,7 @@ class TestPromote:
     def test_promotion_to_another_alias(self, registry: ModelRegistry,
                                         reg_cfg: RegisterConfig) -> None:
         # decided against staging's champion: none yet
-        promote.fn(decision(True, 3, champion=None), MODEL, DeployConfig(alias="staging"),
+        promote.fn(decision(True, 3, champion=None), MODEL, PromoteConfig(alias="staging"),
                    reg_cfg, LOCAL)
 
         assert registry.alias(MODEL, "staging").version == 3
@@ -242,20 +242,20 @@ class TestPromote:
     def test_promoting_an_unknown_version_fails(self, registry: ModelRegistry,
                                                 reg_cfg: RegisterConfig) -> None:
         with pytest.raises(RegistryError, match="no version 9"):
-            promote.fn(decision(True, 9), MODEL, DeployConfig(), reg_cfg, LOCAL)
+            promote.fn(decision(True, 9), MODEL, PromoteConfig(), reg_cfg, LOCAL)
         assert registry.alias(MODEL, "production").version == 1
 
 
 class TestRollback:
     def test_rollback_twice_then_refuse(self, registry: ModelRegistry,
                                         reg_cfg: RegisterConfig) -> None:
-        promote.fn(decision(True, 2), MODEL, DeployConfig(), reg_cfg, LOCAL)
-        promote.fn(decision(True, 3, champion=2), MODEL, DeployConfig(), reg_cfg, LOCAL)
+        promote.fn(decision(True, 2), MODEL, PromoteConfig(), reg_cfg, LOCAL)
+        promote.fn(decision(True, 3, champion=2), MODEL, PromoteConfig(), reg_cfg, LOCAL)
 
-        assert rollback.fn(MODEL, DeployConfig(), reg_cfg, LOCAL, reason="v3 drifts").version == 2
-        assert rollback.fn(MODEL, DeployConfig(), reg_cfg, LOCAL).version == 1
+        assert rollback.fn(MODEL, PromoteConfig(), reg_cfg, LOCAL, reason="v3 drifts").version == 2
+        assert rollback.fn(MODEL, PromoteConfig(), reg_cfg, LOCAL).version == 1
         with pytest.raises(RegistryError, match="no earlier version"):
-            rollback.fn(MODEL, DeployConfig(), reg_cfg, LOCAL)
+            rollback.fn(MODEL, PromoteConfig(), reg_cfg, LOCAL)
 
         kinds = [(e["event"], e["version"]) for e in registry.events(MODEL)
                  if e["event"] in ("promote", "rollback")]
@@ -321,7 +321,7 @@ def storage(request: pytest.FixtureRequest) -> StorageConfig:
 
 
 class Runs:
-    """Training runs sharing one registry and one test split, at the deploy step.
+    """Training runs sharing one registry and one test split, at the promote step.
 
     ``train`` registers a stand-in model and returns its :class:`Challenge` (its real
     metrics on the split); ``decide`` does what the training flow does before it
@@ -353,12 +353,12 @@ class Runs:
         champion = load_production.fn(self.reg_cfg, self.storage, "production",
                                       unless_lineage=challenge.challenger.fingerprint)
         decision, challenge.champion_metrics = decide_again(challenge, champion,
-                                                            DeployConfig())
+                                                            PromoteConfig())
         return decision
 
     def promote(self, decision: PromotionDecision, challenge: Challenge | None,
                 **kw) -> PromotionOutcome:
-        return promote.fn(decision, MODEL, DeployConfig(), self.reg_cfg, self.storage,
+        return promote.fn(decision, MODEL, PromoteConfig(), self.reg_cfg, self.storage,
                           challenge, **kw)
 
     def production(self) -> int | None:
@@ -510,7 +510,7 @@ class TestPromoteCompareAndSet:
             runs.registry.set_alias(MODEL, "production", next(moves))
             return metrics
 
-        monkeypatch.setattr("prefab_mlops.tasks.deploy.evaluate_champion.fn", score_then_move)
+        monkeypatch.setattr("prefab_mlops.tasks.promote.evaluate_champion.fn", score_then_move)
 
         with pytest.raises(AliasMovedError, match="moved under each of 3 promotion attempts"
                            ) as err:
@@ -614,5 +614,5 @@ def _promote_in_process(reg_cfg: RegisterConfig, storage: StorageConfig,
                         decision: PromotionDecision, challenge: Challenge, attempts: int,
                         go, results) -> None:  # type: ignore[no-untyped-def]
     go.wait()
-    results.put(promote.fn(decision, MODEL, DeployConfig(), reg_cfg, storage, challenge,
+    results.put(promote.fn(decision, MODEL, PromoteConfig(), reg_cfg, storage, challenge,
                            max_attempts=attempts))
