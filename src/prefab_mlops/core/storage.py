@@ -407,6 +407,14 @@ class S3ObjectStore:
         except Exception as exc:  # noqa: BLE001
             raise _s3_error(exc, f"writing s3://{self.bucket}/{self._key(key)}") from exc
 
+    def _holds(self, key: str, data: bytes) -> bool:
+        """Whether ``key`` holds exactly ``data`` now (False if it cannot be read)."""
+        try:
+            obj = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+            return bool(obj["Body"].read() == data)
+        except Exception:  # noqa: BLE001 - unreadable: not known to hold it
+            return False
+
     def update(self, key: str, change: Callable[[bytes | None], bytes],
                attempts: int = 20) -> bytes:
         """Atomic read-modify-write of ``key`` with S3 conditional writes.
@@ -443,6 +451,10 @@ class S3ObjectStore:
                 code = str(exc.response.get("Error", {}).get("Code", ""))
                 if code not in _CONFLICT_S3_CODES:
                     raise _s3_error(exc, f"writing {where}") from exc
+                if self._holds(key, data):
+                    # Our write landed, but its answer was lost and botocore sent it again,
+                    # which the condition then refused: the update is done, not lost.
+                    return data
             except Exception as exc:  # noqa: BLE001
                 raise _s3_error(exc, f"writing {where}") from exc
             time.sleep(min(0.05 * 2 ** attempt, 1.0) * random.random())
