@@ -45,7 +45,7 @@ def run_plain(overrides: list[str], config_dir: str | None = None) -> dict[str, 
 
     t: dict[str, float] = {}
     with _phase(t, "config"):
-        loaded = load_config(overrides, "train", config_dir)
+        loaded = load_config(overrides, "pipeline", config_dir)
         cfg = loaded.typed
         target = TargetSpec.from_data(cfg.data)
         model_spec = ModelSpec.from_config(cfg.model)

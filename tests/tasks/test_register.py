@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefab_mlops.config import ModelSpec, RegisterConfig, TargetSpec, TrainConfig, load_config
+from prefab_mlops.config import ModelSpec, PipelineConfig, RegisterConfig, TargetSpec, load_config
 from prefab_mlops.core.errors import IntegrityError
 from prefab_mlops.core.fingerprint import bytes_sha256
 from prefab_mlops.core.registry import ModelRegistry
@@ -36,7 +36,7 @@ LOCAL = StorageConfig()
 
 @dataclass
 class Trained:
-    cfg: TrainConfig
+    cfg: PipelineConfig
     resolved: dict[str, Any]
     data: Dataset
     features: FeatureSet
@@ -50,7 +50,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     root = tmp_path_factory.mktemp("register-project")
     loaded = load_config([f"paths.root={root}", "data.sample_rows=5000",
                           "model.n_estimators=20", "tracking=disabled"], config_dir=CONF)
-    cfg: TrainConfig = loaded.typed
+    cfg: PipelineConfig = loaded.typed
     target = TargetSpec.from_data(cfg.data)
     data = ingest.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed)
     report = validate.fn(data, cfg.validate, target)

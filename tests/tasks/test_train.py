@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from prefab_mlops.config import ModelSpec, TargetSpec, TrainConfig, load_config
+from prefab_mlops.config import ModelSpec, PipelineConfig, TargetSpec, load_config
 from prefab_mlops.core.errors import ConfigError
 from prefab_mlops.tasks.featurize import FeatureSet, featurize
 from prefab_mlops.tasks.ingest import Dataset, ingest, prepare
@@ -34,7 +34,7 @@ def diamonds_frame(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     return ingest.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed).frame
 
 
-def dataset(cfg: TrainConfig, flights_frame: pd.DataFrame,
+def dataset(cfg: PipelineConfig, flights_frame: pd.DataFrame,
             diamonds_frame: pd.DataFrame) -> Dataset:
     if cfg.data.name == "diamonds":
         frame = diamonds_frame
@@ -55,7 +55,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory, flights_frame: pd.DataFrame,
     """
     root = tmp_path_factory.mktemp("root")
 
-    def _setup(*overrides: str) -> tuple[TrainConfig, FeatureSet]:
+    def _setup(*overrides: str) -> tuple[PipelineConfig, FeatureSet]:
         cfg = load_config([f"paths.root={root}", *overrides], config_dir=CONF).typed
         data = dataset(cfg, flights_frame, diamonds_frame)
         return cfg, featurize.fn(data, cfg.features, TargetSpec.from_data(cfg.data), cfg.seed)
@@ -63,7 +63,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory, flights_frame: pd.DataFrame,
     return _setup
 
 
-def fit(cfg: TrainConfig, fs: FeatureSet) -> TrainedModel:
+def fit(cfg: PipelineConfig, fs: FeatureSet) -> TrainedModel:
     return train.fn(fs, ModelSpec.from_config(cfg.model), cfg.seed)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefab_mlops.config import ColumnRule, TargetSpec, TrainConfig
+from prefab_mlops.config import ColumnRule, PipelineConfig, TargetSpec
 from prefab_mlops.core.errors import DataValidationError
 from prefab_mlops.tasks.ingest import Dataset, ingest, prepare
 from prefab_mlops.tasks.validate import ValidationReport, validate
@@ -19,7 +19,7 @@ from prefab_mlops.tasks.validate import ValidationReport, validate
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
-def flights_dataset(cfg: TrainConfig, frame: pd.DataFrame, **data: object) -> Dataset:
+def flights_dataset(cfg: PipelineConfig, frame: pd.DataFrame, **data: object) -> Dataset:
     """``frame`` prepared by the flights ``data`` config (pure, no file)."""
     dcfg = dataclasses.replace(cfg.data, **data)
     rows = prepare(frame, dcfg, cfg.seed, "flights.csv")
@@ -28,7 +28,7 @@ def flights_dataset(cfg: TrainConfig, frame: pd.DataFrame, **data: object) -> Da
                       target=dcfg.target, time_column=dcfg.time_column)
 
 
-def check(cfg: TrainConfig, data: Dataset, **rules: object) -> ValidationReport:
+def check(cfg: PipelineConfig, data: Dataset, **rules: object) -> ValidationReport:
     return validate.fn(data, dataclasses.replace(cfg.validate, **rules),
                        TargetSpec.from_data(cfg.data))
 
@@ -37,7 +37,7 @@ def by_column(violations: list[dict]) -> dict[str, dict]:
     return {v["column"]: v for v in violations}
 
 
-def ingest_file(cfg: TrainConfig, path: Path, **data: object) -> Dataset:
+def ingest_file(cfg: PipelineConfig, path: Path, **data: object) -> Dataset:
     dcfg = dataclasses.replace(cfg.data, uri=str(path), snapshot=False, **data)
     return ingest.fn(dcfg, cfg.paths, cfg.storage, cfg.seed)
 

@@ -49,7 +49,7 @@ def verbatim_files(template: Path) -> dict[str, Path]:
     """Generated path -> template source, for the files copied as they are.
 
     Neither framework code nor the framework's stock config groups are among them: a
-    project depends on prefab-mlops as a package, and its conf/train.yaml puts the
+    project depends on prefab-mlops as a package, and its conf/pipeline.yaml puts the
     installed ``pkg://prefab_mlops.conf`` on Hydra's search path.
     """
     tests = template / "templates" / "project" / "tests"
@@ -60,7 +60,7 @@ def expected_files(template: Path, answers: dict[str, Any]) -> set[str]:
     ds = answers["dataset_name"]
     files = set(verbatim_files(template)) | {
         ".copier-answers.yml", ".gitignore", "Makefile", "README.md", "pyproject.toml",
-        "prefect.yaml", "conf/train.yaml", f"conf/data/{ds}.yaml", f"conf/validate/{ds}.yaml",
+        "prefect.yaml", "conf/pipeline.yaml", f"conf/data/{ds}.yaml", f"conf/validate/{ds}.yaml",
         f"conf/features/{ds}.yaml", "conf/inference/default.yaml", "conf/tracking/wandb.yaml",
         "conf/storage/local.yaml", "conf/storage/s3.yaml", "conf/experiment/random_forest.yaml",
         "conf/local/.gitkeep"}

@@ -34,7 +34,7 @@ def test_update_brings_template_changes_and_keeps_user_edits(template_repo: Path
     git(project, "commit", "-q", "-m", "generated")
 
     # The user's edits: a config value, the inferred contract, their own README note.
-    train_yaml = project / "conf" / "train.yaml"
+    train_yaml = project / "conf" / "pipeline.yaml"
     train_yaml.write_text(train_yaml.read_text().replace("seed: 42", "seed: 7"))
     contract = project / "conf" / "validate" / "diamonds.yaml"
     contract.write_text(contract.read_text().replace("min_rows: 1000", "min_rows: 5000"))

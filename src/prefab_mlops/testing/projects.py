@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]  # a source checkout: src/prefab_mlops/testing/
 
 #: Settings every throw-away project gets unless the caller overrides them.
 SMALL = {"tracking": {"mode": "disabled"}, "model": {"n_estimators": 60}}
@@ -40,7 +40,7 @@ def make_project(root: Path, data_uri: str | Path | None = None,
 
     Examples:
         >>> conf = make_project(tmp / "proj", overrides={"evaluate": {"plots": False}})
-        >>> load_config([], "train", conf).typed.tracking.mode
+        >>> load_config([], "pipeline", conf).typed.tracking.mode
         'disabled'
     """
     if data_uri is None:

@@ -16,7 +16,7 @@ import pytest
 from omegaconf import OmegaConf
 from prefab_mlops.config import (
     ModelSpec,
-    TrainConfig,
+    PipelineConfig,
     config_groups,
     framework_config_dir,
     load_config,
@@ -28,7 +28,7 @@ from prefab_mlops.tasks.featurize import build_preprocessor
 from prefab_mlops.tasks.train import check_estimator_fits
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-TRAIN_GROUPS = {f.name for f in dataclasses.fields(TrainConfig)} | {"experiment"}
+TRAIN_GROUPS = {f.name for f in dataclasses.fields(PipelineConfig)} | {"experiment"}
 # this project's groups plus the framework's stock ones (Hydra's search path)
 OPTIONS = config_groups(CONF)
 GROUP_DIRS = sorted(OPTIONS)
@@ -50,7 +50,7 @@ def compose(tmp_path: Path, *overrides: str):
 
 
 def default_problem_type() -> str:
-    defaults = OmegaConf.to_container(OmegaConf.load(CONF / "train.yaml"))["defaults"]
+    defaults = OmegaConf.to_container(OmegaConf.load(CONF / "pipeline.yaml"))["defaults"]
     name = next(d["data"] for d in defaults if isinstance(d, dict) and "data" in d)
     return str(OmegaConf.load(CONF / "data" / f"{name}.yaml").problem_type)
 
