@@ -50,7 +50,8 @@ def batch_inference(overrides: list[str] | None = None, batch_uri: str | None = 
     production = configure(load_production, "register", orch)(cfg.register, cfg.storage,
                                                               cfg.promote.alias)
     if production is None:
-        raise RegistryError(f"Model '{name}' has no '{cfg.promote.alias}' version to score with.",
+        raise RegistryError(f"Model '{name}' has no '{cfg.promote.alias}' version to score "
+                            "with.",
                             fix="Train and promote a model first (make train).")
     manifest = production.version
     batch = configure(ingest, "ingest", orch, cache=True)(
@@ -61,7 +62,8 @@ def batch_inference(overrides: list[str] | None = None, batch_uri: str | None = 
     scored = score_batch(batch.frame, production.model, list(input_schema),
                          manifest.problem_type, manifest.features.get("classes"), name,
                          manifest.version, list(inf.passthrough))
-    uri = configure(write_predictions, "register", orch)(scored, inf, cfg.storage, cfg.data.name)
+    uri = configure(write_predictions, "predictions", orch)(scored, inf, cfg.storage,
+                                                            cfg.data.name)
     summary = {"model_name": name, "model_version": manifest.version, "rows": len(scored.frame),
                "output_uri": uri, "scored_at": scored.scored_at, "flow_run_id": run_ids()[0]}
     publish_markdown(f"{name}-batch-predictions",

@@ -15,25 +15,27 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as _dt
-import io
 import json
 import sys
 from typing import Any
 
-import pandas as pd
 from prefect import flow
 
 from prefab_mlops.config import PipelineConfig, TargetSpec
 from prefab_mlops.core.errors import RegistryError
-from prefab_mlops.core.storage import object_store
 from prefab_mlops.flows._common import jsonable, load_and_log, run_ids, unlabelled
 from prefab_mlops.orchestration.artifacts import publish_link, publish_markdown
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.runtime import configure, in_process_run
 from prefab_mlops.tasks.ingest import ingest
-from prefab_mlops.tasks.monitor import detect_drift, emit_drift_event
-from prefab_mlops.tasks.register import load_production, open_registry
+from prefab_mlops.tasks.monitor import (
+    detect_drift,
+    emit_drift_event,
+    load_reference,
+    record_drift_check,
+    write_report,
+)
+from prefab_mlops.tasks.register import load_production
 from prefab_mlops.tasks.track import track
 from prefab_mlops.tasks.validate import validate, validate_batch
 from prefab_mlops.tracking import RunRecord
@@ -69,8 +71,8 @@ def monitoring(overrides: list[str] | None = None, batch_uri: str | None = None,
     production = configure(load_production, "register", orch)(cfg.register, cfg.storage,
                                                               cfg.promote.alias)
     if production is None:
-        raise RegistryError(f"Model '{name}' has no '{cfg.promote.alias}' version yet, so there is "
-                            "nothing to monitor.",
+        raise RegistryError(f"Model '{name}' has no '{cfg.promote.alias}' version yet, so "
+                            "there is nothing to monitor.",
                             fix="Train and promote a model first (make train), then monitor.")
     manifest = production.version
     data_cfg = cfg.data if mon.labels else unlabelled(cfg.data)
@@ -84,29 +86,22 @@ def monitoring(overrides: list[str] | None = None, batch_uri: str | None = None,
     allowed = [c for c in (*manifest.data.get("columns", []), target.name) if c]
     configure(validate_batch, "validate", orch)(batch.frame, input_schema, allowed,
                                                 batch.source)
-    registry = open_registry(cfg.register, cfg.storage)
-    reference = pd.read_parquet(io.BytesIO(registry.read_file(manifest, "reference.parquet")))
-    report = configure(detect_drift, "evaluate", orch)(
+    reference = configure(load_reference, "reference", orch)(manifest, cfg.register,
+                                                             cfg.storage)
+    report = configure(detect_drift, "monitor", orch)(
         batch.frame, reference, production.model, input_schema, mon, target, name,
         manifest.version, cfg.seed, manifest.features.get("classes"))
-
-    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    store = object_store(cfg.storage, mon.report_dir, "monitoring")
-    key = f"{name}/{stamp}-v{manifest.version}.html"
-    store.put(key, report.html)
-    report_uri = store.uri(key)
+    report_uri = configure(write_report, "report", orch)(report, mon.report_dir, cfg.storage)
     publish_markdown(f"{name}-drift", report.to_markdown(report_uri), "Drift summary")
     publish_link(f"{name}-drift-report", report_uri if "://" in report_uri
                  else f"file://{report_uri}", "Evidently drift report")
 
     event_id = None
     if report.dataset_drift and mon.emit_event:
-        event_id = configure(emit_drift_event, "deploy", orch)(report, mon.event, report_uri,
+        event_id = configure(emit_drift_event, "events", orch)(report, mon.event, report_uri,
                                                                batch.source)
-    registry.record_event(name, "drift_detected" if report.dataset_drift else "drift_checked",
-                          version=manifest.version, drift_share=report.drift_share,
-                          drifted_columns=report.drifted_columns, report_uri=report_uri,
-                          event_id=event_id, batch=batch.source)
+    configure(record_drift_check, "events", orch)(report, report_uri, event_id, batch.source,
+                                                  cfg.register, cfg.storage)
     summary = jsonable({**report.summary(), "report_uri": report_uri, "event_id": event_id,
                         "event": mon.event if event_id else None, "batch": batch.source,
                         "flow_run_id": run_ids()[0]})

@@ -18,6 +18,8 @@ deployment is triggered by.
 
 from __future__ import annotations
 
+import datetime as _dt
+import io
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -28,12 +30,15 @@ import numpy as np
 import pandas as pd
 from prefect import task
 
-from prefab_mlops.config import MonitorConfig, TargetSpec
+from prefab_mlops.config import MonitorConfig, RegisterConfig, TargetSpec
 from prefab_mlops.core.fingerprint import lineage
+from prefab_mlops.core.registry import ModelVersion
+from prefab_mlops.core.storage import StorageConfig, object_store
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.retries import retry_transient
 from prefab_mlops.tasks.evaluate import compute_metrics
 from prefab_mlops.tasks.featurize import Split
+from prefab_mlops.tasks.register import open_registry
 
 PREDICTION = "__prediction__"
 TARGET = "__target__"
@@ -303,3 +308,49 @@ def emit_drift_event(report: DriftReport, event: str, report_uri: str | None,
     get_logger().warning("Drift detected for %s v%s: emitted %s", report.model_name,
                          report.model_version, event)
     return str(ev.id) if ev is not None else None
+
+
+# ----------------------------------------------------------------- I/O tasks
+@task(name="load-reference", retry_condition_fn=retry_transient)
+def load_reference(manifest: ModelVersion, registry_cfg: RegisterConfig,
+                   storage: StorageConfig) -> pd.DataFrame:
+    """The drift reference stored with ``manifest``'s version at registration.
+
+    Args:
+        manifest: The production version (from ``load_production``).
+        registry_cfg: ``conf/register`` (where the registry is).
+        storage: ``conf/storage``.
+
+    Returns:
+        The reference sample (``reference.parquet``, ``register.reference_sample_rows``).
+    """
+    data = open_registry(registry_cfg, storage).read_file(manifest, "reference.parquet")
+    return pd.read_parquet(io.BytesIO(data))
+
+
+@task(name="write-drift-report", retry_condition_fn=retry_transient)
+def write_report(report: DriftReport, report_dir: str, storage: StorageConfig) -> str:
+    """Write the Evidently HTML report under ``monitor.report_dir``; returns its URI.
+
+    Args:
+        report: From :func:`detect_drift`.
+        report_dir: ``monitor.report_dir`` (a directory, or a prefix on S3).
+        storage: ``conf/storage``.
+    """
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    store = object_store(storage, report_dir, "monitoring")
+    key = f"{report.model_name}/{stamp}-v{report.model_version}.html"
+    store.put(key, report.html)
+    return store.uri(key)
+
+
+@task(name="record-drift-check", retry_condition_fn=retry_transient)
+def record_drift_check(report: DriftReport, report_uri: str, event_id: str | None,
+                       batch_source: str, registry_cfg: RegisterConfig,
+                       storage: StorageConfig) -> None:
+    """Add the check to the model's audit log (``drift_detected`` or ``drift_checked``)."""
+    open_registry(registry_cfg, storage).record_event(
+        report.model_name, "drift_detected" if report.dataset_drift else "drift_checked",
+        version=report.model_version, drift_share=report.drift_share,
+        drifted_columns=report.drifted_columns, report_uri=report_uri, event_id=event_id,
+        batch=batch_source)

@@ -115,3 +115,17 @@ class TestBadConfigFailsEarly:
     def test_missing_config_dir(self, tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="not found"):
             load_config([], config_dir=tmp_path)
+
+
+def test_every_task_family_a_flow_uses_is_configured(tmp_path: Path) -> None:
+    """Each ``configure(task, "<family>", ...)`` in the flows has its own entry in
+    ``conf/orchestration`` (no task silently runs on defaults or borrows another's)."""
+    import re
+
+    flows = Path(__file__).resolve().parents[1] / "flows"
+    used = {m for f in flows.glob("*.py")
+            for m in re.findall(r'configure\(\s*\w+,\s*"([a-z_]+)"', f.read_text())}
+    heavy = re.compile(r'heavy\(\s*\w+,\s*"([a-z_]+)"')
+    used |= {m for f in flows.glob("*.py") for m in heavy.findall(f.read_text())}
+    families = set(compose(tmp_path).typed.orchestration.tasks)
+    assert used and not used - families, sorted(used - families)
