@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -22,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from prefab_mlops.testing.env import offline_environment
 from prefab_mlops.testing.local_prefect import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,27 +30,8 @@ CONF = REPO / "conf"
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    home = tmp_path_factory.mktemp("prefect-home")
-    env = {
-        "PREFECT_HOME": str(home),
-        "DO_NOT_TRACK": "1",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_TELEMETRY_ENABLED": "false",
-        "PREFAB_WANDB_MODE": "offline",
-        "WANDB_MODE": "offline",
-        "WANDB_SILENT": "true",
-        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
-    }
-    saved = {k: os.environ.get(k) for k in [*env, "PREFECT_API_URL", "WANDB_API_KEY"]}
-    os.environ.update(env)
-    os.environ.pop("PREFECT_API_URL", None)
-    os.environ.pop("WANDB_API_KEY", None)
-    yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with offline_environment(tmp_path_factory.mktemp("prefect-home")):
+        yield
 
 
 def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:

@@ -8,11 +8,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from prefab_mlops.testing.env import offline_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -20,27 +20,8 @@ CONF = ROOT / "conf"
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    env = {
-        "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-home")),
-        "DO_NOT_TRACK": "1",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_TELEMETRY_ENABLED": "false",
-        "PREFAB_WANDB_MODE": "offline",
-        "WANDB_MODE": "offline",
-        "WANDB_SILENT": "true",
-        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
-    }
-    dropped = ["PREFECT_API_URL", "WANDB_API_KEY", "PREFAB_CONFIG_DIR", "PREFAB_PROJECT_ROOT"]
-    saved = {k: os.environ.get(k) for k in [*env, *dropped]}
-    os.environ.update(env)
-    for key in dropped:
-        os.environ.pop(key, None)
-    yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with offline_environment(tmp_path_factory.mktemp("prefect-home")):
+        yield
 
 
 @pytest.fixture(scope="session")
