@@ -129,3 +129,26 @@ def test_every_task_family_a_flow_uses_is_configured(tmp_path: Path) -> None:
     used |= {m for f in flows.glob("*.py") for m in heavy.findall(f.read_text())}
     families = set(compose(tmp_path).typed.orchestration.tasks)
     assert used and not used - families, sorted(used - families)
+
+
+class TestTargetsAreLockedDown:
+    """``_target_`` builds only estimators, transformers and our own code."""
+
+    @pytest.mark.parametrize("target", ["os.system", "subprocess.run", "builtins.eval",
+                                        "sklearnx.Evil", "posix.system"])
+    def test_a_foreign_callable_is_refused_when_loading(self, target: str,
+                                                        tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match=rf"'model\._target_' is '{target}'") as err:
+            compose(tmp_path, f"model._target_={target}")
+        assert "allowed_targets" in err.value.fix
+
+    def test_a_nested_target_is_checked_too(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match=r"'model\.callback\._target_' is 'os\.system'"):
+            compose(tmp_path, "+model.callback={_target_: os.system, command: 'true'}")
+
+    def test_the_allow_list_is_extendable(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError):
+            compose(tmp_path, "model._target_=collections.OrderedDict")
+        cfg = compose(tmp_path, "model._target_=collections.OrderedDict",
+                      "allowed_targets=[collections]")
+        assert cfg.typed.model["_target_"] == "collections.OrderedDict"

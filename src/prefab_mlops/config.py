@@ -321,9 +321,49 @@ class PipelineConfig:
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)
+    # Namespaces (dotted module prefixes) whose callables `_target_` may name, on top of
+    # ALLOWED_TARGETS; add only code you trust.
+    allowed_targets: List[str] = field(default_factory=list)
 
 
 SCHEMAS: dict[str, type] = {"pipeline": PipelineConfig}
+
+#: What a config's ``_target_`` may build without further ado: estimators and
+#: transformers, the framework itself and the project's own tasks. Anything else (``os``,
+#: ``subprocess``, ``builtins``...) is refused when the config is loaded.
+ALLOWED_TARGETS = ("sklearn", "xgboost", "lightgbm", "catboost", "prefab_mlops", "tasks")
+
+
+def _targets(node: Any, path: str) -> list[tuple[str, str]]:
+    """Every ``_target_`` in a resolved config: ``(key path, target)``."""
+    found: list[tuple[str, str]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key == "_target_":
+                found.append((where, str(value)))
+            else:
+                found += _targets(value, where)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _targets(value, f"{path}[{i}]")
+    return found
+
+
+def _check_targets(resolved: dict[str, Any]) -> None:
+    """Refuse a ``_target_`` outside :data:`ALLOWED_TARGETS` and ``allowed_targets``."""
+    allowed = (*ALLOWED_TARGETS, *[str(a).rstrip(".") for a in resolved.get("allowed_targets")
+                                   or []])
+    bad = [(where, t) for where, t in _targets(resolved, "")
+           if not any(t == a or t.startswith(a + ".") for a in allowed)]
+    if bad:
+        listed = "; ".join(f"'{where}' is '{t}'" for where, t in bad)
+        raise ConfigError(
+            f"Config names callables outside the allowed namespaces: {listed}. A config "
+            f"may only build objects from {', '.join(allowed)}.",
+            fix="Use an estimator or transformer from an allowed library, or, if you trust "
+            "that code, add its namespace to allowed_targets in conf/pipeline.yaml "
+            "(e.g. allowed_targets: [my_company.models]).")
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "data.problem_type": PROBLEM_TYPES,
@@ -426,6 +466,7 @@ def load_config(
         raise _config_error(exc) from None
     obj = OmegaConf.to_object(typed)
     _check_choices(resolved)
+    _check_targets(resolved)
     _check_timezone(obj)
     _check_consistency(obj)
     assert isinstance(resolved, dict)
