@@ -11,7 +11,6 @@ the model version and a timestamp under ``inference.output_dir`` (or S3).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -19,9 +18,15 @@ from prefect import flow
 
 from prefab_mlops.config import PipelineConfig
 from prefab_mlops.core.errors import RegistryError
-from prefab_mlops.flows._common import load_and_log, run_ids, unlabelled
+from prefab_mlops.flows.common import (
+    add_cli_arguments,
+    load_and_log,
+    run_cli,
+    run_ids,
+    unlabelled,
+)
 from prefab_mlops.orchestration.artifacts import publish_markdown
-from prefab_mlops.orchestration.runtime import configure, in_process_run
+from prefab_mlops.orchestration.runtime import configure
 from prefab_mlops.tasks.ingest import ingest
 from prefab_mlops.tasks.predict import score_batch, write_predictions
 from prefab_mlops.tasks.register import load_production
@@ -73,16 +78,17 @@ def batch_inference(overrides: list[str] | None = None, batch_uri: str | None = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m prefab_mlops.flows.batch_inference")
-    parser.add_argument("overrides", nargs="*")
-    parser.add_argument("--batch", default=None)
-    parser.add_argument("--config-dir", default=None)
+    """Command-line entry point: ``python -m prefab_mlops.flows.batch_inference --batch F``."""
+    parser = argparse.ArgumentParser(prog="python -m prefab_mlops.flows.batch_inference",
+                                     description="Score a batch with the production model. "
+                                     "Positional arguments are Hydra overrides.")
+    add_cli_arguments(parser)
+    parser.add_argument("--batch", default=None, help="batch location (default: data.uri)")
     args = parser.parse_args(argv)
-    with in_process_run():
-        summary = batch_inference(overrides=args.overrides, batch_uri=args.batch,
-                                  config_dir=args.config_dir)
-    print(json.dumps(summary, indent=2, default=str))
-    return 0
+    args.json = True  # the summary is printed as JSON either way
+    return run_cli(args, lambda: batch_inference(
+        overrides=args.overrides, batch_uri=args.batch, config_name=args.config_name,
+        config_dir=args.config_dir), str)
 
 
 if __name__ == "__main__":

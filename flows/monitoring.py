@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from typing import Any
 
@@ -23,10 +22,17 @@ from prefect import flow
 
 from prefab_mlops.config import PipelineConfig, TargetSpec
 from prefab_mlops.core.errors import RegistryError
-from prefab_mlops.flows._common import jsonable, load_and_log, run_ids, unlabelled
+from prefab_mlops.flows.common import (
+    add_cli_arguments,
+    jsonable,
+    load_and_log,
+    run_cli,
+    run_ids,
+    unlabelled,
+)
 from prefab_mlops.orchestration.artifacts import publish_link, publish_markdown
 from prefab_mlops.orchestration.logs import get_logger
-from prefab_mlops.orchestration.runtime import configure, in_process_run
+from prefab_mlops.orchestration.runtime import configure
 from prefab_mlops.tasks.ingest import ingest
 from prefab_mlops.tasks.monitor import (
     detect_drift,
@@ -121,26 +127,25 @@ def monitoring(overrides: list[str] | None = None, batch_uri: str | None = None,
     return summary
 
 
+def format_summary(s: dict[str, Any]) -> str:
+    """Human-readable result of a drift check."""
+    return (f"{s['model_name']} v{s['model_version']}: dataset drift "
+            f"{'YES' if s['dataset_drift'] else 'no'} ({len(s['drifted_columns'])} of "
+            f"{len(s['columns'])} columns: {s['drifted_columns']}); report {s['report_uri']}"
+            + (f"; emitted {s['event']}" if s["event_id"] else ""))
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point: ``python -m prefab_mlops.flows.monitoring [OVERRIDES...]``."""
     parser = argparse.ArgumentParser(prog="python -m prefab_mlops.flows.monitoring",
                                      description="Check a batch for drift. Positional "
                                      "arguments are Hydra overrides.")
-    parser.add_argument("overrides", nargs="*")
+    add_cli_arguments(parser)
     parser.add_argument("--batch", default=None, help="batch location (default: data.uri)")
-    parser.add_argument("--config-dir", default=None)
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    with in_process_run():
-        s = monitoring(overrides=args.overrides, batch_uri=args.batch,
-                       config_dir=args.config_dir)
-    if args.json:
-        print(json.dumps(s, indent=2, default=str))
-    else:
-        print(f"{s['model_name']} v{s['model_version']}: dataset drift "
-              f"{'YES' if s['dataset_drift'] else 'no'} ({len(s['drifted_columns'])} of "
-              f"{len(s['columns'])} columns: {s['drifted_columns']}); report {s['report_uri']}"
-              + (f"; emitted {s['event']}" if s["event_id"] else ""))
-    return 0
+    return run_cli(args, lambda: monitoring(
+        overrides=args.overrides, batch_uri=args.batch, config_name=args.config_name,
+        config_dir=args.config_dir), format_summary)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ deployment (``prefect.yaml``) with the same parameters.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -21,10 +20,10 @@ from prefect import flow
 
 from prefab_mlops.config import ModelSpec, PipelineConfig, TargetSpec
 from prefab_mlops.core.errors import QualityGateError
-from prefab_mlops.flows._common import load_and_log, run_ids
+from prefab_mlops.flows.common import add_cli_arguments, load_and_log, run_cli, run_ids
 from prefab_mlops.orchestration.artifacts import md_table, publish_markdown, publish_table
 from prefab_mlops.orchestration.logs import get_logger
-from prefab_mlops.orchestration.runtime import configure, in_process_run
+from prefab_mlops.orchestration.runtime import configure
 from prefab_mlops.tasks.evaluate import evaluate, evaluate_champion
 from prefab_mlops.tasks.featurize import featurize
 from prefab_mlops.tasks.ingest import ingest
@@ -196,18 +195,13 @@ def main(argv: list[str] | None = None) -> int:
                "model.n_estimators=300\n"
                "  python -m prefab_mlops.flows.training experiment=diamonds",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides (group=option, key=value)")
-    parser.add_argument("--config-dir", default=None, help="the project's conf/ directory")
-    parser.add_argument("--config-name", default="pipeline")
+    add_cli_arguments(parser)
     parser.add_argument("--refresh-cache", action="store_true",
                         help="ignore cached task results and run every task afresh")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
-    with in_process_run():
-        summary = training(overrides=args.overrides, config_name=args.config_name,
-                           config_dir=args.config_dir, refresh_cache=args.refresh_cache)
-    print(json.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
-    return 0
+    return run_cli(args, lambda: training(
+        overrides=args.overrides, config_name=args.config_name, config_dir=args.config_dir,
+        refresh_cache=args.refresh_cache), format_summary)
 
 
 if __name__ == "__main__":

@@ -256,7 +256,7 @@ class TestRequestLog:
     def test_log_is_a_batch_the_monitoring_flow_accepts(
             self, served_project: ServedProject, tmp_path: Path) -> None:
         from prefab_mlops.config import TargetSpec, load_config
-        from prefab_mlops.flows._common import unlabelled
+        from prefab_mlops.flows.common import unlabelled
         from prefab_mlops.tasks.ingest import ingest
         from prefab_mlops.tasks.validate import check_batch_schema, validate
 

@@ -28,6 +28,7 @@ from prefect.cache_policies import CachePolicy, TaskSource
 from prefect.serializers import Serializer
 from pydantic import Field
 
+from prefab_mlops.core.errors import PrefabError
 from prefab_mlops.core.fingerprint import stable_hash
 from prefab_mlops.orchestration.payloads import Deferred, Offload, write_value
 
@@ -41,7 +42,12 @@ class LineagePolicy(CachePolicy):
     def compute_key(self, task_ctx: Any, inputs: dict[str, Any],
                     flow_parameters: dict[str, Any], **kwargs: Any) -> str | None:
         source = TaskSource().compute_key(task_ctx, inputs, flow_parameters, **kwargs)
-        extra = self.extra(inputs) if self.extra else None
+        try:
+            extra = self.extra(inputs) if self.extra else None
+        except PrefabError:
+            # e.g. a data file that is not there: no key, no caching; the task itself
+            # then fails with that error, named, instead of a cache-key error
+            return None
         return stable_hash(source, inputs, extra)
 
 

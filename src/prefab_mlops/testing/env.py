@@ -20,6 +20,8 @@ OFFLINE = {
     "WANDB_MODE": "offline",
     "WANDB_SILENT": "true",
     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+    # a temporary server on a loaded 2-core machine can take longer than Prefect's 20 s
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
 }
 #: Removed for the session: a real server or key, or another project's config, never leaks in.
 DROPPED = ("PREFECT_API_URL", "WANDB_API_KEY", "PREFAB_CONFIG_DIR", "PREFAB_PROJECT_ROOT")

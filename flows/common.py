@@ -1,0 +1,129 @@
+"""What every flow shares: config loading, run ids, and the command-line runner.
+
+Public, so that a project's own flows (``templates/flow``) compose the same way.
+No task logic here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import yaml
+from prefect.context import FlowRunContext
+
+from prefab_mlops.config import DataConfig, LoadedConfig, load_config
+from prefab_mlops.core.errors import PrefabError
+from prefab_mlops.orchestration.logs import get_logger
+from prefab_mlops.orchestration.runtime import in_process_run
+
+
+def load_and_log(overrides: list[str] | None, config_name: str,
+                 config_dir: str | None, extra: list[str] | None = None) -> LoadedConfig:
+    """Load the config (with ``extra`` overrides appended) and log it resolved."""
+    loaded = load_config([*(overrides or []), *(extra or [])], config_name, config_dir)
+    get_logger().info("Resolved config (overrides %s):\n%s", list(loaded.overrides),
+                      yaml.safe_dump(loaded.resolved, sort_keys=False))
+    return loaded
+
+
+def run_ids() -> tuple[str | None, str | None]:
+    ctx = FlowRunContext.get()
+    if ctx and ctx.flow_run:
+        return str(ctx.flow_run.id), ctx.flow_run.name
+    return None, None
+
+
+def unlabelled(data: DataConfig) -> DataConfig:
+    """The data config for batches without the target: no target derivation or selection."""
+    columns = None if data.columns is None else [
+        c for c in data.columns if c != data.target and c not in data.derive]
+    return dataclasses.replace(data, dropna=[], derive={}, columns=columns)
+
+
+def jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        return obj.item()
+    return obj
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments every flow's command line has (overrides, config, --debug, --json)."""
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides (group=option, key=value)")
+    parser.add_argument("--config-dir", default=None, help="the project's conf/ directory")
+    parser.add_argument("--config-name", default="pipeline", help="its root config")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--debug", action="store_true",
+                        help="on failure, show Python tracebacks (default: the cause and fix)")
+
+
+class _NoTraceback(logging.Filter):
+    """Drops the traceback of a log record, keeping its one-line message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+@contextmanager
+def _short_failures(debug: bool) -> Iterator[None]:
+    """Prefect logs every failing task and flow with its traceback; keep one line each."""
+    if debug:
+        yield
+        return
+    loggers = [logging.getLogger(n) for n in ("prefect.task_runs", "prefect.flow_runs",
+                                               "prefect.engine", "prefect.flow_engine",
+                                               "prefect.task_engine")]
+    flt = _NoTraceback()
+    for lg in loggers:
+        lg.addFilter(flt)
+    try:
+        yield
+    finally:
+        for lg in loggers:
+            lg.removeFilter(flt)
+
+
+def run_cli(args: argparse.Namespace, start: Callable[[], dict[str, Any]],
+            render: Callable[[dict[str, Any]], str]) -> int:
+    """Run a flow from its command line: check the config first, then run it in-process.
+
+    The config is composed and type-checked before Prefect starts a server or a flow
+    run, so a bad override fails at once with the valid options. A failure of ours
+    (:class:`~prefab_mlops.core.errors.PrefabError`) ends with its cause and fix and no
+    traceback unless ``--debug``; anything else is a bug and shows its traceback.
+
+    Args:
+        args: Parsed arguments (see :func:`add_cli_arguments`).
+        start: Calls the flow and returns its summary.
+        render: The human-readable summary (``--json`` prints the summary itself).
+
+    Returns:
+        The exit status: 0, or 2 for a failure with a named cause.
+    """
+    import json
+
+    try:
+        load_config(args.overrides, args.config_name, args.config_dir)
+        with in_process_run(), _short_failures(args.debug):
+            summary = start()
+    except PrefabError as exc:
+        if args.debug:
+            raise
+        print(f"error: {type(exc).__name__}: {exc.message}", file=sys.stderr)
+        if exc.fix:
+            print(f"fix: {exc.fix}", file=sys.stderr)
+        print("(--debug shows the traceback)", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2, default=str) if args.json else render(summary))
+    return 0
