@@ -272,7 +272,7 @@ def test_flow_image_builds_slim_non_root_with_xgboost_cpu(engine: Engine,
         out = client.containers.run(
             flow_image.id, remove=True, command=[
                 "python", "-c",
-                "import os, importlib.metadata as md, flows.training, xgboost; "
+                "import os, importlib.metadata as md, prefab_mlops.flows.training, xgboost; "
                 "print(os.getuid(), xgboost.__version__, "
                 "sorted(d.metadata['Name'] for d in md.distributions()))"]).decode()
         _record("flow_image_import_run_s", time.perf_counter() - t0)
