@@ -14,7 +14,8 @@
 # A cache keyed on the dependency list and the host's Python makes reruns instant:
 # $PREFAB_WHEEL_CACHE, default $PREFAB_ENGINE_DIR/wheelhouse (/var/tmp/prefab-engine/...).
 # The host's Python minor version must match the image's (3.11 by default): pip picks
-# wheels for the interpreter it runs on.
+# wheels for the interpreter it runs on. A venv made by `uv venv` has no pip: then a
+# small pip-only venv of the same interpreter is made next to the cache and used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,8 +40,24 @@ pyver=$("$PY" -c 'import platform, sys; print(f"{sys.version_info[0]}.{sys.versi
 case $pyver in 3.11\ *) ;; *) log "warning: host Python is $pyver; the image's is 3.11 (wheels may not fit)";; esac
 key=$(printf '%s\n%s\n' "$reqs" "$pyver" | sha256sum | cut -c1-16)
 
+# The interpreter to run pip with: $PY if it has pip, else a helper venv of the same
+# interpreter (same version and platform, so the same wheels and markers).
+pip_python() {
+    if "$PY" -m pip --version >/dev/null 2>&1; then echo "$PY"; return 0; fi
+    local helper=${CACHE%/}.pip
+    local have
+    have=$("$helper/bin/python" -c 'import platform, sys; print(f"{sys.version_info[0]}.{sys.version_info[1]} {platform.machine()}")' 2>/dev/null || true)
+    if [ "$have" != "$pyver" ] || ! "$helper/bin/python" -m pip --version >/dev/null 2>&1; then
+        log "no pip in $PY (a uv venv?): making a pip venv of the same interpreter in $helper"
+        rm -rf "$helper"
+        "$PY" -m venv "$helper" >&2
+    fi
+    echo "$helper/bin/python"
+}
+
 if [ "$(cat "$CACHE/.key" 2>/dev/null || true)" != "$key" ]; then
     t0=$(date +%s)
+    PY=$(pip_python)
     log "downloading wheels into $CACHE (key $key)"
     rm -rf "$CACHE.tmp" && mkdir -p "$CACHE.tmp"
     printf '%s\n' "$reqs" >"$CACHE.tmp/requirements.txt"

@@ -18,9 +18,11 @@ Timings go to ``$PREFAB_CONTAINER_TIMINGS`` (JSON; .ci/run prints it).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -41,6 +43,7 @@ from prefab_mlops.testing.local_prefect import (
     prefect_cli,
     wait_final,
 )
+from tests.serve.test_serve_install import TRAINING_STACK
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINE_SCRIPT = REPO / "scripts" / "local-engine.sh"
@@ -51,6 +54,12 @@ FLOW_IMAGE = "prefab-mlops-flow"
 SERVE_IMAGE = "prefab-serve"
 MODEL = "flights-binary"
 IMAGE_UID = 10001  # the non-root user of docker/flow.Dockerfile
+# The serving image's budget: half of the 1,268 MB it was while it held the whole
+# training stack (prefect, Hydra, Evidently, W&B, ...) next to the model runtime.
+SERVE_IMAGE_MAX_BYTES = 635e6
+# Distributions of the [pipeline] extra that must not be in the serving image.
+TRAINING_DISTS = {"prefect", "prefect-aws", "hydra-core", "omegaconf", "evidently", "wandb",
+                  "pandera", "matplotlib"}
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -272,7 +281,7 @@ def test_flow_image_builds_slim_non_root_with_xgboost_cpu(engine: Engine,
         out = client.containers.run(
             flow_image.id, remove=True, command=[
                 "python", "-c",
-                "import os, importlib.metadata as md, flows.training, xgboost; "
+                "import os, importlib.metadata as md, prefab_mlops.flows.training, xgboost; "
                 "print(os.getuid(), xgboost.__version__, "
                 "sorted(d.metadata['Name'] for d in md.distributions()))"]).decode()
         _record("flow_image_import_run_s", time.perf_counter() - t0)
@@ -347,27 +356,77 @@ def _post_json(url: str, body: Any, timeout: float = 30) -> tuple[int, Any]:
         return e.code, e.read().decode()
 
 
-def test_serving_image_serves_the_production_model_as_non_root(
-        engine: Engine, trained_in_container: ContainerRun, wheelhouse: Path,
-        tmp_path_factory: pytest.TempPathFactory) -> None:
-    dockerfile = REPO / "docker" / "serve.Dockerfile"
-    if not dockerfile.exists():
+@pytest.fixture(scope="module")
+def serve_image(engine: Engine, flow_image: Any, wheelhouse: Path,
+                tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """docker/serve.Dockerfile built after the flow image (it reuses its dependency stage)."""
+    if not (REPO / "docker" / "serve.Dockerfile").exists():
         pytest.skip("serving image not available yet")
-    import numpy as np
-
-    from prefab_mlops.core.registry import ModelRegistry
-    from prefab_mlops.core.storage import LocalObjectStore
-
-    run = trained_in_container
-    assert run.flow_run.state.is_completed()
     # docker/wheelhouse (the `wheelhouse` fixture) holds every dependency: no index
     log = tmp_path_factory.mktemp("serve-image") / "build.log"
     image, seconds = build(engine, "docker/serve.Dockerfile", f"{SERVE_IMAGE}:test", log,
                            {"BASE_IMAGE": engine.base_image})
     _record("serve_image_build_s", seconds)
     _record("serve_image_mb", image.attrs["Size"] / 1e6)
+    return image
 
-    registry_dir = run.project / "registry"
+
+def _dist_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_serving_image_holds_the_serve_extra_only(engine: Engine, serve_image: Any) -> None:
+    """prefab-mlops[serve] and nothing of the training stack; half the old size at most."""
+    probe = ("import importlib.metadata as md, importlib.util as u, json, os; print(json.dumps("
+             f"{{'importable': [m for m in {TRAINING_STACK!r} if u.find_spec(m)], "
+             "'dists': sorted(d.metadata['Name'] for d in md.distributions()), "
+             "'workdir': sorted(os.listdir('.')), 'uid': os.getuid()}))")
+    client = engine.client()
+    try:
+        out = client.containers.run(serve_image.id, remove=True,
+                                    command=["python", "-c", probe]).decode()
+    finally:
+        client.close()
+    info = json.loads(out.strip().splitlines()[-1])
+    assert info["importable"] == [], info["importable"]
+    dists = {_dist_name(n) for n in info["dists"]}
+    assert not TRAINING_DISTS & dists, sorted(TRAINING_DISTS & dists)
+    assert {"prefab-mlops", "fastapi", "uvicorn", "prometheus-client", "orjson",
+            "xgboost-cpu", "scikit-learn", "pandas", "pyarrow"} <= dists, sorted(dists)
+    # No installer, no dev tools, no CUDA payload.
+    assert not {"pip", "setuptools", "pytest", "moto", "ruff"} & dists, sorted(dists)
+    assert not any(n.startswith("nvidia") for n in dists), sorted(dists)
+    # No code or config of its own beside the one prefab-mlops wheel in the venv.
+    assert info["workdir"] == [] and info["uid"] != 0, info
+    size = serve_image.attrs["Size"]
+    assert size <= SERVE_IMAGE_MAX_BYTES, f"serving image is {size / 1e6:.0f} MB"
+
+
+def _metric(url: str, name: str, labels: str = "") -> float:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and line[len(name)] in " {" and labels in line)
+
+
+def test_serving_image_serves_the_production_model_as_non_root(
+        engine: Engine, trained_in_container: ContainerRun, serve_image: Any,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The model trained in a container, served from a read-only mount: predictions equal
+    the host's, the numpy fast path, metrics, hot reload on an alias move, and a model
+    file whose sha256 does not match refused while the old version keeps answering."""
+    import numpy as np
+
+    from prefab_mlops.core.registry import ModelRegistry, ModelVersion
+    from prefab_mlops.core.storage import LocalObjectStore
+
+    run = trained_in_container
+    assert run.flow_run.state.is_completed()
+    image = serve_image
+
+    # A copy of the run's registry: this test registers versions and moves the alias.
+    registry_dir = tmp_path_factory.mktemp("serve-registry") / "registry"
+    shutil.copytree(run.project / "registry", registry_dir)
     registry = ModelRegistry(LocalObjectStore(registry_dir))
     production = registry.load(MODEL, alias="production")
     columns = list(production.version.features["input_schema"])
@@ -382,7 +441,8 @@ def test_serving_image_serves_the_production_model_as_non_root(
     container = client.containers.run(
         image.id, detach=True, ports={"8000/tcp": ("127.0.0.1", port)},
         volumes={str(registry_dir): {"bind": "/registry", "mode": "ro"}},
-        environment={"PREFAB_SERVE_MODEL": MODEL, "PREFAB_SERVE_WORKERS": "1"})
+        environment={"PREFAB_SERVE_MODEL": MODEL, "PREFAB_SERVE_WORKERS": "1",
+                     "PREFAB_SERVE_POLL_SECONDS": "0.5"})
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180
@@ -409,6 +469,58 @@ def test_serving_image_serves_the_production_model_as_non_root(
         np.testing.assert_allclose(np.asarray(answer["probabilities"]), expected,
                                    rtol=1e-5, atol=1e-6)
 
+        # The numpy fast path, verified at load against the pipeline on the registered
+        # reference sample (read with pyarrow), and the Prometheus metrics.
+        status, info = _get_json(f"{url}/model")
+        assert status == 200 and info["serving"]["fast_path"], info and info["serving"]
+        assert _metric(url, "prefab_serve_predicted_rows_total") == len(records)
+        assert _metric(url, "prefab_serve_model_reloads_total", 'result="loaded"') == 1
+
+        # Refused: a new version whose model file no longer matches its sha256.
+        v1 = registry.get_version(MODEL, production.version.version)
+
+        def copy_of_v1() -> ModelVersion:
+            manifest = ModelVersion(**{**dataclasses.asdict(v1), "version": 0, "files": {}})
+            return registry.register(manifest, registry.store.get(v1.model_key),
+                                     {rel: registry.read_file(v1, rel) for rel in v1.files})
+
+        tampered = copy_of_v1()
+        blob = registry_dir / tampered.model_key
+        raw = bytearray(blob.read_bytes())
+        for k in range(len(raw) // 2, len(raw) // 2 + 16):
+            raw[k] ^= 0xFF
+        blob.write_bytes(bytes(raw))
+        registry.set_alias(MODEL, "production", tampered.version, reason="tampered")
+        deadline = time.monotonic() + 60
+        while _metric(url, "prefab_serve_model_reloads_total", 'result="refused"') < 1:
+            assert time.monotonic() < deadline, container.logs().decode()[-3000:]
+            time.sleep(0.2)
+        status, answer = _post_json(f"{url}/predict", records)
+        assert status == 200 and answer["version"] == v1.version, answer
+        status, info = _get_json(f"{url}/model")
+        assert info["version"] == v1.version, info
+        assert info["last_refused"]["version"] == tampered.version
+        assert "sha256" in info["last_refused"]["error"], info["last_refused"]
+
+        # Hot reload: a good version behind the alias is served without a restart.
+        good = copy_of_v1()
+        t2 = time.perf_counter()
+        registry.set_alias(MODEL, "production", good.version, reason="hot reload")
+        deadline = time.monotonic() + 60
+        while True:
+            status, answer = _post_json(f"{url}/predict", records)
+            assert status == 200, answer
+            if answer["version"] == good.version:
+                break
+            assert time.monotonic() < deadline, container.logs().decode()[-3000:]
+            time.sleep(0.2)
+        _record("serve_alias_move_to_new_version_s", time.perf_counter() - t2)
+        np.testing.assert_allclose(np.asarray(answer["probabilities"]), expected,
+                                   rtol=1e-5, atol=1e-6)
+        assert _metric(url, "prefab_serve_model_reloads_total", 'result="loaded"') == 2
+        status, info = _get_json(f"{url}/model")
+        assert info["serving"]["fast_path"], info["serving"]
+
         # Not root: neither the image's user nor the process.
         user = image.attrs["Config"].get("User") or ""
         assert user not in ("", "root", "0") and not user.startswith("0:"), user
@@ -424,8 +536,8 @@ def test_serving_image_serves_the_production_model_as_non_root(
         code, out = container.exec_run(cmd)
         assert code == 0, out
     finally:
-        t2 = time.perf_counter()
+        t3 = time.perf_counter()
         container.stop(timeout=20)
-        _record("serve_container_stop_s", time.perf_counter() - t2)
+        _record("serve_container_stop_s", time.perf_counter() - t3)
         container.remove(force=True)
         client.close()

@@ -16,7 +16,9 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[3]  # a source checkout: src/prefab_mlops/testing/
+# The repository root (src/prefab_mlops/testing/projects.py -> three levels up), whose
+# conf/ a throw-away project copies. A source checkout is assumed (editable install).
+REPO = Path(__file__).resolve().parents[3]
 
 #: Settings every throw-away project gets unless the caller overrides them.
 SMALL = {"tracking": {"mode": "disabled"}, "model": {"n_estimators": 60}}
