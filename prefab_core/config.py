@@ -145,9 +145,18 @@ class ValidateConfig:
 # ------------------------------------------------------------------ features
 @dataclass
 class SplitConfig:
-    """How rows are split: ``random``, ``stratified`` or ``time`` (oldest→train)."""
+    """How rows are split into train, validation and test.
 
-    strategy: str = "stratified"
+    ``hash`` (the default) places each row by a seeded 64-bit hash of its values in
+    ``key`` (default: every column of the ingested data), so a row keeps its split
+    when rows are appended, removed or sampled, and identical rows share a split.
+    ``random`` and ``stratified`` shuffle the rows of this table (a row's split
+    changes when the table does); ``time`` puts the oldest rows in train and the
+    newest in test. ``key`` is used by ``hash`` only.
+    """
+
+    strategy: str = "hash"
+    key: List[str] = field(default_factory=list)
     time_column: Optional[str] = None
     valid_size: float = 0.1
     test_size: float = 0.2
@@ -347,7 +356,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "data.window.newest": ("month", "week", "day"),
     "storage.kind": ("local", "s3"),
     "validate.on_failure": ("fail", "warn"),
-    "features.split.strategy": ("random", "stratified", "time"),
+    "features.split.strategy": ("hash", "random", "stratified", "time"),
     "features.numeric.impute": ("median", "mean", "zero", "none"),
     "features.numeric.scale": ("none", "standard", "robust"),
     "features.categorical.encoding": ("onehot", "ordinal", "native"),
@@ -530,6 +539,18 @@ def _check_consistency(cfg: Any) -> None:
             feats.split.test_size + feats.split.valid_size >= 1):
         errors.append("'features.split.test_size' and 'valid_size' must be in (0, 1) "
                       "and sum to less than 1")
+    key = list(feats.split.key)
+    if feats.split.strategy == "hash":
+        dup_key = sorted({c for c in key if key.count(c) > 1})
+        if dup_key:
+            errors.append(f"'features.split.key' lists {dup_key} more than once")
+        # The ingested columns are known here only when data.columns lists them; else
+        # featurize checks the key against the data.
+        if cfg.data.columns is not None:
+            unknown = [c for c in key if c not in cfg.data.columns]
+            if unknown:
+                errors.append(f"'features.split.key' names {unknown}, which the data does not "
+                              f"have; its columns (data.columns) are {list(cfg.data.columns)}")
     if not 0 < cfg.monitor.drift_share <= 1:
         errors.append("'monitor.drift_share' must be in (0, 1]")
     if cfg.monitor.max_rows < 100:
