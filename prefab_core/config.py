@@ -208,8 +208,21 @@ class GateRule:
 
 
 @dataclass
+class ChampionCheckConfig:
+    """How the production model (champion) is compared with the new model.
+
+    Both are scored on the test rows that neither was trained on. When fewer than
+    ``min_rows`` such rows remain, or fewer than ``min_share`` of the test split, the
+    champion is not comparable and the new model is not promoted automatically.
+    """
+
+    min_rows: int = 50
+    min_share: float = 0.1
+
+
+@dataclass
 class EvaluateConfig:
-    """``conf/evaluate``: metrics, plots and the quality gate.
+    """``conf/evaluate``: metrics, plots, the quality gate and the champion comparison.
 
     ``on_gate_failure``: ``warn`` registers the model as a candidate that is never
     promoted; ``fail`` ends the run before anything is registered.
@@ -222,6 +235,7 @@ class EvaluateConfig:
     on_gate_failure: str = "warn"
     plots: bool = True
     importance_top_k: int = 20
+    champion: ChampionCheckConfig = field(default_factory=ChampionCheckConfig)
 
 
 # ------------------------------------------------------- register and deploy
@@ -551,6 +565,10 @@ def _check_consistency(cfg: Any) -> None:
             if unknown:
                 errors.append(f"'features.split.key' names {unknown}, which the data does not "
                               f"have; its columns (data.columns) are {list(cfg.data.columns)}")
+    check = cfg.evaluate.champion
+    if check.min_rows < 1 or not 0 <= check.min_share <= 1:
+        errors.append("'evaluate.champion.min_rows' must be at least 1 and "
+                      "'evaluate.champion.min_share' in [0, 1]")
     if not 0 < cfg.monitor.drift_share <= 1:
         errors.append("'monitor.drift_share' must be in (0, 1]")
     if cfg.monitor.max_rows < 100:

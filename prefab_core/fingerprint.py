@@ -7,7 +7,7 @@ a large DataFrame, and lineage is recorded with every registered model.
 
 Rows have fingerprints of their own: :func:`row_hashes` gives each row of a frame a
 stable 64-bit hash of its values, which places a row in its split (the ``hash``
-split).
+split) and records which rows a model was trained on (:class:`RowFingerprint`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import inspect
+import io
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -148,3 +149,51 @@ def row_hashes(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> np.
     canon = pd.DataFrame({str(c): _canonical_column(frame[c]) for c in names},
                          index=pd.RangeIndex(len(frame)))
     return pd.util.hash_pandas_object(canon, index=False).to_numpy(dtype=np.uint64)
+
+
+@dataclasses.dataclass(frozen=True)
+class RowFingerprint:
+    """A set of rows (for example what a model was trained on), as row hashes.
+
+    Attributes:
+        columns: The columns hashed (:func:`row_hashes`); a row of another frame is
+            in the set when its values in these columns equal a member's.
+        hashes: Sorted, unique ``uint64`` row hashes: 8 bytes per distinct row.
+    """
+
+    columns: tuple[str, ...]
+    hashes: np.ndarray
+
+    @classmethod
+    def of(cls, columns: Iterable[str], *hashes: np.ndarray) -> RowFingerprint:
+        """The set of rows with these hashes (from :func:`row_hashes` over ``columns``)."""
+        joined = np.concatenate([np.asarray(h, dtype=np.uint64) for h in hashes]) if hashes \
+            else np.empty(0, dtype=np.uint64)
+        return cls(tuple(columns), np.unique(joined))
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def contains(self, frame: pd.DataFrame) -> np.ndarray:
+        """Which rows of ``frame`` are in the set (a boolean mask).
+
+        Raises:
+            KeyError: ``frame`` lacks one of :attr:`columns`.
+        """
+        return self.contains_hashes(row_hashes(frame, self.columns))
+
+    def contains_hashes(self, hashes: np.ndarray) -> np.ndarray:
+        """Which of ``hashes`` (row hashes over :attr:`columns`) are in the set."""
+        return np.isin(np.asarray(hashes, dtype=np.uint64), self.hashes)
+
+    def to_npy(self) -> bytes:
+        """The hashes as ``.npy`` bytes (the columns are stored by the caller)."""
+        buf = io.BytesIO()
+        np.save(buf, self.hashes, allow_pickle=False)
+        return buf.getvalue()
+
+    @classmethod
+    def from_npy(cls, data: bytes, columns: Iterable[str]) -> RowFingerprint:
+        """Read what :meth:`to_npy` wrote."""
+        hashes = np.load(io.BytesIO(data), allow_pickle=False)
+        return cls(tuple(columns), np.asarray(hashes, dtype=np.uint64))

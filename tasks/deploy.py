@@ -1,9 +1,10 @@
 """Deploy: promote a registered version to ``production`` when it earns it.
 
 :func:`decide_promotion` is pure: it promotes only if the challenger passed its
-quality gate and beats the champion's primary metric on the same test split by
-more than ``deploy.min_improvement``. :func:`promote` moves the alias and records
-the decision in the registry's audit log; :func:`rollback` moves it back.
+quality gate and beats the champion's primary metric, on the same test rows (those
+neither was trained on), by more than ``deploy.min_improvement``. :func:`promote`
+moves the alias and records the decision in the registry's audit log;
+:func:`rollback` moves it back.
 """
 
 from __future__ import annotations
@@ -17,12 +18,20 @@ from prefab_core.config import DeployConfig, RegisterConfig, StorageConfig
 from prefab_core.logs import get_logger
 from prefab_core.registry import AliasState, ModelVersion
 from prefab_core.retries import retry_transient
-from tasks.evaluate import Evaluation
+from tasks.evaluate import INCOMPATIBLE, TOO_FEW_ROWS, ChampionComparison, Evaluation
 from tasks.register import open_registry
 
 
 @dataclass
 class PromotionDecision:
+    """Whether the challenger becomes ``deploy.alias``, and why.
+
+    ``challenger_value`` and ``champion_value`` are the primary metric on the
+    ``compared_rows`` test rows that neither model was trained on
+    (``excluded_rows`` were the champion's training rows); without a comparable
+    champion, ``challenger_value`` is the metric on the whole test split.
+    """
+
     promote: bool
     reason: str
     challenger_version: int
@@ -31,23 +40,41 @@ class PromotionDecision:
     challenger_value: float
     champion_value: float | None
     delta: float | None
+    compared_rows: int | None = None
+    excluded_rows: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
 def decide_promotion(challenger: ModelVersion, evaluation: Evaluation,
-                     champion_version: int | None, champion_metrics: dict[str, float] | None,
-                     cfg: DeployConfig) -> PromotionDecision:
-    """Decide whether ``challenger`` should become ``cfg.alias`` (pure)."""
+                     comparison: ChampionComparison, cfg: DeployConfig) -> PromotionDecision:
+    """Decide whether ``challenger`` should become ``cfg.alias`` (pure).
+
+    Args:
+        challenger: The registered challenger.
+        evaluation: Its test metrics and gate outcome.
+        comparison: The champion and the challenger on the same clean test rows
+            (:func:`tasks.evaluate.evaluate_champion`).
+        cfg: ``conf/deploy``: alias, auto promotion, gate requirement, min improvement.
+
+    A champion that cannot score the current test split is replaced (it cannot serve
+    this data either). A champion with too few test rows it was not trained on is
+    *kept*: it might be better, and there is no honest way to tell, so the decision
+    is left to a person (``prefab promote``).
+    """
     metric = evaluation.primary_metric
-    value = evaluation.metrics[metric]
-    base = dict(challenger_version=challenger.version, champion_version=champion_version,
-                primary_metric=metric, challenger_value=value)
-    champ_value = champion_metrics.get(metric) if champion_metrics else None
+    champion_version = comparison.champion_version
+    compared = comparison.compared and comparison.challenger is not None
+    value = comparison.challenger[metric] if compared else evaluation.metrics[metric]
+    champ_value = comparison.champion.get(metric) if compared and comparison.champion else None
     sign = 1.0 if evaluation.greater_is_better else -1.0
     delta = None if champ_value is None else sign * (value - champ_value)
-    base.update(champion_value=champ_value, delta=delta)
+    base = dict(challenger_version=challenger.version, champion_version=champion_version,
+                primary_metric=metric, challenger_value=value, champion_value=champ_value,
+                delta=delta,
+                compared_rows=comparison.compared_rows if compared else None,
+                excluded_rows=comparison.excluded_rows if champion_version is not None else None)
     if champion_version == challenger.version:
         return PromotionDecision(False, f"v{challenger.version} is already {cfg.alias}", **base)
     if not cfg.auto_promote:
@@ -57,15 +84,25 @@ def decide_promotion(challenger: ModelVersion, evaluation: Evaluation,
                                  + "; ".join(evaluation.gate.failures), **base)
     if champion_version is None:
         return PromotionDecision(True, f"no {cfg.alias} model yet", **base)
-    if delta is None:
-        return PromotionDecision(True, f"the {cfg.alias} model v{champion_version} cannot "
+    champ = f"v{champion_version}"
+    if comparison.status == TOO_FEW_ROWS:
+        return PromotionDecision(False, f"the {cfg.alias} model {champ} is not comparable: "
+                                 f"{comparison.note}; keeping {champ} (promote by hand with "
+                                 "`prefab promote` if wanted)", **base)
+    if comparison.status == INCOMPATIBLE or delta is None:
+        return PromotionDecision(True, f"the {cfg.alias} model {champ} cannot "
                                  "score the current test split", **base)
+    rows = (f"on {comparison.compared_rows:,} of {comparison.test_rows:,} test rows, "
+            f"{comparison.excluded_rows:,} of them excluded as {champ}'s training rows"
+            if comparison.checked else
+            f"on all {comparison.test_rows:,} test rows ({champ}'s training rows unknown)")
     if delta > cfg.min_improvement:
-        return PromotionDecision(True, f"{metric} {value:.4f} beats v{champion_version}'s "
+        return PromotionDecision(True, f"{metric} {value:.4f} beats {champ}'s "
                                  f"{champ_value:.4f} by {delta:.4f} "
-                                 f"(> {cfg.min_improvement})", **base)
-    return PromotionDecision(False, f"{metric} {value:.4f} does not beat v{champion_version}'s "
-                             f"{champ_value:.4f} by more than {cfg.min_improvement}", **base)
+                                 f"(> {cfg.min_improvement}) {rows}", **base)
+    return PromotionDecision(False, f"{metric} {value:.4f} does not beat {champ}'s "
+                             f"{champ_value:.4f} by more than {cfg.min_improvement} {rows}",
+                             **base)
 
 
 @task(name="promote", retry_condition_fn=retry_transient)

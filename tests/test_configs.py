@@ -99,6 +99,12 @@ class TestBadConfigFailsEarly:
         with pytest.raises(ConfigError, match=r"\['hash', 'random', 'stratified', 'time'\]"):
             compose(tmp_path, "features.split.strategy=shuffle")
 
+    def test_champion_check_limits(self, tmp_path: Path) -> None:
+        check = compose(tmp_path).typed.evaluate.champion
+        assert (check.min_rows, check.min_share) == (50, 0.1)
+        with pytest.raises(ConfigError, match=r"evaluate\.champion\.min_share"):
+            compose(tmp_path, "evaluate.champion.min_share=1.5")
+
     def test_target_used_as_feature(self, tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="target 'delayed'"):
             compose(tmp_path, "features.numeric.columns=[delayed,distance]")

@@ -11,7 +11,15 @@ from prefab_core.config import DeployConfig, RegisterConfig, StorageConfig
 from prefab_core.errors import RegistryError
 from prefab_core.registry import ModelRegistry, ModelVersion
 from tasks.deploy import PromotionDecision, decide_promotion, promote, rollback
-from tasks.evaluate import Evaluation, GateResult
+from tasks.evaluate import (
+    COMPARED,
+    INCOMPATIBLE,
+    NO_CHAMPION,
+    TOO_FEW_ROWS,
+    ChampionComparison,
+    Evaluation,
+    GateResult,
+)
 from tasks.register import open_registry
 
 MODEL = "flights-binary"
@@ -32,13 +40,28 @@ def evaluation(value: float, metric: str = "roc_auc", greater_is_better: bool = 
                       fingerprint="ev")
 
 
+def comparison(value: float, champion: float | None, champion_version: int | None,
+               metric: str = "roc_auc", test_rows: int = 1000,
+               excluded_rows: int = 0, checked: bool = True) -> ChampionComparison:
+    """Champion and challenger metrics on the same rows (the challenger's is ``value``)."""
+    if champion_version is None:
+        return ChampionComparison(NO_CHAMPION, None, test_rows)
+    if champion is None:
+        return ChampionComparison(INCOMPATIBLE, champion_version, test_rows,
+                                  note="v1 cannot score the current test split")
+    rows = test_rows - excluded_rows
+    return ChampionComparison(COMPARED, champion_version, test_rows, compared_rows=rows,
+                              excluded_rows=excluded_rows, checked=checked,
+                              champion={metric: champion, "n_test": float(rows)},
+                              challenger={metric: value, "n_test": float(rows)})
+
+
 def decide(value: float, champion: float | None, champion_version: int | None = 1,
            metric: str = "roc_auc", greater_is_better: bool = True, passed: bool = True,
            version: int = 2, **deploy) -> PromotionDecision:
     return decide_promotion(challenger(version),
                             evaluation(value, metric, greater_is_better, passed),
-                            champion_version,
-                            {metric: champion} if champion is not None else None,
+                            comparison(value, champion, champion_version, metric),
                             DeployConfig(**deploy))
 
 
@@ -97,6 +120,42 @@ class TestDecideComparison:
 
     def test_equal_metric_does_not_promote(self) -> None:
         assert decide(0.75, 0.75).promote is False
+
+
+class TestDecideOnCleanRows:
+    def test_compares_the_metrics_on_the_clean_rows_not_the_whole_split(self) -> None:
+        # on the whole split the challenger scores 0.70 and the champion (flattered by
+        # its own training rows) would look better; on the clean rows it is not
+        cmp = ChampionComparison(COMPARED, 1, 1000, compared_rows=600, excluded_rows=400,
+                                 checked=True, champion={"roc_auc": 0.66},
+                                 challenger={"roc_auc": 0.69})
+        d = decide_promotion(challenger(), evaluation(0.70), cmp, DeployConfig())
+
+        assert d.promote is True
+        assert (d.challenger_value, d.champion_value) == (0.69, 0.66)
+        assert d.delta == pytest.approx(0.03)
+        assert (d.compared_rows, d.excluded_rows) == (600, 400)
+        assert "on 600 of 1,000 test rows, 400 of them excluded as v1's training rows" in (
+            d.reason)
+
+    def test_too_few_clean_rows_keeps_the_champion(self) -> None:
+        cmp = ChampionComparison(TOO_FEW_ROWS, 1, 1000, compared_rows=30, excluded_rows=970,
+                                 checked=True, note="only 30 of 1,000 test rows ...")
+        d = decide_promotion(challenger(), evaluation(0.9), cmp, DeployConfig())
+
+        assert d.promote is False
+        assert d.reason.startswith("the production model v1 is not comparable: only 30 of")
+        assert "prefab promote" in d.reason
+        assert (d.champion_value, d.delta, d.compared_rows, d.excluded_rows) == (
+            None, None, None, 970)
+        assert d.challenger_value == 0.9  # on the whole test split
+
+    def test_unchecked_champion_says_so(self) -> None:
+        cmp = comparison(0.76, 0.75, 1, checked=False)
+        d = decide_promotion(challenger(), evaluation(0.76), cmp, DeployConfig())
+
+        assert d.promote is True
+        assert "on all 1,000 test rows (v1's training rows unknown)" in d.reason
 
 
 class TestDecideLowerIsBetter:
