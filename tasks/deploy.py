@@ -51,6 +51,11 @@ def decide_promotion(challenger: ModelVersion, evaluation: Evaluation,
                      comparison: ChampionComparison, cfg: DeployConfig) -> PromotionDecision:
     """Decide whether ``challenger`` should become ``cfg.alias`` (pure).
 
+    A champion that cannot score the current test split is replaced (it cannot serve
+    this data either). A champion with too few test rows it was not trained on is
+    *kept*: it might be better, and there is no honest way to tell, so the decision
+    is left to a person (``prefab promote``).
+
     Args:
         challenger: The registered challenger.
         evaluation: Its test metrics and gate outcome.
@@ -58,10 +63,8 @@ def decide_promotion(challenger: ModelVersion, evaluation: Evaluation,
             (:func:`tasks.evaluate.evaluate_champion`).
         cfg: ``conf/deploy``: alias, auto promotion, gate requirement, min improvement.
 
-    A champion that cannot score the current test split is replaced (it cannot serve
-    this data either). A champion with too few test rows it was not trained on is
-    *kept*: it might be better, and there is no honest way to tell, so the decision
-    is left to a person (``prefab promote``).
+    Returns:
+        The :class:`PromotionDecision`, with the reason in words.
     """
     metric = evaluation.primary_metric
     champion_version = comparison.champion_version

@@ -177,8 +177,10 @@ def _labels(y: pd.Series, target: TargetSpec) -> tuple[np.ndarray, list[Any] | N
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finalizer: a bijection of uint64 in which every input bit moves
-    every output bit (uint64 array arithmetic wraps around, as intended)."""
+    """splitmix64's finalizer: a bijection of uint64 that spreads every input bit.
+
+    uint64 array arithmetic wraps around, as intended here.
+    """
     x = x ^ (x >> np.uint64(30))
     x = x * np.uint64(0xBF58476D1CE4E5B9)
     x = x ^ (x >> np.uint64(27))
