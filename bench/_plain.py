@@ -61,18 +61,16 @@ def run_plain(overrides: list[str], config_dir: str | None = None) -> dict[str, 
     with _phase(t, "evaluate"):
         evaluation = evaluate.fn(trained, features, cfg.evaluate)
     with _phase(t, "load-production"):
-        champion = load_production.fn(cfg.register, cfg.storage, cfg.promote.alias)
+        champion = load_production.fn(cfg.register, cfg.storage, cfg.promote.alias,
+                                      with_trained_rows=True)
     with _phase(t, "evaluate-champion"):
-        champion_metrics = evaluate_champion.fn(champion.model if champion else None, features,
-                                                cfg.evaluate)
+        comparison = evaluate_champion.fn(champion, trained, features, cfg.evaluate)
     with _phase(t, "register"):
         run = RunInfo(config=loaded.resolved, project_root=cfg.paths.root)
-        version = register.fn(trained, evaluation, data, features, champion_metrics,
+        version = register.fn(trained, evaluation, data, features, comparison,
                               cfg.register, cfg.storage, run, cfg.seed)
     with _phase(t, "promote"):
-        decision = decide_promotion(version, evaluation,
-                                    champion.version.version if champion else None,
-                                    champion_metrics, cfg.promote)
+        decision = decide_promotion(version, evaluation, comparison, cfg.promote)
         promote.fn(decision, cfg.register.model_name, cfg.promote, cfg.register, cfg.storage)
     return {"phases": t, "version": version.version, "rows": data.rows,
             "metrics": evaluation.metrics, "promoted": decision.promote}

@@ -24,7 +24,7 @@ from prefab_mlops.flows.common import add_cli_arguments, load_and_log, run_cli, 
 from prefab_mlops.orchestration.artifacts import md_table, publish_markdown, publish_table
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.runtime import configure
-from prefab_mlops.tasks.evaluate import evaluate, evaluate_champion
+from prefab_mlops.tasks.evaluate import ChampionComparison, evaluate, evaluate_champion
 from prefab_mlops.tasks.featurize import featurize
 from prefab_mlops.tasks.ingest import ingest
 from prefab_mlops.tasks.promote import Challenge, decide_promotion, promote
@@ -35,12 +35,38 @@ from prefab_mlops.tasks.validate import validate
 from prefab_mlops.tracking import RunRecord
 
 
+def _comparison_text(c: dict[str, Any]) -> str:
+    """One line on which test rows the champion was compared on (summary and CLI)."""
+    champ = f"v{c['champion_version']}"
+    if c["status"] == "no_champion":
+        return "no champion yet"
+    if c["status"] == "same_model":
+        return f"{champ} is this model"
+    if c["status"] == "incompatible":
+        return f"not comparable: {c['note']}"
+    text = (f"on {c['compared_rows']:,} of {c['test_rows']:,} test rows; "
+            f"{c['excluded_rows']:,} excluded as {champ}'s training rows")
+    if c["excluded_own_rows"]:
+        text += f", {c['excluded_own_rows']:,} as this model's"
+    if c["status"] == "too_few_rows":
+        return f"not comparable ({text})"
+    if not c["checked"]:
+        text += f" ({champ}'s training rows unknown)"
+    return text
+
+
 def _summary_markdown(s: dict[str, Any]) -> str:
     gate = s["gate"]
+    cmp = s["comparison"]
+    both = cmp["status"] == "compared"
+
+    def on_compared(metrics: dict[str, float] | None, k: str) -> Any:
+        return round(metrics[k], 5) if both and metrics and k in metrics else ""
+
     rows = [{"metric": k, "value": round(v, 5),
              "gate": _rule_text(gate["rules"].get(k)),
-             "champion": round(s["champion_metrics"][k], 5)
-             if s.get("champion_metrics") and k in s["champion_metrics"] else ""}
+             "this model on compared rows": on_compared(cmp["challenger"], k),
+             "champion on compared rows": on_compared(cmp["champion"], k)}
             for k, v in s["metrics"].items()]
     dec = s["decision"]
     return "\n".join([
@@ -50,6 +76,7 @@ def _summary_markdown(s: dict[str, Any]) -> str:
         f"**Model**: `{s['estimator']}` registered as **v{s['version']}**",
         "**Quality gate**: " + ("passed" if gate["passed"]
                                 else "FAILED: " + "; ".join(gate["failures"])),
+        f"**Champion comparison**: {_comparison_text(cmp)}",
         f"**Promotion**: {'PROMOTED to ' + s['alias'] if dec['promote'] else 'not promoted'}"
         f" ({dec['reason']})", "", md_table(rows)])
 
@@ -76,7 +103,12 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
             retraining); recorded with the registered version.
 
     Returns:
-        A JSON-safe summary: registered version, metrics, gate and promotion decision.
+        A JSON-safe summary: registered version, metrics, gate, the final promotion
+        decision and the champion comparison it was made with (``comparison``: on how
+        many test rows both models were scored, how many were excluded as the
+        champion's training rows, and both models' metrics on those rows;
+        ``champion_metrics`` repeats the champion's). If another run moved the
+        champion before the promotion, both are the ones made against the new champion.
     """
     log = get_logger()
     loaded = load_and_log(overrides, config_name, config_dir)
@@ -105,29 +137,28 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
             "evaluate.on_gate_failure=warn it is registered but never promoted.")
 
     champion = configure(load_production, "register", orch)(
-        cfg.register, cfg.storage, cfg.promote.alias, unless_lineage=trained.fingerprint)
+        cfg.register, cfg.storage, cfg.promote.alias, unless_lineage=trained.fingerprint,
+        with_trained_rows=True)
     if champion is not None and champion.version.fingerprint == trained.fingerprint:
         # the champion *is* this model (same lineage): its metrics on this split are known
-        champion_metrics = dict(evaluation.metrics)
+        comparison = ChampionComparison.same_model(champion.version.version, evaluation)
     else:
-        champion_metrics = configure(evaluate_champion, "evaluate", orch)(
-            champion.model if champion else None, features, cfg.evaluate)
+        # both scored on the test rows neither was trained on
+        comparison = configure(evaluate_champion, "evaluate", orch)(
+            champion, trained, features, cfg.evaluate)
     flow_run_id, flow_run_name = run_ids()
     run = RunInfo(config=loaded.resolved, project_root=cfg.paths.root,
                   flow_run_id=flow_run_id, flow_run_name=flow_run_name,
                   triggered_by=triggered_by)
     version = configure(register, "register", orch)(
-        trained, evaluation, data, features, champion_metrics, cfg.register, cfg.storage, run,
+        trained, evaluation, data, features, comparison, cfg.register, cfg.storage, run,
         cfg.seed)
-    decision = decide_promotion(version, evaluation,
-                                champion.version.version if champion else None,
-                                champion_metrics, cfg.promote,
-                                champion.version.fingerprint if champion else None)
+    decision = decide_promotion(version, evaluation, comparison, cfg.promote)
     # a compare-and-set: if another run moved production since, decide again against it
     outcome = configure(promote, "promote", orch)(
         decision, cfg.register.model_name, cfg.promote, cfg.register, cfg.storage,
-        Challenge(version, evaluation, features, cfg.evaluate, champion_metrics))
-    decision, champion_metrics = outcome.decision, outcome.champion_metrics
+        Challenge(version, evaluation, trained, features, cfg.evaluate, comparison))
+    decision, comparison = outcome.decision, outcome.comparison
 
     summary: dict[str, Any] = {
         "model_name": cfg.register.model_name, "version": version.version,
@@ -137,7 +168,8 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
         "metrics": evaluation.metrics, "gate": {"passed": evaluation.gate.passed,
                                                 "failures": evaluation.gate.failures,
                                                 "rules": evaluation.gate.rules},
-        "champion_metrics": champion_metrics, "decision": decision.as_dict(),
+        "champion_metrics": comparison.champion, "comparison": comparison.as_dict(),
+        "decision": decision.as_dict(),
         "data": {"source": data.source, "rows": data.rows, "fingerprint": data.fingerprint,
                  "snapshot_uri": data.snapshot_uri},
         "validation": {"passed": report.passed, "violations": len(report.violations)},
@@ -159,7 +191,9 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
             name=flow_run_name or f"{cfg.register.model_name}-v{version.version}",
             config=loaded.resolved, metrics=evaluation.metrics,
             summary={"version": version.version, "promoted": decision.promote,
-                     "decision": decision.reason, "data_fingerprint": data.fingerprint},
+                     "decision": decision.reason, "data_fingerprint": data.fingerprint,
+                     "champion_compared_rows": comparison.compared_rows,
+                     "champion_excluded_rows": comparison.excluded_rows},
             plots=evaluation.plots, model_name=cfg.register.model_name,
             model_bytes=open_registry(cfg.register, cfg.storage).store.get(version.model_key),
             model_metadata={"version": version.version, "sha256": version.model_sha256,
@@ -181,6 +215,7 @@ def format_summary(s: dict[str, Any]) -> str:
     return (f"Registered {s['model_name']} v{s['version']} ({s['estimator']})\n"
             f"  metrics: {metrics}\n"
             f"  quality gate: {'passed' if s['gate']['passed'] else 'FAILED'}\n"
+            f"  champion comparison: {_comparison_text(s['comparison'])}\n"
             f"  promotion: {'PROMOTED to ' + s['alias'] if dec['promote'] else 'not promoted'}"
             f" - {dec['reason']}\n"
             f"  {s['alias']} is now v{s['production_version']}")

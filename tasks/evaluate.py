@@ -4,6 +4,12 @@ Pure computation: predictions on the held-out test split go through the whole
 inference pipeline (exactly as serving will), metrics depend on the problem type,
 plots are returned as PNG bytes, and the quality gate from ``conf/evaluate`` is
 checked rule by rule (every failing rule is reported).
+
+The production model (the champion) and the new model (the challenger) are
+compared on the test rows that neither was trained on: test rows that were in the
+champion's train or validation split (it records their row hashes when it is
+registered) would flatter it, so they are left out, and both models are scored on
+the same remaining rows (:func:`compare_with_champion`).
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ import numpy as np
 from prefect import task
 from sklearn import metrics as skm
 
-from prefab_mlops.config import EvaluateConfig, GateRule
-from prefab_mlops.core.fingerprint import lineage
+from prefab_mlops.config import ChampionCheckConfig, EvaluateConfig, GateRule
+from prefab_mlops.core.fingerprint import RowFingerprint, lineage, row_hashes
+from prefab_mlops.core.registry import LoadedModel
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.tasks.featurize import FeatureSet, Split
 from prefab_mlops.tasks.train import TrainedModel
@@ -204,27 +211,179 @@ def evaluate(model: TrainedModel, features: FeatureSet, cfg: EvaluateConfig) -> 
                       fingerprint=lineage(evaluate, model, features, cfg))
 
 
-@task(name="evaluate-champion")
-def evaluate_champion(champion: Any, features: FeatureSet,
-                      cfg: EvaluateConfig) -> dict[str, float] | None:
-    """Score the current production model on the *same* test split as the challenger.
+# ------------------------------------------------------ champion comparison
+COMPARED = "compared"          # both scored on the test rows neither was trained on
+SAME_MODEL = "same_model"      # the champion is the challenger
+NO_CHAMPION = "no_champion"    # nothing in production yet
+INCOMPATIBLE = "incompatible"  # the champion cannot score the current test split
+TOO_FEW_ROWS = "too_few_rows"  # too few test rows left that the champion was not trained on
+
+
+@dataclass
+class ChampionComparison:
+    """The champion and the challenger, scored on the same test rows.
+
+    Attributes:
+        status: :data:`COMPARED`, :data:`SAME_MODEL`, :data:`NO_CHAMPION`,
+            :data:`INCOMPATIBLE` or :data:`TOO_FEW_ROWS`.
+        champion_version: The champion's registry version (None without one).
+        test_rows: Rows in the test split.
+        compared_rows: Test rows both models were scored on.
+        excluded_rows: Test rows left out because the champion was trained on them.
+        excluded_own_rows: Test rows left out because the challenger's own train or
+            validation split holds a row with the same inputs.
+        checked: Whether the champion's training rows were known. A champion
+            registered without them is scored on the whole test split.
+        champion: The champion's metrics on the compared rows (None unless compared).
+        challenger: The challenger's metrics on the same rows (None unless compared).
+        note: Why the champion is not comparable, or a caveat; empty otherwise.
+    """
+
+    status: str
+    champion_version: int | None
+    test_rows: int
+    compared_rows: int = 0
+    excluded_rows: int = 0
+    excluded_own_rows: int = 0
+    checked: bool = False
+    champion: dict[str, float] | None = None
+    challenger: dict[str, float] | None = None
+    note: str = ""
+
+    @property
+    def compared(self) -> bool:
+        """Whether both models have metrics on the same rows."""
+        return self.status in (COMPARED, SAME_MODEL)
+
+    @classmethod
+    def same_model(cls, version: int, evaluation: Evaluation) -> ChampionComparison:
+        """The champion *is* the challenger: its metrics on this test split are known."""
+        n = int(evaluation.metrics.get("n_test", 0))
+        return cls(SAME_MODEL, version, n, compared_rows=n, checked=True,
+                   champion=dict(evaluation.metrics), challenger=dict(evaluation.metrics))
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-safe record (for the run summary and the registry)."""
+        return dict(self.__dict__)
+
+
+def clean_rows(test: Split, champion_rows: RowFingerprint | None,
+               challenger_rows: RowFingerprint | None) -> tuple[np.ndarray, np.ndarray]:
+    """Which test rows each model was trained on (pure).
 
     Args:
-        champion: The production pipeline (from the registry), or None.
-        features: Provides the test split.
-        cfg: ``conf/evaluate`` (threshold).
+        test: The test split; its ``row_hash`` is used when the columns match.
+        champion_rows: The champion's train and validation rows, or None.
+        challenger_rows: The challenger's, over the columns of ``test.X``.
 
     Returns:
-        The champion's metrics, or None if there is no champion or it cannot score
-        this data (e.g. its input columns changed); the reason is logged.
+        ``(seen_by_champion, seen_by_challenger)``: boolean masks over ``test``.
+
+    Raises:
+        KeyError: the test split lacks a column the champion's rows were hashed on.
     """
-    if champion is None:
-        return None
+    none = np.zeros(len(test), dtype=bool)
+
+    def seen(rows: RowFingerprint | None) -> np.ndarray:
+        if rows is None:
+            return none
+        if test.row_hash is not None and set(rows.columns) == set(test.X.columns):
+            return rows.contains_hashes(test.row_hash)
+        missing = [c for c in rows.columns if c not in test.X.columns]
+        if missing:
+            raise KeyError(f"the test split has no column(s) {missing}")
+        return rows.contains_hashes(row_hashes(test.X, rows.columns))
+
+    return seen(champion_rows), seen(challenger_rows)
+
+
+def compare_with_champion(champion: Any, champion_version: int,
+                          champion_rows: RowFingerprint | None, challenger: Any,
+                          challenger_rows: RowFingerprint | None, test: Split,
+                          problem_type: str, threshold: float,
+                          cfg: ChampionCheckConfig) -> ChampionComparison:
+    """Score champion and challenger on the test rows neither was trained on (pure).
+
+    Args:
+        champion: The champion's fitted pipeline.
+        champion_version: Its registry version (for messages).
+        champion_rows: The rows it was trained on; None scores it on the whole test
+            split (a version registered without them), with a warning.
+        challenger: The challenger's fitted pipeline.
+        challenger_rows: The rows the challenger was trained on.
+        test: The test split.
+        problem_type: ``binary``, ``multiclass`` or ``regression``.
+        threshold: Decision threshold (``evaluate.threshold``).
+        cfg: ``evaluate.champion``: how few clean rows make it not comparable.
+
+    Returns:
+        A :class:`ChampionComparison`.
+    """
+    log = get_logger()
+    n = len(test)
+    base: dict[str, Any] = dict(champion_version=champion_version, test_rows=n,
+                                checked=champion_rows is not None)
+    label = f"v{champion_version}"
     try:
-        values, _, _ = compute_metrics(champion, features.test, features.problem_type,
-                                       cfg.threshold)
+        by_champion, by_challenger = clean_rows(test, champion_rows, challenger_rows)
+    except KeyError as exc:
+        note = f"{label} cannot score the current test split ({exc.args[0]})"
+        log.warning("%s; treating it as not comparable.", note)
+        return ChampionComparison(INCOMPATIBLE, note=note, **base)
+    keep = ~(by_champion | by_challenger)
+    base.update(compared_rows=int(keep.sum()), excluded_rows=int(by_champion.sum()),
+                excluded_own_rows=int(by_challenger.sum()))
+    note = ""
+    if champion_rows is None:
+        note = (f"{label} was registered without the hashes of its training rows: compared "
+                "on the whole test split, which may contain rows it was trained on")
+        log.warning("%s.", note)
+    need = min(cfg.min_rows, n)
+    if base["compared_rows"] < max(need, cfg.min_share * n):
+        note = (f"only {base['compared_rows']:,} of {n:,} test rows were not used to train "
+                f"{label} or this model ({base['excluded_rows']:,} were {label}'s training "
+                f"rows); at least {cfg.min_rows:,} and {cfg.min_share:.0%} of the test "
+                "split are needed (evaluate.champion)")
+        log.warning("Champion %s is not comparable: %s.", label, note)
+        return ChampionComparison(TOO_FEW_ROWS, note=note, **base)
+    rows = test if keep.all() else test.subset(keep)
+    try:
+        champ, _, _ = compute_metrics(champion, rows, problem_type, threshold)
     except Exception as exc:  # noqa: BLE001 - an incompatible champion is not fatal
-        get_logger().warning("The champion cannot score the current test split (%s: %s); "
-                             "treating it as not comparable.", type(exc).__name__, exc)
-        return None
-    return values
+        note = f"{label} cannot score the current test split ({type(exc).__name__}: {exc})"
+        log.warning("%s; treating it as not comparable.", note)
+        return ChampionComparison(INCOMPATIBLE, note=note, **base)
+    mine, _, _ = compute_metrics(challenger, rows, problem_type, threshold)
+    log.info("Champion %s and this model compared on %s of %s test rows (%s excluded as %s's "
+             "training rows, %s as this model's)", label, base["compared_rows"], n,
+             base["excluded_rows"], label, base["excluded_own_rows"])
+    return ChampionComparison(COMPARED, champion=champ, challenger=mine, note=note, **base)
+
+
+@task(name="evaluate-champion")
+def evaluate_champion(champion: LoadedModel | None, challenger: TrainedModel,
+                      features: FeatureSet, cfg: EvaluateConfig) -> ChampionComparison:
+    """Score the production model and the new one on the test rows neither was trained on.
+
+    Args:
+        champion: The production model from the registry (with the rows it was trained
+            on, see :func:`prefab_mlops.tasks.register.load_production`), or None.
+        challenger: The newly trained model.
+        features: Provides the test split and the challenger's training rows.
+        cfg: ``conf/evaluate`` (threshold, ``champion`` check).
+
+    Returns:
+        A :class:`ChampionComparison`; a champion that cannot score this data (e.g.
+        its input columns changed) or has too few clean rows to be scored on is
+        reported there as not comparable, with the reason logged.
+    """
+    n = len(features.test)
+    if champion is None:
+        return ChampionComparison(NO_CHAMPION, None, n)
+    own = None
+    if features.train.row_hash is not None and features.valid.row_hash is not None:
+        own = RowFingerprint.of(features.test.X.columns, features.train.row_hash,
+                                features.valid.row_hash)
+    return compare_with_champion(champion.model, champion.version.version,
+                                 champion.trained_rows, challenger.pipeline, own, features.test,
+                                 features.problem_type, cfg.threshold, cfg.champion)

@@ -1,5 +1,10 @@
 """Featurize: seeded train/validation/test split and a fitted ``ColumnTransformer``.
 
+The default ``hash`` split places each row by a seeded hash of its values, so a row
+keeps its split when the table grows or is sampled (see :func:`split_rows`). Each
+split carries the row hashes of the model's input columns, from which registration
+records what a model was trained on.
+
 The transformer is built from ``conf/features`` (impute, scale, one-hot/ordinal/
 native categorical, datetime parts, drop), fitted on the train split only, and
 later saved *inside* the model as one inference pipeline.
@@ -27,7 +32,7 @@ from sklearn.preprocessing import (
 
 from prefab_mlops.config import FeaturesConfig, TargetSpec
 from prefab_mlops.core.errors import DataError
-from prefab_mlops.core.fingerprint import lineage
+from prefab_mlops.core.fingerprint import lineage, row_hashes
 from prefab_mlops.core.transformers import DatetimeParts, NativeCategorical, as_str_object
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.payloads import Payload
@@ -38,13 +43,23 @@ MISSING_CATEGORY = "__missing__"
 
 @dataclass
 class Split:
-    """Raw feature rows and labels of one split."""
+    """Raw feature rows and labels of one split.
+
+    ``row_hash`` holds each row's hash over the columns of ``X`` (see
+    :func:`prefab_mlops.core.fingerprint.row_hashes`), when it was computed.
+    """
 
     X: pd.DataFrame
     y: np.ndarray
+    row_hash: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.X)
+
+    def subset(self, mask: np.ndarray) -> Split:
+        """The rows where ``mask`` is true (a new Split; this one is not changed)."""
+        return Split(self.X.loc[mask].reset_index(drop=True), self.y[mask],
+                     None if self.row_hash is None else self.row_hash[mask])
 
 
 @dataclass
@@ -158,12 +173,54 @@ def _labels(y: pd.Series, target: TargetSpec) -> tuple[np.ndarray, list[Any] | N
         c.item() if hasattr(c, "item") else c for c in classes]
 
 
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer: a bijection of uint64 that spreads every input bit.
+
+    uint64 array arithmetic wraps around, as intended here.
+    """
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def hash_position(hashes: np.ndarray, seed: int) -> np.ndarray:
+    """Each row's place in [0, 1), from its row hash and the seed (pure).
+
+    The seed is mixed into the hash, so another seed gives another split, and the
+    result is uniform however the row hashes are distributed.
+    """
+    salt = _mix64(np.array([seed % 2**64], dtype=np.uint64))
+    mixed = _mix64(np.asarray(hashes, dtype=np.uint64) ^ salt)
+    return (mixed >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
 def split_rows(frame: pd.DataFrame, y: np.ndarray, cfg: FeaturesConfig, seed: int,
                time_column: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row positions of train, validation and test (pure, seeded)."""
+    """Row positions of train, validation and test (pure, seeded).
+
+    ``hash``: a row is in test when its :func:`hash_position` is below
+    ``test_size``, in validation when below ``test_size + valid_size``, else in
+    train. The place depends only on the row's values in ``split.key`` (default:
+    all columns of ``frame``) and the seed, so a row keeps its split when other rows
+    are added, removed or reordered, and identical rows share a split. The sizes
+    match ``test_size``/``valid_size`` up to sampling noise.
+
+    ``random``/``stratified``: a seeded shuffle of this table; ``time``: the oldest
+    rows train and the newest test.
+
+    Raises:
+        KeyError: a ``split.key`` column is not in ``frame``.
+    """
     n = len(frame)
     idx = np.arange(n)
     sp = cfg.split
+    if sp.strategy == "hash":
+        where = hash_position(row_hashes(frame, list(sp.key) or None), seed)
+        test = where < sp.test_size
+        valid = ~test & (where < sp.test_size + sp.valid_size)
+        return np.flatnonzero(~(test | valid)), np.flatnonzero(valid), np.flatnonzero(test)
     if sp.strategy == "time":
         col = sp.time_column or time_column
         order = np.argsort(frame[col].to_numpy(), kind="stable")
@@ -196,7 +253,8 @@ def featurize(data: Dataset, cfg: FeaturesConfig, target: TargetSpec, seed: int)
         A :class:`FeatureSet`.
 
     Raises:
-        DataError: a feature column is missing, or a split would be empty.
+        DataError: a feature or ``split.key`` column is missing, or a split would be
+            empty.
     """
     frame = data.frame
     feature_cols = [*cfg.numeric.columns, *cfg.categorical.columns, *cfg.datetime.columns]
@@ -208,6 +266,12 @@ def featurize(data: Dataset, cfg: FeaturesConfig, target: TargetSpec, seed: int)
         raise DataError(f"Data set '{data.name}' has no column(s) {missing} named in "
                         f"conf/features; it has {list(frame.columns)}.",
                         fix="Fix the column lists in conf/features or data.columns.")
+    key = list(cfg.split.key) if cfg.split.strategy == "hash" else []
+    missing_key = [c for c in key if c not in frame.columns]
+    if missing_key:
+        raise DataError(f"features.split.key names column(s) {missing_key} that data set "
+                        f"'{data.name}' does not have; it has {list(frame.columns)}.",
+                        fix="Fix features.split.key (or leave it empty to hash whole rows).")
     y, classes = _labels(frame[target.name], target)
     if len(frame) < 10:
         raise DataError(f"Data set '{data.name}' has only {len(frame)} rows; a train/"
@@ -223,13 +287,18 @@ def featurize(data: Dataset, cfg: FeaturesConfig, target: TargetSpec, seed: int)
         raise DataError(f"Split of {len(frame)} rows left an empty train or test set.",
                         fix="Use more data or change features.split sizes.")
     X = frame[feature_cols]
-    splits = [Split(X.iloc[i].reset_index(drop=True), y[i]) for i in (tr, va, te)]
+    hashes = row_hashes(X)  # what the model is given of each row: records what it saw
+    splits = [Split(X.iloc[i].reset_index(drop=True), y[i], hashes[i]) for i in (tr, va, te)]
     pre = build_preprocessor(cfg)
     Xt_train = pre.fit_transform(splits[0].X, splits[0].y)
     Xt_valid = pre.transform(splits[1].X) if len(splits[1]) else None
     names = [str(n) for n in pre.get_feature_names_out()]
-    info = {"strategy": cfg.split.strategy, "train_rows": len(tr), "valid_rows": len(va),
-            "test_rows": len(te), "seed": seed}
+    info: dict[str, Any] = {"strategy": cfg.split.strategy, "train_rows": len(tr),
+                            "valid_rows": len(va), "test_rows": len(te), "seed": seed,
+                            "test_size": cfg.split.test_size,
+                            "valid_size": cfg.split.valid_size}
+    if cfg.split.strategy == "hash":
+        info["key"] = key or [str(c) for c in frame.columns]
     if cfg.split.strategy == "time":
         col = cfg.split.time_column or data.time_column
         info["test_from"] = str(frame[col].iloc[te].min())

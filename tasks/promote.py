@@ -1,14 +1,16 @@
-"""Deploy: promote a registered version to ``production`` when it earns it.
+"""Promote: move ``production`` to a registered version when it earns it.
 
 :func:`decide_promotion` is pure: it promotes only if the challenger passed its
-quality gate and beats the champion's primary metric on the same test split by
-more than ``promote.min_improvement``. :func:`promote` moves the alias and records
-the decision in the registry's audit log; :func:`rollback` moves it back.
+quality gate and beats the champion's primary metric, on the same test rows (those
+neither was trained on), by more than ``promote.min_improvement``. :func:`promote`
+moves the alias and records the decision in the registry's audit log;
+:func:`rollback` moves it back.
 
 A promotion is a compare-and-set against the champion the decision was made
 with: if another run moved the alias in the meantime, :func:`promote` loads the
-new champion, scores it on the challenger's test split, decides again and retries,
-so a model only ever replaces one it was compared with and beat.
+new champion, scores it and the challenger on the challenger's test rows neither
+was trained on, decides again and retries, so a model only ever replaces one it
+was compared with and beat.
 """
 
 from __future__ import annotations
@@ -24,9 +26,18 @@ from prefab_mlops.core.registry import AliasState, LoadedModel, ModelRegistry, M
 from prefab_mlops.core.storage import StorageConfig
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.retries import retry_transient
-from prefab_mlops.tasks.evaluate import Evaluation, evaluate_champion
+from prefab_mlops.tasks.evaluate import (
+    INCOMPATIBLE,
+    NO_CHAMPION,
+    SAME_MODEL,
+    TOO_FEW_ROWS,
+    ChampionComparison,
+    Evaluation,
+    evaluate_champion,
+)
 from prefab_mlops.tasks.featurize import FeatureSet
 from prefab_mlops.tasks.register import load_production, open_registry
+from prefab_mlops.tasks.train import TrainedModel
 
 #: How many times :func:`promote` tries its compare-and-set (deciding again in between).
 PROMOTE_ATTEMPTS = 5
@@ -34,6 +45,14 @@ PROMOTE_ATTEMPTS = 5
 
 @dataclass
 class PromotionDecision:
+    """Whether the challenger becomes ``promote.alias``, and why.
+
+    ``challenger_value`` and ``champion_value`` are the primary metric on the
+    ``compared_rows`` test rows that neither model was trained on
+    (``excluded_rows`` were the champion's training rows); without a comparable
+    champion, ``challenger_value`` is the metric on the whole test split.
+    """
+
     promote: bool
     reason: str
     challenger_version: int
@@ -42,38 +61,50 @@ class PromotionDecision:
     challenger_value: float
     champion_value: float | None
     delta: float | None
+    compared_rows: int | None = None
+    excluded_rows: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
 def decide_promotion(challenger: ModelVersion, evaluation: Evaluation,
-                     champion_version: int | None, champion_metrics: dict[str, float] | None,
-                     cfg: PromoteConfig, champion_fingerprint: str | None = None
-                     ) -> PromotionDecision:
+                     comparison: ChampionComparison, cfg: PromoteConfig) -> PromotionDecision:
     """Decide whether ``challenger`` should become ``cfg.alias`` (pure).
+
+    A champion of the challenger's own lineage (``SAME_MODEL``) is the same model:
+    it is "already" ``cfg.alias``. A champion that cannot score the current test
+    split is replaced (it cannot serve this data either). A champion with too few
+    test rows it was not trained on is *kept*: it might be better, and there is no
+    honest way to tell, so the decision is left to a person (``prefab promote``).
 
     Args:
         challenger: The registered challenger.
-        evaluation: The challenger's metrics on its test split and its gate outcome.
-        champion_version: The version behind ``cfg.alias`` (None: no alias yet).
-        champion_metrics: The champion's metrics on the *same* test split (None: no
-            champion, or it cannot score this split).
-        cfg: ``conf/promote``.
-        champion_fingerprint: The champion's lineage fingerprint. A champion of the
-            challenger's own lineage is the same model: it is "already" ``cfg.alias``.
+        evaluation: Its test metrics and gate outcome.
+        comparison: The champion and the challenger on the same clean test rows
+            (:func:`prefab_mlops.tasks.evaluate.evaluate_champion`); its
+            ``champion_version`` is the version behind ``cfg.alias`` (None: no alias
+            yet).
+        cfg: ``conf/promote``: alias, auto promotion, gate requirement, min improvement.
+
+    Returns:
+        The :class:`PromotionDecision`, with the reason in words.
     """
     metric = evaluation.primary_metric
-    value = evaluation.metrics[metric]
-    base = dict(challenger_version=challenger.version, champion_version=champion_version,
-                primary_metric=metric, challenger_value=value)
-    champ_value = champion_metrics.get(metric) if champion_metrics else None
+    champion_version = comparison.champion_version
+    compared = comparison.compared and comparison.challenger is not None
+    value = comparison.challenger[metric] if compared else evaluation.metrics[metric]
+    champ_value = comparison.champion.get(metric) if compared and comparison.champion else None
     sign = 1.0 if evaluation.greater_is_better else -1.0
     delta = None if champ_value is None else sign * (value - champ_value)
-    base.update(champion_value=champ_value, delta=delta)
+    base = dict(challenger_version=challenger.version, champion_version=champion_version,
+                primary_metric=metric, challenger_value=value, champion_value=champ_value,
+                delta=delta,
+                compared_rows=comparison.compared_rows if compared else None,
+                excluded_rows=comparison.excluded_rows if champion_version is not None else None)
     if champion_version == challenger.version:
         return PromotionDecision(False, f"v{challenger.version} is already {cfg.alias}", **base)
-    if champion_fingerprint and champion_fingerprint == challenger.fingerprint:
+    if comparison.status == SAME_MODEL:
         return PromotionDecision(False, f"v{champion_version}, of the same lineage as "
                                  f"v{challenger.version}, is already {cfg.alias}", **base)
     if not cfg.auto_promote:
@@ -83,15 +114,25 @@ def decide_promotion(challenger: ModelVersion, evaluation: Evaluation,
                                  + "; ".join(evaluation.gate.failures), **base)
     if champion_version is None:
         return PromotionDecision(True, f"no {cfg.alias} model yet", **base)
-    if delta is None:
-        return PromotionDecision(True, f"the {cfg.alias} model v{champion_version} cannot "
+    champ = f"v{champion_version}"
+    if comparison.status == TOO_FEW_ROWS:
+        return PromotionDecision(False, f"the {cfg.alias} model {champ} is not comparable: "
+                                 f"{comparison.note}; keeping {champ} (promote by hand with "
+                                 "`prefab promote` if wanted)", **base)
+    if comparison.status == INCOMPATIBLE or delta is None:
+        return PromotionDecision(True, f"the {cfg.alias} model {champ} cannot "
                                  "score the current test split", **base)
+    rows = (f"on {comparison.compared_rows:,} of {comparison.test_rows:,} test rows, "
+            f"{comparison.excluded_rows:,} of them excluded as {champ}'s training rows"
+            if comparison.checked else
+            f"on all {comparison.test_rows:,} test rows ({champ}'s training rows unknown)")
     if delta > cfg.min_improvement:
-        return PromotionDecision(True, f"{metric} {value:.4f} beats v{champion_version}'s "
+        return PromotionDecision(True, f"{metric} {value:.4f} beats {champ}'s "
                                  f"{champ_value:.4f} by {delta:.4f} "
-                                 f"(> {cfg.min_improvement})", **base)
-    return PromotionDecision(False, f"{metric} {value:.4f} does not beat v{champion_version}'s "
-                             f"{champ_value:.4f} by more than {cfg.min_improvement}", **base)
+                                 f"(> {cfg.min_improvement}) {rows}", **base)
+    return PromotionDecision(False, f"{metric} {value:.4f} does not beat {champ}'s "
+                             f"{champ_value:.4f} by more than {cfg.min_improvement} {rows}",
+                             **base)
 
 
 @dataclass
@@ -101,17 +142,21 @@ class Challenge:
     Attributes:
         challenger: The registered challenger version.
         evaluation: Its metrics on its test split and its gate outcome.
-        features: The run's feature set: its test split scores a new champion.
-        evaluate: ``conf/evaluate`` (the threshold used to score a champion).
-        champion_metrics: The first champion's metrics on that split (None: no
-            champion, or it could not score the split).
+        trained: The challenger's fitted pipeline, scored next to a new champion on
+            the test rows neither was trained on.
+        features: The run's feature set: its test split (and the challenger's train
+            and validation rows, which are left out) scores a new champion.
+        evaluate: ``conf/evaluate`` (the threshold and the ``champion`` check).
+        comparison: The first champion and the challenger on that split
+            (:func:`~prefab_mlops.tasks.evaluate.evaluate_champion`).
     """
 
     challenger: ModelVersion
     evaluation: Evaluation
+    trained: TrainedModel
     features: FeatureSet
     evaluate: EvaluateConfig
-    champion_metrics: dict[str, float] | None = None
+    comparison: ChampionComparison
 
 
 @dataclass
@@ -121,44 +166,46 @@ class PromotionOutcome:
     Attributes:
         decision: The final decision, made against the champion it names.
         state: The alias after a promotion; None when the decision was to decline.
-        champion_metrics: That champion's metrics on the challenger's test split
-            (``Challenge.champion_metrics`` if the champion never moved).
+        comparison: That champion and the challenger on the challenger's clean test
+            rows (``Challenge.comparison`` if the champion never moved; None without
+            a ``Challenge``).
         attempts: Compare-and-set attempts made (1 if the champion never moved).
     """
 
     decision: PromotionDecision
     state: AliasState | None
-    champion_metrics: dict[str, float] | None
+    comparison: ChampionComparison | None
     attempts: int
 
 
 def decide_again(challenge: Challenge, champion: LoadedModel | None, cfg: PromoteConfig
-                 ) -> tuple[PromotionDecision, dict[str, float] | None]:
+                 ) -> tuple[PromotionDecision, ChampionComparison]:
     """Decide ``challenge`` against ``champion`` (the alias's current model).
 
-    The champion is scored on the challenger's own test split
-    (:func:`~prefab_mlops.tasks.evaluate.evaluate_champion`), unless it is of the challenger's
-    lineage (loaded with ``model=None``), which is the same model.
+    The champion and the challenger are scored on the challenger's test rows that
+    neither was trained on (:func:`~prefab_mlops.tasks.evaluate.evaluate_champion`),
+    unless the champion is of the challenger's lineage (loaded with ``model=None``),
+    which is the same model.
 
     Args:
-        challenge: The challenger, its evaluation and its test split.
-        champion: The model behind the alias now (``load_production``), or None.
+        challenge: The challenger, its evaluation, its pipeline and its test split.
+        champion: The model behind the alias now (``load_production`` with its
+            training rows), or None.
         cfg: ``conf/promote``.
 
     Returns:
-        The decision and the champion's metrics on that split.
+        The decision and the comparison it was made with.
     """
     if champion is None:
-        metrics = None
+        comparison = ChampionComparison(NO_CHAMPION, None, len(challenge.features.test))
     elif champion.version.fingerprint == challenge.challenger.fingerprint:
-        metrics = dict(challenge.evaluation.metrics)
+        comparison = ChampionComparison.same_model(champion.version.version,
+                                                   challenge.evaluation)
     else:
-        metrics = evaluate_champion.fn(champion.model, challenge.features, challenge.evaluate)
-    decision = decide_promotion(
-        challenge.challenger, challenge.evaluation,
-        champion.version.version if champion else None, metrics, cfg,
-        champion_fingerprint=champion.version.fingerprint if champion else None)
-    return decision, metrics
+        comparison = evaluate_champion.fn(champion, challenge.trained, challenge.features,
+                                          challenge.evaluate)
+    return decide_promotion(challenge.challenger, challenge.evaluation, comparison,
+                            cfg), comparison
 
 
 def _apply(registry: ModelRegistry, decision: PromotionDecision, model_name: str,
@@ -197,11 +244,11 @@ def promote(decision: PromotionDecision, model_name: str, cfg: PromoteConfig,
 
     The move is a compare-and-set: the alias moves only if it still points at
     ``decision.champion_version``. If another run moved it since, and ``challenge``
-    is given, the new champion is loaded, scored on the challenger's test split and
-    the decision is made again against it (and applied the same way), up to
-    ``max_attempts`` times in all. The audit event (``promote`` or
-    ``promotion_declined``) records the final decision only, with the champion it
-    was made against.
+    is given, the new champion is loaded, it and the challenger are scored on the
+    challenger's test rows neither was trained on, and the decision is made again
+    against it (and applied the same way), up to ``max_attempts`` times in all. The
+    audit event (``promote`` or ``promotion_declined``) records the final decision
+    only, with the champion it was made against.
 
     Args:
         decision: From :func:`decide_promotion`.
@@ -214,8 +261,8 @@ def promote(decision: PromotionDecision, model_name: str, cfg: PromoteConfig,
         max_attempts: Compare-and-set attempts before giving up.
 
     Returns:
-        The final decision, the alias state (None when not promoted), the metrics of
-        the champion it was made against and the number of attempts.
+        The final decision, the alias state (None when not promoted), the comparison
+        with the champion it was made against and the number of attempts.
 
     Raises:
         AliasMovedError: the champion moved and there is no ``challenge``, or it kept
@@ -224,12 +271,12 @@ def promote(decision: PromotionDecision, model_name: str, cfg: PromoteConfig,
     log = get_logger()
     registry = open_registry(registry_cfg, storage)
     attempts = max(1, max_attempts) if challenge is not None else 1
-    champion_metrics = challenge.champion_metrics if challenge is not None else None
+    comparison = challenge.comparison if challenge is not None else None
     attempt = 1
     while True:
         try:
             state = _apply(registry, decision, model_name, cfg.alias, attempt)
-            return PromotionOutcome(decision, state, champion_metrics, attempt)
+            return PromotionOutcome(decision, state, comparison, attempt)
         except AliasMovedError as moved:
             if challenge is None:
                 raise
@@ -247,8 +294,9 @@ def promote(decision: PromotionDecision, model_name: str, cfg: PromoteConfig,
                     f"by hand if v{decision.challenger_version} is better: prefab promote "
                     f"{model_name} {decision.challenger_version}") from moved
             champion = load_production.fn(registry_cfg, storage, cfg.alias,
-                                          unless_lineage=challenge.challenger.fingerprint)
-            decision, champion_metrics = decide_again(challenge, champion, cfg)
+                                          unless_lineage=challenge.challenger.fingerprint,
+                                          with_trained_rows=True)
+            decision, comparison = decide_again(challenge, champion, cfg)
             log.info("Promotion attempt %d/%d: decided again against %s: %s",
                      attempt + 1, attempts, _name(decision.champion_version),
                      decision.reason)

@@ -2,7 +2,9 @@
 
 A version holds the pickled inference pipeline, its sha256, metrics, parameters,
 the resolved config, the data lineage (fingerprint and snapshot location), the
-git commit and package versions, plots and a drift-reference sample. Writes are
+git commit and package versions, plots, a drift-reference sample and the row
+hashes of its train and validation rows (so that a later model is compared with it
+only on rows it was not trained on). Writes are
 atomic (see :mod:`prefab_mlops.core.registry`); registering the same training lineage
 twice returns the existing version instead of creating a duplicate.
 """
@@ -17,12 +19,19 @@ from typing import Any
 from prefect import task
 
 from prefab_mlops.config import RegisterConfig
+from prefab_mlops.core.fingerprint import RowFingerprint
 from prefab_mlops.core.provenance import git_info, package_versions
-from prefab_mlops.core.registry import PRODUCTION_ALIAS, LoadedModel, ModelRegistry, ModelVersion
+from prefab_mlops.core.registry import (
+    PRODUCTION_ALIAS,
+    TRAINED_ROWS_FILE,
+    LoadedModel,
+    ModelRegistry,
+    ModelVersion,
+)
 from prefab_mlops.core.storage import StorageConfig, object_store
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.retries import retry_transient
-from prefab_mlops.tasks.evaluate import Evaluation
+from prefab_mlops.tasks.evaluate import ChampionComparison, Evaluation
 from prefab_mlops.tasks.featurize import FeatureSet
 from prefab_mlops.tasks.ingest import Dataset
 from prefab_mlops.tasks.train import TrainedModel
@@ -53,9 +62,21 @@ def _reference_sample(features: FeatureSet, rows: int, seed: int) -> bytes:
     return buf.getvalue()
 
 
+def trained_rows(features: FeatureSet) -> RowFingerprint | None:
+    """The rows a model trained on ``features`` saw: its train and validation splits.
+
+    Hashed over the model's input columns (the columns of the splits' ``X``), so that
+    a later test row with the same inputs is known to be one the model was trained on.
+    """
+    train, valid = features.train, features.valid
+    if train.row_hash is None or valid.row_hash is None:
+        return None
+    return RowFingerprint.of([str(c) for c in train.X.columns], train.row_hash, valid.row_hash)
+
+
 @task(name="register", retry_condition_fn=retry_transient)
 def register(model: TrainedModel, evaluation: Evaluation, data: Dataset, features: FeatureSet,
-             champion_metrics: dict[str, float] | None, cfg: RegisterConfig,
+             comparison: ChampionComparison | None, cfg: RegisterConfig,
              storage: StorageConfig, run: RunInfo, seed: int) -> ModelVersion:
     """Register ``model`` (or return the identical version already registered).
 
@@ -63,8 +84,9 @@ def register(model: TrainedModel, evaluation: Evaluation, data: Dataset, feature
         model: The trained pipeline.
         evaluation: Its test metrics, gate outcome and plots.
         data: The data set it was trained on (lineage).
-        features: Split facts, input schema and the drift-reference sample source.
-        champion_metrics: The production model's metrics on the same test split.
+        features: Split facts, input schema, the drift-reference sample source and
+            the row hashes of the train and validation splits (``train_rows.npy``).
+        comparison: The production model and this one on the same clean test rows.
         cfg: ``conf/register``: model name, registry root, aliases, sample size.
         storage: ``conf/storage``: local or S3.
         run: Resolved config and run ids to record.
@@ -84,16 +106,26 @@ def register(model: TrainedModel, evaluation: Evaluation, data: Dataset, feature
     files = {f"plots/{name}": png for name, png in evaluation.plots.items()}
     if cfg.reference_sample_rows > 0:
         files["reference.parquet"] = _reference_sample(features, cfg.reference_sample_rows, seed)
+    data_record = {**data.lineage_record(), "split": features.split_info}
+    rows = trained_rows(features)
+    if rows is not None:
+        files[TRAINED_ROWS_FILE] = rows.to_npy()
+        data_record["trained_rows"] = {"columns": list(rows.columns), "distinct": len(rows)}
+    champion = None
+    if comparison is not None and comparison.champion_version is not None:
+        record = comparison.as_dict()
+        champion = {"version": record.pop("champion_version"), "metrics": record.pop("champion"),
+                    "challenger_metrics": record.pop("challenger"), **record}
     manifest = ModelVersion(
         model_name=cfg.model_name, version=0, created_at="", fingerprint=model.fingerprint,
         model_key="", model_sha256="", problem_type=model.problem_type,
         metrics=evaluation.metrics,
         gate={"passed": evaluation.gate.passed, "failures": evaluation.gate.failures,
               "rules": evaluation.gate.rules},
-        champion={"metrics": champion_metrics} if champion_metrics else None,
+        champion=champion,
         params={"estimator": model.estimator, **model.params, **model.info},
         config=run.config,
-        data={**data.lineage_record(), "split": features.split_info},
+        data=data_record,
         features={"input_schema": model.input_schema, "feature_names": model.feature_names,
                   "classes": model.classes, "target": data.target,
                   "confusion_matrix": evaluation.confusion_matrix},
@@ -110,7 +142,8 @@ def register(model: TrainedModel, evaluation: Evaluation, data: Dataset, feature
 
 @task(name="load-production", retry_condition_fn=retry_transient)
 def load_production(cfg: RegisterConfig, storage: StorageConfig, alias: str = PRODUCTION_ALIAS,
-                    unless_lineage: str | None = None) -> LoadedModel | None:
+                    unless_lineage: str | None = None,
+                    with_trained_rows: bool = False) -> LoadedModel | None:
     """The model behind ``alias`` (sha256-checked), or None if there is none yet.
 
     Args:
@@ -119,7 +152,11 @@ def load_production(cfg: RegisterConfig, storage: StorageConfig, alias: str = PR
         alias: The alias to load (``promote.alias``).
         unless_lineage: A challenger's lineage fingerprint. If the version behind
             ``alias`` has it, the champion *is* the challenger: its manifest is
-            returned with ``model=None`` and the model file is not read.
+            returned with ``model=None`` and neither the model file nor its
+            training rows are read.
+        with_trained_rows: Also read the rows it was trained on
+            (``LoadedModel.trained_rows``; None for a version registered without
+            them). Only the champion comparison needs them.
 
     Raises:
         IntegrityError: the production model file was tampered with.
@@ -132,4 +169,7 @@ def load_production(cfg: RegisterConfig, storage: StorageConfig, alias: str = PR
         mv = registry.get_version(cfg.model_name, state.version)
         if mv.fingerprint == unless_lineage:
             return LoadedModel(version=mv, model=None)
-    return registry.load(cfg.model_name, version=state.version)
+    loaded = registry.load(cfg.model_name, version=state.version)
+    if with_trained_rows:
+        loaded.trained_rows = registry.trained_rows(loaded.version)
+    return loaded

@@ -87,6 +87,26 @@ class TestBadConfigFailsEarly:
         assert compose(tmp_path, "data.window.timezone=Europe/Berlin").typed.data.window \
             .timezone == "Europe/Berlin"
 
+    def test_unknown_split_key_column_is_named(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError) as err:
+            compose(tmp_path, "features.split.key=[flight,tail_number]")
+        msg = str(err.value)
+        assert "'features.split.key' names ['tail_number']" in msg
+        assert "'time_hour', 'month'" in msg  # lists the data's columns
+        assert compose(tmp_path, "features.split.key=[flight,time_hour]").typed.features \
+            .split.key == ["flight", "time_hour"]
+
+    def test_split_strategies(self, tmp_path: Path) -> None:
+        assert compose(tmp_path).typed.features.split.strategy == "hash"
+        with pytest.raises(ConfigError, match=r"\['hash', 'random', 'stratified', 'time'\]"):
+            compose(tmp_path, "features.split.strategy=shuffle")
+
+    def test_champion_check_limits(self, tmp_path: Path) -> None:
+        check = compose(tmp_path).typed.evaluate.champion
+        assert (check.min_rows, check.min_share) == (50, 0.1)
+        with pytest.raises(ConfigError, match=r"evaluate\.champion\.min_share"):
+            compose(tmp_path, "evaluate.champion.min_share=1.5")
+
     def test_target_used_as_feature(self, tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="target 'delayed'"):
             compose(tmp_path, "features.numeric.columns=[delayed,distance]")

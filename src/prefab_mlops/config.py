@@ -123,9 +123,18 @@ class ValidateConfig:
 # ------------------------------------------------------------------ features
 @dataclass
 class SplitConfig:
-    """How rows are split: ``random``, ``stratified`` or ``time`` (oldest→train)."""
+    """How rows are split into train, validation and test.
 
-    strategy: str = "stratified"
+    ``hash`` (the default) places each row by a seeded 64-bit hash of its values in
+    ``key`` (default: every column of the ingested data), so a row keeps its split
+    when rows are appended, removed or sampled, and identical rows share a split.
+    ``random`` and ``stratified`` shuffle the rows of this table (a row's split
+    changes when the table does); ``time`` puts the oldest rows in train and the
+    newest in test. ``key`` is used by ``hash`` only.
+    """
+
+    strategy: str = "hash"
+    key: List[str] = field(default_factory=list)
     time_column: Optional[str] = None
     valid_size: float = 0.1
     test_size: float = 0.2
@@ -177,8 +186,21 @@ class GateRule:
 
 
 @dataclass
+class ChampionCheckConfig:
+    """How the production model (champion) is compared with the new model.
+
+    Both are scored on the test rows that neither was trained on. When fewer than
+    ``min_rows`` such rows remain, or fewer than ``min_share`` of the test split, the
+    champion is not comparable and the new model is not promoted automatically.
+    """
+
+    min_rows: int = 50
+    min_share: float = 0.1
+
+
+@dataclass
 class EvaluateConfig:
-    """``conf/evaluate``: metrics, plots and the quality gate.
+    """``conf/evaluate``: metrics, plots, the quality gate and the champion comparison.
 
     ``on_gate_failure``: ``warn`` registers the model as a candidate that is never
     promoted; ``fail`` ends the run before anything is registered.
@@ -191,6 +213,7 @@ class EvaluateConfig:
     on_gate_failure: str = "warn"
     plots: bool = True
     importance_top_k: int = 20
+    champion: ChampionCheckConfig = field(default_factory=ChampionCheckConfig)
 
 
 # ------------------------------------------------------- register and promote
@@ -371,7 +394,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "data.window.newest": ("month", "week", "day"),
     "storage.kind": ("local", "s3"),
     "validate.on_failure": ("fail", "warn"),
-    "features.split.strategy": ("random", "stratified", "time"),
+    "features.split.strategy": ("hash", "random", "stratified", "time"),
     "features.numeric.impute": ("median", "mean", "zero", "none"),
     "features.numeric.scale": ("none", "standard", "robust"),
     "features.categorical.encoding": ("onehot", "ordinal", "native"),
@@ -599,6 +622,22 @@ def _check_consistency(cfg: Any) -> None:
             feats.split.test_size + feats.split.valid_size >= 1):
         errors.append("'features.split.test_size' and 'valid_size' must be in (0, 1) "
                       "and sum to less than 1")
+    key = list(feats.split.key)
+    if feats.split.strategy == "hash":
+        dup_key = sorted({c for c in key if key.count(c) > 1})
+        if dup_key:
+            errors.append(f"'features.split.key' lists {dup_key} more than once")
+        # The ingested columns are known here only when data.columns lists them; else
+        # featurize checks the key against the data.
+        if cfg.data.columns is not None:
+            unknown = [c for c in key if c not in cfg.data.columns]
+            if unknown:
+                errors.append(f"'features.split.key' names {unknown}, which the data does not "
+                              f"have; its columns (data.columns) are {list(cfg.data.columns)}")
+    check = cfg.evaluate.champion
+    if check.min_rows < 1 or not 0 <= check.min_share <= 1:
+        errors.append("'evaluate.champion.min_rows' must be at least 1 and "
+                      "'evaluate.champion.min_share' in [0, 1]")
     if not 0 < cfg.monitor.drift_share <= 1:
         errors.append("'monitor.drift_share' must be in (0, 1]")
     if cfg.monitor.max_rows < 100:

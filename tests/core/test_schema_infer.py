@@ -66,7 +66,8 @@ class TestInferredSchemaFitsItsData:
         assert {"carrier", "origin", "dest"} <= set(feats["categorical"]["columns"])
         assert feats["datetime"] == {"columns": ["time_hour"],
                                      "parts": ["month", "dayofweek", "hour"]}
-        assert feats["split"]["strategy"] == "stratified"
+        assert feats["split"] == {"strategy": "hash", "key": [], "time_column": "time_hour",
+                                  "valid_size": 0.1, "test_size": 0.2}
         assert any("arr_delay" in n for n in schema.notes)
 
         target = TargetSpec("delayed", "binary")
@@ -83,7 +84,7 @@ class TestInferredSchemaFitsItsData:
         assert schema.features["numeric"]["columns"] == ["carat", "depth", "table", "x", "y",
                                                          "z"]
         assert schema.features["categorical"]["columns"] == ["cut", "color", "clarity"]
-        assert schema.features["split"]["strategy"] == "random"
+        assert schema.features["split"]["strategy"] == "hash"
         report = validate.fn(dataset(diamonds, "price"), typed(ValidateConfig, schema.validate),
                              TargetSpec("price", "regression"))
         assert report.passed

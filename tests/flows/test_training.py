@@ -2,9 +2,10 @@
 
 Covers: a full run that registers and promotes, cross-run cache hits, the partial
 rerun after a hyperparameter change, the refresh switch, retries of transient
-failures (and no retries for bad data), bad input leaving the registry untouched,
-the quality-gate modes, a champion that moves while the run decides, and the
-diamonds regression run.
+failures (and no retries for bad data), the champion compared only on test rows it
+was not trained on after rows are appended, bad input leaving the registry
+untouched, the quality-gate modes, a champion that moves while the run decides, and
+the diamonds regression run.
 """
 
 from __future__ import annotations
@@ -177,6 +178,73 @@ class TestRetries:
         assert runs[0].state.is_failed() and runs[0].run_count == 1
 
 
+class TestChampionOnAGrowingTable:
+    """Rows are appended to the data between two runs (as in retraining on drift): the
+    champion is compared only on new test rows it was not trained on."""
+
+    @staticmethod
+    def two_runs(tmp_path: Path, rows, *overrides: str) -> tuple[dict, dict]:
+        csv = tmp_path / "flights.csv"
+        shuffled = rows.sample(frac=1.0, random_state=5)
+        shuffled.iloc[:6000].to_csv(csv, index=False)
+        args = (f"data.uri={csv}", "promote.require_gate=false", *overrides)
+        first = run(tmp_path, *args)
+        shuffled.iloc[:9000].to_csv(csv, index=False)  # 3,000 rows appended
+        return first, run(tmp_path, *args)
+
+    def test_hash_split_leaves_no_champion_training_rows_in_the_test_split(
+            self, tmp_path: Path, flights_frame) -> None:
+        first, second = self.two_runs(tmp_path, flights_frame)
+        assert first["comparison"]["status"] == "no_champion"
+        assert first["decision"]["promote"] is True  # v1 is the champion of the second run
+        c = second["comparison"]
+        assert (c["status"], c["champion_version"], c["checked"]) == ("compared", 1, True)
+        assert c["excluded_rows"] == 0 and c["compared_rows"] == c["test_rows"] > 1500
+        assert second["champion_metrics"] == c["champion"]
+        assert c["challenger"] == second["metrics"]  # the whole test split was compared
+        mv = registry(tmp_path).get_version("flights-binary", 2)
+        assert mv.data["split"]["strategy"] == "hash"
+        assert mv.champion["compared_rows"] == c["compared_rows"]
+        assert "train_rows.npy" in mv.files
+
+    def test_reshuffled_split_excludes_the_champion_training_rows(
+            self, tmp_path: Path, flights_frame) -> None:
+        from prefect import get_client
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+        from prefab_mlops.config import TargetSpec, load_config
+        from prefab_mlops.tasks.featurize import featurize
+        from prefab_mlops.tasks.ingest import ingest
+
+        _, second = self.two_runs(tmp_path, flights_frame, "features.split.strategy=random")
+        c = second["comparison"]
+        # recompute independently which new test rows were v1's train/validation rows
+        cfg = load_config([f"paths.root={tmp_path}", *FAST, f"data.uri={tmp_path}/flights.csv",
+                           "features.split.strategy=random"], config_dir=CONF).typed
+        data = ingest.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed)
+        test = featurize.fn(data, cfg.features, TargetSpec.from_data(cfg.data), cfg.seed).test
+        reg = registry(tmp_path)
+        overlap = int(reg.trained_rows(reg.get_version("flights-binary", 1)).contains(
+            test.X).sum())
+        assert overlap > 0.25 * len(test)
+        assert (c["status"], c["test_rows"], c["excluded_rows"]) == ("compared", len(test),
+                                                                     overlap)
+        assert c["compared_rows"] == len(test) - overlap
+        assert c["challenger"]["n_test"] == c["champion"]["n_test"] == c["compared_rows"]
+        dec = second["decision"]
+        assert dec["compared_rows"] == c["compared_rows"] and dec["excluded_rows"] == overlap
+        assert f"{overlap:,} of them excluded as v1's training rows" in dec["reason"]
+
+        flt = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
+            any_=[UUID(second["flow_run_id"])]))
+        with get_client(sync_client=True) as client:
+            arts = {a.key: a for a in client.read_artifacts(artifact_filter=flt)}
+        summary = arts["flights-binary-training-summary"].data
+        assert (f"**Champion comparison**: on {len(test) - overlap:,} of {len(test):,} test "
+                f"rows; {overlap:,} excluded as v1's training rows") in summary
+        assert "champion on compared rows" in summary
+
+
 class TestBadInputLeavesRegistryAlone:
     def test_failed_run_never_replaces_production(self, tmp_path: Path, flights_frame) -> None:
         good = run(tmp_path)
@@ -255,11 +323,32 @@ class TestChampionMovesDuringTheRun:
         dec = s["decision"]
         assert (dec["promote"], dec["champion_version"]) == (True, 3)
         assert dec["champion_value"] == 0.5 and s["champion_metrics"]["roc_auc"] == 0.5
+        # the summary's comparison is the one the final decision was made with: v3 was
+        # registered without its training rows, so it was scored on the whole test split
+        c = s["comparison"]
+        assert (c["status"], c["champion_version"], c["checked"]) == ("compared", 3, False)
+        assert c["compared_rows"] == c["test_rows"] and c["excluded_rows"] == 0
+        assert c["champion"]["roc_auc"] == 0.5 and c["challenger"] == s["metrics"]
+        assert f"on all {c['test_rows']:,} test rows (v3's training rows unknown)" in (
+            dec["reason"])
         assert s["production_version"] == 2
         assert reg.alias("flights-binary", "production").version == 2
         last = [e for e in reg.events("flights-binary") if e["event"] == "promote"][-1]
         assert (last["version"], last["previous"], last["attempt"]) == (2, 3, 2)
         assert last["decision"] == dec
+        # what was registered with v2 is the comparison it was first decided on, with v1
+        assert registry(tmp_path).get_version("flights-binary", 2).champion["version"] == 1
+
+        from prefect import get_client
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+        flt = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(s["flow_run_id"])]))
+        with get_client(sync_client=True) as client:
+            arts = {a.key: a for a in client.read_artifacts(artifact_filter=flt)}
+        summary = arts["flights-binary-training-summary"].data
+        assert (f"**Champion comparison**: on {c['test_rows']:,} of {c['test_rows']:,} test "
+                "rows; 0 excluded as v3's training rows (v3's training rows unknown)") in summary
+        assert "**Promotion**: PROMOTED to production" in summary and "v3's 0.5000" in summary
 
 
 @pytest.mark.slow

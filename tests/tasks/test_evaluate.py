@@ -1,6 +1,7 @@
 """tasks/evaluate.py through ``evaluate.fn``/``evaluate_champion.fn``: metrics equal
 scikit-learn's on the same predictions, every gate failure listed, PNG plots, the
-regression metrics, and the champion comparison, on models trained on real slices."""
+regression metrics, and the champion comparison on the test rows neither model was
+trained on, on models trained on real slices."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import dataclasses
 import logging
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,6 +17,7 @@ import pytest
 from sklearn import metrics as skm
 
 from prefab_mlops.config import (
+    ChampionCheckConfig,
     EvaluateConfig,
     GateRule,
     ModelSpec,
@@ -22,10 +25,23 @@ from prefab_mlops.config import (
     TargetSpec,
     load_config,
 )
+from prefab_mlops.core.fingerprint import RowFingerprint, row_hashes
+from prefab_mlops.core.registry import LoadedModel, ModelVersion
 from prefab_mlops.orchestration.payloads import Payload
-from prefab_mlops.tasks.evaluate import check_gate, evaluate, evaluate_champion, importance
+from prefab_mlops.tasks.evaluate import (
+    COMPARED,
+    INCOMPATIBLE,
+    NO_CHAMPION,
+    TOO_FEW_ROWS,
+    check_gate,
+    compute_metrics,
+    evaluate,
+    evaluate_champion,
+    importance,
+)
 from prefab_mlops.tasks.featurize import FeatureSet, featurize
 from prefab_mlops.tasks.ingest import Dataset, ingest, prepare
+from prefab_mlops.tasks.register import RunInfo, load_production, open_registry, register
 from prefab_mlops.tasks.train import TrainedModel, train
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -184,22 +200,94 @@ class TestRegression:
         assert [f.split()[0] for f in ev.gate.failures] == ["r2", "rmse"]
 
 
+def champion(pipeline: Any, trained_rows: RowFingerprint | None,
+             version: int = 1) -> LoadedModel:
+    mv = ModelVersion(model_name="flights-binary", version=version, created_at="",
+                      fingerprint="champion", model_key="", model_sha256="",
+                      problem_type="binary")
+    return LoadedModel(version=mv, model=pipeline, trained_rows=trained_rows)
+
+
+def seen(fs: FeatureSet, *extra: pd.DataFrame) -> RowFingerprint:
+    """The rows of the train and validation splits (and ``extra``), as a champion records them."""
+    columns = list(fs.train.X.columns)
+    return RowFingerprint.of(columns, fs.train.row_hash, fs.valid.row_hash,
+                             *[row_hashes(x, columns) for x in extra])
+
+
 class TestEvaluateChampion:
     def test_no_champion(self, binary) -> None:
-        cfg, fs, _ = binary
-        assert evaluate_champion.fn(None, fs, cfg.evaluate) is None
+        cfg, fs, tm = binary
+        c = evaluate_champion.fn(None, tm, fs, cfg.evaluate)
+        assert (c.status, c.champion_version, c.champion, c.test_rows) == (
+            NO_CHAMPION, None, None, len(fs.test))
 
     def test_compatible_champion_is_scored_on_the_same_split(self, binary) -> None:
         cfg, fs, tm = binary
         ev = evaluate.fn(tm, fs, dataclasses.replace(cfg.evaluate, plots=False))
-        assert evaluate_champion.fn(tm.pipeline, fs, cfg.evaluate) == ev.metrics
+        c = evaluate_champion.fn(champion(tm.pipeline, seen(fs)), tm, fs, cfg.evaluate)
+        assert (c.status, c.compared_rows, c.excluded_rows, c.checked) == (
+            COMPARED, len(fs.test), 0, True)
+        assert c.champion == ev.metrics and c.challenger == ev.metrics
+
+    def test_test_rows_the_champion_was_trained_on_are_left_out(self, binary) -> None:
+        cfg, fs, tm = binary
+        n = len(fs.test)
+        first_half = fs.test.X.iloc[: n // 2]
+        c = evaluate_champion.fn(champion(tm.pipeline, seen(fs, first_half)), tm, fs,
+                                 cfg.evaluate)
+        assert (c.status, c.excluded_rows, c.compared_rows, c.test_rows) == (
+            COMPARED, n // 2, n - n // 2, n)
+        rest = fs.test.subset(np.arange(n) >= n // 2)
+        expected, _, _ = compute_metrics(tm.pipeline, rest, "binary", cfg.evaluate.threshold)
+        assert c.champion == expected and c.challenger == expected
+        assert c.champion["n_test"] == n - n // 2
+
+    def test_rows_matching_the_champion_only_in_its_own_columns_are_left_out(
+            self, binary) -> None:
+        cfg, fs, tm = binary
+        columns = ["carrier", "flight", "time_hour"]  # a champion with fewer inputs
+        rows = RowFingerprint.of(columns, row_hashes(fs.test.X.iloc[:100], columns))
+        c = evaluate_champion.fn(champion(tm.pipeline, rows), tm, fs, cfg.evaluate)
+        assert (c.excluded_rows, c.compared_rows) == (100, len(fs.test) - 100)
+
+    def test_too_few_clean_rows_is_not_comparable(
+            self, binary, caplog: pytest.LogCaptureFixture) -> None:
+        cfg, fs, tm = binary
+        n = len(fs.test)
+        rows = seen(fs, fs.test.X.iloc[: n - 40])
+        with caplog.at_level(logging.WARNING, logger="prefab"):
+            c = evaluate_champion.fn(champion(tm.pipeline, rows), tm, fs, cfg.evaluate)
+        assert (c.status, c.compared_rows, c.excluded_rows) == (TOO_FEW_ROWS, 40, n - 40)
+        assert c.champion is None and c.challenger is None
+        assert f"only 40 of {n:,} test rows" in c.note and "evaluate.champion" in c.note
+        assert "not comparable" in caplog.text
+        # the limits come from evaluate.champion
+        lax = dataclasses.replace(cfg.evaluate, champion=ChampionCheckConfig(min_rows=40,
+                                                                            min_share=0.04))
+        assert evaluate_champion.fn(champion(tm.pipeline, rows), tm, fs, lax).status == COMPARED
+        share = dataclasses.replace(cfg.evaluate, champion=ChampionCheckConfig(min_rows=1,
+                                                                              min_share=0.1))
+        assert evaluate_champion.fn(champion(tm.pipeline, rows), tm, fs,
+                                    share).status == TOO_FEW_ROWS
+
+    def test_champion_without_recorded_rows_is_scored_on_the_whole_split(
+            self, binary, caplog: pytest.LogCaptureFixture) -> None:
+        cfg, fs, tm = binary
+        with caplog.at_level(logging.WARNING, logger="prefab"):
+            c = evaluate_champion.fn(champion(tm.pipeline, None), tm, fs, cfg.evaluate)
+        assert (c.status, c.checked, c.compared_rows) == (COMPARED, False, len(fs.test))
+        assert "without the hashes of its training rows" in caplog.text
+        assert "whole test split" in c.note
 
     def test_incompatible_champion_is_not_comparable(
             self, binary, regression, caplog: pytest.LogCaptureFixture) -> None:
-        cfg, fs, _ = binary
+        cfg, fs, tm = binary
         _, _, diamonds_model = regression
         with caplog.at_level(logging.WARNING, logger="prefab"):
-            assert evaluate_champion.fn(diamonds_model.pipeline, fs, cfg.evaluate) is None
+            c = evaluate_champion.fn(champion(diamonds_model.pipeline, None), tm, fs,
+                                     cfg.evaluate)
+        assert c.status == INCOMPATIBLE and c.champion is None
         assert "cannot score the current test split" in caplog.text
 
     def test_champion_missing_a_feature_is_not_comparable(self, binary) -> None:
@@ -207,5 +295,85 @@ class TestEvaluateChampion:
         test = dataclasses.replace(fs.test, X=fs.test.X.drop(columns=["distance"]))
         parts = {k: fs.payload[k] for k in fs.payload if k != "test"}
         narrow = dataclasses.replace(fs, payload=Payload(**parts, test=test))
-        assert evaluate_champion.fn(tm.pipeline, narrow, cfg.evaluate) is None
-        assert np.isfinite(evaluate_champion.fn(tm.pipeline, fs, cfg.evaluate)["roc_auc"])
+        for rows in (None, seen(fs)):  # fails when hashing its columns or when scoring
+            c = evaluate_champion.fn(champion(tm.pipeline, rows), tm, narrow, cfg.evaluate)
+            assert c.status == INCOMPATIBLE and "distance" in c.note
+        c = evaluate_champion.fn(champion(tm.pipeline, seen(fs)), tm, fs, cfg.evaluate)
+        assert np.isfinite(c.champion["roc_auc"])
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory: pytest.TempPathFactory,
+           flights_frame: pd.DataFrame) -> tuple[pd.DataFrame, ...]:
+    """Real flights in random order: an old table, rows appended to it, unseen rows."""
+    cfg = _config(tmp_path_factory.mktemp("tables"))
+    rows = prepare(flights_frame, cfg.data, cfg.seed, "flights.csv").sample(
+        frac=1.0, random_state=5).reset_index(drop=True)
+    return rows.iloc[:8000], rows.iloc[8000:12000], rows.iloc[12000:]
+
+
+class TestChampionOnAGrowingTable:
+    """The drift-retraining case: rows are appended to the table the champion was trained
+    on, the table is split again and the champion is scored on the new test split.
+
+    With a split that reshuffles the table (``random``, ``stratified``: the old default)
+    a large part of the new test split was in the champion's train split, and its score
+    there is inflated well above its score on rows it has never seen; the comparison
+    leaves exactly those rows out. With the ``hash`` split no test row was a training
+    row of the champion in the first place.
+    """
+
+    TOLERANCE = 0.04  # AUC noise on ~2,400 (or ~1,300 clean) test rows, about 3 SEs
+    INFLATION = 0.06  # what a split that reshuffles the table adds, at the least
+
+    @pytest.mark.parametrize("strategy", ["hash", "random", "stratified"])
+    def test_champion_score_on_the_new_test_split_is_not_inflated(
+            self, strategy: str, tables: tuple[pd.DataFrame, ...],
+            tmp_path: Path) -> None:
+        old, appended, unseen = tables
+        cfg = _config(tmp_path, f"features.split.strategy={strategy}", "model=random_forest",
+                      "tracking=disabled", "data.snapshot=false")
+        target = TargetSpec.from_data(cfg.data)
+
+        def dataset(frame: pd.DataFrame, fp: str) -> Dataset:
+            return Dataset.of(frame.reset_index(drop=True), name="flights", fingerprint=fp,
+                              source="test", source_fingerprint=fp, snapshot_uri=None,
+                              target="delayed", time_column="time_hour")
+
+        # the champion: trained on the old table, registered, promoted, loaded back
+        first = dataset(old, "old")
+        fs1 = featurize.fn(first, cfg.features, target, cfg.seed)
+        tm1 = train.fn(fs1, ModelSpec.from_config(cfg.model), cfg.seed)
+        ev1 = evaluate.fn(tm1, fs1, dataclasses.replace(cfg.evaluate, plots=False))
+        mv = register.fn(tm1, ev1, first, fs1, None, cfg.register, cfg.storage,
+                         RunInfo(project_root=str(tmp_path)), cfg.seed)
+        open_registry(cfg.register, cfg.storage).set_alias(cfg.register.model_name,
+                                                           "production", mv.version)
+        champ = load_production.fn(cfg.register, cfg.storage, with_trained_rows=True)
+
+        # rows are appended; the grown table is split again and a challenger trained
+        fs2 = featurize.fn(dataset(pd.concat([old, appended]), "grown"), cfg.features, target,
+                           cfg.seed)
+        tm2 = train.fn(fs2, ModelSpec.from_config(cfg.model), cfg.seed)
+
+        def auc(X: pd.DataFrame, y: np.ndarray) -> float:
+            return float(skm.roc_auc_score(y, champ.model.predict_proba(X)[:, 1]))
+
+        honest = auc(unseen[fs1.train.X.columns], unseen["delayed"].to_numpy(dtype=int))
+        on_new_split = auc(fs2.test.X, fs2.test.y)
+        overlap = int(champ.trained_rows.contains(fs2.test.X).sum())
+        c = evaluate_champion.fn(champ, tm2, fs2, cfg.evaluate)
+
+        assert c.status == COMPARED and c.checked
+        assert (c.excluded_rows, c.compared_rows) == (overlap, len(fs2.test) - overlap)
+        assert c.excluded_own_rows == 0
+        assert c.champion["n_test"] == c.compared_rows
+        assert c.champion["roc_auc"] < honest + self.TOLERANCE
+        if strategy == "hash":
+            assert overlap == 0
+            assert on_new_split == c.champion["roc_auc"] < honest + self.TOLERANCE
+            # the champion's own test rows are still test rows
+            assert np.isin(fs1.test.row_hash, fs2.test.row_hash).all()
+        else:
+            assert overlap > 0.25 * len(fs2.test)
+            assert on_new_split > honest + self.INFLATION

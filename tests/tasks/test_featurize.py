@@ -1,4 +1,5 @@
-"""tasks/featurize.py through ``featurize.fn``: seeded/stratified/time splits, a
+"""tasks/featurize.py through ``featurize.fn``: the hash split (a row keeps its split
+when the table grows, is sampled or reordered), seeded/stratified/time splits, a
 preprocessor fitted on the train split only, and each categorical encoding, on real
 flights rows."""
 
@@ -10,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefab_mlops.config import PipelineConfig, TargetSpec
+from prefab_mlops.config import PipelineConfig, SplitConfig, TargetSpec
 from prefab_mlops.core.errors import DataError
+from prefab_mlops.core.fingerprint import row_hashes
 from prefab_mlops.tasks.featurize import FeatureSet, featurize, split_rows
 from prefab_mlops.tasks.ingest import Dataset, prepare
 
@@ -36,6 +38,130 @@ def positions(cfg: PipelineConfig, data: Dataset, seed: int):
     return split_rows(data.frame, y, cfg.features, seed, data.time_column)
 
 
+def parts(cfg: PipelineConfig, frame: pd.DataFrame, seed: int | None = None) -> np.ndarray:
+    """The split of each row of ``frame``: 0 train, 1 validation, 2 test."""
+    y = frame[cfg.data.target].to_numpy(dtype="int64")
+    out = np.full(len(frame), -1)
+    for part, rows in enumerate(split_rows(frame, y, cfg.features,
+                                           cfg.seed if seed is None else seed, "time_hour")):
+        out[rows] = part
+    assert (out >= 0).all()
+    return out
+
+
+@pytest.fixture()
+def rows(config, flights_frame: pd.DataFrame) -> pd.DataFrame:
+    """The 20,000-row flights slice as ingest prepares it (19,4xx rows with a target)."""
+    return flights(config(), flights_frame).frame
+
+
+class TestHashSplit:
+    def test_is_the_default(self, config) -> None:
+        assert SplitConfig().strategy == "hash" and SplitConfig().key == []
+        assert config().features.split.strategy == "hash"
+
+    def test_sizes_match_test_and_valid_size(self, config, rows: pd.DataFrame) -> None:
+        cfg = config("features.split.strategy=hash")
+        n = len(rows)
+        counts = np.bincount(parts(cfg, rows), minlength=3) / n
+        # binomial noise: one standard deviation is 0.003 here
+        assert abs(counts[2] - 0.2) < 0.015 and abs(counts[1] - 0.1) < 0.015
+        other = config("features.split.strategy=hash", "features.split.test_size=0.3",
+                       "features.split.valid_size=0.05")
+        counts = np.bincount(parts(other, rows), minlength=3) / n
+        assert abs(counts[2] - 0.3) < 0.015 and abs(counts[1] - 0.05) < 0.015
+
+    def test_a_row_keeps_its_split_when_rows_are_appended(
+            self, config, rows: pd.DataFrame) -> None:
+        cfg = config("features.split.strategy=hash")
+        old = rows.iloc[:8000]
+        grown = pd.concat([old, rows.iloc[8000:]], ignore_index=True)
+        np.testing.assert_array_equal(parts(cfg, grown)[:8000], parts(cfg, old))
+
+    def test_a_row_keeps_its_split_when_the_table_is_sampled(
+            self, config, flights_frame: pd.DataFrame, rows: pd.DataFrame) -> None:
+        cfg = config("features.split.strategy=hash")
+        sampled = flights(config("data.sample_rows=3000"), flights_frame).frame  # prepare only
+        assert len(sampled) == 3000
+        whole = pd.Series(parts(cfg, rows), index=row_hashes(rows))
+        np.testing.assert_array_equal(parts(cfg, sampled),
+                                      whole.loc[row_hashes(sampled)].to_numpy())
+
+    def test_a_row_keeps_its_split_when_rows_are_shuffled_or_removed(
+            self, config, rows: pd.DataFrame) -> None:
+        cfg = config("features.split.strategy=hash")
+        before = parts(cfg, rows)
+        order = np.random.default_rng(0).permutation(len(rows))
+        np.testing.assert_array_equal(parts(cfg, rows.iloc[order]), before[order])
+        kept = np.flatnonzero(rows["carrier"].to_numpy() != "UA")
+        np.testing.assert_array_equal(parts(cfg, rows.iloc[kept]), before[kept])
+
+    def test_a_row_keeps_its_split_when_a_column_is_read_as_another_dtype(
+            self, config, rows: pd.DataFrame) -> None:
+        # one missing value in an appended row turns an int column into float
+        cfg = config("features.split.strategy=hash")
+        recast = rows.assign(distance=rows["distance"].astype("float64"),
+                             carrier=rows["carrier"].astype("category"),
+                             time_hour=rows["time_hour"].dt.as_unit("ns"))
+        np.testing.assert_array_equal(parts(cfg, recast), parts(cfg, rows))
+
+    def test_another_seed_gives_another_split(self, config, rows: pd.DataFrame) -> None:
+        cfg = config("features.split.strategy=hash")
+        a, b = parts(cfg, rows, 42), parts(cfg, rows, 43)
+        test_a, test_b = a == 2, b == 2
+        # independent splits share about 20% of their test rows, not all of them
+        assert 0.1 < (test_a & test_b).sum() / test_a.sum() < 0.3
+        assert abs(test_b.mean() - 0.2) < 0.015
+        np.testing.assert_array_equal(parts(cfg, rows, 42), a)
+
+    def test_identical_rows_share_a_split(self, config, rows: pd.DataFrame) -> None:
+        cfg = config("features.split.strategy=hash")
+        doubled = pd.concat([rows, rows.iloc[::3]], ignore_index=True)
+        split = parts(cfg, doubled)
+        np.testing.assert_array_equal(split[len(rows):], split[: len(rows)][::3])
+
+    def test_key_columns_alone_place_a_row(self, config, rows: pd.DataFrame) -> None:
+        cfg = config("features.split.strategy=hash", "features.split.key=[carrier,origin]")
+        split = parts(cfg, rows)
+        per_group = pd.Series(split).groupby([rows["carrier"], rows["origin"]]).nunique()
+        assert (per_group == 1).all() and len(per_group) > 20
+        assert len(set(split)) == 3
+        # other columns do not move a row
+        moved = rows.assign(distance=rows["distance"] + 1, delayed=~rows["delayed"])
+        np.testing.assert_array_equal(parts(cfg, moved), split)
+        whole_rows = config("features.split.strategy=hash")
+        assert not np.array_equal(parts(whole_rows, moved), parts(whole_rows, rows))
+
+    def test_split_info_records_strategy_key_seed_and_sizes(
+            self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config("features.split.strategy=hash", "features.split.key=[flight,time_hour]")
+        fs = run(cfg, flights(cfg, flights_frame))
+        assert fs.split_info == {"strategy": "hash", "key": ["flight", "time_hour"],
+                                 "seed": 42, "test_size": 0.2, "valid_size": 0.1,
+                                 "train_rows": len(fs.train), "valid_rows": len(fs.valid),
+                                 "test_rows": len(fs.test)}
+        data = flights(cfg, flights_frame)
+        whole_rows = config("features.split.strategy=hash")
+        assert run(whole_rows, data).split_info["key"] == list(data.frame.columns)
+
+    def test_each_split_carries_the_row_hashes_of_its_inputs(
+            self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config("features.split.strategy=hash")
+        fs = run(cfg, flights(cfg, flights_frame))
+        for part in (fs.train, fs.valid, fs.test):
+            assert part.row_hash.dtype == np.uint64
+            np.testing.assert_array_equal(part.row_hash, row_hashes(part.X))
+        assert not np.isin(fs.test.row_hash, fs.train.row_hash).any()
+
+    def test_unknown_key_column_is_named(self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config("features.split.strategy=hash")
+        cfg.features.split.key = ["flight", "tail_number"]  # data.columns not checked here
+        with pytest.raises(DataError) as err:
+            run(cfg, flights(cfg, flights_frame))
+        assert "features.split.key" in str(err.value) and "['tail_number']" in str(err.value)
+        assert "'carrier'" in str(err.value)  # lists the columns it has
+
+
 class TestSeededSplit:
     def test_same_seed_same_rows(self, config, flights_frame: pd.DataFrame) -> None:
         cfg = config("features.split.strategy=random")
@@ -47,7 +173,7 @@ class TestSeededSplit:
         assert a.fingerprint == b.fingerprint
         assert a.split_info == {"strategy": "random", "train_rows": len(a.train),
                                 "valid_rows": len(a.valid), "test_rows": len(a.test),
-                                "seed": cfg.seed}
+                                "seed": cfg.seed, "test_size": 0.2, "valid_size": 0.1}
 
     def test_another_seed_other_rows(self, config, flights_frame: pd.DataFrame) -> None:
         cfg = config("features.split.strategy=random")
@@ -78,8 +204,7 @@ class TestSeededSplit:
 class TestStratifiedSplit:
     def test_class_ratio_kept_within_one_percent(self, config,
                                                  flights_frame: pd.DataFrame) -> None:
-        cfg = config()
-        assert cfg.features.split.strategy == "stratified"
+        cfg = config("features.split.strategy=stratified")
         data = flights(cfg, flights_frame)
         fs = run(cfg, data)
         overall = data.frame["delayed"].mean()

@@ -1,9 +1,11 @@
 """tasks/promote.py: the promotion decision (pure) and the alias moves it causes.
 
-Promotions are compare-and-sets against the champion they were decided against; a
-run whose champion moved decides again against the new one. Those tests use a real
-registry (a local directory, or a bucket on the moto S3 server) and stand-in models
-(:class:`RowScores`) whose real metrics on a shared test split are known.
+Decisions compare the champion and the challenger on the test rows neither was
+trained on (a :class:`ChampionComparison`). Promotions are compare-and-sets against
+the champion they were decided against; a run whose champion moved decides again
+against the new one. Those tests use a real registry (a local directory, or a
+bucket on the moto S3 server) and stand-in models (:class:`RowScores`) whose real
+metrics on a shared test split are known.
 """
 
 from __future__ import annotations
@@ -23,10 +25,22 @@ import pytest
 
 from prefab_mlops.config import EvaluateConfig, PromoteConfig, RegisterConfig
 from prefab_mlops.core.errors import AliasMovedError, RegistryError
-from prefab_mlops.core.registry import ModelRegistry, ModelVersion
+from prefab_mlops.core.fingerprint import RowFingerprint, row_hashes
+from prefab_mlops.core.registry import TRAINED_ROWS_FILE, ModelRegistry, ModelVersion
 from prefab_mlops.core.storage import S3Config, StorageConfig
 from prefab_mlops.orchestration.payloads import Payload
-from prefab_mlops.tasks.evaluate import Evaluation, GateResult, evaluate_champion
+from prefab_mlops.tasks.evaluate import (
+    COMPARED,
+    INCOMPATIBLE,
+    NO_CHAMPION,
+    SAME_MODEL,
+    TOO_FEW_ROWS,
+    ChampionComparison,
+    Evaluation,
+    GateResult,
+    compute_metrics,
+    evaluate_champion,
+)
 from prefab_mlops.tasks.featurize import FeatureSet, Split
 from prefab_mlops.tasks.promote import (
     Challenge,
@@ -37,7 +51,8 @@ from prefab_mlops.tasks.promote import (
     promote,
     rollback,
 )
-from prefab_mlops.tasks.register import load_production, open_registry
+from prefab_mlops.tasks.register import load_production, open_registry, trained_rows
+from prefab_mlops.tasks.train import TrainedModel
 from tests.conftest import make_bucket
 
 MODEL = "flights-binary"
@@ -58,13 +73,28 @@ def evaluation(value: float, metric: str = "roc_auc", greater_is_better: bool = 
                       fingerprint="ev")
 
 
+def comparison(value: float, champion: float | None, champion_version: int | None,
+               metric: str = "roc_auc", test_rows: int = 1000,
+               excluded_rows: int = 0, checked: bool = True) -> ChampionComparison:
+    """Champion and challenger metrics on the same rows (the challenger's is ``value``)."""
+    if champion_version is None:
+        return ChampionComparison(NO_CHAMPION, None, test_rows)
+    if champion is None:
+        return ChampionComparison(INCOMPATIBLE, champion_version, test_rows,
+                                  note="v1 cannot score the current test split")
+    rows = test_rows - excluded_rows
+    return ChampionComparison(COMPARED, champion_version, test_rows, compared_rows=rows,
+                              excluded_rows=excluded_rows, checked=checked,
+                              champion={metric: champion, "n_test": float(rows)},
+                              challenger={metric: value, "n_test": float(rows)})
+
+
 def decide(value: float, champion: float | None, champion_version: int | None = 1,
            metric: str = "roc_auc", greater_is_better: bool = True, passed: bool = True,
            version: int = 2, **promote) -> PromotionDecision:
     return decide_promotion(challenger(version),
                             evaluation(value, metric, greater_is_better, passed),
-                            champion_version,
-                            {metric: champion} if champion is not None else None,
+                            comparison(value, champion, champion_version, metric),
                             PromoteConfig(**promote))
 
 
@@ -125,6 +155,42 @@ class TestDecideComparison:
         assert decide(0.75, 0.75).promote is False
 
 
+class TestDecideOnCleanRows:
+    def test_compares_the_metrics_on_the_clean_rows_not_the_whole_split(self) -> None:
+        # on the whole split the challenger scores 0.70 and the champion (flattered by
+        # its own training rows) would look better; on the clean rows it is not
+        cmp = ChampionComparison(COMPARED, 1, 1000, compared_rows=600, excluded_rows=400,
+                                 checked=True, champion={"roc_auc": 0.66},
+                                 challenger={"roc_auc": 0.69})
+        d = decide_promotion(challenger(), evaluation(0.70), cmp, PromoteConfig())
+
+        assert d.promote is True
+        assert (d.challenger_value, d.champion_value) == (0.69, 0.66)
+        assert d.delta == pytest.approx(0.03)
+        assert (d.compared_rows, d.excluded_rows) == (600, 400)
+        assert "on 600 of 1,000 test rows, 400 of them excluded as v1's training rows" in (
+            d.reason)
+
+    def test_too_few_clean_rows_keeps_the_champion(self) -> None:
+        cmp = ChampionComparison(TOO_FEW_ROWS, 1, 1000, compared_rows=30, excluded_rows=970,
+                                 checked=True, note="only 30 of 1,000 test rows ...")
+        d = decide_promotion(challenger(), evaluation(0.9), cmp, PromoteConfig())
+
+        assert d.promote is False
+        assert d.reason.startswith("the production model v1 is not comparable: only 30 of")
+        assert "prefab promote" in d.reason
+        assert (d.champion_value, d.delta, d.compared_rows, d.excluded_rows) == (
+            None, None, None, 970)
+        assert d.challenger_value == 0.9  # on the whole test split
+
+    def test_unchecked_champion_says_so(self) -> None:
+        cmp = comparison(0.76, 0.75, 1, checked=False)
+        d = decide_promotion(challenger(), evaluation(0.76), cmp, PromoteConfig())
+
+        assert d.promote is True
+        assert "on all 1,000 test rows (v1's training rows unknown)" in d.reason
+
+
 class TestDecideLowerIsBetter:
     def test_lower_rmse_promotes(self) -> None:
         d = decide(9.0, 10.0, metric="rmse", greater_is_better=False, min_improvement=0.5)
@@ -152,15 +218,26 @@ class TestDecideNoop:
 
     def test_champion_of_the_same_lineage_is_already_production(self) -> None:
         """Another version of the challenger's lineage is the same model, however good."""
-        d = decide_promotion(challenger(2), evaluation(0.9), 5, {"roc_auc": 0.5},
-                             PromoteConfig(), champion_fingerprint="fp")
+        same = ChampionComparison(SAME_MODEL, 5, 1000, compared_rows=1000, checked=True,
+                                  champion={"roc_auc": 0.5}, challenger={"roc_auc": 0.9})
+        d = decide_promotion(challenger(2), evaluation(0.9), same, PromoteConfig())
+
+        assert d.promote is False
+        assert d.reason == "v5, of the same lineage as v2, is already production"
+        assert d.champion_version == 5
+
+    def test_same_model_comparison_declines(self) -> None:
+        """As the training flow builds it: the champion's metrics are the challenger's."""
+        ev = evaluation(0.9)
+        d = decide_promotion(challenger(2), ev, ChampionComparison.same_model(5, ev),
+                             PromoteConfig())
 
         assert d.promote is False
         assert d.reason == "v5, of the same lineage as v2, is already production"
 
     def test_champion_of_another_lineage_is_compared(self) -> None:
-        d = decide_promotion(challenger(2), evaluation(0.9), 5, {"roc_auc": 0.5},
-                             PromoteConfig(), champion_fingerprint="other")
+        d = decide_promotion(challenger(2), evaluation(0.9), comparison(0.9, 0.5, 5),
+                             PromoteConfig())
 
         assert d.promote is True
 
@@ -287,14 +364,32 @@ class RowScores:
         return np.column_stack([1 - p, p])
 
 
+def _split(rows: np.ndarray, y: np.ndarray) -> Split:
+    X = pd.DataFrame({"row": rows})
+    return Split(X=X, y=y, row_hash=row_hashes(X))
+
+
 @pytest.fixture(scope="module")
 def features() -> FeatureSet:
-    """A binary test split of N_TEST rows, half positives (the other splits are unused)."""
+    """A binary test split of N_TEST rows, half positives.
+
+    The train and validation splits hold other rows (``row`` from N_TEST on), which
+    are never scored: they are what every stand-in model records as trained on, so
+    none of the test rows is left out of a comparison unless a test says so.
+    """
     y = np.random.default_rng(11).permutation(np.repeat([0, 1], N_TEST // 2))
-    test = Split(X=pd.DataFrame({"row": np.arange(N_TEST)}), y=y)
-    return FeatureSet(payload=Payload(test=test), preprocessor=None, input_schema={},
-                      feature_names=["row"], classes=[0, 1], problem_type="binary",
-                      native_categorical=False, split_info={}, fingerprint="fs")
+    test = _split(np.arange(N_TEST), y)
+    train = _split(np.arange(N_TEST, 3 * N_TEST), np.tile([0, 1], N_TEST))
+    valid = _split(np.arange(3 * N_TEST, 4 * N_TEST), np.tile([0, 1], N_TEST // 2))
+    return FeatureSet(payload=Payload(train=train, valid=valid, test=test),
+                      preprocessor=None, input_schema={}, feature_names=["row"],
+                      classes=[0, 1], problem_type="binary", native_categorical=False,
+                      split_info={}, fingerprint="fs")
+
+
+def auc_on(model: RowScores, split: Split) -> float:
+    """The model's true primary metric on ``split``."""
+    return compute_metrics(model, split, "binary", EVAL_CFG.threshold)[0][METRIC]
 
 
 NOISE = np.random.default_rng(5).normal(size=N_TEST)
@@ -323,9 +418,11 @@ def storage(request: pytest.FixtureRequest) -> StorageConfig:
 class Runs:
     """Training runs sharing one registry and one test split, at the promote step.
 
-    ``train`` registers a stand-in model and returns its :class:`Challenge` (its real
-    metrics on the split); ``decide`` does what the training flow does before it
-    promotes: load the champion, score it on the split and decide.
+    ``train`` registers a stand-in model with the rows it was trained on (as
+    ``register`` does) and returns its :class:`Challenge` (its real metrics on the
+    split); ``decide`` does what the training flow does before it promotes: load the
+    champion with its training rows, score both on the clean test rows and decide
+    (setting ``Challenge.comparison``).
     """
 
     def __init__(self, reg_cfg: RegisterConfig, storage: StorageConfig,
@@ -334,26 +431,37 @@ class Runs:
         self.registry = open_registry(reg_cfg, storage)
         self.auc: dict[int, float] = {}  # every version's true metric on the split
 
-    def train(self, strength: float, fingerprint: str | None = None) -> Challenge:
+    def train(self, strength: float, fingerprint: str | None = None,
+              trained_on: RowFingerprint | None = None) -> Challenge:
+        """Register a model; it records ``trained_on`` (default: the train and valid rows)."""
         model = model_of(strength, self.features)
-        metrics = evaluate_champion.fn(model, self.features, EVAL_CFG)
-        assert metrics is not None
+        metrics, _, _ = compute_metrics(model, self.features.test, "binary",
+                                        EVAL_CFG.threshold)
+        rows = trained_rows(self.features) if trained_on is None else trained_on
+        assert rows is not None
         mv = self.registry.register(
             ModelVersion(model_name=MODEL, version=0, created_at="",
                          fingerprint=fingerprint or f"fp-{uuid.uuid4().hex}", model_key="",
-                         model_sha256="", problem_type="binary", metrics=metrics),
-            pickle.dumps(model))
+                         model_sha256="", problem_type="binary", metrics=metrics,
+                         data={"trained_rows": {"columns": list(rows.columns),
+                                                "distinct": len(rows)}}),
+            pickle.dumps(model), {TRAINED_ROWS_FILE: rows.to_npy()})
         self.auc[mv.version] = metrics[METRIC]
         ev = Evaluation(metrics=metrics, confusion_matrix=None, gate=GateResult(passed=True),
                         plots={}, primary_metric=METRIC, greater_is_better=True,
                         fingerprint=f"ev-{mv.version}")
-        return Challenge(mv, ev, self.features, EVAL_CFG)
+        trained = TrainedModel(payload=Payload(pipeline=model), fingerprint=mv.fingerprint,
+                               estimator="RowScores", params={}, problem_type="binary",
+                               classes=[0, 1], input_schema={}, feature_names=["row"])
+        # not decided yet: decide() sets the comparison with the champion
+        return Challenge(mv, ev, trained, self.features, EVAL_CFG,
+                         ChampionComparison(NO_CHAMPION, None, N_TEST))
 
     def decide(self, challenge: Challenge) -> PromotionDecision:
         champion = load_production.fn(self.reg_cfg, self.storage, "production",
-                                      unless_lineage=challenge.challenger.fingerprint)
-        decision, challenge.champion_metrics = decide_again(challenge, champion,
-                                                            PromoteConfig())
+                                      unless_lineage=challenge.challenger.fingerprint,
+                                      with_trained_rows=True)
+        decision, challenge.comparison = decide_again(challenge, champion, PromoteConfig())
         return decision
 
     def promote(self, decision: PromotionDecision, challenge: Challenge | None,
@@ -400,7 +508,10 @@ class TestPromoteCompareAndSet:
         assert (final.promote, final.champion_version) == (False, v_a)
         assert final.champion_value == pytest.approx(runs.auc[v_a])
         assert f"does not beat v{v_a}'s" in final.reason
-        assert late.champion_metrics[METRIC] == pytest.approx(runs.auc[v_a])
+        assert late.comparison.champion[METRIC] == pytest.approx(runs.auc[v_a])
+        assert (late.comparison.status, late.comparison.champion_version) == (COMPARED, v_a)
+        assert (late.comparison.compared_rows, late.comparison.excluded_rows) == (N_TEST, 0)
+        assert late.comparison.checked  # v_a's training rows were read
         assert [(e["version"], e["previous"]) for e in runs.events("promote")] == [
             (1, None), (v_a, 1)]
         declined = runs.events("promotion_declined")[-1]
@@ -484,6 +595,38 @@ class TestPromoteCompareAndSet:
                                        "already production")
         assert runs.production() == v_twin
 
+    def test_a_new_champion_is_compared_on_the_rows_it_was_not_trained_on(
+            self, runs: Runs) -> None:
+        """Deciding again reads the new champion's training rows and leaves them out."""
+        a = runs.train(1.2)
+        dec_a = runs.decide(a)  # against v1, which was trained on none of the test rows
+        assert (a.comparison.status, a.comparison.checked) == (COMPARED, True)
+        assert (a.comparison.compared_rows, a.comparison.excluded_rows) == (N_TEST, 0)
+        test = runs.features.test
+        seen = test.X["row"].to_numpy() < 150  # b was trained on 150 of the test rows too
+        b = runs.train(1.0, trained_on=RowFingerprint.of(
+            ["row"], test.row_hash[seen], runs.features.train.row_hash))
+        runs.promote(runs.decide(b), b)
+        v_a, v_b = a.challenger.version, b.challenger.version
+        assert runs.production() == v_b
+
+        late = runs.promote(dec_a, a)
+
+        cmp = late.comparison
+        assert late.attempts == 2 and cmp.champion_version == v_b
+        assert (cmp.status, cmp.checked, cmp.test_rows) == (COMPARED, True, N_TEST)
+        assert (cmp.compared_rows, cmp.excluded_rows, cmp.excluded_own_rows) == (
+            N_TEST - 150, 150, 0)
+        clean = test.subset(~seen)
+        final = late.decision
+        assert final.champion_value == pytest.approx(auc_on(b.trained.pipeline, clean))
+        assert final.challenger_value == pytest.approx(auc_on(a.trained.pipeline, clean))
+        assert final.champion_value != pytest.approx(runs.auc[v_b])  # not the whole split
+        assert (final.compared_rows, final.excluded_rows) == (N_TEST - 150, 150)
+        assert (final.promote, runs.production()) == (True, v_a)
+        assert (f"on {N_TEST - 150} of {N_TEST} test rows, 150 of them excluded as "
+                f"v{v_b}'s training rows") in final.reason
+
     def test_a_declined_decision_touches_nothing_even_if_the_champion_moved(
             self, runs: Runs) -> None:
         weak, strong = runs.train(0.05), runs.train(1.2)
@@ -505,10 +648,10 @@ class TestPromoteCompareAndSet:
         runs.registry.set_alias(MODEL, "production", next(moves))
         real = evaluate_champion.fn
 
-        def score_then_move(champion, features, cfg):  # another run promotes meanwhile
-            metrics = real(champion, features, cfg)
+        def score_then_move(champion, challenger, features, cfg):  # another run promotes
+            comparison = real(champion, challenger, features, cfg)
             runs.registry.set_alias(MODEL, "production", next(moves))
-            return metrics
+            return comparison
 
         monkeypatch.setattr("prefab_mlops.tasks.promote.evaluate_champion.fn", score_then_move)
 

@@ -18,10 +18,11 @@ import pytest
 
 from prefab_mlops.config import ModelSpec, PipelineConfig, RegisterConfig, TargetSpec, load_config
 from prefab_mlops.core.errors import IntegrityError
-from prefab_mlops.core.fingerprint import bytes_sha256
+from prefab_mlops.core.fingerprint import bytes_sha256, row_hashes
 from prefab_mlops.core.registry import ModelRegistry
 from prefab_mlops.core.storage import S3Config, StorageConfig, parse_location, read_source
-from prefab_mlops.tasks.evaluate import Evaluation, evaluate
+from prefab_mlops.orchestration.payloads import Payload
+from prefab_mlops.tasks.evaluate import COMPARED, ChampionComparison, Evaluation, evaluate
 from prefab_mlops.tasks.featurize import FeatureSet, featurize
 from prefab_mlops.tasks.ingest import Dataset, ingest
 from prefab_mlops.tasks.register import RunInfo, load_production, open_registry, register
@@ -74,9 +75,10 @@ def run_info(t: Trained) -> RunInfo:
 
 def do_register(t: Trained, cfg: RegisterConfig, storage: StorageConfig = LOCAL,
                 model: TrainedModel | None = None,
-                champion: dict[str, float] | None = None):
-    return register.fn(model or t.model, t.evaluation, t.data, t.features, champion, cfg,
-                       storage, run_info(t), t.cfg.seed)
+                champion: ChampionComparison | None = None,
+                features: FeatureSet | None = None):
+    return register.fn(model or t.model, t.evaluation, t.data, features or t.features,
+                       champion, cfg, storage, run_info(t), t.cfg.seed)
 
 
 def probabilities(pipeline: Any, t: Trained) -> np.ndarray:
@@ -98,15 +100,21 @@ class TestRegisterContents:
                                       probabilities(trained.model.pipeline, trained))
 
     def test_metrics_gate_params_and_config(self, trained: Trained, tmp_path: Path) -> None:
-        mv = do_register(trained, reg_cfg(trained, tmp_path),
-                         champion={"roc_auc": 0.6, "log_loss": 0.5})
+        comparison = ChampionComparison(COMPARED, 3, 1000, compared_rows=900, excluded_rows=100,
+                                        checked=True, champion={"roc_auc": 0.6, "log_loss": 0.5},
+                                        challenger={"roc_auc": 0.7, "log_loss": 0.4})
+        mv = do_register(trained, reg_cfg(trained, tmp_path), champion=comparison)
         back = open_registry(reg_cfg(trained, tmp_path), LOCAL).get_version(mv.model_name, 1)
 
         assert back.metrics == trained.evaluation.metrics
         assert 0.5 < back.metrics["roc_auc"] <= 1.0
         assert back.gate["passed"] == trained.evaluation.gate.passed
         assert back.gate["rules"] == trained.evaluation.gate.rules
-        assert back.champion == {"metrics": {"roc_auc": 0.6, "log_loss": 0.5}}
+        assert back.champion == {"version": 3, "metrics": {"roc_auc": 0.6, "log_loss": 0.5},
+                                 "challenger_metrics": {"roc_auc": 0.7, "log_loss": 0.4},
+                                 "status": "compared", "test_rows": 1000, "compared_rows": 900,
+                                 "excluded_rows": 100, "excluded_own_rows": 0, "checked": True,
+                                 "note": ""}
         assert back.problem_type == "binary"
         assert back.params["estimator"] == "xgboost.XGBClassifier"
         assert back.params["n_estimators"] == 20 and back.params["random_state"] == 42
@@ -184,7 +192,7 @@ class TestRegisterContents:
 
         assert trained.evaluation.plots, "evaluate made no plots"
         assert set(mv.files) == {f"plots/{n}" for n in trained.evaluation.plots} | {
-            "reference.parquet"}
+            "reference.parquet", "train_rows.npy"}
         for name, png in trained.evaluation.plots.items():
             stored = registry.read_file(mv, f"plots/{name}")
             assert stored == png and stored[:4] == b"\x89PNG"
@@ -217,6 +225,60 @@ class TestRegisterContents:
         np.testing.assert_array_equal(probabilities(loaded.model, trained),
                                       probabilities(trained.model.pipeline, trained))
         assert not Path("/unused").exists()
+
+
+class TestTrainedRows:
+    def test_hashes_of_the_train_and_validation_rows_are_stored(
+            self, trained: Trained, tmp_path: Path) -> None:
+        cfg = reg_cfg(trained, tmp_path)
+        mv = do_register(trained, cfg)
+        fs = trained.features
+        columns = list(fs.train.X.columns)
+        rows = open_registry(cfg, LOCAL).trained_rows(mv)
+
+        assert rows is not None and list(rows.columns) == columns
+        assert mv.data["trained_rows"] == {"columns": columns, "distinct": len(rows)}
+        expected = np.unique(np.concatenate([row_hashes(fs.train.X), row_hashes(fs.valid.X)]))
+        np.testing.assert_array_equal(rows.hashes, expected)
+        assert len(rows) == len(fs.train) + len(fs.valid)  # flights rows are distinct
+        # 8 bytes a row (plus the .npy header)
+        stored = open_registry(cfg, LOCAL).read_file(mv, "train_rows.npy")
+        assert len(stored) - 8 * len(rows) <= 128
+        assert rows.contains(pd.concat([fs.train.X, fs.valid.X])).all()
+        assert not rows.contains(fs.test.X).any()
+
+    def test_load_production_reads_them_only_when_asked(self, trained: Trained,
+                                                        tmp_path: Path) -> None:
+        cfg = reg_cfg(trained, tmp_path)
+        mv = do_register(trained, cfg)
+        registry = open_registry(cfg, LOCAL)
+        registry.set_alias(cfg.model_name, "production", mv.version)
+
+        assert load_production.fn(cfg, LOCAL).trained_rows is None
+        loaded = load_production.fn(cfg, LOCAL, with_trained_rows=True)
+        np.testing.assert_array_equal(loaded.trained_rows.hashes,
+                                      registry.trained_rows(mv).hashes)
+        # the champion is the challenger: neither the model nor its rows are read
+        registry.store.put(mv.files["train_rows.npy"], b"unreadable")
+        same = load_production.fn(cfg, LOCAL, unless_lineage=mv.fingerprint,
+                                  with_trained_rows=True)
+        assert same.model is None and same.trained_rows is None
+
+    def test_a_version_registered_without_them_has_none(self, trained: Trained,
+                                                        tmp_path: Path) -> None:
+        cfg = reg_cfg(trained, tmp_path)
+        fs = trained.features
+        unhashed = {k: dataclasses.replace(fs.payload[k], row_hash=None)
+                    for k in ("train", "valid", "test")}
+        old = dataclasses.replace(fs, payload=Payload(
+            **unhashed, Xt_train=fs.Xt_train, Xt_valid=fs.Xt_valid))
+        mv = do_register(trained, cfg, features=old)
+        registry = open_registry(cfg, LOCAL)
+        registry.set_alias(cfg.model_name, "production", mv.version)
+
+        assert "train_rows.npy" not in mv.files and "trained_rows" not in mv.data
+        assert registry.trained_rows(mv) is None
+        assert load_production.fn(cfg, LOCAL, with_trained_rows=True).trained_rows is None
 
 
 class TestRegisterDedup:

@@ -96,7 +96,8 @@ class TestTrainEachModel:
         assert tm.pipeline.named_steps["preprocess"] is fs.preprocessor
         assert (tm.problem_type, tm.classes) == ("binary", [False, True])
         assert tm.params["random_state"] == cfg.seed == 42
-        assert tm.info["train_rows"] == len(fs.train) == round(FLIGHT_ROWS * 0.7)
+        assert tm.info["train_rows"] == len(fs.train)
+        assert abs(len(fs.train) / FLIGHT_ROWS - 0.7) < 0.03  # the hash split's sizes vary
         assert tm.input_schema == fs.input_schema and tm.feature_names == fs.feature_names
         proba = tm.pipeline.predict_proba(fs.test.X)  # raw columns in, as serving does
         assert proba.shape == (len(fs.test), 2)

@@ -184,6 +184,7 @@ class TestAnswersReachTheConfig:
         assert cfg.tracking.mode == "offline" and cfg.tracking.project == "flight-delays"
         assert cfg.storage.kind == "local" and cfg.storage.prefix == "flight-delays"
         assert cfg.features.datetime.columns == ["time_hour"]
+        assert (cfg.features.split.strategy, cfg.features.split.key) == ("hash", [])
         assert "arr_delay" not in cfg.validate.columns  # only the prepared columns
 
     def test_regression_csv(self, rendered: Callable[[str], Path], data_dir: Path) -> None:

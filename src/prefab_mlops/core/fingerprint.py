@@ -4,6 +4,10 @@ A fingerprint is a short hex digest that changes whenever anything that could
 change a result changes. Task outputs carry the fingerprint of what produced them
 (inputs + config subtree + task code), so downstream cache keys never need to hash
 a large DataFrame, and lineage is recorded with every registered model.
+
+Rows have fingerprints of their own: :func:`row_hashes` gives each row of a frame a
+stable 64-bit hash of its values, which places a row in its split (the ``hash``
+split) and records which rows a model was trained on (:class:`RowFingerprint`).
 """
 
 from __future__ import annotations
@@ -12,12 +16,16 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import inspect
+import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _CHUNK = 1 << 20
 
@@ -88,3 +96,104 @@ def lineage(fn: Callable[..., Any], *parts: Any) -> str:
     """
     name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"
     return stable_hash(name, code_hash(fn), *parts)
+
+
+# ------------------------------------------------------------------ rows
+def _canonical_column(series: pd.Series) -> Any:
+    """The values of ``series`` in a form whose hash does not depend on how it was read.
+
+    A column's dtype can change with the rows around it: one missing value turns an
+    int column into float, a Parquet round trip changes a timestamp's unit. So
+    numbers and booleans hash as float64 (``-0.0`` as ``0.0``, every NaN alike) and
+    timestamps and durations at microsecond resolution; strings hash the same as
+    ``object``, ``str`` or ``category`` (pandas hashes a category by its value).
+    """
+    import pandas as pd
+
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype) or (pd.api.types.is_numeric_dtype(dtype)
+                                            and not pd.api.types.is_complex_dtype(dtype)):
+        values = series.to_numpy(dtype="float64", na_value=np.nan) + 0.0
+        values[np.isnan(values)] = np.nan
+        return values
+    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+        return series.dt.as_unit("us").array
+    return series.array  # an array, not a Series: no alignment on the frame's index
+
+
+def row_hashes(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> np.ndarray:
+    """A stable 64-bit hash of each row's values in ``columns`` (default: every column).
+
+    The hash depends only on the values of the row, not on its position, the other
+    rows, the order of the columns or how the column was read (see
+    :func:`_canonical_column`); it is the same in every process and pandas version
+    (pandas' ``hash_pandas_object`` with its fixed key). Identical rows have the
+    same hash.
+
+    Args:
+        frame: The rows.
+        columns: The columns to hash (in any order).
+
+    Returns:
+        A ``uint64`` array with one hash per row of ``frame``.
+
+    Raises:
+        KeyError: a column is not in ``frame``.
+        ValueError: no columns to hash.
+    """
+    import pandas as pd
+
+    names = sorted(frame.columns if columns is None else columns, key=str)
+    if not names:
+        raise ValueError("row_hashes needs at least one column")
+    canon = pd.DataFrame({str(c): _canonical_column(frame[c]) for c in names},
+                         index=pd.RangeIndex(len(frame)))
+    return pd.util.hash_pandas_object(canon, index=False).to_numpy(dtype=np.uint64)
+
+
+@dataclasses.dataclass(frozen=True)
+class RowFingerprint:
+    """A set of rows (for example what a model was trained on), as row hashes.
+
+    Attributes:
+        columns: The columns hashed (:func:`row_hashes`); a row of another frame is
+            in the set when its values in these columns equal a member's.
+        hashes: Sorted, unique ``uint64`` row hashes: 8 bytes per distinct row.
+    """
+
+    columns: tuple[str, ...]
+    hashes: np.ndarray
+
+    @classmethod
+    def of(cls, columns: Iterable[str], *hashes: np.ndarray) -> RowFingerprint:
+        """The set of rows with these hashes (from :func:`row_hashes` over ``columns``)."""
+        joined = np.concatenate([np.asarray(h, dtype=np.uint64) for h in hashes]) if hashes \
+            else np.empty(0, dtype=np.uint64)
+        return cls(tuple(columns), np.unique(joined))
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def contains(self, frame: pd.DataFrame) -> np.ndarray:
+        """Which rows of ``frame`` are in the set (a boolean mask).
+
+        Raises:
+            KeyError: ``frame`` lacks one of :attr:`columns`.
+        """
+        return self.contains_hashes(row_hashes(frame, self.columns))
+
+    def contains_hashes(self, hashes: np.ndarray) -> np.ndarray:
+        """Which of ``hashes`` (row hashes over :attr:`columns`) are in the set."""
+        return np.isin(np.asarray(hashes, dtype=np.uint64), self.hashes)
+
+    def to_npy(self) -> bytes:
+        """The hashes as ``.npy`` bytes (the columns are stored by the caller)."""
+        buf = io.BytesIO()
+        np.save(buf, self.hashes, allow_pickle=False)
+        return buf.getvalue()
+
+    @classmethod
+    def from_npy(cls, data: bytes, columns: Iterable[str]) -> RowFingerprint:
+        """Read what :meth:`to_npy` wrote."""
+        hashes = np.load(io.BytesIO(data), allow_pickle=False)
+        return cls(tuple(columns), np.asarray(hashes, dtype=np.uint64))

@@ -6,6 +6,7 @@ default, ``s3://bucket/prefix/registry`` with ``storage=s3``)::
     <model>/blobs/<token>/model.pkl         payload files, written first
     <model>/blobs/<token>/plots/roc.png
     <model>/blobs/<token>/reference.parquet drift reference sample
+    <model>/blobs/<token>/train_rows.npy    hashes of the rows it was trained on
     <model>/versions/000003.json            the manifest; its existence *is* the version
     <model>/aliases/production.json         {"version": 3, "history": [1, 2]}
     <model>/events/<time>-<token>.json      append-only audit log (promotions, rollbacks)
@@ -36,10 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from prefab_mlops.core.errors import AliasMovedError, IntegrityError, RegistryError
-from prefab_mlops.core.fingerprint import bytes_sha256
+from prefab_mlops.core.fingerprint import RowFingerprint, bytes_sha256
 from prefab_mlops.core.storage import ObjectStore, new_token
 
 _VERSION_WIDTH = 6
+# A version's file of the row hashes of its train and validation rows
+# (RowFingerprint.to_npy); the manifest's data["trained_rows"]["columns"] says which
+# columns were hashed.
+TRAINED_ROWS_FILE = "train_rows.npy"
 # Marks a model whose lineage index covers every version (see find_by_fingerprint).
 _INDEXED = "_indexed"
 
@@ -119,10 +124,15 @@ class AliasState:
 
 @dataclass
 class LoadedModel:
-    """A registered version and its unpickled model (None if the caller did not need it)."""
+    """A registered version and its unpickled model (None if the caller did not need it).
+
+    ``trained_rows`` are the rows it was trained on, when the caller asked for them
+    and the version has them (see :meth:`ModelRegistry.trained_rows`).
+    """
 
     version: ModelVersion
     model: Any
+    trained_rows: RowFingerprint | None = None
 
 
 class ModelRegistry:
@@ -297,6 +307,16 @@ class ModelRegistry:
                 f"registered {mv.model_sha256[:12]}…; refusing to load a tampered model.",
                 fix="Restore the file from the registry's storage backup or retrain.")
         return LoadedModel(version=mv, model=pickle.loads(data))  # noqa: S301 - sha-verified
+
+    def trained_rows(self, mv: ModelVersion) -> RowFingerprint | None:
+        """The rows ``mv`` was trained on (train and validation), or None if not recorded.
+
+        A version registered without them (by older code) returns None.
+        """
+        info = mv.data.get("trained_rows")
+        if TRAINED_ROWS_FILE not in mv.files or not info:
+            return None
+        return RowFingerprint.from_npy(self.read_file(mv, TRAINED_ROWS_FILE), info["columns"])
 
     # ---------------------------------------------------------------- aliases
     def alias(self, model_name: str, alias: str) -> AliasState | None:

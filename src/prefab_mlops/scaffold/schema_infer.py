@@ -7,7 +7,7 @@ prepares it, so dtypes are the ones ``validate`` will see), then proposes
   allowed values of low-cardinality strings, a minimum row count;
 * ``conf/features/<name>.yaml``: numeric, categorical and datetime columns (the
   target, the columns a derived target is computed from, constants and id-like
-  strings are left out), and a split that suits the problem type.
+  strings are left out), and a hash split (a row keeps its split as the data grows).
 
 It also checks that the target fits the problem type (a binary target is 0/1 or
 true/false, a regression target is numeric), so a wrong answer fails at once.
@@ -314,8 +314,8 @@ def infer(frame: Any, target: str, problem_type: str, time_column: str | None = 
     validate = {"on_failure": "fail", "min_rows": max(1, min(1000, rows // 10)),
                 "strict": False, "max_examples": 5, "unique": [], "columns": columns}
     features = {
-        "split": {"strategy": "random" if problem_type == "regression" else "stratified",
-                  "time_column": time_column or None, "valid_size": 0.1, "test_size": 0.2},
+        "split": {"strategy": "hash", "key": [], "time_column": time_column or None,
+                  "valid_size": 0.1, "test_size": 0.2},
         "numeric": {"columns": numeric, "impute": "median", "scale": "none"},
         "categorical": {"columns": categorical, "encoding": "ordinal", "impute": "constant",
                         "min_frequency": None},
@@ -361,7 +361,7 @@ def placeholders(name: str, reason: str, command: str) -> tuple[str, str]:
                             "max_examples": 5, "unique": [], "columns": {}})
     features = why + ("# Until then training stops with \"'features' lists no numeric, "
                       "categorical or datetime columns\".\n") + _dump({
-        "split": {"strategy": "random", "time_column": None, "valid_size": 0.1,
+        "split": {"strategy": "hash", "key": [], "time_column": None, "valid_size": 0.1,
                   "test_size": 0.2},
         "numeric": {"columns": [], "impute": "median", "scale": "none"},
         "categorical": {"columns": [], "encoding": "ordinal", "impute": "constant",
