@@ -96,14 +96,21 @@ def served_project(tmp_path_factory: pytest.TempPathFactory) -> ServedProject:
 
 # ------------------------------------------------------------------- servers
 class ServerProcess:
-    """``python -m prefab_mlops.serve`` as a subprocess in its own process group."""
+    """``python -m prefab_mlops.serve`` as a subprocess in its own process group.
+
+    With ``api_key``, the server gets it in ``$PREFAB_SERVE_API_KEY`` and the helpers
+    here (``get``, ``metrics_text``, ``metric``, the readiness wait) send it.
+    """
 
     def __init__(self, registry: Path, port: int, logfile: Path, *args: str,
-                 workers: int = 2, python: str = sys.executable) -> None:
+                 workers: int = 2, python: str = sys.executable,
+                 api_key: str | None = None) -> None:
         self.registry_dir = registry
         self.port = port
         self.workers = workers
         self.logfile = logfile
+        self.api_key = api_key
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.cmd = [python, "-m", "prefab_mlops.serve", "--registry", str(registry),
                     "--model", MODEL, "--port", str(port), "--workers", str(workers), *args]
         self.proc: subprocess.Popen | None = None
@@ -115,6 +122,9 @@ class ServerProcess:
     def start(self, timeout: float = 90.0) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        env.pop("PREFAB_SERVE_API_KEY", None)
+        if self.api_key:
+            env["PREFAB_SERVE_API_KEY"] = self.api_key
         with open(self.logfile, "wb") as fh:
             self.proc = subprocess.Popen(self.cmd, stdout=fh, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, cwd=REPO, env=env,
@@ -139,9 +149,13 @@ class ServerProcess:
     def log(self) -> str:
         return self.logfile.read_text(errors="replace")[-6000:]
 
+    def _open(self, path: str) -> Any:
+        request = urllib.request.Request(self.url + path, headers=self.headers)
+        return urllib.request.urlopen(request, timeout=10)
+
     def get(self, path: str) -> tuple[int, Any]:
         try:
-            with urllib.request.urlopen(self.url + path, timeout=10) as r:
+            with self._open(path) as r:
                 body = r.read()
                 status = r.status
         except urllib.error.HTTPError as err:
@@ -152,7 +166,7 @@ class ServerProcess:
             return status, body.decode()
 
     def metrics_text(self) -> str:
-        with urllib.request.urlopen(self.url + "/metrics", timeout=10) as r:
+        with self._open("/metrics") as r:
             return r.read().decode()
 
     def metric(self, name: str, labels: str = "") -> float:

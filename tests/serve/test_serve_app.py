@@ -68,9 +68,9 @@ class AppClient:
         self.thread.join(10)
         self.loop.close()
 
-    def get(self, path: str) -> httpx.Response:
+    def get(self, path: str, **kw: Any) -> httpx.Response:
         assert self.client is not None
-        return self._run(self.client.get(path))
+        return self._run(self.client.get(path, **kw))
 
     def post(self, path: str, **kw: Any) -> httpx.Response:
         assert self.client is not None

@@ -13,6 +13,8 @@ serves ``POST /predict``, ``GET /health``, ``/ready``, ``/model`` and ``/metrics
   fails its sha256 check or cannot be loaded is refused (:mod:`prefab_mlops.serve.app`).
 * Scored requests can be logged as batches the monitoring flow accepts
   (:mod:`prefab_mlops.serve.reqlog`).
+* An optional API key, read from the environment, guards every path but the
+  probes (:mod:`prefab_mlops.serve.auth`).
 
 The server depends only on :mod:`prefab_mlops`, never on ``tasks`` or ``flows``.
 Importing this package has no side effects.

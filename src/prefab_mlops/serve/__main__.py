@@ -12,6 +12,10 @@ Examples::
     # two worker processes, log requests for drift monitoring
     python -m prefab_mlops.serve --workers 2 --request-log outputs/requests
 
+    # require an API key on /predict, /model and /metrics (the key is read from the
+    # environment, never from the command line)
+    PREFAB_SERVE_API_KEY="$(cat /run/secrets/serve-key)" python -m prefab_mlops.serve
+
 Every flag has an environment variable (``--max-rows`` ↔ ``PREFAB_SERVE_MAX_ROWS``),
 which is how the container image is configured.
 """
@@ -26,6 +30,7 @@ from typing import Any
 
 from prefab_mlops.core.errors import PrefabError
 from prefab_mlops.core.registry import PRODUCTION_ALIAS
+from prefab_mlops.serve.auth import DEFAULT_ENV as DEFAULT_API_KEY_ENV
 
 ENV_PREFIX = "PREFAB_SERVE_"
 
@@ -53,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  python -m prefab_mlops.serve --port 8000                 # registry/model from conf/\n"
         "  python -m prefab_mlops.serve --workers 2 --request-log outputs/requests\n"
         "  curl -s localhost:8000/predict -d '[{\"month\": 1, ...}]'\n"
+        "  PREFAB_SERVE_API_KEY=... python -m prefab_mlops.serve --port 8000   # key required\n"
         "every flag also reads PREFAB_SERVE_<FLAG> (e.g. PREFAB_SERVE_PORT=8080)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("what to serve")
@@ -75,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--workers", type=int, default=int(_env("workers", 1)),
                    help="worker processes sharing the port, 1-64 (default 1; use the "
                    "number of cores)")
+    a = p.add_argument_group("access")
+    a.add_argument("--api-key-env", metavar="NAME", default=_env("api_key_env", None),
+                   help=f"environment variable holding the API key that /predict, /model "
+                   f"and /metrics then require (header 'Authorization: Bearer <key>' or "
+                   f"'X-API-Key: <key>'; /health and /ready stay open). Default: "
+                   f"{DEFAULT_API_KEY_ENV} when it is set; without either, no key. The key "
+                   "itself is never a flag: command lines show in `ps`")
     r = p.add_argument_group("requests")
     r.add_argument("--max-rows", type=int, default=int(_env("max_rows", 1000)),
                    help="most records per request (default 1000)")
@@ -138,6 +151,10 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         alias = alias or cfg.promote.alias
         if cfg.storage.kind != "local":
             storage = as_plain(cfg.storage)
+    # an explicitly named variable must hold a key; the default one is optional, but once
+    # it is set (even empty) it must hold a usable key: a missing secret never fails open
+    api_key_env = args.api_key_env or (
+        DEFAULT_API_KEY_ENV if DEFAULT_API_KEY_ENV in os.environ else None)
     return ServeSettings(
         registry=str(registry), model=model, alias=alias or PRODUCTION_ALIAS, storage=storage,
         host=args.host, port=args.port, workers=args.workers, poll_seconds=args.poll_seconds,
@@ -148,7 +165,15 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         request_log_format=args.request_log_format,
         request_log_rows_per_file=args.request_log_rows_per_file,
         request_log_max_files=args.request_log_max_files,
-        request_log_flush_seconds=args.request_log_flush_seconds, log_level=args.log_level)
+        request_log_flush_seconds=args.request_log_flush_seconds, log_level=args.log_level,
+        api_key_env=api_key_env)
+
+
+def printable_settings(settings: Any) -> dict[str, Any]:
+    """The settings as ``--print-settings`` shows them: ``api_key`` masked, never the key."""
+    out = json.loads(settings.to_json())
+    out["api_key"] = "********" if settings.api_key_env else None
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = settings_from_args(args)
         if args.print_settings:
-            print(json.dumps(json.loads(settings.to_json()), indent=2))
+            print(json.dumps(printable_settings(settings), indent=2))
             return 0
         from prefab_mlops.serve.server import run
 

@@ -2,7 +2,9 @@
 
 :func:`create_app` builds one app for one worker process. Its lifespan loads the
 version the alias names, starts the micro-batcher, the alias watcher (hot
-reload) and, if configured, the request log.
+reload) and, if configured, the request log. With an API key
+(:mod:`prefab_mlops.serve.auth`), every path but ``/health`` and ``/ready`` answers
+401 to a request without it.
 
 Hot reload: every ``poll_seconds`` the watcher reads ``aliases/<alias>.json`` (one
 small object; nothing else is listed or read). When it names another version, that
@@ -36,6 +38,7 @@ from fastapi.responses import Response
 
 from prefab_mlops.core.registry import AliasState, ModelRegistry
 from prefab_mlops.core.storage import object_store
+from prefab_mlops.serve.auth import OPEN_PATHS, ApiKey, unauthorized_body, www_authenticate
 from prefab_mlops.serve.batcher import MicroBatcher
 from prefab_mlops.serve.errors import ModelRefused, RequestInvalid
 from prefab_mlops.serve.metrics import ENDPOINTS, ServeMetrics
@@ -92,6 +95,7 @@ class ServerState:
         self.worker = worker
         self.registry = registry or ModelRegistry(
             object_store(settings.storage_config(), settings.registry, "registry"))
+        self.api_key = ApiKey(settings.api_key_env) if settings.api_key_env else None
         self.metrics = ServeMetrics()
         self.batcher = MicroBatcher(settings.batch_max_rows, settings.batch_wait_ms / 1000.0,
                                     on_batch=self._on_batch)
@@ -124,6 +128,9 @@ class ServerState:
                 s.request_log_max_files, s.request_log_flush_seconds, self.worker,
                 on_written=self.metrics.log_rows.inc, on_dropped=self.metrics.log_dropped.inc)
             self.reqlog.start()
+        if self.api_key is not None:
+            log.info("%s: API key required on every path but %s (key from $%s)", self.worker,
+                     " and ".join(sorted(OPEN_PATHS)), self.api_key.env_name)
         self.batcher.start()
         await self.check_alias()
         if self.current is None:
@@ -324,6 +331,7 @@ class ServerState:
         info["worker"] = {"tag": self.worker, "pid": os.getpid()}
         info["last_refused"] = self.last_refused
         info["fallback"] = self.fallback
+        info["auth"] = {"api_key": self.api_key is not None}
         info["request_log"] = ({"dir": self.settings.request_log_dir,
                                 "format": self.settings.request_log_format}
                                if self.reqlog else None)
@@ -357,6 +365,32 @@ class _MetricsMiddleware:
             self.state.metrics.request(path if path in ENDPOINTS else "other",
                                        scope.get("method", ""), status,
                                        time.perf_counter() - start)
+
+
+class _ApiKeyMiddleware:
+    """Pure ASGI middleware: 401 for a request without the API key, but on the probes.
+
+    It sits inside :class:`_MetricsMiddleware`, so each 401 is counted in
+    ``prefab_serve_requests_total{status="401"}`` like any other answer.
+    """
+
+    def __init__(self, app: Any, state: ServerState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        key = self.state.api_key
+        if key is None or scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        reason = key.check(scope["headers"])
+        if reason is None:
+            await self.app(scope, receive, send)
+            return
+        self.state.metrics.auth_failures.labels(reason).inc()
+        response = _json(unauthorized_body(reason), 401,
+                         headers={"WWW-Authenticate": www_authenticate(reason)})
+        await response(scope, receive, send)
 
 
 def create_app(settings: ServeSettings, worker: str = "w0",
@@ -414,7 +448,8 @@ def create_app(settings: ServeSettings, worker: str = "w0",
         body, ctype = await asyncio.to_thread(state.metrics.exposition)
         return Response(body, media_type=ctype)
 
-    app.add_middleware(_MetricsMiddleware, state=state)
+    app.add_middleware(_ApiKeyMiddleware, state=state)
+    app.add_middleware(_MetricsMiddleware, state=state)  # added last: the outermost
     return app
 
 

@@ -14,6 +14,9 @@ Metrics (all prefixed ``prefab_serve_``):
   (histogram of the positive-class probability for binary models, of the top
   class probability for multiclass models, of the predicted value for regression).
 * ``invalid_requests_total{type}``, ``unknown_categories_total{field}``.
+* ``auth_failures_total{reason}``: requests refused for want of the API key
+  (``missing``: none sent; ``invalid``: a wrong one); they are also in
+  ``requests_total{status="401"}``.
 * ``model_version{model}`` (the version being served), ``model_loaded`` (1 when a
   model is loaded), ``fast_path{model}`` (1 when the numpy fast path is in use),
   ``model_reloads_total{result}`` (``loaded`` / ``refused``).
@@ -87,6 +90,9 @@ class ServeMetrics:
         self.unknown = Counter(f"{p}unknown_categories_total",
                                "Unknown categories accepted (unknown_category=accept).",
                                ["field"], registry=r)
+        self.auth_failures = Counter(f"{p}auth_failures_total",
+                                     "Requests refused with 401: API key missing or invalid.",
+                                     ["reason"], registry=r)
         self.version = Gauge(f"{p}model_version", "Registry version being served.", ["model"],
                              multiprocess_mode="livemostrecent", registry=r)
         self.loaded = Gauge(f"{p}model_loaded", "1 when a model is loaded.",

@@ -14,6 +14,7 @@ from typing import Any
 
 from prefab_mlops.core.registry import PRODUCTION_ALIAS
 from prefab_mlops.core.storage import S3Config, StorageConfig
+from prefab_mlops.serve.auth import key_problem
 from prefab_mlops.serve.errors import ServeConfigError
 
 SETTINGS_ENV = "PREFAB_SERVE_SETTINGS"
@@ -55,6 +56,10 @@ class ServeSettings:
         request_log_max_files: Most log files kept (oldest deleted first).
         request_log_flush_seconds: How often the open log file is written out.
         log_level: Python log level of the server.
+        api_key_env: Name of the environment variable that holds the API key
+            (``PREFAB_SERVE_API_KEY`` or ``--api-key-env``); ``None`` serves without a
+            key. Only the name is a setting: the key itself never travels in the
+            settings, and every worker reads it from its own environment.
     """
 
     registry: str
@@ -78,6 +83,7 @@ class ServeSettings:
     request_log_max_files: int = 50
     request_log_flush_seconds: float = 10.0
     log_level: str = "info"
+    api_key_env: str | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -119,6 +125,11 @@ class ServeSettings:
              "0.05-3600")
         need(self.log_level.lower() in ("debug", "info", "warning", "error", "critical"),
              f"--log-level is {self.log_level!r}")
+        if self.api_key_env is not None:
+            problem = key_problem(self.api_key_env) if self.api_key_env else (
+                "--api-key-env is empty")
+            if problem:
+                problems.append(problem)
         if self.storage is not None:
             try:
                 cfg = self.storage_config()
