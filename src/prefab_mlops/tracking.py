@@ -14,7 +14,6 @@ retries; any other failure is a plain :class:`~prefab_mlops.core.errors.Tracking
 from __future__ import annotations
 
 import errno
-import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from prefab_mlops.config import TrackingConfig
+from prefab_mlops.core.environ import temporary_environ
 from prefab_mlops.core.errors import TrackingError, TrackingTransientError
 from prefab_mlops.orchestration.retries import is_transient
 
@@ -108,16 +108,8 @@ def _wandb_env(cfg: TrackingConfig) -> Iterator[Path]:
     for p in env.values():
         if p.startswith("/"):
             Path(p).mkdir(parents=True, exist_ok=True)
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with temporary_environ(env):
         yield root
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def log_to_wandb(cfg: TrackingConfig, record: RunRecord) -> TrackedRun:

@@ -6,10 +6,11 @@ so the rules of a test environment have one home.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from prefab_mlops.core.environ import temporary_environ
 
 #: Set for the session: a Prefect home of its own, no telemetry, W&B offline and quiet.
 OFFLINE = {
@@ -36,16 +37,5 @@ def offline_environment(prefect_home: Path) -> Iterator[None]:
         >>> with offline_environment(tmp_path / "prefect-home"):
         ...     ...  # flows here use an ephemeral server of their own, W&B offline
     """
-    env = {"PREFECT_HOME": str(prefect_home), **OFFLINE}
-    saved = {k: os.environ.get(k) for k in [*env, *DROPPED]}
-    os.environ.update(env)
-    for key in DROPPED:
-        os.environ.pop(key, None)
-    try:
+    with temporary_environ({"PREFECT_HOME": str(prefect_home), **OFFLINE}, DROPPED):
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
