@@ -13,6 +13,7 @@ The figures are printed (``soak figures: {...}``; shown with ``pytest -s`` or ``
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,8 @@ class TestSoak:
         payloads = [records[s:s + sizes[k % 3]] for k, s in enumerate(starts)]
         server.start()
         try:
+            reloads_before = server.metric("prefab_serve_model_reloads_total",
+                                           'result="loaded"')
             workers_before = worker_pids(server.proc.pid)
             assert len(workers_before) == 2, workers_before
             mover = AliasMover(registry, MODEL, (1, 2), MOVE_EVERY_S)
@@ -65,12 +68,17 @@ class TestSoak:
                 sampler.stop()
                 load.stop()
             workers_after = worker_pids(server.proc.pid)
+            time.sleep(1.0)  # two polls: the last move is picked up before counting
+            reloads = server.metric("prefab_serve_model_reloads_total",
+                                    'result="loaded"') - reloads_before
+            refused = server.metric("prefab_serve_model_reloads_total", 'result="refused"')
         finally:
             server.stop()
         memory = sampler.summary()
         figures = {"requests": report.requests, "failed": report.failed,
                    "seconds": report.seconds, "versions": report.versions,
                    "statuses": report.statuses, "alias_moves": len(mover.moves),
+                   "worker_reloads": reloads, "refused_reloads": refused,
                    "production_versions": sorted(mover.production),
                    "rss_growth_mb": memory["growth_mb"],
                    "rss": {k: v for k, v in memory.items() if k != "all_mb"},
@@ -86,6 +94,7 @@ class TestSoak:
         assert served <= mover.production, (served, mover.production)
         assert served == {1, 2}, report.versions
         assert len(mover.moves) >= 6, mover.moves  # 20 s / 2.5 s, minus the last one
+        assert refused == 0 and reloads >= 2, (refused, reloads)
         # each version answered as the registered model does, every time
         assert report.inconsistent == 0
         for key, proba in report.first_answers.items():
