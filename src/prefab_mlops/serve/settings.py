@@ -140,8 +140,9 @@ class ServeSettings:
                 need(cfg.kind != "s3" or bool(cfg.bucket), "storage kind is s3 but no bucket")
         if problems:
             raise ServeConfigError("Invalid server settings: " + "; ".join(problems),
-                                   fix="Fix the named flags; see `python -m prefab_mlops.serve "
-                                   "--help` for ranges and examples.")
+                                   fix="Fix the named flags (or environment variables); see "
+                                   "`python -m prefab_mlops.serve --help` for ranges and "
+                                   "examples.")
 
     # ---------------------------------------------------------------- helpers
     def storage_config(self) -> StorageConfig:

@@ -271,7 +271,8 @@ class AliasMover(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
-        self.join(30)
+        if self.ident is not None:  # started
+            self.join(30)
 
 
 # ------------------------------------------------------------------ memory
@@ -350,20 +351,26 @@ class RssSampler(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
-        self.join(30)
+        if self.ident is not None:  # started
+            self.join(30)
 
     def summary(self) -> dict[str, Any]:
         """``growth_mb``: median of the last 3 samples minus median of the first 3.
 
         Medians of three keep one sample taken while a model was being loaded (both
         versions briefly resident) from counting as growth; ``peak_mb`` shows it.
+        ``trend_mb_per_min`` is the least-squares slope over every sample: with two
+        versions of different sizes taking turns, RSS steps up and down by a few MB
+        and the end points alone depend on which one is loaded.
         """
         s = self.samples
         if len(s) < 6:
             return {"samples": len(s), "growth_mb": None, "all_mb": s}
         start, end = statistics.median(s[:3]), statistics.median(s[-3:])
+        slope = statistics.linear_regression(range(len(s)), s).slope / self.interval
         return {"samples": len(s), "start_mb": round(start, 1), "end_mb": round(end, 1),
-                "peak_mb": round(max(s), 1), "growth_mb": round(end - start, 1),
+                "min_mb": round(min(s), 1), "peak_mb": round(max(s), 1),
+                "growth_mb": round(end - start, 1), "trend_mb_per_min": round(slope * 60, 2),
                 "worker_pid_sets": len(self.pids), "all_mb": s}
 
 
