@@ -11,6 +11,9 @@ INSTALL_ARGS ?=
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_TELEMETRY_ENABLED := false
+# The first temporary Prefect server of a fresh venv compiles its bytecode and migrates
+# its database, which can take longer than Prefect's 20 s default.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
 PREFECT_PORT ?= 4200
 SERVER_API   := http://127.0.0.1:$(PREFECT_PORT)/api
