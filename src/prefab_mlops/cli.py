@@ -36,6 +36,12 @@ def _model(args: argparse.Namespace, cfg: Any) -> str:
     return args.model or cfg.register.model_name
 
 
+def _alias_target(args: argparse.Namespace) -> tuple[ModelRegistry, str, str]:
+    """The registry, model and alias a promote/rollback command acts on."""
+    reg, cfg = _registry(args)
+    return reg, _model(args, cfg), args.alias or cfg.promote.alias
+
+
 def _print(obj: Any, as_json: bool, text: str) -> None:
     print(json.dumps(obj, indent=2, default=str) if as_json else text)
 
@@ -82,9 +88,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    reg, cfg = _registry(args)
-    name = _model(args, cfg)
-    alias = args.alias or cfg.promote.alias
+    reg, name, alias = _alias_target(args)
     state = reg.set_alias(name, alias, args.version, reason=args.reason, event="promote")
     _print(asdict(state), args.json, f"{name}: {alias} -> v{state.version} "
            f"(was {('v' + str(state.history[-1])) if state.history else 'unset'})")
@@ -92,9 +96,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    reg, cfg = _registry(args)
-    name = _model(args, cfg)
-    alias = args.alias or cfg.promote.alias
+    reg, name, alias = _alias_target(args)
     before = reg.alias(name, alias)
     state = reg.rollback(name, alias, reason=args.reason)
     _print(asdict(state), args.json, f"{name}: {alias} rolled back from "

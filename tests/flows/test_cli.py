@@ -15,8 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def run_flow(module: str, *args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL",)}
-    env.update(PREFECT_HOME=str(home), PREFAB_CONFIG_DIR=str(REPO / "conf"),
-               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120")
+    # the session's offline environment (tests/conftest.py) is inherited
+    env.update(PREFECT_HOME=str(home), PREFAB_CONFIG_DIR=str(REPO / "conf"))
     return subprocess.run([sys.executable, "-m", f"prefab_mlops.flows.{module}", *args],
                           cwd=home.parent, env=env, capture_output=True, text=True,
                           timeout=300)
