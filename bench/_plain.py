@@ -39,7 +39,8 @@ def run_plain(overrides: list[str], config_dir: str | None = None) -> dict[str, 
     from prefab_mlops.tasks.featurize import featurize
     from prefab_mlops.tasks.ingest import ingest
     from prefab_mlops.tasks.promote import decide_promotion, promote
-    from prefab_mlops.tasks.register import RunInfo, load_production, register
+    from prefab_mlops.tasks.register import RunInfo, register
+    from prefab_mlops.tasks.registry import load_production
     from prefab_mlops.tasks.train import check_estimator_fits, train
     from prefab_mlops.tasks.validate import validate
 

@@ -185,7 +185,7 @@ def _load_inputs(spec: dict[str, Any]) -> dict[str, Any]:
     import pandas as pd
 
     from prefab_mlops.config import TargetSpec, load_config
-    from prefab_mlops.tasks.register import load_production, open_registry
+    from prefab_mlops.tasks.registry import load_production, open_registry
 
     cfg = load_config([], "pipeline", spec["conf"]).typed
     prod = load_production.fn(cfg.register, cfg.storage, cfg.promote.alias)
@@ -458,7 +458,7 @@ def train_model(conf: Path) -> dict[str, Any]:
     if not res["promoted"]:
         raise RuntimeError(f"the benchmark model was not promoted: {res}")
     from prefab_mlops.config import load_config
-    from prefab_mlops.tasks.register import load_production
+    from prefab_mlops.tasks.registry import load_production
 
     cfg = load_config([], "pipeline", conf).typed
     prod = load_production.fn(cfg.register, cfg.storage, "production")

@@ -29,7 +29,7 @@ from prefab_mlops.orchestration.artifacts import publish_markdown
 from prefab_mlops.orchestration.runtime import configure
 from prefab_mlops.tasks.ingest import ingest
 from prefab_mlops.tasks.predict import score_batch, write_predictions
-from prefab_mlops.tasks.register import load_production
+from prefab_mlops.tasks.registry import load_production
 from prefab_mlops.tasks.validate import validate_batch
 
 

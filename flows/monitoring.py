@@ -41,7 +41,7 @@ from prefab_mlops.tasks.monitor import (
     record_drift_check,
     write_report,
 )
-from prefab_mlops.tasks.register import load_production
+from prefab_mlops.tasks.registry import load_production
 from prefab_mlops.tasks.track import track
 from prefab_mlops.tasks.validate import validate, validate_batch
 from prefab_mlops.tracking import RunRecord

@@ -28,7 +28,8 @@ from prefab_mlops.tasks.evaluate import ChampionComparison, evaluate, evaluate_c
 from prefab_mlops.tasks.featurize import featurize
 from prefab_mlops.tasks.ingest import ingest
 from prefab_mlops.tasks.promote import Challenge, decide_promotion, promote
-from prefab_mlops.tasks.register import RunInfo, load_production, register
+from prefab_mlops.tasks.register import RunInfo, register
+from prefab_mlops.tasks.registry import load_production
 from prefab_mlops.tasks.track import track
 from prefab_mlops.tasks.train import check_estimator_fits, train
 from prefab_mlops.tasks.validate import validate
@@ -185,7 +186,7 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
         aliases = [*cfg.register.aliases, f"v{version.version}"]
         if decision.promote:
             aliases.append(cfg.promote.alias)
-        from prefab_mlops.tasks.register import open_registry
+        from prefab_mlops.tasks.registry import open_registry
 
         record = RunRecord(
             name=flow_run_name or f"{cfg.register.model_name}-v{version.version}",

@@ -367,7 +367,7 @@ def evaluate_champion(champion: LoadedModel | None, challenger: TrainedModel,
 
     Args:
         champion: The production model from the registry (with the rows it was trained
-            on, see :func:`prefab_mlops.tasks.register.load_production`), or None.
+            on, see :func:`prefab_mlops.tasks.registry.load_production`), or None.
         challenger: The newly trained model.
         features: Provides the test split and the challenger's training rows.
         cfg: ``conf/evaluate`` (threshold, ``champion`` check).

@@ -38,7 +38,7 @@ from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.retries import retry_transient
 from prefab_mlops.tasks.evaluate import compute_metrics
 from prefab_mlops.tasks.featurize import Split
-from prefab_mlops.tasks.register import open_registry
+from prefab_mlops.tasks.registry import open_registry
 
 PREDICTION = "__prediction__"
 TARGET = "__target__"

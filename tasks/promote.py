@@ -36,7 +36,7 @@ from prefab_mlops.tasks.evaluate import (
     evaluate_champion,
 )
 from prefab_mlops.tasks.featurize import FeatureSet
-from prefab_mlops.tasks.register import load_production, open_registry
+from prefab_mlops.tasks.registry import load_production, open_registry
 from prefab_mlops.tasks.train import TrainedModel
 
 #: How many times :func:`promote` tries its compare-and-set (deciding again in between).

@@ -22,18 +22,16 @@ from prefab_mlops.config import RegisterConfig
 from prefab_mlops.core.fingerprint import RowFingerprint
 from prefab_mlops.core.provenance import git_info, package_versions
 from prefab_mlops.core.registry import (
-    PRODUCTION_ALIAS,
     TRAINED_ROWS_FILE,
-    LoadedModel,
-    ModelRegistry,
     ModelVersion,
 )
-from prefab_mlops.core.storage import StorageConfig, object_store
+from prefab_mlops.core.storage import StorageConfig
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.retries import retry_transient
 from prefab_mlops.tasks.evaluate import ChampionComparison, Evaluation
 from prefab_mlops.tasks.featurize import FeatureSet
 from prefab_mlops.tasks.ingest import Dataset
+from prefab_mlops.tasks.registry import open_registry
 from prefab_mlops.tasks.train import TrainedModel
 
 
@@ -46,11 +44,6 @@ class RunInfo:
     flow_run_id: str | None = None
     flow_run_name: str | None = None
     triggered_by: str | None = None
-
-
-def open_registry(cfg: RegisterConfig, storage: StorageConfig) -> ModelRegistry:
-    """The registry described by ``conf/register`` and ``conf/storage``."""
-    return ModelRegistry(object_store(storage, cfg.root, "registry"))
 
 
 def _reference_sample(features: FeatureSet, rows: int, seed: int) -> bytes:
@@ -138,38 +131,3 @@ def register(model: TrainedModel, evaluation: Evaluation, data: Dataset, feature
         registry.set_alias(cfg.model_name, alias, mv.version, reason="registered")
     log.info("Registered %s (sha256 %s…)", mv.label, mv.model_sha256[:12])
     return mv
-
-
-@task(name="load-production", retry_condition_fn=retry_transient)
-def load_production(cfg: RegisterConfig, storage: StorageConfig, alias: str = PRODUCTION_ALIAS,
-                    unless_lineage: str | None = None,
-                    with_trained_rows: bool = False) -> LoadedModel | None:
-    """The model behind ``alias`` (sha256-checked), or None if there is none yet.
-
-    Args:
-        cfg: ``conf/register``: model name and registry root.
-        storage: ``conf/storage``: local or S3.
-        alias: The alias to load (``promote.alias``).
-        unless_lineage: A challenger's lineage fingerprint. If the version behind
-            ``alias`` has it, the champion *is* the challenger: its manifest is
-            returned with ``model=None`` and neither the model file nor its
-            training rows are read.
-        with_trained_rows: Also read the rows it was trained on
-            (``LoadedModel.trained_rows``; None for a version registered without
-            them). Only the champion comparison needs them.
-
-    Raises:
-        IntegrityError: the production model file was tampered with.
-    """
-    registry = open_registry(cfg, storage)
-    state = registry.alias(cfg.model_name, alias)
-    if state is None:
-        return None
-    if unless_lineage is not None:
-        mv = registry.get_version(cfg.model_name, state.version)
-        if mv.fingerprint == unless_lineage:
-            return LoadedModel(version=mv, model=None)
-    loaded = registry.load(cfg.model_name, version=state.version)
-    if with_trained_rows:
-        loaded.trained_rows = registry.trained_rows(loaded.version)
-    return loaded

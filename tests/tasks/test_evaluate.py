@@ -41,7 +41,8 @@ from prefab_mlops.tasks.evaluate import (
 )
 from prefab_mlops.tasks.featurize import FeatureSet, featurize
 from prefab_mlops.tasks.ingest import Dataset, ingest, prepare
-from prefab_mlops.tasks.register import RunInfo, load_production, open_registry, register
+from prefab_mlops.tasks.register import RunInfo, register
+from prefab_mlops.tasks.registry import load_production, open_registry
 from prefab_mlops.tasks.train import TrainedModel, train
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -377,3 +378,24 @@ class TestChampionOnAGrowingTable:
         else:
             assert overlap > 0.25 * len(fs2.test)
             assert on_new_split > honest + self.INFLATION
+
+
+class TestMetricNamesHaveOneHome:
+    """evaluate computes exactly the metrics that config checks accept (core.problems)."""
+
+    @pytest.mark.parametrize("problem_type", ["binary", "multiclass", "regression"])
+    def test_computed_metrics_are_the_declared_ones(self, problem_type: str) -> None:
+        from sklearn.dummy import DummyClassifier, DummyRegressor
+
+        from prefab_mlops.core.problems import METRICS
+        from prefab_mlops.tasks.featurize import Split
+
+        rng = np.random.default_rng(0)
+        X = pd.DataFrame({"x": rng.normal(size=60)})
+        classes = {"binary": 2, "multiclass": 3}.get(problem_type)
+        y = rng.integers(0, classes, size=60) if classes else rng.normal(size=60)
+        model = (DummyClassifier(strategy="stratified", random_state=0) if classes
+                 else DummyRegressor()).fit(X, y)
+        out, _, _ = compute_metrics(model, Split(X, y), problem_type)
+        described = {"n_test", "positive_rate"}
+        assert set(out) - described == set(METRICS[problem_type])

@@ -51,7 +51,8 @@ from prefab_mlops.tasks.promote import (
     promote,
     rollback,
 )
-from prefab_mlops.tasks.register import load_production, open_registry, trained_rows
+from prefab_mlops.tasks.register import trained_rows
+from prefab_mlops.tasks.registry import load_production, open_registry
 from prefab_mlops.tasks.train import TrainedModel
 from tests.conftest import make_bucket
 

@@ -25,7 +25,8 @@ from prefab_mlops.orchestration.payloads import Payload
 from prefab_mlops.tasks.evaluate import COMPARED, ChampionComparison, Evaluation, evaluate
 from prefab_mlops.tasks.featurize import FeatureSet, featurize
 from prefab_mlops.tasks.ingest import Dataset, ingest
-from prefab_mlops.tasks.register import RunInfo, load_production, open_registry, register
+from prefab_mlops.tasks.register import RunInfo, register
+from prefab_mlops.tasks.registry import load_production, open_registry
 from prefab_mlops.tasks.train import TrainedModel, train
 from prefab_mlops.tasks.validate import validate
 from tests.conftest import make_bucket

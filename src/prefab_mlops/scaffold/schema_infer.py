@@ -35,8 +35,8 @@ from typing import Any
 import yaml
 
 from prefab_mlops.core.errors import PrefabError
+from prefab_mlops.core.problems import PROBLEM_TYPES
 
-PROBLEM_TYPES = ("binary", "multiclass", "regression")
 LOW_CARDINALITY = 30        # strings with at most this many values get an `allowed` list
 MAX_CATEGORIES = 1000       # more distinct strings than this: not a feature (id, free text)
 ID_SHARE = 0.5              # ... nor when more than this share of the rows are distinct
@@ -431,7 +431,8 @@ def _data_config(args: argparse.Namespace) -> Any:
             cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), OmegaConf.load(path))
         except OmegaConfBaseException as exc:
             raise ConfigError(f"{path} is not a valid data config: {exc}",
-                              fix="Compare it with DataConfig in prefab_mlops/config.py.") from None
+                              fix="Compare it with DataConfig in "
+                              "prefab_mlops/config/schema.py.") from None
         for key in ("data_uri", "target", "problem_type", "time_column"):
             value = getattr(args, key)
             if value is not None:

@@ -1,0 +1,165 @@
+"""Checks a schema alone cannot express: allowed values, ``_target_`` namespaces,
+time zones and cross-group consistency. Run by :func:`prefab_mlops.config.load_config`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefab_mlops.config.schema import PipelineConfig
+from prefab_mlops.core.errors import ConfigError
+from prefab_mlops.core.problems import METRICS, PROBLEM_TYPES
+
+#: What a config's ``_target_`` may build without further ado: estimators and
+#: transformers, the framework itself and the project's own tasks. Anything else (``os``,
+#: ``subprocess``, ``builtins``...) is refused when the config is loaded.
+ALLOWED_TARGETS = ("sklearn", "xgboost", "lightgbm", "catboost", "prefab_mlops", "tasks")
+
+
+def _targets(node: Any, path: str) -> list[tuple[str, str]]:
+    """Every ``_target_`` in a resolved config: ``(key path, target)``."""
+    found: list[tuple[str, str]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key == "_target_":
+                found.append((where, str(value)))
+            else:
+                found += _targets(value, where)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _targets(value, f"{path}[{i}]")
+    return found
+
+
+def _check_targets(resolved: dict[str, Any]) -> None:
+    """Refuse a ``_target_`` outside :data:`ALLOWED_TARGETS` and ``allowed_targets``."""
+    allowed = (*ALLOWED_TARGETS, *[str(a).rstrip(".") for a in resolved.get("allowed_targets")
+                                   or []])
+    bad = [(where, t) for where, t in _targets(resolved, "")
+           if not any(t == a or t.startswith(a + ".") for a in allowed)]
+    if bad:
+        listed = "; ".join(f"'{where}' is '{t}'" for where, t in bad)
+        raise ConfigError(
+            f"Config names callables outside the allowed namespaces: {listed}. A config "
+            f"may only build objects from {', '.join(allowed)}.",
+            fix="Use an estimator or transformer from an allowed library, or, if you trust "
+            "that code, add its namespace to allowed_targets in conf/pipeline.yaml "
+            "(e.g. allowed_targets: [my_company.models]).")
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "data.problem_type": PROBLEM_TYPES,
+    "data.format": ("auto", "csv", "parquet"),
+    "data.window.newest": ("month", "week", "day"),
+    "storage.kind": ("local", "s3"),
+    "validate.on_failure": ("fail", "warn"),
+    "features.split.strategy": ("hash", "random", "stratified", "time"),
+    "features.numeric.impute": ("median", "mean", "zero", "none"),
+    "features.numeric.scale": ("none", "standard", "robust"),
+    "features.categorical.encoding": ("onehot", "ordinal", "native"),
+    "features.categorical.impute": ("constant", "most_frequent", "none"),
+    "features.remainder": ("drop", "passthrough"),
+    "evaluate.on_gate_failure": ("warn", "fail"),
+    "tracking.mode": ("offline", "online", "disabled"),
+    "inference.format": ("parquet", "csv"),
+}
+
+
+def _get(d: dict[str, Any], dotted: str) -> Any:
+    cur: Any = d
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def _check_choices(resolved: dict[str, Any]) -> None:
+    errors = []
+    for key, choices in _CHOICES.items():
+        value = _get(resolved, key)
+        if value is not None and value not in choices:
+            errors.append(f"'{key}' is {value!r}; expected one of {list(choices)}")
+    if errors:
+        raise ConfigError("Invalid config: " + "; ".join(errors),
+                          fix="Change the named keys to one of the listed values.")
+
+
+def _check_timezone(cfg: Any) -> None:
+    window = getattr(getattr(cfg, "data", None), "window", None)
+    name = getattr(window, "timezone", None)
+    if not name:
+        return
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"data.window.timezone = '{name}' is not a known time zone.",
+                          fix="Use an IANA name such as 'UTC', 'Europe/Berlin' or "
+                          "'America/New_York'.") from None
+
+
+def _check_consistency(cfg: Any) -> None:
+    """Cross-group checks that a schema alone cannot express."""
+    if not isinstance(cfg, PipelineConfig):
+        return
+    errors: list[str] = []
+    target = cfg.data.target
+    feats = cfg.features
+    used = [*feats.numeric.columns, *feats.categorical.columns, *feats.datetime.columns]
+    dropped = set(feats.drop) & set(used)
+    if dropped:
+        errors.append(f"columns {sorted(dropped)} are both features and in 'features.drop'")
+    if target in used:
+        errors.append(f"target '{target}' is also listed as a feature in 'features'")
+    dup = sorted({c for c in used if used.count(c) > 1})
+    if dup:
+        errors.append(f"columns {dup} appear in more than one 'features' section")
+    if not used:
+        errors.append("'features' lists no numeric, categorical or datetime columns")
+    if feats.split.strategy == "time" and not (feats.split.time_column or cfg.data.time_column):
+        errors.append("'features.split.strategy' is 'time' but no time column is set "
+                      "(features.split.time_column or data.time_column)")
+    if feats.split.strategy == "stratified" and cfg.data.problem_type == "regression":
+        errors.append("'features.split.strategy' is 'stratified' for a regression problem")
+    if not 0 < feats.split.test_size < 1 or not 0 <= feats.split.valid_size < 1 or (
+            feats.split.test_size + feats.split.valid_size >= 1):
+        errors.append("'features.split.test_size' and 'valid_size' must be in (0, 1) "
+                      "and sum to less than 1")
+    key = list(feats.split.key)
+    if feats.split.strategy == "hash":
+        dup_key = sorted({c for c in key if key.count(c) > 1})
+        if dup_key:
+            errors.append(f"'features.split.key' lists {dup_key} more than once")
+        # The ingested columns are known here only when data.columns lists them; else
+        # featurize checks the key against the data.
+        if cfg.data.columns is not None:
+            unknown = [c for c in key if c not in cfg.data.columns]
+            if unknown:
+                errors.append(f"'features.split.key' names {unknown}, which the data does not "
+                              f"have; its columns (data.columns) are {list(cfg.data.columns)}")
+    check = cfg.evaluate.champion
+    if check.min_rows < 1 or not 0 <= check.min_share <= 1:
+        errors.append("'evaluate.champion.min_rows' must be at least 1 and "
+                      "'evaluate.champion.min_share' in [0, 1]")
+    if not 0 < cfg.monitor.drift_share <= 1:
+        errors.append("'monitor.drift_share' must be in (0, 1]")
+    if cfg.monitor.max_rows < 100:
+        errors.append("'monitor.max_rows' must be at least 100")
+    if "_target_" not in cfg.model:
+        errors.append("'model' has no '_target_' (the estimator class to instantiate)")
+    if cfg.storage.kind == "s3" and not cfg.storage.bucket:
+        errors.append("'storage.kind' is 's3' but 'storage.bucket' is not set")
+    valid = set(METRICS.get(cfg.data.problem_type, ()))
+    if cfg.evaluate.primary_metric not in valid:
+        errors.append(f"'evaluate.primary_metric' is '{cfg.evaluate.primary_metric}', not a "
+                      f"{cfg.data.problem_type} metric {sorted(valid)}")
+    for metric in cfg.evaluate.gate:
+        if metric not in valid:
+            errors.append(f"'evaluate.gate.{metric}' is not a {cfg.data.problem_type} metric "
+                          f"{sorted(valid)}")
+    if errors:
+        raise ConfigError("Inconsistent config: " + "; ".join(errors),
+                          fix="Change the named keys, or pick matching config groups "
+                          "(e.g. experiment=diamonds for regression).")

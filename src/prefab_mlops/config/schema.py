@@ -1,0 +1,344 @@
+"""The typed schemas of the config groups (one dataclass per group, plus the root).
+
+The YAML files in ``conf/`` are Hydra config groups that mirror the pipeline stages;
+:func:`prefab_mlops.config.load_config` merges them into these dataclasses, so an
+unknown key or a wrong type fails before any work starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any
+
+from omegaconf import MISSING
+
+from prefab_mlops.core.registry import PRODUCTION_ALIAS
+from prefab_mlops.core.storage import StorageConfig
+
+
+# --------------------------------------------------------------------- paths
+@dataclass
+class PathsConfig:
+    """``conf/paths``: every location the project writes to."""
+
+    root: str = MISSING
+    data_dir: str = MISSING
+    registry_dir: str = MISSING
+    cache_dir: str = MISSING
+    output_dir: str = MISSING
+    tracking_dir: str = MISSING
+
+
+# ---------------------------------------------------------------------- data
+@dataclass
+class WindowConfig:
+    """Optional time window applied at ingest, on ``data.time_column``.
+
+    ``newest`` keeps only the newest calendar ``month``, ``week`` or ``day`` in the
+    data; ``start``/``end`` are ISO timestamps (start inclusive, end exclusive).
+    ``timezone`` (an IANA name such as ``America/New_York``) is where calendar days
+    begin: the newest month of flights from New York is December 2013 there, but
+    January 2014 in UTC, where its last evening's flights already are. Without it,
+    the column's own zone is used (UTC for timestamps written with ``Z``). It also
+    places ``start``/``end`` given without an offset.
+    """
+
+    start: str | None = None
+    end: str | None = None
+    newest: str | None = None
+    timezone: str | None = None
+
+
+@dataclass
+class DataConfig:
+    """``conf/data``: where the data comes from and how the target is defined.
+
+    ``uri`` is a local path, ``s3://bucket/key`` or ``pkg://package/path`` (a file
+    shipped inside an installed Python package; ``#member`` selects a file inside a
+    ``.tar.gz``). ``derive`` adds columns from pandas expressions *after* rows with
+    nulls in ``dropna`` are removed (e.g. the target ``arr_delay > 15``).
+    """
+
+    name: str = MISSING
+    uri: str = MISSING
+    format: str = "auto"
+    problem_type: str = MISSING
+    target: str = MISSING
+    time_column: str | None = None
+    parse_dates: list[str] = field(default_factory=list)
+    dropna: list[str] = field(default_factory=list)
+    derive: dict[str, str] = field(default_factory=dict)
+    columns: list[str] | None = None
+    window: WindowConfig = field(default_factory=WindowConfig)
+    sample_rows: int | None = None
+    snapshot: bool = True
+
+
+# ------------------------------------------------------------------ validate
+@dataclass
+class ColumnRule:
+    """One column of the declarative schema.
+
+    ``dtype`` is one of ``int``, ``float``, ``number``, ``str``, ``category``,
+    ``bool``, ``datetime`` or null (any).
+    """
+
+    dtype: str | None = None
+    nullable: bool = True
+    min: float | None = None
+    max: float | None = None
+    allowed: list[Any] | None = None
+    unique: bool = False
+    required: bool = True
+
+
+@dataclass
+class ValidateConfig:
+    """``conf/validate``: the data contract checked before any feature work."""
+
+    on_failure: str = "fail"
+    min_rows: int = 1
+    strict: bool = False
+    columns: dict[str, ColumnRule] = field(default_factory=dict)
+    unique: list[list[str]] = field(default_factory=list)
+    max_examples: int = 5
+
+
+# ------------------------------------------------------------------ features
+@dataclass
+class SplitConfig:
+    """How rows are split into train, validation and test.
+
+    ``hash`` (the default) places each row by a seeded 64-bit hash of its values in
+    ``key`` (default: every column of the ingested data), so a row keeps its split
+    when rows are appended, removed or sampled, and identical rows share a split.
+    ``random`` and ``stratified`` shuffle the rows of this table (a row's split
+    changes when the table does); ``time`` puts the oldest rows in train and the
+    newest in test. ``key`` is used by ``hash`` only.
+    """
+
+    strategy: str = "hash"
+    key: list[str] = field(default_factory=list)
+    time_column: str | None = None
+    valid_size: float = 0.1
+    test_size: float = 0.2
+
+
+@dataclass
+class NumericFeatures:
+    columns: list[str] = field(default_factory=list)
+    impute: str = "median"
+    scale: str = "none"
+
+
+@dataclass
+class CategoricalFeatures:
+    columns: list[str] = field(default_factory=list)
+    encoding: str = "ordinal"
+    impute: str = "constant"
+    min_frequency: int | None = None
+
+
+@dataclass
+class DatetimeFeatures:
+    columns: list[str] = field(default_factory=list)
+    parts: list[str] = field(default_factory=lambda: ["month", "dayofweek", "hour"])
+
+
+@dataclass
+class FeaturesConfig:
+    """``conf/features``: the split and the ``ColumnTransformer`` recipe.
+
+    Columns not listed in a section are dropped (``remainder: drop``) or passed
+    through unchanged (``remainder: passthrough``); ``drop`` names columns that are
+    always dropped, which matters with ``passthrough``.
+    """
+
+    split: SplitConfig = field(default_factory=SplitConfig)
+    numeric: NumericFeatures = field(default_factory=NumericFeatures)
+    categorical: CategoricalFeatures = field(default_factory=CategoricalFeatures)
+    datetime: DatetimeFeatures = field(default_factory=DatetimeFeatures)
+    drop: list[str] = field(default_factory=list)
+    remainder: str = "drop"
+
+
+# ------------------------------------------------------------------ evaluate
+@dataclass
+class GateRule:
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass
+class ChampionCheckConfig:
+    """How the production model (champion) is compared with the new model.
+
+    Both are scored on the test rows that neither was trained on. When fewer than
+    ``min_rows`` such rows remain, or fewer than ``min_share`` of the test split, the
+    champion is not comparable and the new model is not promoted automatically.
+    """
+
+    min_rows: int = 50
+    min_share: float = 0.1
+
+
+@dataclass
+class EvaluateConfig:
+    """``conf/evaluate``: metrics, plots, the quality gate and the champion comparison.
+
+    ``on_gate_failure``: ``warn`` registers the model as a candidate that is never
+    promoted; ``fail`` ends the run before anything is registered.
+    """
+
+    primary_metric: str = MISSING
+    greater_is_better: bool = True
+    threshold: float = 0.5
+    gate: dict[str, GateRule] = field(default_factory=dict)
+    on_gate_failure: str = "warn"
+    plots: bool = True
+    importance_top_k: int = 20
+    champion: ChampionCheckConfig = field(default_factory=ChampionCheckConfig)
+
+
+# ------------------------------------------------------- register and promote
+@dataclass
+class RegisterConfig:
+    """``conf/register``: the model registry (a directory by default, S3 via ``storage``)."""
+
+    model_name: str = MISSING
+    root: str = MISSING
+    aliases: list[str] = field(default_factory=lambda: ["candidate"])
+    reference_sample_rows: int = 5000
+
+
+@dataclass
+class PromoteConfig:
+    """``conf/promote``: when a registered version becomes ``alias`` (production).
+
+    ``alias`` is the one setting of which alias is "production": promotion moves it,
+    and monitoring, batch scoring and the model server all follow it.
+    """
+
+    alias: str = PRODUCTION_ALIAS
+    auto_promote: bool = True
+    require_gate: bool = True
+    min_improvement: float = 0.0
+
+
+# ------------------------------------------------------------------ tracking
+@dataclass
+class TrackingConfig:
+    """``conf/tracking``: W&B. ``mode`` is ``offline`` (default), ``online`` or ``disabled``."""
+
+    mode: str = "offline"
+    project: str = "prefab-mlops"
+    entity: str | None = None
+    dir: str = MISSING
+    init_timeout_s: float = 30.0
+    log_model: bool = True
+    tags: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------- monitor
+@dataclass
+class MonitorConfig:
+    """``conf/monitor``: drift detection against the production model's reference.
+
+    ``drift_share``: the batch drifts when at least this share of the model's input
+    columns drift (Evidently ``DataDriftPreset``). ``max_rows`` is the sampling
+    budget per side, which keeps a 1M-row batch fast. ``labels: false`` monitors
+    batches without the target (e.g. logged serving traffic).
+    """
+
+    drift_share: float = 0.5
+    max_rows: int = 20000
+    columns: list[str] | None = None
+    prediction_drift: bool = True
+    quality: bool = True
+    labels: bool = True
+    event: str = "prefab.model.drift-detected"
+    emit_event: bool = True
+    report_dir: str = MISSING
+
+
+# ----------------------------------------------------------------- inference
+@dataclass
+class InferenceConfig:
+    """``conf/inference``: batch scoring with the production model.
+
+    ``passthrough`` columns (ids) are copied from the batch into the output.
+    """
+
+    output_dir: str = MISSING
+    format: str = "parquet"
+    passthrough: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------- orchestration
+@dataclass
+class TaskRuntime:
+    """Prefect task options, applied with ``Task.with_options``."""
+
+    retries: int = 0
+    retry_delay_seconds: list[float] = field(default_factory=list)
+    timeout_seconds: float | None = None
+
+
+@dataclass
+class CacheConfig:
+    """Cross-run caching. ``refresh: true`` forces every task to run afresh.
+
+    ``result_storage`` is a directory, or ``block:<type>/<name>`` for a saved
+    storage block (for example ``block:s3-bucket/prefab-cache``).
+    """
+
+    enabled: bool = True
+    refresh: bool = False
+    result_storage: str = MISSING
+
+
+@dataclass
+class OrchestrationConfig:
+    """``conf/orchestration``: retries, timeouts and caching per task family."""
+
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    tasks: dict[str, TaskRuntime] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------- root
+@dataclass
+class PipelineConfig:
+    """The root config of a project's pipeline (``conf/pipeline.yaml``).
+
+    One config for every flow of the project: training, monitoring and batch scoring
+    (and the model server's defaults) read their own subtrees of it.
+    """
+
+    seed: int = 42
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    validate: ValidateConfig = field(default_factory=ValidateConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    model: dict[str, Any] = field(default_factory=dict)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    register: RegisterConfig = field(default_factory=RegisterConfig)
+    promote: PromoteConfig = field(default_factory=PromoteConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)
+    # Namespaces (dotted module prefixes) whose callables `_target_` may name, on top of
+    # ALLOWED_TARGETS; add only code you trust.
+    allowed_targets: list[str] = field(default_factory=list)
+
+
+def as_plain(obj: Any) -> Any:
+    """A dataclass tree as plain JSON-safe containers (for hashing and logging)."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: as_plain(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): as_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [as_plain(v) for v in obj]
+    return obj

@@ -1,0 +1,20 @@
+"""The problem types the framework handles and the metrics each one is scored with.
+
+The one home of these names: config checks (``evaluate.primary_metric``,
+``evaluate.gate``), the evaluate task and schema inference all read them from here.
+"""
+
+from __future__ import annotations
+
+PROBLEM_TYPES = ("binary", "multiclass", "regression")
+
+#: Test-split metrics by problem type, as ``evaluate`` computes them (besides ``n_test``
+#: and, for binary problems, ``positive_rate``, which describe the split, not the model).
+METRICS: dict[str, tuple[str, ...]] = {
+    "regression": ("rmse", "mae", "r2"),
+    "binary": ("roc_auc", "pr_auc", "log_loss", "accuracy", "f1", "precision", "recall"),
+    "multiclass": ("log_loss", "roc_auc", "accuracy", "f1", "precision", "recall"),
+}
+
+#: Metrics where a smaller value is better (errors and losses).
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss"})
