@@ -186,8 +186,6 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
         aliases = [*cfg.register.aliases, f"v{version.version}"]
         if decision.promote:
             aliases.append(cfg.promote.alias)
-        from prefab_mlops.tasks.registry import open_registry
-
         record = RunRecord(
             name=flow_run_name or f"{cfg.register.model_name}-v{version.version}",
             config=loaded.resolved, metrics=evaluation.metrics,
@@ -196,13 +194,15 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
                      "champion_compared_rows": comparison.compared_rows,
                      "champion_excluded_rows": comparison.excluded_rows},
             plots=evaluation.plots, model_name=cfg.register.model_name,
-            model_bytes=open_registry(cfg.register, cfg.storage).store.get(version.model_key),
             model_metadata={"version": version.version, "sha256": version.model_sha256,
                             "fingerprint": version.fingerprint},
             aliases=aliases)
-        state = configure(track, "track", orch)(record, cfg.tracking, return_state=True)
+        state = configure(track, "track", orch)(record, cfg.tracking, version, cfg.register,
+                                                 cfg.storage, return_state=True)
         if state.is_completed():
-            summary["tracking"] = {"mode": cfg.tracking.mode, "run_dir": state.result().run_dir}
+            tracked = state.result()
+            summary["tracking"] = {"mode": cfg.tracking.mode, "run_dir": tracked.run_dir,
+                                   "artifact": tracked.artifact}
         else:
             log.warning("W&B tracking failed and was skipped: %s", state.message)
             summary["tracking"] = {"mode": cfg.tracking.mode, "error": state.message}
