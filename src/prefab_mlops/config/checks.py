@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefab_mlops.config.schema import PipelineConfig
+from prefab_mlops.config.schema import SEPARATOR_NAMES, PipelineConfig
 from prefab_mlops.core.errors import ConfigError
 from prefab_mlops.core.problems import METRICS, PROBLEM_TYPES
 
@@ -98,6 +98,30 @@ def _check_timezone(cfg: Any) -> None:
         raise ConfigError(f"data.window.timezone = '{name}' is not a known time zone.",
                           fix="Use an IANA name such as 'UTC', 'Europe/Berlin' or "
                           "'America/New_York'.") from None
+
+
+def _check_read(cfg: Any) -> None:
+    """``data.read.encoding`` names a codec Python has; ``data.read.sep`` is one character."""
+    read = getattr(getattr(cfg, "data", None), "read", None)
+    if read is None:
+        return
+    import codecs
+
+    errors = []
+    if read.encoding != "auto":
+        try:
+            codecs.lookup(read.encoding)
+        except LookupError:
+            errors.append(f"data.read.encoding = '{read.encoding}' is not a known encoding")
+    sep = read.separator()
+    if sep is not None and (len(sep) != 1 or sep in "\"\r\n"):
+        errors.append(f"data.read.sep = {read.sep!r} is not one character (other than a "
+                      "quote or a line break)")
+    if errors:
+        raise ConfigError("; ".join(errors) + ".",
+                          fix="Use data.read.encoding=auto or a Python codec name (utf-8, "
+                          "cp1252, latin-1, utf-16, ...), and data.read.sep=auto, one "
+                          f"character, or one of {sorted(SEPARATOR_NAMES)}.")
 
 
 def _check_consistency(cfg: Any) -> None:

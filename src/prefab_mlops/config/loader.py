@@ -16,6 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 from prefab_mlops.config.checks import (
     _check_choices,
     _check_consistency,
+    _check_read,
     _check_targets,
     _check_timezone,
 )
@@ -112,6 +113,7 @@ def load_config(
     _check_choices(resolved)
     _check_targets(resolved)
     _check_timezone(obj)
+    _check_read(obj)
     _check_consistency(obj)
     assert isinstance(resolved, dict)
     return LoadedConfig(typed=obj, resolved=resolved, config_dir=conf_dir, overrides=overrides)

@@ -49,19 +49,53 @@ class WindowConfig:
     timezone: str | None = None
 
 
+#: What ``data.read.sep`` may say for a separator that is awkward to type.
+SEPARATOR_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+
+
+@dataclass
+class ReadConfig:
+    """``data.read``: how the bytes of a CSV file are read.
+
+    ``auto`` (the default) detects each from the first 64 KiB of the file: the
+    encoding from a byte-order mark, else UTF-8 if the bytes decode as UTF-8, else
+    Windows-1252 if they read as Western European text; the separator from ``,``
+    ``;``, tab and ``|`` by which one splits the header and the rows alike. What was
+    used is logged and recorded with the data set. Set a value when detection cannot
+    know, e.g. ``encoding: cp1251`` for a Cyrillic file or ``sep: ";"``.
+
+    Attributes:
+        encoding: ``auto`` or a Python codec name (``utf-8``, ``cp1252``, ``latin-1``,
+            ``utf-16``, ``shift_jis`` ...).
+        sep: ``auto``, one character, or ``tab``/``comma``/``semicolon``/``pipe``.
+    """
+
+    encoding: str = "auto"
+    sep: str = "auto"
+
+    def separator(self) -> str | None:
+        """The separator character, or None for ``auto``."""
+        if self.sep == "auto":
+            return None
+        return SEPARATOR_NAMES.get(self.sep, self.sep)
+
+
 @dataclass
 class DataConfig:
     """``conf/data``: where the data comes from and how the target is defined.
 
     ``uri`` is a local path, ``s3://bucket/key`` or ``pkg://package/path`` (a file
     shipped inside an installed Python package; ``#member`` selects a file inside a
-    ``.tar.gz``). ``derive`` adds columns from pandas expressions *after* rows with
-    nulls in ``dropna`` are removed (e.g. the target ``arr_delay > 15``).
+    ``.tar.gz``). ``format`` is ``csv``, ``parquet`` or ``auto`` (Parquet if the bytes
+    are, else by the file name). ``derive`` adds columns from pandas expressions
+    *after* rows with nulls in ``dropna`` are removed (e.g. the target
+    ``arr_delay > 15``).
     """
 
     name: str = MISSING
     uri: str = MISSING
     format: str = "auto"
+    read: ReadConfig = field(default_factory=ReadConfig)
     problem_type: str = MISSING
     target: str = MISSING
     time_column: str | None = None

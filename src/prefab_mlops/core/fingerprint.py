@@ -20,6 +20,7 @@ import io
 import json
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -77,13 +78,13 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def code_hash(fn: Callable[..., Any]) -> str:
-    """Hash of a function's source code (falls back to its bytecode)."""
+def code_hash(fn: Callable[..., Any] | ModuleType) -> str:
+    """Hash of a function's or a module's source code (falls back to bytecode)."""
     fn = getattr(fn, "fn", fn)  # a Prefect task: hash the wrapped function
     try:
         src = inspect.getsource(fn)
     except (OSError, TypeError):
-        src = repr(getattr(fn, "__code__", fn).co_code)
+        src = repr(getattr(getattr(fn, "__code__", None), "co_code", repr(fn)))
     return hashlib.sha256(src.encode()).hexdigest()[:16]
 
 

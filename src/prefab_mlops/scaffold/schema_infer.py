@@ -109,7 +109,7 @@ def read_prepared(data: Any, root: str | Path, s3: Any = None, names: Names = Na
     try:
         loc = parse_location(data.uri, root)
         raw = read_source(loc, s3 or S3Config())
-        frame = parse_bytes(raw, loc, data.format, list(data.parse_dates))
+        frame, _ = parse_bytes(raw, loc, data.format, list(data.parse_dates), data.read)
     except DataError as exc:
         raise SchemaInferenceError(f"Cannot read the data at '{data.uri}': {exc.message}",
                                    fix=f"Change {names.data_uri} to a readable CSV or Parquet "
