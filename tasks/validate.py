@@ -81,6 +81,33 @@ def _dtype_ok(series: pd.Series, dtype: str) -> bool:
     return bool(check(series))
 
 
+#: The rule name of a classification target with fewer than two classes.
+_TWO_CLASSES = "target must have at least two classes"
+
+
+def _orderable(series: pd.Series) -> bool:
+    """Whether ``series`` compares with the numbers of ``min``/``max``."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return False
+    if pd.api.types.is_object_dtype(series):
+        return pd.api.types.infer_dtype(series, skipna=True) in (
+            "integer", "floating", "mixed-integer-float", "decimal", "boolean", "empty")
+    return pd.api.types.is_numeric_dtype(series)
+
+
+def _bounds(rule: ColumnRule) -> str:
+    return " and ".join(f"{k} {v}" for k, v in (("min", rule.min), ("max", rule.max))
+                        if v is not None)
+
+
+def _duplicate_names(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """One violation per column name that occurs more than once."""
+    counts = pd.Series([str(c) for c in frame.columns]).value_counts()
+    return [{"column": name, "rule": "unique column name", "count": int(n),
+             "examples": [f"{n} columns are named {name!r}; only the first was checked"]}
+            for name, n in counts[counts > 1].items()]
+
+
 def _target_rule(target: TargetSpec) -> list[Any]:
     import pandera.pandas as pa
 
@@ -90,7 +117,7 @@ def _target_rule(target: TargetSpec) -> list[Any]:
                          element_wise=False, name="finite_target",
                          error="target must be a finite number")]
     return [pa.Check(lambda s: s.nunique(dropna=True) >= 2, name="at_least_two_classes",
-                     error="target must have at least two classes"),
+                     error=_TWO_CLASSES),
             *([pa.Check.isin([0, 1, True, False])] if target.problem_type == "binary" else [])]
 
 
@@ -119,10 +146,18 @@ def build_schema(frame: pd.DataFrame, cfg: ValidateConfig, target: TargetSpec | 
                 "column": name, "rule": f"dtype {rule.dtype}", "count": len(frame),
                 "examples": f"found dtype {frame[name].dtype}; values "
                             f"{frame[name].dropna().astype(str).unique()[:3].tolist()}"})
+        bounded = rule.min is not None or rule.max is not None
+        if value_checks and bounded and name in frame.columns and not _orderable(frame[name]):
+            # A bound compares numbers: on text it would only report pandas' TypeError.
+            dtype_violations.append({
+                "column": name, "rule": _bounds(rule), "count": len(frame),
+                "examples": f"found dtype {frame[name].dtype}: the bounds need a number "
+                            "column (set dtype: number, or drop min/max)"})
+            bounded = False
         if value_checks:
-            if rule.min is not None:
+            if bounded and rule.min is not None:
                 checks.append(pa.Check.ge(rule.min))
-            if rule.max is not None:
+            if bounded and rule.max is not None:
                 checks.append(pa.Check.le(rule.max))
             if rule.allowed is not None:
                 checks.append(pa.Check.isin(list(rule.allowed)))
@@ -157,6 +192,11 @@ def _summarize(failure_cases: pd.DataFrame, frame: pd.DataFrame,
         elif rule.startswith("min_rows"):
             examples = [f"found {len(frame)} row(s)"]
             count = 1
+        elif rule == _TWO_CLASSES:
+            found = frame[column].dropna().unique() if column in frame.columns else []
+            examples = [f"found {len(found)} class(es): "
+                        f"{[str(v) for v in found[:max_examples]]}"]
+            count = 1
         elif rule == "column_in_schema":
             column, rule = ", ".join(cases), "column declared (strict schema)"
         elif rule == "not_nullable":
@@ -187,8 +227,12 @@ def validate(data: Dataset, cfg: ValidateConfig, target: TargetSpec,
     import pandera.pandas as pa
 
     frame = data.frame
-    schema, violations, extra_unique = build_schema(
+    violations = _duplicate_names(frame)
+    if violations:  # pandera and the checks below need one column per name
+        frame = frame.loc[:, ~frame.columns.duplicated()]
+    schema, dtype_violations, extra_unique = build_schema(
         frame, cfg, target if labelled else None, drop_rules=(target.name,))
+    violations += dtype_violations
     try:
         schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as err:

@@ -6,6 +6,7 @@
 * ``s3_server`` starts moto's standalone server on a free loopback port (a real
   HTTP S3 endpoint, not an in-process mock) and stops it afterwards.
 * ``prefect_harness`` enters Prefect's test harness once per session.
+* Hypothesis profiles ``prefab`` (the default, see pyproject) and ``fuzz``.
 """
 
 from __future__ import annotations
@@ -20,12 +21,25 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, settings
 
 from prefab_mlops.testing.env import offline_environment
 from prefab_mlops.testing.local_prefect import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
+
+# Hypothesis profiles (registration only; ``--hypothesis-profile`` in pyproject's addopts
+# picks ``prefab`` for every run). ``prefab``: few, derandomized examples, so `make test`
+# stays quick and deterministic. ``fuzz``: the slow-marked fuzz tests and bench/fuzz.py
+# run many more, with fresh random examples each time (a failure prints its seed blob).
+# No example database: nothing is written into the repository.
+_FUZZ_HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
+                HealthCheck.function_scoped_fixture]
+settings.register_profile("prefab", max_examples=25, deadline=None, derandomize=True,
+                          database=None, suppress_health_check=_FUZZ_HEALTH)
+settings.register_profile("fuzz", max_examples=300, deadline=None, database=None,
+                          print_blob=True, suppress_health_check=_FUZZ_HEALTH)
 
 
 @pytest.fixture(scope="session", autouse=True)

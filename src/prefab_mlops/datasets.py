@@ -43,6 +43,8 @@ _BOMS = ((b"\x00\x00\xfe\xff", "utf-32"), (b"\xff\xfe\x00\x00", "utf-32"),
          (b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"),
           (b"\x28\xb5\x2f\xfd", "zstd"), (b"PK\x03\x04", "zip"))
+#: Bytes that text files do not hold (C0 controls but tab, line feed, form feed, CR).
+_BINARY_BYTES = [bytes([b]) for b in range(32) if b not in (9, 10, 12, 13)]
 _SEP_NAMES = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}
 #: How a fix names each separator in an override (``data.read.sep=semicolon``).
 _SEP_WORDS = {char: word for word, char in SEPARATOR_NAMES.items() if word.isalpha()}
@@ -215,11 +217,6 @@ def _detect_encoding(head: bytes, truncated: bool, loc: Location) -> str:
             return "utf-16-le"
         if even > 0.3 * len(probe) / 2 and odd < 0.05 * len(probe) / 2:
             return "utf-16-be"
-        raise DataFormatError(
-            f"'{loc.display}' is binary, not CSV text: its first bytes hold NUL bytes and "
-            "no byte-order mark (detected from its first 4 KiB).",
-            fix="Point data.uri at a CSV or Parquet file; if it is UTF-16 or UTF-32 text "
-            "without a byte-order mark, set data.read.encoding (e.g. utf-16-le).")
     try:
         head.decode("utf-8")
         return "utf-8"
@@ -229,6 +226,13 @@ def _detect_encoding(head: bytes, truncated: bool, loc: Location) -> str:
             return "utf-8"
         bad = head[exc.start:exc.start + 1]
         line = _line_of(head, exc.start)
+    controls = sum(probe.count(c) for c in _BINARY_BYTES)
+    if controls > 0.05 * len(probe) and controls >= 4:
+        raise DataFormatError(
+            f"'{loc.display}' is binary, not CSV text: it is not UTF-8, {controls} of its "
+            f"first {len(probe)} bytes are control bytes, and it has no byte-order mark.",
+            fix="Point data.uri at a CSV or Parquet file; if it is UTF-16 or UTF-32 text "
+            "without a byte-order mark, set data.read.encoding (e.g. utf-16-le).")
     try:
         text = head.decode("cp1252")
     except UnicodeDecodeError:
@@ -249,7 +253,8 @@ def _detect_sep(sample: str, truncated: bool) -> str | None:
 
     A candidate qualifies when the header has as many fields as most (90 %) of the
     sampled rows and more than one; the one giving the most fields wins. None when
-    none qualifies (a one-column file, or rows too ragged to tell).
+    none qualifies (a one-column file, or rows too ragged to tell): see
+    :func:`_fallback_sep`.
     """
     best: tuple[int, str] | None = None
     for sep in SEPARATORS:
@@ -264,6 +269,16 @@ def _detect_sep(sample: str, truncated: bool) -> str | None:
         if best is None or counts[0] > best[0]:
             best = (counts[0], sep)
     return best[1] if best else None
+
+
+def _fallback_sep(sample: str) -> str:
+    """The separator when none splits the file evenly: a comma if it splits the header
+    (the rows are ragged: the parser names the first bad one), else, for a one-column
+    file, the rarest in text of those that occur nowhere in the sample."""
+    header = sample.split("\n", 1)[0]
+    if "," in header:
+        return ","
+    return next((sep for sep in reversed(SEPARATORS) if sep not in sample), ",")
 
 
 def _check_configured_sep(head: bytes, truncated: bool, layout: Layout,
@@ -359,8 +374,9 @@ def _read_csv(raw: bytes, loc: Location, parse_dates: list[str], read: ReadConfi
                 detected.append("compression")
                 break
     text = _decompress(raw, comp, loc)
-    if not text:
-        raise DataFormatError(f"'{loc.display}' has no header row (the file is empty).",
+    if not text.strip():
+        raise DataFormatError(f"'{loc.display}' has no header row (it holds "
+                              f"{'only blank lines' if text else 'nothing'}).",
                               fix="Point data.uri at a CSV with a header row.")
     head, truncated = text[:SNIFF_BYTES], len(text) > SNIFF_BYTES
     if read.encoding == "auto":
@@ -371,7 +387,8 @@ def _read_csv(raw: bytes, loc: Location, parse_dates: list[str], read: ReadConfi
     sep = read.separator()
     if sep is None:
         sample = head.decode(encoding, errors="replace")
-        sep = _detect_sep(sample.lstrip("\ufeff"), truncated) or ","
+        sample = sample.lstrip("\ufeff")
+        sep = _detect_sep(sample, truncated) or _fallback_sep(sample)
         detected.append("sep")
     layout = Layout("csv", codecs.lookup(encoding).name, sep, comp, tuple(detected))
     text = _decode(text, encoding, layout, loc)
@@ -381,7 +398,7 @@ def _read_csv(raw: bytes, loc: Location, parse_dates: list[str], read: ReadConfi
         header = pd.read_csv(io.BytesIO(text), sep=sep, header=None, nrows=1, dtype=str,
                              keep_default_na=False)
     except pd.errors.EmptyDataError:
-        raise DataFormatError(f"'{loc.display}' has no header row (the file is empty).",
+        raise DataFormatError(f"'{loc.display}' has no header row (it holds only blank lines).",
                               fix="Point data.uri at a CSV with a header row.") from None
     except UnicodeDecodeError:
         raise _not_utf8(text, layout, loc) from None

@@ -715,9 +715,21 @@ class TestIngestDetectsTheLayout:
         assert_clear(err.value, "cp1252.csv", "does not decode as csv, utf-8,", "0x")
         assert "is set in data.read.encoding" in (err.value.fix or "")
 
+    def test_one_column_whose_values_hold_commas(self, cfg: PipelineConfig, tmp_path: Path,
+                                                 flights_frame: pd.DataFrame) -> None:
+        """Found by fuzzing: no separator splits a one-column file, and a comma in its
+        values made the rows ragged; one that occurs nowhere is taken instead."""
+        routes = pd.DataFrame({"route": flights_frame["origin"] + "," + flights_frame["dest"]})
+        routes.to_csv(tmp_path / "routes.txt", index=False, sep="\t")
+        assert b'"' not in (tmp_path / "routes.txt").read_bytes()[:100]  # unquoted commas
+        ds = run(cfg, uri=str(tmp_path / "routes.txt"), columns=None, dropna=[], derive={},
+                 parse_dates=[], time_column=None, window=WindowConfig(), snapshot=False)
+        assert ds.frame["route"].tolist() == routes["route"].tolist()
+        assert ds.layout is not None and ds.layout.sep == "|"
+
     @pytest.mark.parametrize(("content", "needles"), [
         (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600), ["Excel workbook"]),
-        (b"year,month\x00\x01\x02" * 50 + bytes(range(256)), ["binary", "NUL bytes"]),
+        (b"year,month\x00\x01\x02" * 50 + bytes(range(256)), ["binary", "control bytes"]),
         ("carrier,dest\nUA,Москва\n".encode("cp1251") * 50, ["not UTF-8 text", "0xCC"]),
         ("carrier,dest\nUA,東京\n".encode("shift_jis") * 50, ["not UTF-8 text"]),
     ])

@@ -313,6 +313,46 @@ class TestValidateBadInput:
             check(cfg, data)
         (v,) = err.value.violations
         assert (v["column"], v["rule"]) == ("delayed", "target must have at least two classes")
+        # The classes found, not pandera's bare False for the whole-column check.
+        assert (v["count"], v["examples"]) == (1, ["found 1 class(es): ['False']"])
+
+    def test_duplicate_column_names_are_a_violation(self, config,
+                                                    flights_frame: pd.DataFrame) -> None:
+        """Found by fuzzing: two columns of one name raised AttributeError."""
+        cfg = config()
+        data = flights_dataset(cfg, flights_frame)
+        frame = pd.concat([data.frame, data.frame[["carrier"]].assign(carrier="ZZ")], axis=1)
+        with pytest.raises(DataValidationError) as err:
+            check(cfg, data.with_frame(frame))
+        (v,) = err.value.violations  # the first 'carrier' is checked, and is valid
+        assert (v["column"], v["rule"], v["count"]) == ("carrier", "unique column name", 2)
+        assert "only the first was checked" in v["examples"][0]
+        frame.iloc[0, list(frame.columns).index("month")] = 13
+        report = check(cfg, data.with_frame(frame), on_failure="warn")
+        assert sorted((v["column"], v["rule"].split("(")[0]) for v in report.violations) == [
+            ("carrier", "unique column name"), ("month", "less_than_or_equal_to")]
+
+    def test_bounds_on_a_text_column_name_the_dtype(self, config,
+                                                    flights_frame: pd.DataFrame) -> None:
+        """Found by fuzzing: min/max on text reported pandas' TypeError as the example."""
+        cfg = config()
+        data = flights_dataset(cfg, flights_frame)
+        rules = dict(cfg.validate.columns, carrier=ColumnRule(dtype=None, min=0, max=10),
+                     time_hour=ColumnRule(dtype="datetime", max=5))
+        report = check(cfg, data, columns=rules, on_failure="warn")
+        found = by_column(report.violations)
+        assert sorted(found) == ["carrier", "time_hour"]
+        assert (found["carrier"]["rule"], found["carrier"]["count"]) == ("min 0 and max 10",
+                                                                         len(data.frame))
+        assert "found dtype str: the bounds need a number column" in found["carrier"][
+            "examples"]
+        assert found["time_hour"]["rule"] == "max 5"
+        assert "Error" not in str(report.violations)
+        # Numbers stored as objects still compare.
+        frame = data.frame.assign(distance=data.frame["distance"].astype(object))
+        rules = dict(cfg.validate.columns, distance=ColumnRule(min=0, max=10))
+        (v,) = check(cfg, data.with_frame(frame), columns=rules, on_failure="warn").violations
+        assert v["column"] == "distance" and v["rule"].startswith("less_than_or_equal_to(10")
 
     def test_regression_target_inf_and_nan(self, config, tmp_path: Path) -> None:
         cfg = config("experiment=diamonds", "data.sample_rows=3000", "data.snapshot=false")
