@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,3 +61,54 @@ class TestFailedRunsAreShort:
                        home=tmp_path / "prefect-home")
         assert res.returncode != 0
         assert "Traceback" in res.stdout + res.stderr
+
+
+def bad_files(frame: pd.DataFrame, directory: Path) -> dict[str, tuple[Path, list[str]]]:
+    """Real flights rows in the kinds of bad file the fuzz tests generate:
+    name -> (file, override, what stderr must name)."""
+    rows = frame.head(3000)
+    cyrillic = rows.assign(dest=rows["dest"].where(rows.index % 7 > 0, "Москва"))
+    cyrillic.to_csv(directory / "cyrillic.csv", index=False, encoding="cp1251")
+    rows.to_csv(directory / "semicolon.csv", index=False, sep=";")
+    rows.to_parquet(directory / "really-parquet.csv", index=False)
+    rows.assign(distance="far").to_csv(directory / "text-distance.csv", index=False)
+    (directory / "binary.csv").write_bytes(bytes(range(256)) * 40)
+    return {
+        "cp1251": (directory / "cyrillic.csv", [],
+                   ["is not UTF-8 text", "Windows-1252", "data.read.encoding"]),
+        "wrong separator": (directory / "semicolon.csv", ["data.read.sep=comma"],
+                            ["has one column when read as", "data.read.sep=semicolon"]),
+        "parquet named csv": (directory / "really-parquet.csv", [],
+                              ["is a Parquet file", "data.format=parquet"]),
+        "contract": (directory / "text-distance.csv", [],
+                     ["column 'distance': dtype number", "conf/validate"]),
+        "binary": (directory / "binary.csv", [], ["is binary, not CSV text", "data.uri"]),
+    }
+
+
+@pytest.mark.slow
+class TestFuzzedFilesFailShort:
+    """The failures the fuzz tests provoke, through the training command line: the cause,
+    the file, the fix; no traceback; nothing registered."""
+
+    @pytest.fixture(scope="class")
+    def home(self, tmp_path_factory: pytest.TempPathFactory) -> Path:
+        """One Prefect home for the class: its database is created and migrated once."""
+        return tmp_path_factory.mktemp("fuzzed-cli") / "prefect-home"
+
+    @pytest.mark.parametrize("case", ["cp1251", "wrong separator", "parquet named csv",
+                                      "contract", "binary"])
+    def test_bad_file(self, case: str, tmp_path: Path, home: Path,
+                      flights_frame: pd.DataFrame) -> None:
+        path, overrides, needles = bad_files(flights_frame, tmp_path)[case]
+        res = run_flow("training", f"data.uri={path}", *overrides, "tracking=disabled",
+                       f"paths.root={tmp_path}", home=home)
+        out = res.stdout + res.stderr
+        assert res.returncode == 2, out[-3000:]
+        error = [ln for ln in res.stderr.splitlines() if ln.startswith("error: ")]
+        assert len(error) == 1 and path.name in res.stderr, res.stderr
+        assert "\nfix: " in res.stderr
+        for needle in needles:
+            assert needle in res.stderr, (needle, res.stderr)
+        assert "Traceback" not in out and 'File "' not in out
+        assert not (tmp_path / "registry").exists()  # nothing was registered

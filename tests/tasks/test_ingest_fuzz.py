@@ -18,14 +18,14 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from prefab_mlops.config import DataConfig, PipelineConfig, WindowConfig
+from prefab_mlops.config import DataConfig, PipelineConfig
 from prefab_mlops.tasks.ingest import Dataset, ingest
 from prefab_mlops.testing.fuzzing import (
     DataFile,
     assert_clear_error,
     damaged_rows,
+    data_configs,
     data_files,
-    read_configs,
 )
 
 
@@ -39,26 +39,6 @@ def base(config, workdir: Path) -> PipelineConfig:
     cfg = config()
     paths = dataclasses.replace(cfg.paths, root=str(workdir), data_dir=str(workdir / "data"))
     return dataclasses.replace(cfg, paths=paths)
-
-
-@st.composite
-def preparations(draw: st.DrawFn, data: DataConfig) -> DataConfig:
-    """``conf/data`` for a generated file: format, data.read, and the preparation keys
-    naming columns that may or may not be there."""
-    name = st.sampled_from(["a", "dup", "", "time_hour", "distance", "名前", "1"])
-    plain = draw(st.integers(0, 3)) > 0  # mostly: read the file as it is
-    time_column = None if plain else draw(st.one_of(st.none(), name))
-    window = WindowConfig(newest=draw(st.sampled_from([None, "month", "day"])),
-                          start=draw(st.sampled_from([None, "2013-06-01", "0001-01-01"])),
-                          timezone=draw(st.sampled_from([None, "America/New_York"])))
-    return dataclasses.replace(
-        data, name="fuzz", format=draw(st.sampled_from(["auto", "auto", "csv", "parquet"])),
-        read=draw(read_configs()), parse_dates=draw(st.lists(name, max_size=2)),
-        dropna=[] if plain else draw(st.lists(name, max_size=1)), derive={},
-        columns=None if plain else draw(st.one_of(st.none(), st.lists(name, max_size=2))),
-        time_column=time_column,
-        window=WindowConfig() if plain else window,
-        sample_rows=draw(st.sampled_from([None, 1, 5])), snapshot=True)
 
 
 def ingest_file(cfg: PipelineConfig, workdir: Path, file: DataFile, data: DataConfig
@@ -104,14 +84,14 @@ class TestIngestFuzzAnyFile:
     @given(file=data_files(), data=st.data())
     def test_read_or_refused_naming_the_file(self, base: PipelineConfig, workdir: Path,
                                              file: DataFile, data: st.DataObject) -> None:
-        check_any_file(base, workdir, file, data.draw(preparations(base.data)))
+        check_any_file(base, workdir, file, data.draw(data_configs(base.data)))
 
     @pytest.mark.slow
     @settings(settings.get_profile("fuzz"))
     @given(file=data_files(), data=st.data())
     def test_read_or_refused_naming_the_file_fuzz(self, base: PipelineConfig, workdir: Path,
                                                   file: DataFile, data: st.DataObject) -> None:
-        check_any_file(base, workdir, file, data.draw(preparations(base.data)))
+        check_any_file(base, workdir, file, data.draw(data_configs(base.data)))
 
 
 class TestIngestFuzzRealRows:

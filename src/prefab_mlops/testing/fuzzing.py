@@ -13,6 +13,7 @@ fix it; never another exception, a 5xx, a hang or a traceback shown to the clien
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -23,7 +24,14 @@ import numpy as np
 import pandas as pd
 from hypothesis import strategies as st
 
-from prefab_mlops.config import ColumnRule, ReadConfig, TargetSpec, ValidateConfig
+from prefab_mlops.config import (
+    ColumnRule,
+    DataConfig,
+    ReadConfig,
+    TargetSpec,
+    ValidateConfig,
+    WindowConfig,
+)
 from prefab_mlops.core.errors import PrefabError
 
 #: Column names that have broken CSV readers and schema checks elsewhere.
@@ -35,6 +43,12 @@ NASTY_VALUES = (float("nan"), float("inf"), float("-inf"), 1e308, -0.0, 2**63, -
                 "", " ", "NaN", "inf", "null", "None", "1e999", "0x1F", "١٢٣", "\x00",
                 '"', '""', "a,b", "line\nbreak", "\r", "🙂" * 50, "\u202e", "x" * 100_000,
                 "2013-01-01T05:00:00Z", "0001-01-01", "9999-12-31T23:59:59+14:00", True, None)
+#: Values a client sends for a number, a category or a date-time by mistake.
+NEAR_MISSES = ("5", "5.0", " 5", "1e3", "1_000", 5, 5.5, -1, 0, True, "true", "EWR", "ewr",
+               ["EWR"], {"code": "EWR"}, "2013-01-01", "2013-01-01T05:00", "2013-01-01 05:00:00",
+               "2013-01-01T05:00:00.123456789+05:30", "2013-13-45T99:00:00Z", "T05:00",
+               1356998400, 1356998400000, "1356998400", "2013-01-01T05:00:00Z[UTC]",
+               "+002013-01-01T00:00:00Z", "2013-W01-1", "2013-001", "now", "")
 SEPARATORS = (",", ";", "\t", "|")
 ENCODINGS = ("utf-8", "utf-8-sig", "utf-16", "cp1252", "latin-1")
 
@@ -195,6 +209,27 @@ def read_configs(draw: st.DrawFn) -> ReadConfig:
                       sep=draw(st.sampled_from(["auto", "auto", "comma", "semicolon", "tab"])))
 
 
+@st.composite
+def data_configs(draw: st.DrawFn, data: DataConfig) -> DataConfig:
+    """``conf/data`` for a generated file, from ``data``: format, ``data.read``, and,
+    now and then, preparation keys naming columns that may or may not be there."""
+    name = st.sampled_from(["a", "dup", "", "time_hour", "distance", "名前", "1"])
+    plain = draw(st.integers(0, 3)) > 0  # mostly: read the file as it is
+    time_column = None if plain else draw(st.one_of(st.none(), name))
+    window = WindowConfig(newest=draw(st.sampled_from([None, "month", "day"])),
+                          start=draw(st.sampled_from([None, "2013-06-01", "0001-01-01"])),
+                          timezone=draw(st.sampled_from([None, "America/New_York"])))
+    return dataclasses.replace(
+        data, name="fuzz", format=draw(st.sampled_from(["auto", "auto", "csv", "parquet"])),
+        read=draw(read_configs()), parse_dates=draw(st.lists(name, max_size=2)),
+        dropna=[] if plain else draw(st.lists(name, max_size=1)), derive={},
+        columns=None if plain else draw(st.one_of(st.none(), st.lists(name, max_size=2))),
+        time_column=time_column,
+        window=WindowConfig() if plain else window,
+        sample_rows=draw(st.sampled_from([None, 1, 5])), snapshot=True)
+
+
+
 # ------------------------------------------------------------------- real rows
 def damaged_rows(rows: pd.DataFrame) -> st.SearchStrategy[pd.DataFrame]:
     """Real rows with some cells, a column's type or a header damaged."""
@@ -293,7 +328,7 @@ def predict_bodies(draw: st.DrawFn, record: dict[str, Any]) -> bytes:
     fields = list(record)
     rec = dict(record)
     for _ in range(draw(st.integers(0, 4))):
-        how = draw(st.sampled_from(["value", "drop", "extra", "null", "nasty"]))
+        how = draw(st.sampled_from(["value", "drop", "extra", "null", "nasty", "near"]))
         field = draw(st.sampled_from(fields))
         if how == "value":
             rec[field] = draw(json_values())
@@ -304,12 +339,15 @@ def predict_bodies(draw: st.DrawFn, record: dict[str, Any]) -> bytes:
                 json_values())
         elif how == "null":
             rec[field] = None
+        elif how == "near":
+            rec[field] = draw(st.sampled_from(NEAR_MISSES))
         else:
             value = draw(st.sampled_from(NASTY_VALUES))
             rec[field] = value if not isinstance(value, float) or np.isfinite(value) else None
-    shape = draw(st.sampled_from(["one", "list", "records", "any"]))
+    shape = draw(st.sampled_from(["one", "list", "records", "many", "any"]))
     body: Any = {"one": rec, "list": [rec] * draw(st.integers(0, 3)),
-                 "records": {"records": [rec]}, "any": draw(json_values())}[shape]
+                 "records": {"records": [rec]}, "many": [rec] * draw(st.integers(1, 1200)),
+                 "any": draw(json_values())}[shape]
     raw = json.dumps(body, default=str).encode()
     damage = draw(st.sampled_from(["none", "none", "none", "truncate", "nan", "dupkey",
                                    "latin1", "bytes"]))
