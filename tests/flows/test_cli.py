@@ -86,23 +86,24 @@ def bad_files(frame: pd.DataFrame, directory: Path) -> dict[str, tuple[Path, lis
     }
 
 
+@pytest.fixture(scope="module")
+def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One Prefect home for several runs: its database is created and migrated once."""
+    return tmp_path_factory.mktemp("shared-cli") / "prefect-home"
+
+
 @pytest.mark.slow
 class TestFuzzedFilesFailShort:
     """The failures the fuzz tests provoke, through the training command line: the cause,
     the file, the fix; no traceback; nothing registered."""
 
-    @pytest.fixture(scope="class")
-    def home(self, tmp_path_factory: pytest.TempPathFactory) -> Path:
-        """One Prefect home for the class: its database is created and migrated once."""
-        return tmp_path_factory.mktemp("fuzzed-cli") / "prefect-home"
-
     @pytest.mark.parametrize("case", ["cp1251", "wrong separator", "parquet named csv",
                                       "contract", "binary"])
-    def test_bad_file(self, case: str, tmp_path: Path, home: Path,
+    def test_bad_file(self, case: str, tmp_path: Path, shared_home: Path,
                       flights_frame: pd.DataFrame) -> None:
         path, overrides, needles = bad_files(flights_frame, tmp_path)[case]
         res = run_flow("training", f"data.uri={path}", *overrides, "tracking=disabled",
-                       f"paths.root={tmp_path}", home=home)
+                       f"paths.root={tmp_path}", home=shared_home)
         out = res.stdout + res.stderr
         assert res.returncode == 2, out[-3000:]
         error = [ln for ln in res.stderr.splitlines() if ln.startswith("error: ")]
