@@ -460,12 +460,12 @@ def parse_bytes(raw: bytes, loc: Location, fmt: str, parse_dates: list[str],
     if not raw:
         raise DataFormatError(f"'{loc.display}' is empty (0 bytes).",
                               fix="Point data.uri at a file with a header row and data.")
+    _not_tabular(raw, loc)
     detected: list[str] = []
     if fmt == "auto" and _is_parquet(raw):
         fmt = "parquet"
         detected.append("format")
     fmt = _format_of(loc, fmt)
-    _not_tabular(raw, loc)
     if fmt == "csv" and _is_parquet(raw):
         raise DataFormatError(
             f"'{loc.display}' is a Parquet file (it starts and ends with the bytes PAR1), "

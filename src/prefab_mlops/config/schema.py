@@ -62,7 +62,9 @@ class ReadConfig:
     Windows-1252 if they read as Western European text; the separator from ``,``
     ``;``, tab and ``|`` by which one splits the header and the rows alike. What was
     used is logged and recorded with the data set. Set a value when detection cannot
-    know, e.g. ``encoding: cp1251`` for a Cyrillic file or ``sep: ";"``.
+    know, e.g. ``encoding: cp1251`` for a Cyrillic file (refused until it is set) or
+    ``encoding: cp1250`` for Central European text, which can pass for Windows-1252
+    with a few wrong letters.
 
     Attributes:
         encoding: ``auto`` or a Python codec name (``utf-8``, ``cp1252``, ``latin-1``,
