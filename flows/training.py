@@ -20,7 +20,7 @@ from prefect import flow
 
 from prefab_mlops.config import ModelSpec, PipelineConfig, TargetSpec
 from prefab_mlops.core.errors import QualityGateError
-from prefab_mlops.flows.common import add_cli_arguments, load_and_log, run_cli, run_ids
+from prefab_mlops.flows.common import load_and_log, run_cli, run_ids
 from prefab_mlops.orchestration.artifacts import md_table, publish_markdown, publish_table
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.runtime import configure
@@ -222,22 +222,18 @@ def format_summary(s: dict[str, Any]) -> str:
             f"  {s['alias']} is now v{s['production_version']}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: ``python -m prefab_mlops.flows.training [OVERRIDES...]``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m prefab_mlops.flows.training",
-        description="Run the training flow. Positional arguments are Hydra overrides.",
-        epilog="examples:\n  python -m prefab_mlops.flows.training model=random_forest "
-               "model.n_estimators=300\n"
-               "  python -m prefab_mlops.flows.training experiment=diamonds",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_cli_arguments(parser)
-    parser.add_argument("--refresh-cache", action="store_true",
-                        help="ignore cached task results and run every task afresh")
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Run the flow from parsed command-line arguments (see :mod:`prefab_mlops.flows.cli`)."""
     return run_cli(args, lambda: training(
         overrides=args.overrides, config_name=args.config_name, config_dir=args.config_dir,
         refresh_cache=args.refresh_cache), format_summary)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m prefab_mlops.flows.training``: the same as ``prefab train``."""
+    from prefab_mlops.flows.cli import main as cli_main
+
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

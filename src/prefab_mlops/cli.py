@@ -1,7 +1,9 @@
-"""``prefab``: inspect the model registry, promote and roll back.
+"""``prefab``: run the stock flows; inspect the model registry, promote and roll back.
 
 Examples::
 
+    prefab train model=random_forest           # the training flow (config checked first)
+    prefab monitor --batch data/new.csv        # a drift check; prefab score: batch scoring
     prefab registry list                       # every model, its versions and aliases
     prefab registry show flights-binary 3      # one version's manifest (--json)
     prefab promote flights-binary 3            # point production at v3
@@ -132,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="machine-readable output")
     sub = p.add_subparsers(dest="command", required=True)
 
+    from prefab_mlops.flows.cli import COMMANDS
+
+    for command in COMMANDS.values():  # parsed by prefab_mlops.flows.cli (see main)
+        sub.add_parser(command.name, help=command.description.rstrip(".").lower()
+                       + " (prefab " + command.name + " --help)")
     reg = sub.add_parser("registry", help="inspect the model registry")
     reg_sub = reg.add_subparsers(dest="registry_command", required=True)
     ls = reg_sub.add_parser("list", parents=[common], help="versions and aliases")
@@ -181,8 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from prefab_mlops.flows.cli import COMMANDS
+    from prefab_mlops.flows.cli import main as flow_main
+
+    if argv and argv[0] in COMMANDS:
+        return flow_main(argv)
     overrides: list[str] = []
     if "--" in argv:
         i = argv.index("--")
