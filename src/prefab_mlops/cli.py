@@ -9,6 +9,7 @@ Examples::
     prefab promote flights-binary 3            # point production at v3
     prefab rollback flights-binary             # production back to the previous version
     prefab history flights-binary              # the audit log
+    prefab reproduce flights-binary@3          # retrain v3 from its record, compare sha256
     prefab schema infer data/sales.csv --target churned   # propose conf/validate + features
 
 The registry location comes from the project's config (``conf/register`` and
@@ -120,6 +121,19 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from prefab_mlops.flows.reproduce import reproduce
+
+    name, _, number = args.target.rpartition("@")
+    if not name or not number.isdigit():
+        raise PrefabError(f"'{args.target}' is not MODEL@VERSION.",
+                          fix="Name a registered version, e.g. prefab reproduce "
+                          "flights-binary@3 (prefab registry list shows them).")
+    result = reproduce(name, int(number), args.overrides, args.config_dir, args.keep)
+    _print(result.as_dict(), args.json, result.render())
+    return 0 if result.identical else 1
+
+
 def cmd_schema_infer(args: argparse.Namespace) -> int:
     from prefab_mlops.scaffold.schema_infer import run
 
@@ -171,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from prefab_mlops.scaffold.schema_infer import add_arguments
 
+    rp = sub.add_parser("reproduce", parents=[common],
+                        help="train a registered version again from its record and "
+                        "compare sha256 (exit 1 if not identical)")
+    rp.add_argument("target", metavar="MODEL@VERSION")
+    rp.add_argument("--keep", default=None,
+                    help="keep the reproduction's files under this directory")
+    rp.set_defaults(func=cmd_reproduce)
     sc = sub.add_parser("schema", help="infer a data contract and feature lists from data")
     sc_sub = sc.add_subparsers(dest="schema_command", required=True)
     infer = sc_sub.add_parser(
