@@ -81,3 +81,23 @@ def test_a_missing_bucket_fails_at_once_without_a_retry_storm(
                  config_dir=CONF)
     assert "no-such-bucket-here" in str(err.value) and err.value.fix
     assert proxy.requests <= 4, proxy.requests  # a request or two, not a retry storm
+
+
+@pytest.mark.timeout(600)
+def test_a_wandb_server_that_hangs_costs_its_timeout_and_a_warning(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+
+    # accepts TCP connections (the kernel's backlog) and never answers a byte
+    with socket.create_server(("127.0.0.1", 0), backlog=64) as blackhole:
+        monkeypatch.delenv("WANDB_MODE", raising=False)
+        monkeypatch.setenv("WANDB_API_KEY", "0123456789abcdef0123456789abcdef01234567")
+        monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{blackhole.getsockname()[1]}")
+        s = training(overrides=[f"paths.root={tmp_path}", "data.sample_rows=8000",
+                                "model.n_estimators=20", "tracking=wandb",
+                                "tracking.mode=online", "tracking.init_timeout_s=5",
+                                "orchestration.tasks.track.retries=0"], config_dir=CONF)
+    assert s["version"] == 1 and s["decision"]["promote"]  # the model is not held hostage
+    assert s["tracking"]["mode"] == "online" and "error" in s["tracking"]
+    assert "W&B tracking failed and was skipped" in caplog.text
