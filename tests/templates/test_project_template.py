@@ -34,6 +34,7 @@ from tests.templates.conftest import (
     DEFAULT_CRONS,
     REPO,
     combos,
+    git,
     project_env,
     render,
 )
@@ -75,6 +76,12 @@ def files_of(project: Path) -> set[str]:
     return {str(p.relative_to(project)) for p in project.rglob("*") if p.is_file()}
 
 
+def tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under ``root``: a file's bytes, None for a directory."""
+    return {str(p.relative_to(root)): None if p.is_dir() else p.read_bytes()
+            for p in root.rglob("*")}
+
+
 # ------------------------------------------------------------------ rendering
 @pytest.mark.parametrize("name", COMBOS)
 class TestRenderedProject:
@@ -113,7 +120,8 @@ class TestRenderedProject:
             text=True, check=True).stdout.strip()
         for key, value in combos(data_dir)[name].items():
             assert recorded[key] == value, key
-        assert not {"bundled_flights", "cron_pattern"} & set(recorded)
+        assert not {"bundled_flights", "cron_pattern", "template_globs",
+                    "existing_files"} & set(recorded)
 
     def test_depends_on_the_framework_and_carries_no_copy(
             self, name: str, rendered: Callable[[str], Path], template_repo: Path) -> None:
@@ -158,15 +166,21 @@ class TestRenderedProject:
                                           "image_pull_policy": "IfNotPresent"} if docker else {})
 
 
-def test_framework_from_a_version_range(template_repo: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("framework", "requirement"), [
+    (">=0.1,<0.2", "prefab-mlops[pipeline,serve]>=0.1,<0.2"),
+    ("git+https://git.example.com/you/prefab-mlops@v0.1",
+     "prefab-mlops[pipeline,serve] @ git+https://git.example.com/you/prefab-mlops@v0.1"),
+], ids=["version-range", "url"])
+def test_framework_from_an_index_or_a_url(framework: str, requirement: str,
+                                          template_repo: Path, tmp_path: Path) -> None:
     from copier import run_copy
 
     dest = tmp_path / "p"
-    run_copy(str(template_repo), str(dest), data={"framework": ">=0.1,<0.2"},
+    run_copy(str(template_repo), str(dest), data={"framework": framework},
              defaults=True, unsafe=True, quiet=True, vcs_ref="HEAD",
              skip_tasks=True)  # no schema inference: the requirement is a pure answer
     deps = tomllib.loads((dest / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert deps[0] == "prefab-mlops[pipeline,serve]>=0.1,<0.2"
+    assert deps[0] == requirement
 
 
 class TestAnswersReachTheConfig:
@@ -340,6 +354,42 @@ class TestBadAnswersAreRefused:
         err = capfd.readouterr().err
         assert "Project generation stopped" in err and named in err, err
         assert not (tmp_path / "p").exists()  # no half-made project is left behind
+
+    def test_into_a_folder_that_was_there(self, template_repo: Path, data_dir: Path,
+                                          tmp_path: Path,
+                                          capfd: pytest.CaptureFixture[str]) -> None:
+        """A stopped generation removes what it wrote and keeps what was there."""
+        from copier.errors import TaskError
+
+        dest = tmp_path / "p"
+        git(tmp_path, "init", "-q", "p")
+        mine = {"notes.md": "mine\n", ".env": "TOKEN=1\n", "data/diamonds.csv": None,
+                "conf/local/default.yaml": "seed: 7\n", "tests/test_mine.py": "X = 1\n"}
+        for rel, text in mine.items():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            if text is None:
+                shutil.copy(data_dir / "diamonds.csv", dest / rel)
+            else:
+                (dest / rel).write_text(text)
+        before = tree(dest)
+        with pytest.raises(TaskError):
+            render(template_repo, dest, data_uri="data/diamonds.csv", target="cost")
+        err = capfd.readouterr().err
+        assert "Project generation stopped" in err and "the 'target' answer" in err, err
+        assert tree(dest) == before
+
+        # ... and the corrected answers then generate the project around those files
+        render(template_repo, dest, data_uri="data/diamonds.csv", target="price",
+               problem_type="regression")
+        answers = answers_of(dest)
+        generated = expected_files(template_repo, answers)
+        assert files_of(dest) - {p for p in files_of(dest) if p.startswith(".git/")} == (
+            generated | set(mine))
+        assert {rel: tree(dest)[rel] for rel in before} == before
+        # the defaults name the data, not the bundled flights
+        assert (answers["project_name"], answers["project_slug"]) == ("Diamonds", "diamonds")
+        found = {rel: leftovers((dest / rel).read_text()) for rel in sorted(generated)}
+        assert not {rel: hits for rel, hits in found.items() if hits}
 
 
 # ------------------------------------------------- the generated project works
