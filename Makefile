@@ -84,8 +84,10 @@ bench-serving: $(STAMP)
 	@$(BIN)/python bench/serving.py
 
 ## server: a Prefect server with its UI on http://127.0.0.1:$(PREFECT_PORT)
+# The UI calls the API at PREFECT_SERVER_UI_API_URL, which is port 4200 unless set.
 server: $(STAMP)
-	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+	PREFECT_SERVER_UI_API_URL=$(SERVER_API) \
+	  $(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
 
 ## pool: create the process work pool the deployments use
 pool: $(STAMP)

@@ -2,7 +2,7 @@
 
 ::
 
-    python -m prefab_mlops.flows.batch_inference --batch data/new_flights.csv
+    python -m prefab_mlops.flows.batch_inference --batch data/new_sales.csv
 
 The batch is checked against the model's input schema, scored, and written with
 the model version and a timestamp under ``inference.output_dir`` (or S3).

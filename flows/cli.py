@@ -47,6 +47,7 @@ class FlowCommand:
     name: str
     module: str
     description: str
+    example: str
     batch_option: bool = False
     refresh_option: bool = False
 
@@ -54,7 +55,8 @@ class FlowCommand:
         parser = argparse.ArgumentParser(
             prog=f"prefab {self.name}",
             description=f"{self.description} Positional arguments are Hydra overrides.",
-            epilog=f"also: python -m {self.module} [ARGS...]")
+            epilog=f"examples:\n  {self.example}\nalso: python -m {self.module} [ARGS...]",
+            formatter_class=argparse.RawDescriptionHelpFormatter)
         add_cli_arguments(parser)
         if self.batch_option:
             parser.add_argument("--batch", default=None,
@@ -67,11 +69,16 @@ class FlowCommand:
 
 COMMANDS = {c.name: c for c in (
     FlowCommand("train", "prefab_mlops.flows.training",
-                "Train, evaluate, register and maybe promote a model.", refresh_option=True),
+                "Train, evaluate, register and maybe promote a model.",
+                "prefab train model=random_forest model.n_estimators=300\n"
+                "  prefab train experiment=NAME      # conf/experiment/NAME.yaml",
+                refresh_option=True),
     FlowCommand("monitor", "prefab_mlops.flows.monitoring",
-                "Check a batch for drift against the production model.", batch_option=True),
+                "Check a batch for drift against the production model.",
+                "prefab monitor --batch data/new-batch.csv", batch_option=True),
     FlowCommand("score", "prefab_mlops.flows.batch_inference",
-                "Score a batch with the production model.", batch_option=True),
+                "Score a batch with the production model.",
+                "prefab score --batch data/new-batch.csv", batch_option=True),
 )}
 
 

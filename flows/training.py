@@ -3,7 +3,7 @@
 Run it from the command line with Hydra overrides::
 
     python -m prefab_mlops.flows.training model=random_forest model.n_estimators=300
-    python -m prefab_mlops.flows.training experiment=diamonds
+    python -m prefab_mlops.flows.training experiment=NAME     # conf/experiment/NAME.yaml
     python -m prefab_mlops.flows.training --refresh-cache        # ignore cached task results
 
 from a test or a script (``training(overrides=[...])``), or from a Prefect

@@ -5,11 +5,11 @@ Examples::
     prefab train model=random_forest           # the training flow (config checked first)
     prefab monitor --batch data/new.csv        # a drift check; prefab score: batch scoring
     prefab registry list                       # every model, its versions and aliases
-    prefab registry show flights-binary 3      # one version's manifest (--json)
-    prefab promote flights-binary 3            # point production at v3
-    prefab rollback flights-binary             # production back to the previous version
-    prefab history flights-binary              # the audit log
-    prefab reproduce flights-binary@3          # retrain v3 from its record, compare sha256
+    prefab registry show sales-binary 3        # one version's manifest (--json)
+    prefab promote sales-binary 3              # point production at v3
+    prefab rollback sales-binary               # production back to the previous version
+    prefab history sales-binary                # the audit log
+    prefab reproduce sales-binary@3            # retrain v3 from its record, compare sha256
     prefab schema infer data/sales.csv --target churned   # propose conf/validate + features
 
 The registry location comes from the project's config (``conf/register`` and
@@ -128,7 +128,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if not name or not number.isdigit():
         raise PrefabError(f"'{args.target}' is not MODEL@VERSION.",
                           fix="Name a registered version, e.g. prefab reproduce "
-                          "flights-binary@3 (prefab registry list shows them).")
+                          "sales-binary@3 (prefab registry list shows them).")
     result = reproduce(name, int(number), args.overrides, args.config_dir, args.keep)
     _print(result.as_dict(), args.json, result.render())
     return 0 if result.identical else 1

@@ -403,7 +403,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--name", default=None,
                    help="data set name for the written files (default: the file name's stem)")
     p.add_argument("--derive", default=None, metavar="EXPR",
-                   help="pandas expression computing the target, e.g. 'arr_delay > 15'")
+                   help="pandas expression computing the target, e.g. 'amount > 100'")
     p.add_argument("--config-dir", default="conf", type=Path,
                    help="the project's conf/ directory (default: ./conf)")
     p.add_argument("--write", action="store_true",
