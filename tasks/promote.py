@@ -4,9 +4,8 @@
 quality gate (by default: it beats a naive baseline, see ``evaluate.baseline``) and
 beats the champion's primary metric, on the same test rows (those neither was trained
 on), by more than ``promote.min_improvement``; the reason names the gate rule that
-decided. :func:`promote`
-moves the alias and records the decision in the registry's audit log;
-:func:`rollback` moves it back.
+decided. :func:`promote` moves the alias and records the decision in the registry's
+audit log; :func:`rollback` moves it back.
 
 A promotion is a compare-and-set against the champion the decision was made
 with: if another run moved the alias in the meantime, :func:`promote` loads the

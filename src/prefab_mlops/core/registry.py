@@ -165,9 +165,10 @@ class EvaluationRecord:
                    registered=True)
 
     def same_outcome(self, other: EvaluationRecord) -> bool:
-        """Whether ``other`` has the same metrics, gate and champion comparison."""
+        """Whether ``other`` has the same metrics and gate result (the model's own
+        evaluation; which champion it was compared with is in the decision's event)."""
         def key(r: EvaluationRecord) -> str:
-            return json.dumps([r.metrics, r.gate, r.champion], sort_keys=True, default=str)
+            return json.dumps([r.metrics, r.gate], sort_keys=True, default=str)
 
         return key(self) == key(other)
 
