@@ -20,6 +20,7 @@ from prefect import flow
 
 from prefab_mlops.config import ModelSpec, PipelineConfig, TargetSpec
 from prefab_mlops.core.errors import QualityGateError
+from prefab_mlops.core.problems import LOWER_IS_BETTER
 from prefab_mlops.flows.common import load_and_log, run_cli, run_ids
 from prefab_mlops.orchestration.artifacts import md_table, publish_markdown, publish_table
 from prefab_mlops.orchestration.logs import get_logger
@@ -56,36 +57,55 @@ def _comparison_text(c: dict[str, Any]) -> str:
     return text
 
 
+def _production_text(s: dict[str, Any]) -> str:
+    """Where the alias points after the run, said as such when nothing is there."""
+    if s["production_version"] is None:
+        return f"no {s['alias']} model yet"
+    moved = "is now" if s["decision"]["promote"] else "stays"
+    return f"{s['alias']} {moved} v{s['production_version']}"
+
+
 def _summary_markdown(s: dict[str, Any]) -> str:
     gate = s["gate"]
     cmp = s["comparison"]
     both = cmp["status"] == "compared"
+    baseline = gate["baseline"]
 
     def on_compared(metrics: dict[str, float] | None, k: str) -> Any:
         return round(metrics[k], 5) if both and metrics and k in metrics else ""
 
-    rows = [{"metric": k, "value": round(v, 5),
-             "gate": _rule_text(gate["rules"].get(k)),
-             "this model on compared rows": on_compared(cmp["challenger"], k),
-             "champion on compared rows": on_compared(cmp["champion"], k)}
-            for k, v in s["metrics"].items()]
+    rows = []
+    for k, v in s["metrics"].items():
+        row = {"metric": k, "value": round(v, 5), "gate": _rule_text(gate, k)}
+        if baseline is not None:
+            row[f"{baseline['strategy']} baseline"] = (
+                round(baseline["metrics"][k], 5) if k in baseline["metrics"] else "")
+        row.update({"this model on compared rows": on_compared(cmp["challenger"], k),
+                    "champion on compared rows": on_compared(cmp["champion"], k)})
+        rows.append(row)
     dec = s["decision"]
     return "\n".join([
         f"# Training run: `{s['model_name']}`",
         f"**Data**: `{s['data']['source']}`, {s['data']['rows']:,} rows, fingerprint "
         f"`{s['data']['fingerprint'][:12]}`",
         f"**Model**: `{s['estimator']}` registered as **v{s['version']}**",
-        "**Quality gate**: " + ("passed" if gate["passed"]
-                                else "FAILED: " + "; ".join(gate["failures"])),
+        f"**Quality gate**: {gate['summary']}",
         f"**Champion comparison**: {_comparison_text(cmp)}",
         f"**Promotion**: {'PROMOTED to ' + s['alias'] if dec['promote'] else 'not promoted'}"
-        f" ({dec['reason']})", "", md_table(rows)])
+        f" ({dec['reason']}); {_production_text(s)}", "", md_table(rows)])
 
 
-def _rule_text(rule: dict[str, Any] | None) -> str:
-    if not rule:
-        return ""
-    return " ".join(f"{k} {v}" for k, v in rule.items() if v is not None)
+def _rule_text(gate: dict[str, Any], metric: str) -> str:
+    """The gate's requirement on ``metric`` (the table's gate column)."""
+    parts = []
+    baseline = gate["baseline"]
+    if baseline is not None and baseline["metric"] == metric:
+        op = "<=" if metric in LOWER_IS_BETTER else ">="
+        parts.append(f"baseline rule: {op} {baseline['required']:.5g}")
+    for bound, value in (gate["rules"].get(metric) or {}).items():
+        if value is not None:
+            parts.append(f"absolute rule: {bound} {value}")
+    return "; ".join(parts)
 
 
 @flow(name="training")
@@ -134,7 +154,8 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
     if not evaluation.gate.passed and cfg.evaluate.on_gate_failure == "fail":
         raise QualityGateError(
             "Model failed its quality gate: " + "; ".join(evaluation.gate.failures),
-            fix="Improve the model or relax evaluate.gate; with "
+            fix="Improve the model, or change the rule that failed (the baseline rule: "
+            "evaluate.baseline.min_improvement; absolute rules: evaluate.gate); with "
             "evaluate.on_gate_failure=warn it is registered but never promoted.")
 
     champion = configure(load_production, "register", orch)(
@@ -166,9 +187,7 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
         "estimator": trained.estimator, "alias": cfg.promote.alias,
         "production_version": decision.challenger_version if decision.promote
         else decision.champion_version,
-        "metrics": evaluation.metrics, "gate": {"passed": evaluation.gate.passed,
-                                                "failures": evaluation.gate.failures,
-                                                "rules": evaluation.gate.rules},
+        "metrics": evaluation.metrics, "gate": evaluation.gate.as_record(),
         "champion_metrics": comparison.champion, "comparison": comparison.as_dict(),
         "decision": decision.as_dict(),
         "data": {"source": data.source, "rows": data.rows, "fingerprint": data.fingerprint,
@@ -215,11 +234,11 @@ def format_summary(s: dict[str, Any]) -> str:
     dec = s["decision"]
     return (f"Registered {s['model_name']} v{s['version']} ({s['estimator']})\n"
             f"  metrics: {metrics}\n"
-            f"  quality gate: {'passed' if s['gate']['passed'] else 'FAILED'}\n"
+            f"  quality gate: {s['gate']['summary']}\n"
             f"  champion comparison: {_comparison_text(s['comparison'])}\n"
             f"  promotion: {'PROMOTED to ' + s['alias'] if dec['promote'] else 'not promoted'}"
             f" - {dec['reason']}\n"
-            f"  {s['alias']} is now v{s['production_version']}")
+            f"  {_production_text(s)}")
 
 
 def run(args: argparse.Namespace) -> int:

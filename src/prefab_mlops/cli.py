@@ -26,7 +26,7 @@ from typing import Any
 
 from prefab_mlops.config import load_config
 from prefab_mlops.core.errors import PrefabError
-from prefab_mlops.core.registry import ModelRegistry
+from prefab_mlops.core.registry import PROMOTE_EVENT, ModelRegistry
 from prefab_mlops.core.storage import object_store
 
 
@@ -49,6 +49,18 @@ def _print(obj: Any, as_json: bool, text: str) -> None:
     print(json.dumps(obj, indent=2, default=str) if as_json else text)
 
 
+def _gate_text(gate: dict[str, Any]) -> str:
+    """``ok``/``FAIL`` and the rules that decided, e.g. ``ok(baseline)``."""
+    rules = ",".join(gate.get("decided_by") or [])
+    return ("ok" if gate.get("passed") else "FAIL") + (f"({rules})" if rules else "")
+
+
+def _decision_text(event: dict[str, Any] | None) -> str:
+    if event is None:
+        return "-"
+    return "promoted" if event["event"] == PROMOTE_EVENT else "declined"
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     reg, cfg = _registry(args)
     names = [args.model] if args.model else reg.models()
@@ -59,14 +71,26 @@ def cmd_list(args: argparse.Namespace) -> int:
         by_version: dict[int, list[str]] = {}
         for a, st in aliases.items():
             by_version.setdefault(st.version, []).append(a)
-        for v in reg.versions(name):
-            m = {k: round(val, 4) for k, val in v.metrics.items() if k != "n_test"}
+        decisions = reg.decisions(name)
+        versions = reg.versions(name)
+        evaluations = reg.latest_evaluations(name, versions)
+        for v in versions:
+            # a version shows its latest evaluation and the latest decision on it
+            latest = evaluations[v.version]
+            m = {k: round(val, 4) for k, val in latest.metrics.items() if k != "n_test"}
+            decision = decisions.get(v.version)
             out.append({"model": name, "version": v.version, "created_at": v.created_at,
                         "aliases": sorted(by_version.get(v.version, [])), "metrics": m,
-                        "gate_passed": v.gate.get("passed")})
+                        "gate_passed": latest.gate.get("passed"),
+                        "gate": latest.gate.get("summary"),
+                        "evaluated_at": latest.at,
+                        "decision": None if decision is None else {
+                            "event": decision["event"], "reason": decision.get("reason"),
+                            "at": decision.get("at")}})
             lines.append(f"{name} v{v.version:<4} {v.created_at[:19]}  "
                          f"{','.join(sorted(by_version.get(v.version, []))) or '-':<22} "
-                         f"gate={'ok' if v.gate.get('passed') else 'FAIL'}  {m}")
+                         f"gate={_gate_text(latest.gate)}  "
+                         f"decision={_decision_text(decision)}  {m}")
     _print(out, args.json, "\n".join(lines) or "no registered models")
     return 0
 
@@ -86,13 +110,20 @@ def cmd_show(args: argparse.Namespace) -> int:
     data = asdict(mv)
     if not args.json:
         data.pop("config", None)
+    # the manifest keeps the evaluation it was registered with; later runs append theirs
+    evaluations = reg.evaluations(mv)
+    data["latest_evaluation"] = asdict(evaluations[-1])
+    data["evaluations"] = len(evaluations)
+    decision = reg.decisions(name).get(version)
+    data["latest_decision"] = decision
     print(json.dumps(data, indent=2, default=str))
     return 0
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
     reg, name, alias = _alias_target(args)
-    state = reg.set_alias(name, alias, args.version, reason=args.reason, event="promote")
+    state = reg.set_alias(name, alias, args.version, reason=args.reason,
+                          event=PROMOTE_EVENT)
     _print(asdict(state), args.json, f"{name}: {alias} -> v{state.version} "
            f"(was {('v' + str(state.history[-1])) if state.history else 'unset'})")
     return 0

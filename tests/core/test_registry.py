@@ -20,7 +20,13 @@ import pytest
 
 from prefab_mlops.core.errors import AliasMovedError, IntegrityError, RegistryError
 from prefab_mlops.core.fingerprint import bytes_sha256
-from prefab_mlops.core.registry import ModelRegistry, ModelVersion
+from prefab_mlops.core.registry import (
+    DECLINE_EVENT,
+    PROMOTE_EVENT,
+    EvaluationRecord,
+    ModelRegistry,
+    ModelVersion,
+)
 from prefab_mlops.core.storage import LocalObjectStore, S3Config, S3ObjectStore
 from tests.conftest import make_bucket
 
@@ -587,3 +593,106 @@ class TestEvents:
             registry.record_event(MODEL, "promotion_declined", version=1, seq=i)
 
         assert [e["seq"] for e in registry.events(MODEL)] == list(range(100))
+
+
+class TestSha256Index:
+    def test_the_earliest_version_of_these_bytes_is_found(self, registry: ModelRegistry
+                                                          ) -> None:
+        registry.register(manifest("fp-a"), payload(1))
+        registry.register(manifest("fp-b"), payload(2))
+        # the low-level write does not deduplicate; the earliest version stays indexed
+        registry.register(manifest("fp-c"), payload(1))
+
+        found = registry.find_by_sha256(MODEL, bytes_sha256(payload(1)))
+        assert found is not None and (found.version, found.fingerprint) == (1, "fp-a")
+        assert registry.find_by_sha256(MODEL, bytes_sha256(payload(2))).version == 2
+        assert registry.find_by_sha256(MODEL, bytes_sha256(payload(3))) is None
+        assert registry.find_by_sha256("other-model", bytes_sha256(payload(1))) is None
+
+    def test_lookup_reads_one_entry_and_one_manifest(
+            self, registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+        register_n(registry, 6)
+        reads = count_reads(registry, monkeypatch)
+        assert registry.find_by_sha256(MODEL, bytes_sha256(payload(4))).version == 4
+        assert len(reads) == 2
+
+
+def evaluation_of(version: int, passed: bool, auc: float) -> EvaluationRecord:
+    return EvaluationRecord(version=version, at="", metrics={"roc_auc": auc},
+                            gate={"passed": passed, "decided_by": ["baseline"],
+                                  "summary": "passed" if passed else "FAILED"},
+                            run={"flow_run_id": f"run-{auc}"})
+
+
+class TestEvaluations:
+    def test_the_registration_is_the_first_evaluation(self, registry: ModelRegistry) -> None:
+        mv = registry.register(manifest(metrics={"roc_auc": 0.7},
+                                        gate={"passed": False, "summary": "FAILED"},
+                                        data={"fingerprint": "d1", "rows": 10}), payload(1))
+
+        (only,) = registry.evaluations(mv)
+        assert (only.version, only.registered, only.at) == (1, True, mv.created_at)
+        assert (only.metrics, only.gate, only.data) == (
+            {"roc_auc": 0.7}, {"passed": False, "summary": "FAILED"}, {"fingerprint": "d1",
+                                                                        "rows": 10})
+        assert registry.latest_evaluation(mv) == only
+
+    def test_later_evaluations_are_appended_and_the_latest_wins(
+            self, registry: ModelRegistry) -> None:
+        v1, v2 = register_n(registry, 2)
+        registry.record_evaluation(MODEL, evaluation_of(1, True, 0.71))
+        registry.record_evaluation(MODEL, evaluation_of(1, False, 0.69))
+        registry.record_evaluation(MODEL, evaluation_of(1, True, 0.72))
+
+        history = registry.evaluations(v1)
+        assert [(e.registered, e.metrics.get("roc_auc")) for e in history] == [
+            (True, None), (False, 0.71), (False, 0.69), (False, 0.72)]
+        assert all(e.at for e in history[1:])
+        latest = registry.latest_evaluation(v1)
+        assert (latest.gate["passed"], latest.run["flow_run_id"]) == (True, "run-0.72")
+        # the manifest is never rewritten; v2 has only its own
+        assert registry.get_version(MODEL, 1) == v1
+        assert len(registry.evaluations(v2)) == 1
+        assert registry.latest_evaluations(MODEL, [v1, v2]) == {
+            1: latest, 2: registry.latest_evaluation(v2)}
+        audit = [(e["event"], e["version"], e.get("gate_passed"))
+                 for e in registry.events(MODEL) if e["event"] == "evaluate"]
+        assert audit == [("evaluate", 1, True), ("evaluate", 1, False), ("evaluate", 1, True)]
+
+    def test_an_unknown_version_cannot_be_evaluated(self, registry: ModelRegistry) -> None:
+        register_n(registry, 1)
+        with pytest.raises(RegistryError, match="no version 5"):
+            registry.record_evaluation(MODEL, evaluation_of(5, True, 0.7))
+
+    def test_latest_evaluations_list_once(self, registry: ModelRegistry,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+        versions = register_n(registry, 5)
+        registry.record_evaluation(MODEL, evaluation_of(2, True, 0.7))
+        registry.record_evaluation(MODEL, evaluation_of(4, True, 0.7))
+        lists: list[str] = []
+        real_list = registry.store.list
+
+        def listing(prefix: str) -> list[str]:
+            lists.append(prefix)
+            return real_list(prefix)
+
+        monkeypatch.setattr(registry.store, "list", listing)
+        reads = count_reads(registry, monkeypatch)
+        latest = registry.latest_evaluations(MODEL, versions)
+        assert [latest[v].registered for v in range(1, 6)] == [True, False, True, False, True]
+        assert len(lists) == 1 and len(reads) == 2
+
+
+class TestDecisions:
+    def test_the_latest_decision_on_each_version(self, registry: ModelRegistry) -> None:
+        register_n(registry, 3)
+        registry.record_event(MODEL, DECLINE_EVENT, version=2, reason="gate failed")
+        registry.set_alias(MODEL, "production", 2, event=PROMOTE_EVENT, reason="better")
+        registry.record_event(MODEL, DECLINE_EVENT, version=3, reason="worse")
+        registry.set_alias(MODEL, "production", 3, event=PROMOTE_EVENT, reason="by hand")
+        registry.rollback(MODEL, reason="oops")  # a rollback is no decision on a version
+
+        decisions = registry.decisions(MODEL)
+        assert sorted(decisions) == [2, 3]
+        assert (decisions[2]["event"], decisions[2]["reason"]) == (PROMOTE_EVENT, "better")
+        assert (decisions[3]["event"], decisions[3]["reason"]) == (PROMOTE_EVENT, "by hand")

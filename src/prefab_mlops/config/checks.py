@@ -159,6 +159,17 @@ def _check_consistency(cfg: Any) -> None:
         if metric not in valid:
             errors.append(f"'evaluate.gate.{metric}' is not a {cfg.data.problem_type} metric "
                           f"{sorted(valid)}")
+    baseline = cfg.evaluate.baseline
+    if baseline is not None and not 0 <= baseline.min_improvement < 1:
+        errors.append(f"'evaluate.baseline.min_improvement' is {baseline.min_improvement}; it "
+                      "must be in [0, 1) (the share of the way from the naive baseline to a "
+                      "perfect score, e.g. 0.05)")
+    if baseline is None and not cfg.evaluate.gate and cfg.promote.require_gate:
+        errors.append("the quality gate has no rule ('evaluate.baseline' is null and "
+                      "'evaluate.gate' is empty), so it would pass any model; set "
+                      "evaluate.baseline.min_improvement, add an absolute rule such as "
+                      "evaluate.gate.<metric>.min, or promote without a gate "
+                      "(promote.require_gate=false)")
     if errors:
         raise ConfigError("Inconsistent config: " + "; ".join(errors),
                           fix="Change the named keys, or pick matching config groups "

@@ -165,8 +165,30 @@ class FeaturesConfig:
 # ------------------------------------------------------------------ evaluate
 @dataclass
 class GateRule:
+    """An absolute rule of the quality gate (``evaluate.gate.<metric>``): the metric on
+    the test split must be at least ``min`` and at most ``max`` (either may be unset)."""
+
     min: float | None = None
     max: float | None = None
+
+
+@dataclass
+class BaselineRule:
+    """The default quality gate (``evaluate.baseline``): beat a naive baseline.
+
+    The baseline is fitted on the training split only and scored on the same test
+    split as the model: the class prior for classifiers (``DummyClassifier(strategy=
+    "prior")``: the training class frequencies as probabilities, the majority class as
+    the label), the training mean for regression (the median when the primary metric
+    is ``mae``). On the primary metric the model must go ``min_improvement`` of the way
+    from the baseline's value to a perfect score: ``required = baseline +
+    min_improvement * (perfect - baseline)``, where perfect is 1 for scores (AUC,
+    accuracy, R²...) and 0 for errors and losses (RMSE, MAE, log loss), for which the
+    rule is a relative reduction: ``rmse <= (1 - min_improvement) * baseline rmse``.
+    0 asks only to be no worse than the baseline; it must be below 1.
+    """
+
+    min_improvement: float = 0.05
 
 
 @dataclass
@@ -186,13 +208,18 @@ class ChampionCheckConfig:
 class EvaluateConfig:
     """``conf/evaluate``: metrics, plots, the quality gate and the champion comparison.
 
-    ``on_gate_failure``: ``warn`` registers the model as a candidate that is never
-    promoted; ``fail`` ends the run before anything is registered.
+    The quality gate is every rule that is set: ``baseline`` (the default: beat a
+    naive baseline by ``baseline.min_improvement``; ``null`` turns it off) and the
+    absolute rules in ``gate`` (none by default; a project sets them on purpose, e.g.
+    ``gate: {r2: {min: 0.8}}``). ``on_gate_failure``: ``warn`` registers the model as
+    a candidate that is never promoted; ``fail`` ends the run before anything is
+    registered.
     """
 
     primary_metric: str = MISSING
     greater_is_better: bool = True
     threshold: float = 0.5
+    baseline: BaselineRule | None = field(default_factory=BaselineRule)
     gate: dict[str, GateRule] = field(default_factory=dict)
     on_gate_failure: str = "warn"
     plots: bool = True

@@ -11,6 +11,8 @@ default, ``s3://bucket/prefix/registry`` with ``storage=s3``)::
     <model>/aliases/production.json         {"version": 3, "history": [1, 2]}
     <model>/events/<time>-<token>.json      append-only audit log (promotions, rollbacks)
     <model>/lineage/<fingerprint>.json      {"version": 3}: the version of a lineage
+    <model>/sha256/<sha256>.json            {"version": 3}: the version of these model bytes
+    <model>/evaluations/000003/<time>-<token>.json   later evaluations of v3
 
 Atomicity: payload files go to a fresh ``blobs/<token>/`` prefix that no reader
 looks at; the version becomes visible only when its manifest is created with an
@@ -21,6 +23,12 @@ so concurrent promotions and rollbacks never lose one another. A promotion can
 also be a compare-and-set (``set_alias(..., expected=N)``): it moves the alias only
 if it still points at the champion the decision was made against.
 A manifest records the sha256 of the model file, checked on every load.
+
+A manifest is never rewritten. It holds the evaluation made when the version was
+registered; when a later run evaluates the same model again (the same lineage, or the
+same model bytes), that evaluation is appended under ``evaluations/`` and is what
+:meth:`ModelRegistry.latest_evaluation` returns: the gate result to show for a version
+is its latest one.
 """
 
 from __future__ import annotations
@@ -63,6 +71,11 @@ ANY_VERSION = _Unset.ANY
 #: The alias of the production model unless ``promote.alias`` names another; promotion
 #: moves it, and monitoring, batch scoring and the model server follow it.
 PRODUCTION_ALIAS = "production"
+
+#: Audit events that record a promotion decision on a version (``version``): a
+#: promotion (by a run or by hand) and a run's decision not to promote.
+PROMOTE_EVENT = "promote"
+DECLINE_EVENT = "promotion_declined"
 
 
 def _now() -> str:
@@ -113,6 +126,52 @@ class ModelVersion:
     @property
     def label(self) -> str:
         return f"{self.model_name}:v{self.version}"
+
+
+@dataclass
+class EvaluationRecord:
+    """One evaluation of a registered version: its test metrics and quality gate.
+
+    The first is the one made at registration (stored in the manifest); a run that
+    evaluates the same model again appends another (:meth:`ModelRegistry.
+    record_evaluation`).
+
+    Attributes:
+        version: The version evaluated.
+        at: When (UTC, ISO 8601).
+        metrics: Test-split metrics.
+        gate: The quality gate's record (``GateResult.as_record()``: ``passed``, the
+            deciding rules, every check).
+        champion: The comparison with the production model, if there was one.
+        data: The data it was evaluated on (``fingerprint``, ``source``, ``rows``).
+        run: The flow run that evaluated it.
+        registered: Whether this is the evaluation made at registration.
+    """
+
+    version: int
+    at: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    gate: dict[str, Any] = field(default_factory=dict)
+    champion: dict[str, Any] | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    run: dict[str, Any] = field(default_factory=dict)
+    registered: bool = False
+
+    @classmethod
+    def at_registration(cls, mv: ModelVersion) -> EvaluationRecord:
+        """The evaluation ``mv`` was registered with (from its manifest)."""
+        data = {k: mv.data[k] for k in ("fingerprint", "source", "rows") if k in mv.data}
+        return cls(version=mv.version, at=mv.created_at, metrics=dict(mv.metrics),
+                   gate=dict(mv.gate), champion=mv.champion, data=data, run=dict(mv.run),
+                   registered=True)
+
+    def same_outcome(self, other: EvaluationRecord) -> bool:
+        """Whether ``other`` has the same metrics and gate result (the model's own
+        evaluation; which champion it was compared with is in the decision's event)."""
+        def key(r: EvaluationRecord) -> str:
+            return json.dumps([r.metrics, r.gate], sort_keys=True, default=str)
+
+        return key(self) == key(other)
 
 
 @dataclass
@@ -207,36 +266,68 @@ class ModelRegistry:
             model_name: Registered model name (``register.model_name``).
             fingerprint: ``TrainedModel.fingerprint`` of the model to look for.
         """
-        try:
-            entry = json.loads(self.store.get(self._lineage_key(model_name, fingerprint)))
-            return self.get_version(model_name, int(entry["version"]))
-        except KeyError:
-            pass
+        return self._lookup(model_name, self._lineage_key(model_name, fingerprint))
+
+    def _lookup(self, model_name: str, index_key: str) -> ModelVersion | None:
+        """The version an index entry names; on a miss, catch the indexes up first."""
+        for attempt in range(2):
+            try:
+                entry = json.loads(self.store.get(index_key))
+                return self.get_version(model_name, int(entry["version"]))
+            except KeyError:
+                if attempt == 0 and not self._catch_up(model_name):
+                    return None
+        return None
+
+    def _catch_up(self, model_name: str) -> bool:
+        """Index the versions registered since the checkpoint; whether there were any.
+
+        One listing, and normally one or two manifests: the versions since the last
+        lookup. A version whose writer died between its manifest and its index
+        entries is indexed here.
+        """
         checkpoint_key = self._lineage_key(model_name, _CHECKPOINT)
         try:
             through = int(json.loads(self.store.get(checkpoint_key))["through"])
         except KeyError:
             through = 0
-        found = None
         newer = sorted(n for n in self._version_numbers(model_name) if n > through)
         for number in newer:
-            mv = self.get_version(model_name, number)
-            self._index_lineage(mv)
-            if found is None and mv.fingerprint == fingerprint:
-                found = mv
+            self._index_lineage(self.get_version(model_name, number))
         if newer:  # a lost race only lowers the checkpoint: a later lookup rescans
             self.store.put(checkpoint_key, json.dumps({"through": newer[-1]}).encode())
-        return found
+        return bool(newer)
 
     @staticmethod
     def _lineage_key(model_name: str, fingerprint: str) -> str:
         return f"{model_name}/lineage/{fingerprint}.json"
 
+    @staticmethod
+    def _sha256_key(model_name: str, sha256: str) -> str:
+        return f"{model_name}/sha256/{sha256}.json"
+
+    def find_by_sha256(self, model_name: str, sha256: str) -> ModelVersion | None:
+        """The earliest version whose model file has these bytes, or None.
+
+        A byte-identical model can come from another lineage: the lineage covers data
+        settings (a moved file, a snapshot switched off) that need not change the
+        fitted model. Reads one index entry (``<model>/sha256/<sha256>.json``) and the
+        version it names; on a miss it catches up like :meth:`find_by_fingerprint`.
+
+        Args:
+            model_name: Registered model name (``register.model_name``).
+            sha256: The sha256 of the pickled model (``bytes_sha256``).
+        """
+        return self._lookup(model_name, self._sha256_key(model_name, sha256))
+
     def _index_lineage(self, mv: ModelVersion) -> None:
-        """Record ``mv`` as the version of its lineage, unless an earlier one is."""
+        """Record ``mv`` as the version of its lineage and of its model bytes, unless an
+        earlier version is."""
+        entry = json.dumps({"version": mv.version}).encode()
         if mv.fingerprint:
-            self.store.put_if_absent(self._lineage_key(mv.model_name, mv.fingerprint),
-                                     json.dumps({"version": mv.version}).encode())
+            self.store.put_if_absent(self._lineage_key(mv.model_name, mv.fingerprint), entry)
+        if mv.model_sha256:
+            self.store.put_if_absent(self._sha256_key(mv.model_name, mv.model_sha256), entry)
 
     def _version_numbers(self, model_name: str) -> list[int]:
         """Version numbers from the manifests' names (one listing, no reads)."""
@@ -253,6 +344,9 @@ class ModelRegistry:
 
         ``manifest.version`` is assigned here. Payload files are written under a
         fresh blob prefix first; the manifest is then created with create-if-absent.
+        This is the low-level write: it does not look for an existing version of the
+        same lineage or bytes (the register task does, with :meth:`find_by_fingerprint`
+        and :meth:`find_by_sha256`); the earliest version of each stays indexed.
         """
         name = manifest.model_name
         token = new_token()
@@ -279,6 +373,74 @@ class ModelRegistry:
                                   fingerprint=manifest.fingerprint)
                 return manifest
         raise RegistryError(f"Could not allocate a version number for '{name}'.")
+
+    # ------------------------------------------------------------ evaluations
+    def _evaluations_prefix(self, model_name: str, version: int) -> str:
+        return f"{model_name}/evaluations/{version:0{_VERSION_WIDTH}d}/"
+
+    def record_evaluation(self, model_name: str, record: EvaluationRecord) -> EvaluationRecord:
+        """Append a later evaluation of a registered version (the manifest stays as is).
+
+        Also logged in the audit log (an ``evaluate`` event with the gate's outcome).
+
+        Args:
+            model_name: Registered model name.
+            record: The evaluation; ``record.version`` must exist. ``at`` is set here.
+
+        Raises:
+            RegistryError: the version does not exist.
+        """
+        self.get_version(model_name, record.version)
+        record.at = _now()
+        record.registered = False
+        key = (f"{self._evaluations_prefix(model_name, record.version)}"
+               f"{_event_stamp()}-{new_token()[:8]}.json")
+        self.store.put(key, json.dumps(asdict(record), sort_keys=True, default=str).encode())
+        self.record_event(model_name, "evaluate", version=record.version,
+                          gate_passed=record.gate.get("passed"),
+                          reason=record.gate.get("summary", ""))
+        return record
+
+    def evaluations(self, mv: ModelVersion) -> list[EvaluationRecord]:
+        """Every evaluation of ``mv``, oldest first: the one it was registered with, then
+        those appended by later runs (:meth:`record_evaluation`)."""
+        keys = sorted(k for k in self.store.list(self._evaluations_prefix(mv.model_name,
+                                                                          mv.version))
+                      if k.endswith(".json"))
+        return [EvaluationRecord.at_registration(mv),
+                *(EvaluationRecord(**json.loads(self.store.get(k))) for k in keys)]
+
+    def latest_evaluation(self, mv: ModelVersion) -> EvaluationRecord:
+        """The latest evaluation of ``mv``: the gate result and metrics to show for it."""
+        return self.latest_evaluations(mv.model_name, [mv])[mv.version]
+
+    def latest_evaluations(self, model_name: str,
+                           versions: list[ModelVersion]) -> dict[int, EvaluationRecord]:
+        """The latest evaluation of each of ``versions`` (of ``model_name``), by version.
+
+        One listing of the model's evaluations and one read per re-evaluated version.
+        """
+        last: dict[int, str] = {}
+        for key in sorted(self.store.list(f"{model_name}/evaluations/")):
+            folder = key.rsplit("/", 2)[-2]
+            if key.endswith(".json") and folder.isdigit():
+                last[int(folder)] = key  # keys sort oldest first
+        return {mv.version: (EvaluationRecord(**json.loads(self.store.get(last[mv.version])))
+                             if mv.version in last else EvaluationRecord.at_registration(mv))
+                for mv in versions}
+
+    def decisions(self, model_name: str) -> dict[int, dict[str, Any]]:
+        """The latest promotion decision on each version (an audit event), by version.
+
+        A decision is a :data:`PROMOTE_EVENT` (by a run or by hand) or a
+        :data:`DECLINE_EVENT` naming the version; a version no run decided on is absent.
+        """
+        out: dict[int, dict[str, Any]] = {}
+        for event in self.events(model_name):
+            if event.get("event") in (PROMOTE_EVENT, DECLINE_EVENT) and isinstance(
+                    event.get("version"), int):
+                out[event["version"]] = event
+        return out
 
     # ------------------------------------------------------------------ files
     def read_file(self, mv: ModelVersion, rel: str) -> bytes:
