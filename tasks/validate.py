@@ -4,7 +4,9 @@ The schema (dtypes, nullability, ranges, allowed categories, uniqueness, minimum
 rows, target present and valid) is turned into a pandera ``DataFrameSchema`` and
 checked lazily, so *every* violation is collected and reported at once, naming
 column, rule, count and examples. ``on_failure`` chooses between failing the run
-and warning.
+and warning. The soft rules (``expected_min``/``expected_max``/``expected_values``:
+what the data looked like when its schema was inferred) never fail: values beyond
+them are listed as warnings in the report.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class ValidationReport:
             ``examples``.
         on_failure: ``fail`` or ``warn`` (from config).
         fingerprint: Fingerprint of the checked data + schema.
+        warnings: Values beyond the soft rules (``expected_*``), in the same records
+            as ``violations``; they never fail validation.
     """
 
     passed: bool
@@ -57,12 +61,31 @@ class ValidationReport:
     on_failure: str = "fail"
     fingerprint: str = ""
     dataset: str = ""
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
     def to_markdown(self) -> str:
         head = "passed" if self.passed else f"**{len(self.violations)} violation(s)**"
-        return (f"# Validation of `{self.dataset}`\n\n{self.rows:,} rows × {self.columns} "
+        if self.warnings:
+            head += f", {len(self.warnings)} warning(s)"
+        text = (f"# Validation of `{self.dataset}`\n\n{self.rows:,} rows × {self.columns} "
                 f"columns: {head} (on_failure: `{self.on_failure}`)\n\n"
                 + (md_table(self.violations) if self.violations else ""))
+        if self.warnings:
+            text += ("\n\n## Beyond the expected values (warnings)\n\nThe data contract "
+                     "records what the data looked like (`expected_min`, `expected_max`, "
+                     "`expected_values`); these rows go beyond it. Widen those values if "
+                     "this is the new normal, or declare a hard `min`/`max`/`allowed` if it "
+                     "is an error.\n\n" + md_table(self.warnings))
+        return text
+
+    def warning_text(self) -> str:
+        lines = [f"Data set '{self.dataset}' goes beyond its expected values "
+                 f"(conf/validate, expected_*) in {len(self.warnings)} column(s); "
+                 "validation passes:"]
+        for v in self.warnings:
+            lines.append(f"  - column '{v['column']}': {v['rule']}: {v['count']} row(s); "
+                         f"examples: {v['examples']}")
+        return "\n".join(lines)
 
     def message(self) -> str:
         lines = [f"Data set '{self.dataset}' ({self.rows:,} rows) violates its schema "
@@ -140,6 +163,50 @@ def build_schema(frame: pd.DataFrame, cfg: ValidateConfig, target: TargetSpec | 
     return schema, dtype_violations, [list(u) for u in cfg.unique]
 
 
+def _fmt(value: Any) -> str:
+    return f"{value:.10g}" if isinstance(value, float) else str(value)
+
+
+def soft_warnings(frame: pd.DataFrame, rules: dict[str, ColumnRule],
+                  max_examples: int) -> list[dict[str, Any]]:
+    """Values beyond each column's ``expected_min``/``expected_max``/``expected_values``.
+
+    Pure. Columns that are absent, or whose values are not comparable (a dtype
+    violation reports those), are skipped.
+
+    Returns:
+        One record per (column, soft rule), like a violation: ``column``, ``rule``,
+        ``count`` and ``examples`` (the most extreme values, or the unexpected ones).
+    """
+    out: list[dict[str, Any]] = []
+    for name, rule in rules.items():
+        if name not in frame.columns:
+            continue
+        values = frame[name].dropna()
+        low, high = rule.expected_min, rule.expected_max
+        if (low is not None or high is not None) and pd.api.types.is_numeric_dtype(values) \
+                and not pd.api.types.is_bool_dtype(values):
+            below = values[values < low] if low is not None else values[:0]
+            above = values[values > high] if high is not None else values[:0]
+            if len(below) or len(above):
+                bounds = f"[{_fmt(low) if low is not None else '-inf'}, " \
+                         f"{_fmt(high) if high is not None else 'inf'}]"
+                extreme = [*below.nsmallest(max_examples).tolist(),
+                           *above.nlargest(max_examples).tolist()]
+                out.append({"column": name, "rule": f"expected range {bounds}",
+                            "count": int(len(below) + len(above)),
+                            "examples": [_fmt(v) for v in extreme[:max_examples]]})
+        if rule.expected_values is not None:
+            known = {str(v) for v in rule.expected_values}
+            new = values[~values.map(str).isin(known)]
+            if len(new):
+                out.append({"column": name, "rule": "expected values",
+                            "count": int(len(new)),
+                            "examples": new.map(str).value_counts().index[:max_examples]
+                            .tolist()})
+    return out
+
+
 def _summarize(failure_cases: pd.DataFrame, frame: pd.DataFrame,
                max_examples: int) -> list[dict[str, Any]]:
     out = []
@@ -201,10 +268,15 @@ def validate(data: Dataset, cfg: ValidateConfig, target: TargetSpec,
                                "count": int(dup.sum()),
                                "examples": frame.loc[dup, present].drop_duplicates()
                                .head(cfg.max_examples).astype(str).values.tolist()})
+    dtype_bad = {v["column"] for v in violations if v["rule"].startswith("dtype ")}
+    warnings = soft_warnings(frame, {k: r for k, r in cfg.columns.items() if k not in dtype_bad},
+                             cfg.max_examples)
     report = ValidationReport(passed=not violations, rows=len(frame), columns=frame.shape[1],
                               violations=violations, on_failure=cfg.on_failure,
                               fingerprint=lineage(validate, data, cfg, target, labelled),
-                              dataset=f"{data.name} ({data.source})")
+                              dataset=f"{data.name} ({data.source})", warnings=warnings)
+    if warnings:
+        get_logger().warning("%s", report.warning_text())
     if violations:
         if cfg.on_failure == "fail":
             raise DataValidationError(

@@ -81,6 +81,13 @@ class ColumnRule:
 
     ``dtype`` is one of ``int``, ``float``, ``number``, ``str``, ``category``,
     ``bool``, ``datetime`` or null (any).
+
+    Hard rules fail validation (``on_failure``): ``min``, ``max`` and ``allowed``
+    are bounds you declare, such as a month in 1..12. Soft rules only warn:
+    ``expected_min``/``expected_max`` and ``expected_values`` record what the data
+    looked like (``prefab schema infer`` writes them from the rows it saw), so a new
+    batch beyond them passes with a warning in the validation report instead of
+    stopping the run.
     """
 
     dtype: str | None = None
@@ -88,6 +95,9 @@ class ColumnRule:
     min: float | None = None
     max: float | None = None
     allowed: list[Any] | None = None
+    expected_min: float | None = None
+    expected_max: float | None = None
+    expected_values: list[Any] | None = None
     unique: bool = False
     required: bool = True
 
