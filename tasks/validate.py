@@ -7,6 +7,10 @@ column, rule, count and examples. ``on_failure`` chooses between failing the run
 and warning. The soft rules (``expected_min``/``expected_max``/``expected_values``:
 what the data looked like when its schema was inferred) never fail: values beyond
 them are listed as warnings in the report.
+
+:func:`check_leakage` is the leakage alarm (``validate.leakage``): on the training
+split, before training, it names the model inputs that alone nearly determine the
+target (:mod:`prefab_mlops.core.leakage`).
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ import pandas as pd
 from prefect import task
 
 from prefab_mlops.config import ColumnRule, TargetSpec, ValidateConfig
-from prefab_mlops.core.errors import DataValidationError
+from prefab_mlops.core.errors import DataValidationError, LeakageError
 from prefab_mlops.core.fingerprint import lineage
+from prefab_mlops.core.leakage import LeakageScan, scan
 from prefab_mlops.orchestration.artifacts import md_table
 from prefab_mlops.orchestration.logs import get_logger
+from prefab_mlops.tasks.featurize import FeatureSet
 from prefab_mlops.tasks.ingest import Dataset
 
 _DTYPE_FAMILIES = {
@@ -284,6 +290,170 @@ def validate(data: Dataset, cfg: ValidateConfig, target: TargetSpec,
                 fix="Fix the data at its source, or relax the rule in conf/validate "
                 "(set validate.on_failure=warn to continue anyway).")
         get_logger().warning("%s\n(on_failure=warn: continuing)", report.message())
+    return report
+
+
+# ------------------------------------------------------------------ leakage
+def leakage_fix(columns: list[str], listed: dict[str, str]) -> str:
+    """How to leave ``columns`` out of the model's inputs (conf/features).
+
+    Args:
+        columns: The suspected columns.
+        listed: Column -> the ``features`` section that lists it (``numeric``,
+            ``categorical``, ``datetime``); columns not listed come in through
+            ``remainder: passthrough``.
+    """
+    steps = []
+    for kind in ("numeric", "categorical", "datetime"):
+        mine = [c for c in columns if listed.get(c) == kind]
+        if mine:
+            steps.append(f"remove {', '.join(repr(c) for c in mine)} from "
+                         f"features.{kind}.columns")
+    rest = [c for c in columns if c not in listed]
+    if rest:
+        steps.append(f"add {', '.join(repr(c) for c in rest)} to features.drop (e.g. "
+                     f"features.drop=[{','.join(rest)}])")
+    return ("Leave them out of the model's inputs in conf/features: " + "; ".join(steps)
+            + ". If they are truly known when a prediction is made, keep them and set "
+            "validate.leakage=warn (or off).")
+
+
+@dataclass
+class LeakageReport:
+    """The outcome of :func:`check_leakage`.
+
+    Attributes:
+        mode: ``validate.leakage``: ``warn``, ``fail`` or ``off``.
+        scan: What the one-feature models found (None when ``off``).
+        listed: Column -> the ``features`` section that lists it, for the fix.
+    """
+
+    mode: str
+    scan: LeakageScan | None
+    listed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def suspects(self) -> list[str]:
+        return [s.column for s in self.scan.suspects] if self.scan else []
+
+    def fix(self) -> str:
+        return leakage_fix(self.suspects, self.listed)
+
+    def message(self) -> str:
+        assert self.scan is not None
+        found = ", ".join(s.text() for s in self.scan.suspects)
+        return (f"Leakage alarm: {len(self.scan.suspects)} model input(s) alone nearly "
+                f"determine the target on the training split: {found} (threshold "
+                f"{self.scan.threshold}; one-feature models, cross-validated on "
+                f"{self.scan.rows:,} training rows). A feature this good is usually the "
+                "label in another form, or something recorded after the outcome.")
+
+    def line(self) -> str:
+        """One line for the run summary."""
+        if self.scan is None:
+            return "off (validate.leakage=off)"
+        if not self.scan.suspects:
+            text = (f"no model input alone nearly determines the target ({self.scan.columns} "
+                    f"checked on {self.scan.rows:,} training rows; best "
+                    + (self.scan.scores[0].text() if self.scan.scores else "none") + ")")
+        else:
+            text = ("SUSPECTED: " + ", ".join(s.text() for s in self.scan.suspects)
+                    + ". Fix: " + self.fix())
+        if self.scan.unchecked:
+            text += f"; not checked (time bound): {self.scan.unchecked}"
+        return text
+
+    def to_markdown(self) -> str:
+        head = "## Leakage check (training rows)\n\n"
+        if self.scan is None or not self.scan.suspects:
+            return head + self.line()
+        rows = [{"column": s.column, self.scan.metric + " alone": f"{s.score:.4f}"}
+                for s in self.scan.suspects]
+        return (head + f"**{len(rows)} suspect(s)** (validate.leakage: `{self.mode}`): each "
+                "alone nearly determines the target.\n\n" + md_table(rows)
+                + f"\n\n**Fix**: {self.fix()}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-safe record (the run summary)."""
+        return {"mode": self.mode, "suspects": self.suspects,
+                "fix": self.fix() if self.suspects else None,
+                "scan": self.scan.as_dict() if self.scan else None}
+
+
+def leakage_summary(report: LeakageReport, at_evaluation: LeakageScan | None) -> dict[str, Any]:
+    """The run summary's record of both leakage checks (JSON-safe).
+
+    Args:
+        report: The check before training (:func:`check_leakage`).
+        at_evaluation: The evaluate step's scan, made only when the test score was
+            suspiciously perfect (``Evaluation.leakage``), else None.
+    """
+    after = None
+    if at_evaluation is not None:
+        suspects = [s.column for s in at_evaluation.suspects]
+        after = {"suspects": suspects,
+                 "fix": leakage_fix(suspects, report.listed) if suspects else None,
+                 "scan": at_evaluation.as_dict()}
+    return {"before_training": report.as_dict(), "at_evaluation": after}
+
+
+def leakage_text(record: dict[str, Any]) -> str:
+    """One line on a :func:`leakage_summary` record (run summary and CLI)."""
+    before, after = record["before_training"], record["at_evaluation"]
+    scan_ = before["scan"]
+    if scan_ is None:
+        text = "off (validate.leakage=off)"
+    elif before["suspects"]:
+        text = "SUSPECTED: " + ", ".join(f"'{x['column']}' ({x['metric']} {x['score']:.4f} "
+                                         "alone)" for x in scan_["suspects"])
+    else:
+        text = f"no single input of {scan_['columns']} nearly determines the target"
+    if after is not None:
+        text += ("; the test score is suspiciously perfect: " + (
+            f"inputs that alone nearly determine the target: {after['suspects']}"
+            if after["suspects"] else "no single input explains it"))
+    fix = before["fix"] or (after or {}).get("fix")
+    return text + (f". Fix: {fix}" if fix else "")
+
+
+@task(name="check-leakage", persist_result=True)
+def check_leakage(features: FeatureSet, cfg: ValidateConfig, seed: int) -> LeakageReport:
+    """The leakage alarm: which model inputs alone nearly determine the target?
+
+    Runs on the training split only (rows the model is tested on stay unseen), with
+    the bounded one-feature scan of :func:`prefab_mlops.core.leakage.scan` (at most
+    20,000 rows and 30 s).
+
+    Args:
+        features: The split and the model's input columns (``train.X``).
+        cfg: ``conf/validate``: ``leakage`` is ``warn``, ``fail`` or ``off``.
+        seed: Global seed (``seed``): the row sample, folds and trees.
+
+    Returns:
+        A :class:`LeakageReport` (also when suspects are found with ``warn``).
+
+    Raises:
+        LeakageError: with ``leakage: fail``, naming each suspect, its one-feature score
+            and the fix. Never retried: the data will not change by itself.
+    """
+    listed = {c: spec["kind"] for c, spec in features.input_schema.items()}
+    if cfg.leakage == "off":
+        return LeakageReport("off", None, listed)
+    result = scan(features.train.X, features.train.y, features.problem_type, seed)
+    report = LeakageReport(cfg.leakage, result, listed)
+    log = get_logger()
+    if result.unchecked:
+        log.warning("Leakage check: %s column(s) not checked within %.0f s: %s",
+                    len(result.unchecked), result.seconds, result.unchecked)
+    if result.suspects:
+        if cfg.leakage == "fail":
+            raise LeakageError(report.message(),
+                               [(s.column, s.score, s.metric) for s in result.suspects],
+                               fix=report.fix())
+        log.warning("%s\nFix: %s\n(validate.leakage=warn: continuing)", report.message(),
+                    report.fix())
+    else:
+        log.info("Leakage check: %s", report.line())
     return report
 
 

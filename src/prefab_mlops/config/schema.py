@@ -104,9 +104,16 @@ class ColumnRule:
 
 @dataclass
 class ValidateConfig:
-    """``conf/validate``: the data contract checked before any feature work."""
+    """``conf/validate``: the data contract checked before any feature work.
+
+    ``leakage`` is the leakage alarm on the model's input columns, run on the training
+    rows before training (:mod:`prefab_mlops.core.leakage`): ``warn`` names the
+    features that alone nearly determine the target in the validation and run
+    summaries, ``fail`` stops the run before training, ``off`` skips the check.
+    """
 
     on_failure: str = "fail"
+    leakage: str = "warn"
     min_rows: int = 1
     strict: bool = False
     columns: dict[str, ColumnRule] = field(default_factory=dict)
