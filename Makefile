@@ -19,7 +19,7 @@ PREFECT_PORT ?= 4200
 SERVER_API   := http://127.0.0.1:$(PREFECT_PORT)/api
 POOL         ?= prefab-process
 
-.PHONY: setup train test test-fast bench-training bench-monitoring lint rollback registry clean \
+.PHONY: setup train test test-fast bench-training bench-monitoring bench-leakage lint rollback registry clean \
         server pool deploy worker monitor predict drift-demo
 
 # uv installs in seconds from its cache; without uv on PATH it is bootstrapped into
@@ -56,6 +56,10 @@ bench-training: $(STAMP)
 ## bench-monitoring: drift check vs Evidently's full report + drift-event loop (JSON); BENCH_DRIFT_ROWS=N
 bench-monitoring: $(STAMP)
 	@$(BIN)/python bench/monitoring.py
+
+## bench-leakage: cost of the leakage alarm on the flights table (JSON); BENCH_WIDTHS=10,100,400
+bench-leakage: $(STAMP)
+	@$(BIN)/python bench/leakage.py
 
 ## registry: list registered versions and aliases (MODEL=flights-binary)
 registry: $(STAMP)

@@ -58,8 +58,9 @@ def monitoring(overrides: list[str] | None = None, batch_uri: str | None = None,
         config_dir: The project's ``conf/`` directory.
 
     Returns:
-        A JSON-safe summary: drift decision, drifted columns, report location and
-        the id of the emitted drift event (if any).
+        A JSON-safe summary: drift decision, drifted columns, report location, the id
+        of the emitted drift event (if any) and ``validation_warnings``: columns whose
+        values go beyond the expected ones recorded in conf/validate (``expected_*``).
 
     Raises:
         RegistryError: there is no production model to monitor yet.
@@ -83,9 +84,8 @@ def monitoring(overrides: list[str] | None = None, batch_uri: str | None = None,
     data_cfg = cfg.data if mon.labels else unlabelled(cfg.data)
     batch = configure(ingest, "ingest", orch, cache=True)(
         data_cfg, cfg.paths, cfg.storage, cfg.seed)
-    configure(validate, "validate", orch)(batch, dataclasses.replace(cfg.validate,
-                                                                     on_failure="fail"),
-                                          target, mon.labels)
+    checked = configure(validate, "validate", orch)(
+        batch, dataclasses.replace(cfg.validate, on_failure="fail"), target, mon.labels)
     input_schema = manifest.features["input_schema"]
     # columns the model's training data had (e.g. the target) are expected too
     allowed = [c for c in (*manifest.data.get("columns", []), target.name) if c]
@@ -97,7 +97,10 @@ def monitoring(overrides: list[str] | None = None, batch_uri: str | None = None,
         batch.frame, reference, production.model, input_schema, mon, target, name,
         manifest.version, cfg.seed, manifest.features.get("classes"))
     report_uri = configure(write_report, "report", orch)(report, mon.report_dir, cfg.storage)
-    publish_markdown(f"{name}-drift", report.to_markdown(report_uri), "Drift summary")
+    beyond = ("\n\n**Beyond the expected values** (conf/validate `expected_*`, warnings): "
+              + "; ".join(f"{w['column']}: {w['rule']}, {w['count']} row(s)"
+                          for w in checked.warnings)) if checked.warnings else ""
+    publish_markdown(f"{name}-drift", report.to_markdown(report_uri) + beyond, "Drift summary")
     publish_link(f"{name}-drift-report", report_uri if "://" in report_uri
                  else f"file://{report_uri}", "Evidently drift report")
 
@@ -109,6 +112,7 @@ def monitoring(overrides: list[str] | None = None, batch_uri: str | None = None,
                                                   cfg.register, cfg.storage)
     summary = jsonable({**report.summary(), "report_uri": report_uri, "event_id": event_id,
                         "event": mon.event if event_id else None, "batch": batch.source,
+                        "validation_warnings": checked.warnings,
                         "flow_run_id": run_ids()[0]})
 
     if cfg.tracking.mode != "disabled":

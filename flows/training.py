@@ -33,7 +33,7 @@ from prefab_mlops.tasks.register import RunInfo, register
 from prefab_mlops.tasks.registry import load_production
 from prefab_mlops.tasks.track import track
 from prefab_mlops.tasks.train import check_estimator_fits, train
-from prefab_mlops.tasks.validate import validate
+from prefab_mlops.tasks.validate import check_leakage, leakage_summary, leakage_text, validate
 from prefab_mlops.tracking import RunRecord
 
 
@@ -90,6 +90,7 @@ def _summary_markdown(s: dict[str, Any]) -> str:
         f"`{s['data']['fingerprint'][:12]}`",
         f"**Model**: `{s['estimator']}` registered as **v{s['version']}**",
         f"**Quality gate**: {gate['summary']}",
+        f"**Leakage check**: {leakage_text(s['leakage'])}",
         f"**Champion comparison**: {_comparison_text(cmp)}",
         f"**Promotion**: {'PROMOTED to ' + s['alias'] if dec['promote'] else 'not promoted'}"
         f" ({dec['reason']}); {_production_text(s)}", "", md_table(rows)])
@@ -130,6 +131,9 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
         champion's training rows, and both models' metrics on those rows;
         ``champion_metrics`` repeats the champion's). If another run moved the
         champion before the promotion, both are the ones made against the new champion.
+        ``validation.warnings`` lists values beyond the expected ones (conf/validate
+        ``expected_*``); ``leakage`` the leakage alarm before training and, on a
+        suspiciously perfect test score, after evaluation, with the fix.
     """
     log = get_logger()
     loaded = load_and_log(overrides, config_name, config_dir)
@@ -146,9 +150,10 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
 
     data = heavy(ingest, "ingest")(cfg.data, cfg.paths, cfg.storage, cfg.seed)
     report = heavy(validate, "validate")(data, cfg.validate, target)
-    publish_markdown(f"{cfg.register.model_name}-validation", report.to_markdown(),
-                     "Validation summary")
     features = heavy(featurize, "featurize")(data, cfg.features, target, cfg.seed)
+    leakage = heavy(check_leakage, "validate")(features, cfg.validate, cfg.seed)
+    publish_markdown(f"{cfg.register.model_name}-validation",
+                     report.to_markdown() + "\n\n" + leakage.to_markdown(), "Validation summary")
     trained = heavy(train, "train")(features, model_spec, cfg.seed)
     evaluation = heavy(evaluate, "evaluate")(trained, features, cfg.evaluate)
     if not evaluation.gate.passed and cfg.evaluate.on_gate_failure == "fail":
@@ -192,7 +197,9 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
         "decision": decision.as_dict(),
         "data": {"source": data.source, "rows": data.rows, "fingerprint": data.fingerprint,
                  "snapshot_uri": data.snapshot_uri},
-        "validation": {"passed": report.passed, "violations": len(report.violations)},
+        "validation": {"passed": report.passed, "violations": len(report.violations),
+                       "warnings": report.warnings},
+        "leakage": leakage_summary(leakage, evaluation.leakage),
         "flow_run_id": flow_run_id, "triggered_by": triggered_by,
     }
     publish_table(f"{cfg.register.model_name}-metrics",
@@ -235,6 +242,7 @@ def format_summary(s: dict[str, Any]) -> str:
     return (f"Registered {s['model_name']} v{s['version']} ({s['estimator']})\n"
             f"  metrics: {metrics}\n"
             f"  quality gate: {s['gate']['summary']}\n"
+            f"  leakage check: {leakage_text(s['leakage'])}\n"
             f"  champion comparison: {_comparison_text(s['comparison'])}\n"
             f"  promotion: {'PROMOTED to ' + s['alias'] if dec['promote'] else 'not promoted'}"
             f" - {dec['reason']}\n"

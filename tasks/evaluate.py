@@ -32,6 +32,7 @@ from sklearn import metrics as skm
 
 from prefab_mlops.config import BaselineRule, ChampionCheckConfig, EvaluateConfig, GateRule
 from prefab_mlops.core.fingerprint import RowFingerprint, lineage, row_hashes
+from prefab_mlops.core.leakage import LeakageScan, scan_if_perfect
 from prefab_mlops.core.problems import LOWER_IS_BETTER, perfect_value
 from prefab_mlops.core.registry import LoadedModel
 from prefab_mlops.orchestration.logs import get_logger
@@ -134,7 +135,12 @@ class GateResult:
 
 @dataclass
 class Evaluation:
-    """Test-split metrics, the gate outcome and PNG plots of one model."""
+    """Test-split metrics, the gate outcome and PNG plots of one model.
+
+    ``leakage`` is set when the test score is suspiciously perfect (see
+    :func:`prefab_mlops.core.leakage.scan_if_perfect`): the one-feature scan of the
+    training rows that looks for the inputs behind it.
+    """
 
     metrics: dict[str, float]
     confusion_matrix: list[list[int]] | None
@@ -143,6 +149,7 @@ class Evaluation:
     primary_metric: str
     greater_is_better: bool
     fingerprint: str
+    leakage: LeakageScan | None = None
 
     @property
     def primary(self) -> float:
@@ -392,9 +399,14 @@ def evaluate(model: TrainedModel, features: FeatureSet, cfg: EvaluateConfig) -> 
     plots = make_plots(model, features.test, scores, cfg.importance_top_k) if cfg.plots else {}
     get_logger().info("Test metrics: %s; quality gate %s",
                       {k: round(v, 4) for k, v in values.items()}, gate.describe())
+    leakage = scan_if_perfect(values, features.train.X, features.train.y, model.problem_type,
+                              int(features.split_info.get("seed", 0)))
+    if leakage is not None:
+        get_logger().warning("Suspiciously perfect test score; inputs that alone nearly "
+                             "determine the target: %s", [s.text() for s in leakage.suspects])
     return Evaluation(metrics=values, confusion_matrix=cm, gate=gate, plots=plots,
                       primary_metric=cfg.primary_metric, greater_is_better=cfg.greater_is_better,
-                      fingerprint=lineage(evaluate, model, features, cfg))
+                      fingerprint=lineage(evaluate, model, features, cfg), leakage=leakage)
 
 
 # ------------------------------------------------------ champion comparison

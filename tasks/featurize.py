@@ -143,8 +143,8 @@ def build_preprocessor(cfg: FeaturesConfig) -> ColumnTransformer:
     if cfg.datetime.columns:
         parts.append(("dt", DatetimeParts(parts=list(cfg.datetime.parts)),
                       list(cfg.datetime.columns)))
-    if cfg.drop:
-        parts.append(("dropped", "drop", list(cfg.drop)))
+    # cfg.drop needs no part here: featurize leaves those columns out of the model's
+    # input altogether (a "drop" part would then name columns its input does not have).
     ct = ColumnTransformer(parts, remainder=cfg.remainder, verbose_feature_names_out=False)
     if cat.columns and cat.encoding == "native":
         ct.set_output(transform="pandas")

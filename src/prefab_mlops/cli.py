@@ -228,9 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
     infer = sc_sub.add_parser(
         "infer", help="propose conf/validate/NAME.yaml and conf/features/NAME.yaml",
         description="Read a CSV/Parquet data set as the training flow does and propose its "
-        "validation schema (dtypes, nulls, min/max, allowed values) and feature lists.",
+        "validation schema (dtypes, nulls; the observed ranges and values as soft "
+        "expected_* rules that only warn) and feature lists (without row indexes, ids, "
+        "free text, constants and the columns that determine a derived target; each is "
+        "named with its reason).",
         epilog="examples:\n"
         "  prefab schema infer data/sales.csv --target churned\n"
+        "  prefab schema infer data/sales.csv --target churned --keep store_id\n"
         "  prefab schema infer s3://bucket/sales.parquet --target amount "
         "--problem-type regression --json\n"
         "  prefab schema infer --dataset sales --write --force   # from conf/data/sales.yaml",

@@ -25,6 +25,7 @@ from prefab_mlops.core.errors import (
     DataFormatError,
     DataSourceNotFound,
     DataValidationError,
+    LeakageError,
     QualityGateError,
     TransientError,
 )
@@ -35,7 +36,7 @@ from prefab_mlops.flows.training import training
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
-HEAVY = ("ingest", "validate", "featurize", "train", "evaluate")
+HEAVY = ("ingest", "validate", "featurize", "check-leakage", "train", "evaluate")
 FAST = ["data.sample_rows=20000", "model.n_estimators=40", "tracking=disabled",
         "orchestration.tasks.ingest.retry_delay_seconds=[0.1]"]
 
@@ -129,7 +130,8 @@ class TestCaching:
 
         changed = run(tmp_path, "model.n_estimators=41")
         st = states(changed["flow_run_id"])
-        assert [st[t] for t in ("ingest", "validate", "featurize")] == ["Cached"] * 3
+        assert [st[t] for t in ("ingest", "validate", "featurize", "check-leakage")
+                ] == ["Cached"] * 4
         assert [st[t] for t in ("train", "evaluate")] == ["Completed"] * 2
         assert changed["version"] == 2
 
@@ -395,6 +397,53 @@ class TestLatestEvaluation:
         assert line.startswith("flights-binary v1")
         assert "production" in line and "gate=ok(baseline)" in line
         assert "decision=promoted" in line and "FAIL" not in line
+
+
+# The arrival delay, which the target `delayed = arr_delay > 15` is computed from, given to
+# the model as an input: real leakage on the real table.
+WITH_ARR_DELAY = [
+    "data.columns=[time_hour,month,day,sched_dep_time,sched_arr_time,carrier,flight,origin,"
+    "dest,distance,hour,arr_delay,delayed]",
+    "features.numeric.columns=[month,day,sched_dep_time,sched_arr_time,distance,flight,"
+    "arr_delay]"]
+
+
+class TestLeakageAlarm:
+    def test_fail_mode_stops_before_training(self, tmp_path: Path) -> None:
+        with pytest.raises(LeakageError, match=r"'arr_delay' \(roc_auc 1\.0000 alone\)") as err:
+            run(tmp_path, *WITH_ARR_DELAY, "validate.leakage=fail")
+        assert "remove 'arr_delay' from features.numeric.columns" in err.value.fix
+        assert registry(tmp_path).versions("flights-binary") == []
+
+    def test_warn_mode_names_the_column_in_the_summaries(self, tmp_path: Path) -> None:
+        from prefect import get_client
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+        from prefab_mlops.flows.training import format_summary
+
+        s = run(tmp_path, *WITH_ARR_DELAY)
+        leak = s["leakage"]
+        assert leak["before_training"]["suspects"] == ["arr_delay"]
+        assert 0.6 * s["data"]["rows"] < leak["before_training"]["scan"]["rows"] < 0.8 * s[
+            "data"]["rows"]  # the training split only
+        # the model is (nearly) perfect, so evaluate looks again and finds the same column
+        assert s["metrics"]["roc_auc"] >= 0.999
+        assert leak["at_evaluation"]["suspects"] == ["arr_delay"]
+        assert "leakage check: SUSPECTED: 'arr_delay' (roc_auc 1.0000 alone)" in \
+            format_summary(s)
+        flt = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(s["flow_run_id"])]))
+        with get_client(sync_client=True) as client:
+            arts = {a.key: a for a in client.read_artifacts(artifact_filter=flt)}
+        validation = arts["flights-binary-validation"].data
+        assert "## Leakage check (training rows)" in validation and "| arr_delay |" in validation
+        assert "**Leakage check**: SUSPECTED: 'arr_delay'" in arts[
+            "flights-binary-training-summary"].data
+
+    def test_clean_run_reports_no_suspect(self, tmp_path: Path) -> None:
+        s = run(tmp_path)
+        assert s["leakage"]["before_training"]["suspects"] == []
+        assert s["leakage"]["before_training"]["scan"]["columns"] == 10
+        assert s["leakage"]["at_evaluation"] is None
 
 
 class CoinFlip:

@@ -332,6 +332,16 @@ class TestEncodings:
         assert fs.input_schema["distance"] == {"kind": "numeric", "dtype": "int64"}
 
 
+class TestDroppedColumns:
+    def test_drop_keeps_a_column_out_of_a_passthrough_model(
+            self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config("features.remainder=passthrough", "features.drop=[hour,time_hour]",
+                     "features.datetime.columns=[]")
+        fs = run(cfg, flights(cfg, flights_frame))
+        assert "hour" not in fs.train.X.columns and "time_hour" not in fs.train.X.columns
+        assert fs.feature_names == [*NUMERIC, "carrier", "origin", "dest"]
+
+
 class TestUnknownCategories:
     @pytest.mark.parametrize("encoding", ["ordinal", "onehot", "native"])
     def test_unseen_values_do_not_crash(self, config, flights_frame: pd.DataFrame,

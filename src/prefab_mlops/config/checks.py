@@ -53,6 +53,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "data.window.newest": ("month", "week", "day"),
     "storage.kind": ("local", "s3"),
     "validate.on_failure": ("fail", "warn"),
+    "validate.leakage": ("warn", "fail", "off"),
     "features.split.strategy": ("hash", "random", "stratified", "time"),
     "features.numeric.impute": ("median", "mean", "zero", "none"),
     "features.numeric.scale": ("none", "standard", "robust"),

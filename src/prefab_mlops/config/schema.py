@@ -81,6 +81,13 @@ class ColumnRule:
 
     ``dtype`` is one of ``int``, ``float``, ``number``, ``str``, ``category``,
     ``bool``, ``datetime`` or null (any).
+
+    Hard rules fail validation (``on_failure``): ``min``, ``max`` and ``allowed``
+    are bounds you declare, such as a month in 1..12. Soft rules only warn:
+    ``expected_min``/``expected_max`` and ``expected_values`` record what the data
+    looked like (``prefab schema infer`` writes them from the rows it saw), so a new
+    batch beyond them passes with a warning in the validation report instead of
+    stopping the run.
     """
 
     dtype: str | None = None
@@ -88,15 +95,25 @@ class ColumnRule:
     min: float | None = None
     max: float | None = None
     allowed: list[Any] | None = None
+    expected_min: float | None = None
+    expected_max: float | None = None
+    expected_values: list[Any] | None = None
     unique: bool = False
     required: bool = True
 
 
 @dataclass
 class ValidateConfig:
-    """``conf/validate``: the data contract checked before any feature work."""
+    """``conf/validate``: the data contract checked before any feature work.
+
+    ``leakage`` is the leakage alarm on the model's input columns, run on the training
+    rows before training (:mod:`prefab_mlops.core.leakage`): ``warn`` names the
+    features that alone nearly determine the target in the validation and run
+    summaries, ``fail`` stops the run before training, ``off`` skips the check.
+    """
 
     on_failure: str = "fail"
+    leakage: str = "warn"
     min_rows: int = 1
     strict: bool = False
     columns: dict[str, ColumnRule] = field(default_factory=dict)
