@@ -154,7 +154,7 @@ class TestPlots:
     def test_binary_plots_are_png(self, binary) -> None:
         cfg, fs, tm = binary
         ev = evaluate.fn(tm, fs, cfg.evaluate)
-        assert set(ev.plots) == {"roc.png", "pr.png", "importance.png"}
+        assert list(ev.plots) == ["roc.png", "pr.png", "confusion.png", "importance.png"]
         for name, png in ev.plots.items():
             width, height = png_size(png)
             assert width > 200 and height > 200, name
