@@ -35,6 +35,7 @@ from prefab_mlops.tasks.evaluate import (
     TOO_FEW_ROWS,
     check_gate,
     compute_metrics,
+    confusion_plot,
     evaluate,
     evaluate_champion,
     importance,
@@ -159,6 +160,12 @@ class TestPlots:
             width, height = png_size(png)
             assert width > 200 and height > 200, name
             assert png.endswith(b"IEND\xaeB`\x82"), name
+
+    def test_confusion_plot_grows_with_the_classes_up_to_a_cap(self) -> None:
+        three = png_size(confusion_plot([[50, 3, 0], [4, 61, 2], [0, 5, 70]], ["a", "b", "c"],
+                                        None))
+        many = png_size(confusion_plot(np.eye(30, dtype=int).tolist(), None, None))
+        assert 300 < three[0] < many[0] <= 900 and many[1] <= 900
 
     def test_no_plots_when_disabled(self, binary) -> None:
         cfg, fs, tm = binary
