@@ -38,6 +38,7 @@ from prefab_mlops.tasks.monitor import (
     emit_drift_event,
     load_reference,
     record_drift_check,
+    report_link,
     write_report,
 )
 from prefab_mlops.tasks.registry import load_production
@@ -100,9 +101,9 @@ def monitoring(overrides: list[str] | None = None, batch_uri: str | None = None,
     beyond = ("\n\n**Beyond the expected values** (conf/validate `expected_*`, warnings): "
               + "; ".join(f"{w['column']}: {w['rule']}, {w['count']} row(s)"
                           for w in checked.warnings)) if checked.warnings else ""
-    publish_markdown(f"{name}-drift", report.to_markdown(report_uri) + beyond, "Drift summary")
-    publish_link(f"{name}-drift-report", report_uri if "://" in report_uri
-                 else f"file://{report_uri}", "Evidently drift report")
+    publish_markdown(f"{name}-drift", report.to_markdown(report_uri) + beyond, "Drift summary",
+                     images=report.plots)
+    publish_link(f"{name}-drift-report", report_link(report_uri), "Evidently drift report")
 
     event_id = None
     if report.dataset_drift and mon.emit_event:
@@ -123,7 +124,7 @@ def monitoring(overrides: list[str] | None = None, batch_uri: str | None = None,
         record = RunRecord(name=run_ids()[1] or f"{name}-monitor", config=loaded.resolved,
                            metrics=metrics, summary={"model_version": manifest.version,
                                                      "report_uri": report_uri},
-                           plots={}, job_type="monitor")
+                           plots=report.plots, job_type="monitor")
         state = configure(track, "track", orch)(record, cfg.tracking, return_state=True)
         if not state.is_completed():
             log.warning("W&B tracking failed and was skipped: %s", state.message)

@@ -206,7 +206,7 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
                   [{"metric": k, "value": v} for k, v in evaluation.metrics.items()],
                   "Test-split metrics")
     publish_markdown(f"{cfg.register.model_name}-training-summary", _summary_markdown(summary),
-                     "Training summary")
+                     "Training summary", images=evaluation.plots)
 
     if cfg.tracking.mode != "disabled":
         aliases = [*cfg.register.aliases, f"v{version.version}"]

@@ -307,7 +307,8 @@ def check_gate(metrics: dict[str, float], gate: dict[str, GateRule],
 
 
 # ------------------------------------------------------------------ plots
-def _png(fig: Any) -> bytes:
+def to_png(fig: Any) -> bytes:
+    """A matplotlib figure as PNG bytes (100 dpi; a 5x4 inch figure is 500x400 px)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
@@ -316,10 +317,11 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def _figure(title: str) -> tuple[Any, Any]:
-    from matplotlib.figure import Figure  # no pyplot: no global figure state
+def new_figure(title: str, size: tuple[float, float] = (5, 4)) -> tuple[Any, Any]:
+    """A figure with one titled axes (no pyplot, so no global figure state)."""
+    from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(5, 4))
+    fig = Figure(figsize=size)
     ax = fig.add_subplot(1, 1, 1)
     ax.set_title(title)
     return fig, ax
@@ -338,38 +340,75 @@ def importance(trained: TrainedModel) -> list[tuple[str, float]]:
     return sorted(pairs, key=lambda p: -p[1])
 
 
-def make_plots(trained: TrainedModel, split: Split, scores: np.ndarray,
-               top_k: int) -> dict[str, bytes]:
-    """PNG plots: ROC + PR (binary), residuals (regression), feature importance."""
+def confusion_plot(cm: list[list[int]], classes: list[Any] | None,
+                   threshold: float | None) -> bytes:
+    """The confusion matrix as a PNG heat map with the counts written in."""
+    counts = np.asarray(cm)
+    labels = [str(c) for c in classes] if classes and len(classes) == len(counts) else [
+        str(i) for i in range(len(counts))]
+    title = "Confusion matrix" + (f" (threshold {threshold:g})" if threshold is not None
+                                  else "")
+    side = min(8.0, 3.0 + 0.4 * len(labels))
+    fig, ax = new_figure(title, (side + 0.5, side))
+    ax.imshow(counts, cmap="Blues")
+    ticks = list(range(len(labels)))
+    ax.set_xticks(ticks, labels, rotation=45 if len(labels) > 4 else 0)
+    ax.set_yticks(ticks, labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    high = counts.max() / 2 if counts.size else 0
+    for (i, j), n in np.ndenumerate(counts):
+        ax.text(j, i, f"{n:,}", ha="center", va="center",
+                color="white" if n > high else "black")
+    return to_png(fig)
+
+
+def make_plots(trained: TrainedModel, split: Split, scores: np.ndarray, top_k: int,
+               confusion: list[list[int]] | None = None,
+               threshold: float | None = None) -> dict[str, bytes]:
+    """PNG plots: ROC + PR (binary), confusion matrix (classifiers), residuals
+    (regression), feature importance.
+
+    Args:
+        trained: The model (problem type, classes, feature importances).
+        split: The test split.
+        scores: From :func:`compute_metrics`.
+        top_k: ``evaluate.importance_top_k``.
+        confusion: The confusion matrix from :func:`compute_metrics` (classifiers).
+        threshold: The decision threshold it was made with (binary), for its title.
+    """
     plots: dict[str, bytes] = {}
     y = split.y
     if trained.problem_type == "binary":
         fpr, tpr, _ = skm.roc_curve(y, scores)
-        fig, ax = _figure(f"ROC (AUC {skm.auc(fpr, tpr):.3f})")
+        fig, ax = new_figure(f"ROC (AUC {skm.auc(fpr, tpr):.3f})")
         ax.plot(fpr, tpr)
         ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
         ax.set_xlabel("false positive rate")
         ax.set_ylabel("true positive rate")
-        plots["roc.png"] = _png(fig)
+        plots["roc.png"] = to_png(fig)
         prec, rec, _ = skm.precision_recall_curve(y, scores)
-        fig, ax = _figure("Precision-recall")
+        fig, ax = new_figure("Precision-recall")
         ax.plot(rec, prec)
         ax.set_xlabel("recall")
         ax.set_ylabel("precision")
-        plots["pr.png"] = _png(fig)
+        plots["pr.png"] = to_png(fig)
     elif trained.problem_type == "regression":
-        fig, ax = _figure("Residuals")
+        fig, ax = new_figure("Residuals")
         ax.scatter(scores, y - scores, s=2, alpha=0.3)
         ax.axhline(0, color="grey", linestyle="--")
         ax.set_xlabel("predicted")
         ax.set_ylabel("actual - predicted")
-        plots["residuals.png"] = _png(fig)
+        plots["residuals.png"] = to_png(fig)
+    if confusion is not None:
+        plots["confusion.png"] = confusion_plot(
+            confusion, trained.classes, threshold if trained.problem_type == "binary" else None)
     imp = importance(trained)[:top_k]
     if imp:
-        fig, ax = _figure("Feature importance")
+        fig, ax = new_figure("Feature importance")
         names, vals = zip(*reversed(imp), strict=True)
         ax.barh(list(names), list(vals))
-        plots["importance.png"] = _png(fig)
+        plots["importance.png"] = to_png(fig)
     return plots
 
 
@@ -396,7 +435,8 @@ def evaluate(model: TrainedModel, features: FeatureSet, cfg: EvaluateConfig) -> 
                                         cfg.primary_metric, cfg.threshold)
         baseline = check_baseline(values, base, cfg.primary_metric, strategy, cfg.baseline)
     gate = check_gate(values, cfg.gate, baseline)
-    plots = make_plots(model, features.test, scores, cfg.importance_top_k) if cfg.plots else {}
+    plots = make_plots(model, features.test, scores, cfg.importance_top_k, cm,
+                       cfg.threshold) if cfg.plots else {}
     get_logger().info("Test metrics: %s; quality gate %s",
                       {k: round(v, 4) for k, v in values.items()}, gate.describe())
     leakage = scan_if_perfect(values, features.train.X, features.train.y, model.problem_type,

@@ -43,6 +43,7 @@ from prefab_mlops.tasks.evaluate import (
     check_baseline,
     check_gate,
     compute_metrics,
+    confusion_plot,
     evaluate,
     evaluate_champion,
     importance,
@@ -345,11 +346,17 @@ class TestPlots:
     def test_binary_plots_are_png(self, binary) -> None:
         cfg, fs, tm = binary
         ev = evaluate.fn(tm, fs, cfg.evaluate)
-        assert set(ev.plots) == {"roc.png", "pr.png", "importance.png"}
+        assert list(ev.plots) == ["roc.png", "pr.png", "confusion.png", "importance.png"]
         for name, png in ev.plots.items():
             width, height = png_size(png)
             assert width > 200 and height > 200, name
             assert png.endswith(b"IEND\xaeB`\x82"), name
+
+    def test_confusion_plot_grows_with_the_classes_up_to_a_cap(self) -> None:
+        three = png_size(confusion_plot([[50, 3, 0], [4, 61, 2], [0, 5, 70]], ["a", "b", "c"],
+                                        None))
+        many = png_size(confusion_plot(np.eye(30, dtype=int).tolist(), None, None))
+        assert 300 < three[0] < many[0] <= 900 and many[1] <= 900
 
     def test_no_plots_when_disabled(self, binary) -> None:
         cfg, fs, tm = binary

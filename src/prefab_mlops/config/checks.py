@@ -148,6 +148,9 @@ def _check_consistency(cfg: Any) -> None:
         errors.append("'monitor.drift_share' must be in (0, 1]")
     if cfg.monitor.max_rows < 100:
         errors.append("'monitor.max_rows' must be at least 100")
+    if cfg.monitor.plot_columns < 0:
+        errors.append(f"'monitor.plot_columns' must be 0 (no plots) or more, not "
+                      f"{cfg.monitor.plot_columns}")
     if "_target_" not in cfg.model:
         errors.append("'model' has no '_target_' (the estimator class to instantiate)")
     if cfg.storage.kind == "s3" and not cfg.storage.bucket:

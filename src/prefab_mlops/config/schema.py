@@ -291,7 +291,9 @@ class MonitorConfig:
     ``drift_share``: the batch drifts when at least this share of the model's input
     columns drift (Evidently ``DataDriftPreset``). ``max_rows`` is the sampling
     budget per side, which keeps a 1M-row batch fast. ``labels: false`` monitors
-    batches without the target (e.g. logged serving traffic).
+    batches without the target (e.g. logged serving traffic). ``plot_columns``: how
+    many drifted columns get a reference-vs-current distribution plot in the run's
+    drift artifact (most drifted first; 0 for none).
     """
 
     drift_share: float = 0.5
@@ -302,6 +304,7 @@ class MonitorConfig:
     labels: bool = True
     event: str = "prefab.model.drift-detected"
     emit_event: bool = True
+    plot_columns: int = 4
     report_dir: str = MISSING
 
 
