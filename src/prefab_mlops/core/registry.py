@@ -448,7 +448,7 @@ class ModelRegistry:
         """Point ``alias`` at ``version`` (remembering the previous one) and log it.
 
         The audit event is written with the move, in the alias file (see
-        :meth:`_move_alias`): a kill never leaves a move unrecorded.
+        :meth:`record_move`): a kill never leaves a move unrecorded.
 
         With ``expected``, this is a compare-and-set: the alias moves only if it
         still points at ``expected`` (``None``: only if it does not exist yet). The
