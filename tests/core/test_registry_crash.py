@@ -86,7 +86,7 @@ def assert_consistent_after_kill(registry: ModelRegistry, before: dict[str, byte
 
     assert outcome.inconsistent == []
     assert outcome.unrecorded == []
-    kinds = {line.split(": ")[1] for line in outcome.leftovers}
+    kinds = {p.kind.value for p in outcome.leftovers}
     if step in ORPHANING:
         assert kinds == {"orphan-blobs"}
     elif step in PARTIAL and not on_s3:

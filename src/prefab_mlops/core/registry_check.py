@@ -111,8 +111,10 @@ class Repair:
 
 @dataclass
 class RepairReport:
-    """What :func:`repair_registry` did, and the problems left (by a new check)."""
+    """What :func:`repair_registry` found, what it did, and the problems a new check
+    still finds."""
 
+    found: list[Problem] = field(default_factory=list)
     repairs: list[Repair] = field(default_factory=list)
     remaining: list[Problem] = field(default_factory=list)
 
@@ -184,7 +186,9 @@ def repair_registry(registry: ModelRegistry, model: str | None = None, *,
     names = [model] if model else models_in(registry)
     report = RepairReport()
     for name in names:
-        report.repairs.extend(_repair(registry, _scan(registry, name, grace_s)))
+        scan = _scan(registry, name, grace_s)
+        report.found.extend(scan.problems)
+        report.repairs.extend(_repair(registry, scan))
     report.remaining = check_registry(registry, model, grace_s=grace_s)
     return report
 

@@ -43,7 +43,9 @@ from typing import Any
 from prefab_mlops.core.errors import AliasMovedError, RegistryError
 from prefab_mlops.core.registry import PRODUCTION_ALIAS, ModelRegistry, ModelVersion
 from prefab_mlops.core.registry_check import (
+    Problem,
     ProblemKind,
+    Repair,
     check_registry,
     repair_registry,
 )
@@ -343,13 +345,13 @@ class KillOutcome:
             problem left after ``--repair``.
         unrecorded: Registry changes the audit log (``events()``) does not show.
         leftovers: Orphaned blob folders and partial writes the kill left.
-        repairs: What ``--repair`` did.
+        repairs: What ``--repair`` did (removals, and derived records written).
     """
 
     inconsistent: list[str] = field(default_factory=list)
     unrecorded: list[str] = field(default_factory=list)
-    leftovers: list[str] = field(default_factory=list)
-    repairs: list[str] = field(default_factory=list)
+    leftovers: list[Problem] = field(default_factory=list)
+    repairs: list[Repair] = field(default_factory=list)
 
 
 def unrecorded_changes(registry: ModelRegistry, model: str = MODEL) -> list[str]:
@@ -382,8 +384,6 @@ def inspect_after_kill(registry: ModelRegistry, before: dict[str, bytes],
         before: :func:`manifests` taken before the writer started: none may change.
     """
     out = KillOutcome()
-    for p in check_registry(registry, model, grace_s=0):
-        (out.leftovers if p.kind in LEFTOVERS else out.inconsistent).append(p.line())
     now = manifests(registry.store, model)
     out.inconsistent += [f"{k} changed or vanished" for k, data in before.items()
                          if now.get(k) != data]
@@ -394,8 +394,14 @@ def inspect_after_kill(registry: ModelRegistry, before: dict[str, bytes],
         except Exception as exc:  # noqa: BLE001 - any failure is the finding
             out.inconsistent.append(f"production v{state.version} does not load: {exc}")
     out.unrecorded = unrecorded_changes(registry, model)
+    # the check: what the repair's own scan finds before it changes anything
     report = repair_registry(registry, model, grace_s=0)
-    out.repairs = [r.line() for r in report.repairs]
+    for p in report.found:
+        if p.kind in LEFTOVERS:
+            out.leftovers.append(p)
+        else:
+            out.inconsistent.append(p.line())
+    out.repairs = report.repairs
     out.inconsistent += [f"after --repair: {p.line()}" for p in report.remaining]
     if manifests(registry.store, model) != now:
         out.inconsistent.append("--repair changed a manifest")
