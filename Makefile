@@ -19,7 +19,8 @@ PREFECT_PORT ?= 4200
 SERVER_API   := http://127.0.0.1:$(PREFECT_PORT)/api
 POOL         ?= prefab-process
 
-.PHONY: setup train test test-fast bench-training bench-monitoring lint rollback registry clean \
+.PHONY: setup train test test-fast bench-training bench-monitoring bench-reliability lint \
+        rollback registry registry-check clean \
         server pool deploy worker monitor predict drift-demo
 
 # uv installs in seconds from its cache; without uv on PATH it is bootstrapped into
@@ -56,6 +57,14 @@ bench-training: $(STAMP)
 ## bench-monitoring: drift check vs Evidently's full report + drift-event loop (JSON); BENCH_DRIFT_ROWS=N
 bench-monitoring: $(STAMP)
 	@$(BIN)/python bench/monitoring.py
+
+## bench-reliability: registry writers SIGKILLed at random + 8 concurrent registrations, local and S3 (JSON)
+bench-reliability: $(STAMP)
+	@$(BIN)/python bench/reliability.py
+
+## registry-check: verify every registered version (MODEL=...); ARGS=--repair removes leftovers of killed writers
+registry-check: $(STAMP)
+	$(BIN)/prefab registry check $(MODEL) $(ARGS)
 
 ## registry: list registered versions and aliases (MODEL=flights-binary)
 registry: $(STAMP)
