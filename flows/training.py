@@ -1,5 +1,8 @@
 """The training flow: ingest → validate → featurize → train → evaluate → register → promote.
 
+A project adds its own steps at the hooks ``after_ingest`` and ``after_evaluate``
+through ``conf/steps`` (see :mod:`prefab_mlops.tasks.steps`), without copying the flow.
+
 Run it from the command line with Hydra overrides::
 
     python -m prefab_mlops.flows.training model=random_forest model.n_estimators=300
@@ -20,7 +23,15 @@ from prefect import flow
 
 from prefab_mlops.config import ModelSpec, PipelineConfig, TargetSpec
 from prefab_mlops.core.errors import QualityGateError
-from prefab_mlops.flows.common import add_cli_arguments, load_and_log, run_cli, run_ids
+from prefab_mlops.flows.common import (
+    add_cli_arguments,
+    load_and_log,
+    project_steps,
+    run_after_evaluate,
+    run_after_ingest,
+    run_cli,
+    run_ids,
+)
 from prefab_mlops.orchestration.artifacts import md_table, publish_markdown, publish_table
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.runtime import configure
@@ -30,6 +41,7 @@ from prefab_mlops.tasks.ingest import ingest
 from prefab_mlops.tasks.promote import Challenge, decide_promotion, promote
 from prefab_mlops.tasks.register import RunInfo, register
 from prefab_mlops.tasks.registry import load_production
+from prefab_mlops.tasks.steps import Candidate
 from prefab_mlops.tasks.track import track
 from prefab_mlops.tasks.train import check_estimator_fits, train
 from prefab_mlops.tasks.validate import validate
@@ -119,18 +131,22 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
     target = TargetSpec.from_data(cfg.data)
     model_spec = ModelSpec.from_config(cfg.model)
     check_estimator_fits(model_spec.instantiate(), target.problem_type, model_spec.target)
+    steps = project_steps(loaded)
     orch = cfg.orchestration
 
     def heavy(t: Any, family: str, **kw: Any) -> Any:
         return configure(t, family, orch, cache=True, refresh=refresh_cache, **kw)
 
     data = heavy(ingest, "ingest")(cfg.data, cfg.paths, cfg.storage, cfg.seed)
+    data = run_after_ingest(data, steps, orch, refresh_cache)
     report = heavy(validate, "validate")(data, cfg.validate, target)
     publish_markdown(f"{cfg.register.model_name}-validation", report.to_markdown(),
                      "Validation summary")
     features = heavy(featurize, "featurize")(data, cfg.features, target, cfg.seed)
     trained = heavy(train, "train")(features, model_spec, cfg.seed)
     evaluation = heavy(evaluate, "evaluate")(trained, features, cfg.evaluate)
+    evaluation = run_after_evaluate(Candidate(trained, features, evaluation), steps, orch,
+                                    refresh_cache)
     if not evaluation.gate.passed and cfg.evaluate.on_gate_failure == "fail":
         raise QualityGateError(
             "Model failed its quality gate: " + "; ".join(evaluation.gate.failures),
@@ -174,6 +190,7 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
         "data": {"source": data.source, "rows": data.rows, "fingerprint": data.fingerprint,
                  "snapshot_uri": data.snapshot_uri},
         "validation": {"passed": report.passed, "violations": len(report.violations)},
+        "steps": steps.names(),
         "flow_run_id": flow_run_id, "triggered_by": triggered_by,
     }
     publish_table(f"{cfg.register.model_name}-metrics",
@@ -237,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     return run_cli(args, lambda: training(
         overrides=args.overrides, config_name=args.config_name, config_dir=args.config_dir,
-        refresh_cache=args.refresh_cache), format_summary)
+        refresh_cache=args.refresh_cache), format_summary, check=project_steps)
 
 
 if __name__ == "__main__":
