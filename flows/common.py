@@ -76,6 +76,12 @@ def run_after_evaluate(candidate: Candidate, steps: Steps, orch: OrchestrationCo
                        refresh: bool = False) -> Evaluation:
     """Run the ``after_evaluate`` checks, each as a Prefect task, and merge them.
 
+    Args:
+        candidate: The trained model, its splits and the stock evaluation.
+        steps: The project's steps (:func:`project_steps`).
+        orch: ``conf/orchestration``: each step's family's retries and timeout.
+        refresh: Ignore cached results of steps with ``cache: true``.
+
     Returns:
         The candidate's evaluation with the checks' metrics and, in its gate, their
         failures (:func:`prefab_mlops.tasks.steps.with_checks`).
