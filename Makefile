@@ -39,7 +39,7 @@ setup: $(STAMP)
 
 ## train: run the training flow on the bundled flights data (ARGS="model=random_forest ...")
 train: $(STAMP)
-	$(BIN)/python -m prefab_mlops.flows.training $(ARGS)
+	$(BIN)/prefab train $(ARGS)
 
 ## test: the whole test suite, slow end-to-end tests included
 test: $(STAMP)
@@ -67,11 +67,11 @@ rollback: $(STAMP)
 
 ## monitor: drift check of a batch against production (ARGS="--batch FILE ...")
 monitor: $(STAMP)
-	$(BIN)/python -m prefab_mlops.flows.monitoring $(ARGS)
+	$(BIN)/prefab monitor $(ARGS)
 
 ## predict: score a batch with the production model (ARGS="--batch FILE")
 predict: $(STAMP)
-	$(BIN)/python -m prefab_mlops.flows.batch_inference $(ARGS)
+	$(BIN)/prefab score $(ARGS)
 
 ## serve: the model REST server for the production model (SERVE_PORT=8000, MODEL=..., ARGS="--workers 2")
 SERVE_PORT ?= 8000

@@ -23,7 +23,6 @@ from prefect import flow
 from prefab_mlops.config import PipelineConfig, TargetSpec
 from prefab_mlops.core.errors import RegistryError
 from prefab_mlops.flows.common import (
-    add_cli_arguments,
     jsonable,
     load_and_log,
     run_cli,
@@ -135,17 +134,18 @@ def format_summary(s: dict[str, Any]) -> str:
             + (f"; emitted {s['event']}" if s["event_id"] else ""))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: ``python -m prefab_mlops.flows.monitoring [OVERRIDES...]``."""
-    parser = argparse.ArgumentParser(prog="python -m prefab_mlops.flows.monitoring",
-                                     description="Check a batch for drift. Positional "
-                                     "arguments are Hydra overrides.")
-    add_cli_arguments(parser)
-    parser.add_argument("--batch", default=None, help="batch location (default: data.uri)")
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Run the flow from parsed command-line arguments (see :mod:`prefab_mlops.flows.cli`)."""
     return run_cli(args, lambda: monitoring(
         overrides=args.overrides, batch_uri=args.batch, config_name=args.config_name,
         config_dir=args.config_dir), format_summary)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m prefab_mlops.flows.monitoring``: the same as ``prefab monitor``."""
+    from prefab_mlops.flows.cli import main as cli_main
+
+    return cli_main(["monitor", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ from prefect import flow
 from prefab_mlops.config import ModelSpec, PipelineConfig, TargetSpec
 from prefab_mlops.core.errors import QualityGateError
 from prefab_mlops.flows.common import (
-    add_cli_arguments,
     load_and_log,
     project_steps,
     run_after_evaluate,
@@ -203,8 +202,6 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
         aliases = [*cfg.register.aliases, f"v{version.version}"]
         if decision.promote:
             aliases.append(cfg.promote.alias)
-        from prefab_mlops.tasks.registry import open_registry
-
         record = RunRecord(
             name=flow_run_name or f"{cfg.register.model_name}-v{version.version}",
             config=loaded.resolved, metrics=evaluation.metrics,
@@ -213,13 +210,15 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
                      "champion_compared_rows": comparison.compared_rows,
                      "champion_excluded_rows": comparison.excluded_rows},
             plots=evaluation.plots, model_name=cfg.register.model_name,
-            model_bytes=open_registry(cfg.register, cfg.storage).store.get(version.model_key),
             model_metadata={"version": version.version, "sha256": version.model_sha256,
                             "fingerprint": version.fingerprint},
             aliases=aliases)
-        state = configure(track, "track", orch)(record, cfg.tracking, return_state=True)
+        state = configure(track, "track", orch)(record, cfg.tracking, version, cfg.register,
+                                                 cfg.storage, return_state=True)
         if state.is_completed():
-            summary["tracking"] = {"mode": cfg.tracking.mode, "run_dir": state.result().run_dir}
+            tracked = state.result()
+            summary["tracking"] = {"mode": cfg.tracking.mode, "run_dir": tracked.run_dir,
+                                   "artifact": tracked.artifact}
         else:
             log.warning("W&B tracking failed and was skipped: %s", state.message)
             summary["tracking"] = {"mode": cfg.tracking.mode, "error": state.message}
@@ -239,22 +238,18 @@ def format_summary(s: dict[str, Any]) -> str:
             f"  {s['alias']} is now v{s['production_version']}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: ``python -m prefab_mlops.flows.training [OVERRIDES...]``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m prefab_mlops.flows.training",
-        description="Run the training flow. Positional arguments are Hydra overrides.",
-        epilog="examples:\n  python -m prefab_mlops.flows.training model=random_forest "
-               "model.n_estimators=300\n"
-               "  python -m prefab_mlops.flows.training experiment=diamonds",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_cli_arguments(parser)
-    parser.add_argument("--refresh-cache", action="store_true",
-                        help="ignore cached task results and run every task afresh")
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Run the flow from parsed command-line arguments (see :mod:`prefab_mlops.flows.cli`)."""
     return run_cli(args, lambda: training(
         overrides=args.overrides, config_name=args.config_name, config_dir=args.config_dir,
         refresh_cache=args.refresh_cache), format_summary, check=project_steps)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m prefab_mlops.flows.training``: the same as ``prefab train``."""
+    from prefab_mlops.flows.cli import main as cli_main
+
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
-"""``prefab``: inspect the model registry, promote and roll back.
+"""``prefab``: run the stock flows; inspect the model registry, promote and roll back.
 
 Examples::
 
+    prefab train model=random_forest           # the training flow (config checked first)
+    prefab monitor --batch data/new.csv        # a drift check; prefab score: batch scoring
     prefab registry list                       # every model, its versions and aliases
     prefab registry show flights-binary 3      # one version's manifest (--json)
     prefab promote flights-binary 3            # point production at v3
     prefab rollback flights-binary             # production back to the previous version
     prefab history flights-binary              # the audit log
+    prefab reproduce flights-binary@3          # retrain v3 from its record, compare sha256
     prefab schema infer data/sales.csv --target churned   # propose conf/validate + features
 
 The registry location comes from the project's config (``conf/register`` and
@@ -118,6 +121,19 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from prefab_mlops.flows.reproduce import reproduce
+
+    name, _, number = args.target.rpartition("@")
+    if not name or not number.isdigit():
+        raise PrefabError(f"'{args.target}' is not MODEL@VERSION.",
+                          fix="Name a registered version, e.g. prefab reproduce "
+                          "flights-binary@3 (prefab registry list shows them).")
+    result = reproduce(name, int(number), args.overrides, args.config_dir, args.keep)
+    _print(result.as_dict(), args.json, result.render())
+    return 0 if result.identical else 1
+
+
 def cmd_schema_infer(args: argparse.Namespace) -> int:
     from prefab_mlops.scaffold.schema_infer import run
 
@@ -132,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="machine-readable output")
     sub = p.add_subparsers(dest="command", required=True)
 
+    from prefab_mlops.flows.cli import COMMANDS
+
+    for command in COMMANDS.values():  # parsed by prefab_mlops.flows.cli (see main)
+        sub.add_parser(command.name, help=command.description.rstrip(".").lower()
+                       + " (prefab " + command.name + " --help)")
     reg = sub.add_parser("registry", help="inspect the model registry")
     reg_sub = reg.add_subparsers(dest="registry_command", required=True)
     ls = reg_sub.add_parser("list", parents=[common], help="versions and aliases")
@@ -164,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from prefab_mlops.scaffold.schema_infer import add_arguments
 
+    rp = sub.add_parser("reproduce", parents=[common],
+                        help="train a registered version again from its record and "
+                        "compare sha256 (exit 1 if not identical)")
+    rp.add_argument("target", metavar="MODEL@VERSION")
+    rp.add_argument("--keep", default=None,
+                    help="keep the reproduction's files under this directory")
+    rp.set_defaults(func=cmd_reproduce)
     sc = sub.add_parser("schema", help="infer a data contract and feature lists from data")
     sc_sub = sc.add_subparsers(dest="schema_command", required=True)
     infer = sc_sub.add_parser(
@@ -181,8 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from prefab_mlops.flows.cli import COMMANDS
+    from prefab_mlops.flows.cli import main as flow_main
+
+    if argv and argv[0] in COMMANDS:
+        return flow_main(argv)
     overrides: list[str] = []
     if "--" in argv:
         i = argv.index("--")

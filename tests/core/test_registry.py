@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import pickle
-import shutil
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -268,9 +267,14 @@ class TestLineageIndex:
         reads = count_reads(registry, monkeypatch)
         assert registry.find_by_fingerprint(MODEL, "fp4").version == 4
         assert len(reads) == 2
+        assert registry.find_by_fingerprint(MODEL, "never-trained") is None  # checkpoints
         reads.clear()
         assert registry.find_by_fingerprint(MODEL, "never-trained") is None
         assert not [k for k in reads if "/versions/" in k]
+        registry.register(manifest("fp-new"), payload(7))
+        reads.clear()
+        assert registry.find_by_fingerprint(MODEL, "still-never-trained") is None
+        assert len([k for k in reads if "/versions/" in k]) == 1  # only the new version
 
     def test_registering_reads_no_manifest(self, registry: ModelRegistry,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
@@ -285,19 +289,17 @@ class TestLineageIndex:
         registry.register(manifest("same"), payload(2))
         assert registry.find_by_fingerprint(MODEL, "same").version == first.version
 
-    def test_a_registry_without_index_is_scanned_once(self, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_a_version_whose_writer_died_before_its_index_entry_is_found(
+            self, tmp_path: Path) -> None:
         root = tmp_path / "registry"
         registry = ModelRegistry(LocalObjectStore(root))
-        register_n(registry, 4)
-        shutil.rmtree(root / MODEL / "lineage")  # as written before the index existed
-        reads = count_reads(registry, monkeypatch)
-        assert registry.find_by_fingerprint(MODEL, "fp3").version == 3
-        assert len([k for k in reads if "/versions/" in k]) == 4  # the one scan
-        reads.clear()
-        assert registry.find_by_fingerprint(MODEL, "fp2").version == 2
-        assert registry.find_by_fingerprint(MODEL, "other") is None
-        assert len([k for k in reads if "/versions/" in k]) == 1
+        register_n(registry, 3)
+        assert registry.find_by_fingerprint(MODEL, "nothing-yet") is None  # checkpoint: 3
+        mv = registry.register(manifest("killed"), payload(4))
+        # the writer was killed after the manifest, before the index entry
+        (root / MODEL / "lineage" / "killed.json").unlink()
+        assert registry.find_by_fingerprint(MODEL, "killed").version == mv.version == 4
+        assert (root / MODEL / "lineage" / "killed.json").is_file()  # indexed again
 
 
 class TestConcurrentAliasUpdates:

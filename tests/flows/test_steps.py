@@ -5,8 +5,10 @@ The steps are modules of a throw-away project's ``tasks`` package, plugged in by
 step runs as its own task run and its effect reaches the registered model; the stock
 tasks after an uncached step are keyed on what it returned (a changed input file of
 the step reruns them, an unchanged one is a cache hit); a cached step is keyed on its
-code; a check adds a registered metric and vetoes promotion; a bad step fails before
-Prefect starts; a step that returns the wrong type fails naming the step.
+code; a check adds a registered metric and vetoes promotion; a version trained with a
+step reproduces byte-identical (its snapshot holds the ingested rows, its recorded
+config the step); a bad step fails before Prefect starts; a step that returns the wrong
+type fails naming the step.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pytest
 import yaml
 
 from prefab_mlops.core.errors import StepError
+from prefab_mlops.flows.reproduce import reproduce
 from prefab_mlops.flows.training import training
 from tests.flows.test_training import FAST, HEAVY, registry, states, task_runs
 
@@ -179,6 +182,21 @@ class TestCheckStep:
         assert vetoed["decision"]["promote"] is False
         assert reg.alias("flights-binary", "production").version == 1
         assert reg.get_version("flights-binary", 2).gate["passed"] is False
+
+
+class TestReproduceWithAStep:
+    def test_a_version_trained_with_a_step_reproduces_byte_identical(
+            self, tmp_path: Path, conf: Path,
+            project_tasks: Callable[[str, str], Path]) -> None:
+        project_tasks("carriers", CARRIERS)
+        listing = tmp_path / "listed.txt"
+        listing.write_text("EV\nB6\n")
+        plug(conf, "drop_carriers", "after_ingest", "tasks.carriers.drop_listed",
+             params={"listing": str(listing)})
+        overrides = [f"paths.root={tmp_path}", *FAST, "steps=[drop_carriers]"]
+        s = training(overrides=overrides, config_dir=str(conf))
+        result = reproduce(s["model_name"], s["version"], overrides, str(conf))
+        assert result.identical, result.render()
 
 
 class TestBadSteps:

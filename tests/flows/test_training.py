@@ -91,6 +91,8 @@ class TestTrainingRun:
         assert Path(s["tracking"]["run_dir"]).resolve().is_relative_to(tmp_path.resolve())
         runs = list((tmp_path / "wandb").glob("offline-run-*"))
         assert len(runs) == 1
+        # the track task read the registered model file (sha256-checked) and logged it
+        assert s["tracking"]["artifact"] == "flights-binary"
 
     def test_leaves_ui_artifacts(self, tmp_path: Path) -> None:
         from prefect import get_client

@@ -45,8 +45,9 @@ _VERSION_WIDTH = 6
 # (RowFingerprint.to_npy); the manifest's data["trained_rows"]["columns"] says which
 # columns were hashed.
 TRAINED_ROWS_FILE = "train_rows.npy"
-# Marks a model whose lineage index covers every version (see find_by_fingerprint).
-_INDEXED = "_indexed"
+# A model's lineage-index checkpoint: every version up to ``through`` is indexed (see
+# find_by_fingerprint).
+_CHECKPOINT = "_checkpoint"
 
 
 class _Unset(enum.Enum):
@@ -197,8 +198,10 @@ class ModelRegistry:
         refit of the same lineage need not pickle to the same bytes.
 
         It reads one index entry (``<model>/lineage/<fingerprint>.json``) and the
-        version it names, however many versions there are. A registry written
-        before that index is scanned and indexed on the first lookup.
+        version it names. On a miss it indexes the versions registered since the
+        index's checkpoint (one listing, and normally one or two manifests), so a
+        version whose writer died between its manifest and its index entry is still
+        found, and the same model is not registered twice.
 
         Args:
             model_name: Registered model name (``register.model_name``).
@@ -209,15 +212,20 @@ class ModelRegistry:
             return self.get_version(model_name, int(entry["version"]))
         except KeyError:
             pass
-        if self.store.exists(self._lineage_key(model_name, _INDEXED)):
-            return None
-        # A registry written before the lineage index: scan once, then index it all.
+        checkpoint_key = self._lineage_key(model_name, _CHECKPOINT)
+        try:
+            through = int(json.loads(self.store.get(checkpoint_key))["through"])
+        except KeyError:
+            through = 0
         found = None
-        for v in sorted(self.versions(model_name), key=lambda m: m.version):
-            self._index_lineage(v)
-            if found is None and v.fingerprint == fingerprint:
-                found = v
-        self.store.put_if_absent(self._lineage_key(model_name, _INDEXED), b"{}")
+        newer = sorted(n for n in self._version_numbers(model_name) if n > through)
+        for number in newer:
+            mv = self.get_version(model_name, number)
+            self._index_lineage(mv)
+            if found is None and mv.fingerprint == fingerprint:
+                found = mv
+        if newer:  # a lost race only lowers the checkpoint: a later lookup rescans
+            self.store.put(checkpoint_key, json.dumps({"through": newer[-1]}).encode())
         return found
 
     @staticmethod
@@ -267,8 +275,6 @@ class ModelRegistry:
             body = json.dumps(asdict(manifest), indent=2, sort_keys=True, default=str).encode()
             if self.store.put_if_absent(key, body):
                 self._index_lineage(manifest)
-                if manifest.version == 1:  # indexed from its first version on
-                    self.store.put_if_absent(self._lineage_key(name, _INDEXED), b"{}")
                 self.record_event(name, "register", version=manifest.version,
                                   fingerprint=manifest.fingerprint)
                 return manifest
@@ -296,6 +302,15 @@ class ModelRegistry:
                     fix="Train and promote a model first (make train).")
             version = state.version
         mv = self.get_version(model_name, version)
+        data = self.model_bytes(mv)
+        return LoadedModel(version=mv, model=pickle.loads(data))  # noqa: S301 - sha-verified
+
+    def model_bytes(self, mv: ModelVersion) -> bytes:
+        """A version's pickled model, after checking its sha256 (not unpickled).
+
+        Raises:
+            IntegrityError: the model file is missing or does not match its sha256.
+        """
         try:
             data = self.store.get(mv.model_key)
         except KeyError:
@@ -306,7 +321,7 @@ class ModelRegistry:
                 f"{mv.label}: model file sha256 {bytes_sha256(data)[:12]}… does not match the "
                 f"registered {mv.model_sha256[:12]}…; refusing to load a tampered model.",
                 fix="Restore the file from the registry's storage backup or retrain.")
-        return LoadedModel(version=mv, model=pickle.loads(data))  # noqa: S301 - sha-verified
+        return data
 
     def trained_rows(self, mv: ModelVersion) -> RowFingerprint | None:
         """The rows ``mv`` was trained on (train and validation), or None if not recorded.
