@@ -13,6 +13,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -46,8 +47,13 @@ def load_and_log(overrides: list[str] | None, config_name: str,
 
 
 def project_steps(loaded: LoadedConfig) -> Steps:
-    """The project's steps (``conf/steps``), checked against their hooks before any work."""
-    return resolve_steps(loaded.typed.steps, loaded.typed.orchestration.tasks)
+    """The project's steps (``conf/steps``), checked against their hooks before any work.
+
+    Their modules are imported from the project (the directory holding ``conf/``) or the
+    working directory, however the flow was started.
+    """
+    return resolve_steps(loaded.typed.steps, loaded.typed.orchestration.tasks,
+                         (loaded.config_dir.parent, Path.cwd()))
 
 
 def _step_task(task: Any, step: Step, orch: OrchestrationConfig, refresh: bool) -> Any:

@@ -45,9 +45,12 @@ import importlib
 import inspect
 import math
 import numbers
+import sys
 import typing
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -192,7 +195,27 @@ class Steps:
 
 
 # ---------------------------------------------------------------- resolving
-def _locate(path: str) -> tuple[Any, str | None]:
+@contextmanager
+def _importable_from(dirs: Sequence[Path]) -> Iterator[None]:
+    """``dirs`` at the front of ``sys.path`` while the steps' modules are imported.
+
+    Like ``python -m`` (the working directory) and Prefect's loading of a flow's module,
+    so that a project's ``tasks`` package imports however the flow was started (the
+    ``prefab`` command, a deployment's worker). Once imported, its submodules import
+    through the package itself.
+    """
+    wanted = dict.fromkeys(str(Path(d).resolve()) for d in dirs)
+    added = [entry for entry in wanted if entry not in sys.path]
+    sys.path[:0] = added
+    try:
+        yield
+    finally:
+        for entry in added:
+            if entry in sys.path:
+                sys.path.remove(entry)
+
+
+def _locate(path: str, where: str) -> tuple[Any, str | None]:
     """Import ``module.attr`` (the longest importable module prefix): ``(obj, problem)``."""
     parts = path.split(".")
     if len(parts) < 2 or not all(parts):
@@ -213,13 +236,12 @@ def _locate(path: str) -> tuple[Any, str | None]:
         for depth, attr in enumerate(parts[i:]):
             if not hasattr(obj, attr):
                 if missing:
-                    return None, f"there is no module '{missing}'"
+                    return None, f"there is no module '{missing}' {where}"
                 owner = ".".join(parts[:i + depth])
                 return None, f"'{owner}' has no attribute '{attr}'"
             obj = getattr(obj, attr)
         return obj, None
-    return None, (f"there is no module '{missing or parts[0]}' (is the project directory, "
-                  "which holds tasks/, the working directory or on PYTHONPATH?)")
+    return None, f"there is no module '{missing or parts[0]}' {where}"
 
 
 def _function(obj: Any) -> tuple[Callable[..., Any] | None, str | None]:
@@ -248,8 +270,8 @@ def _return_problem(fn: Callable[..., Any], hook: Hook) -> str | None:
             f"{hook.returns_text}")
 
 
-def _resolve(name: str, cfg: StepConfig, families: Collection[str]) -> tuple[Step | None,
-                                                                               list[str]]:
+def _resolve(name: str, cfg: StepConfig, families: Collection[str],
+             where: str) -> tuple[Step | None, list[str]]:
     problems: list[str] = []
     hook = HOOKS.get(cfg.hook)
     if hook is None:
@@ -258,7 +280,7 @@ def _resolve(name: str, cfg: StepConfig, families: Collection[str]) -> tuple[Ste
         problems.append(f"family '{cfg.family}' is not in orchestration.tasks "
                         f"({sorted(families)})")
     target = cfg._target_
-    obj, problem = _locate(target)
+    obj, problem = _locate(target, where)
     fn = None
     if problem is None:
         fn, problem = _function(obj)
@@ -275,7 +297,8 @@ def _resolve(name: str, cfg: StepConfig, families: Collection[str]) -> tuple[Ste
                 family=cfg.family, cache=cfg.cache, code=code_hash(fn), fn=fn), []
 
 
-def resolve_steps(cfg: Mapping[str, StepConfig], families: Collection[str]) -> Steps:
+def resolve_steps(cfg: Mapping[str, StepConfig], families: Collection[str],
+                  project_dirs: Sequence[Path] = ()) -> Steps:
     """Check the project's steps against their hooks' contracts and import them.
 
     Called by the training flow (and its command line, before Prefect starts) before
@@ -284,6 +307,8 @@ def resolve_steps(cfg: Mapping[str, StepConfig], families: Collection[str]) -> S
     Args:
         cfg: ``steps`` (``conf/steps``): step name -> :class:`~prefab_mlops.config.StepConfig`.
         families: The task families of ``orchestration.tasks``.
+        project_dirs: Where the project's packages are (the directory holding ``conf/``,
+            the working directory), besides ``sys.path``.
 
     Returns:
         The :class:`Steps` by hook, in the order of ``cfg``.
@@ -296,8 +321,12 @@ def resolve_steps(cfg: Mapping[str, StepConfig], families: Collection[str]) -> S
     """
     by_hook: dict[str, list[Step]] = {h: [] for h in HOOKS}
     errors: list[str] = []
-    for name, step_cfg in cfg.items():
-        step, problems = _resolve(str(name), step_cfg, families)
+    where = ("in " + " or ".join(str(Path(d).resolve()) for d in dict.fromkeys(project_dirs))
+             + " or on sys.path" if project_dirs else "on sys.path")
+    with _importable_from(project_dirs):
+        resolved = [(str(name), *_resolve(str(name), step_cfg, families, where))
+                    for name, step_cfg in cfg.items()]
+    for name, step, problems in resolved:
         if problems:
             errors.append(f"steps.{name}: " + "; ".join(problems))
         elif step is not None:

@@ -201,24 +201,29 @@ class TestReproduceWithAStep:
 
 class TestBadSteps:
     def test_a_bad_step_fails_before_prefect_starts(
-            self, tmp_path: Path, conf: Path,
-            project_tasks: Callable[[str, str], Path]) -> None:
-        project_tasks("carriers", CARRIERS)
+            self, tmp_path: Path, project_tasks: Callable[[str, str], Path]) -> None:
+        # a project as generated: conf/ next to tasks/
+        project = project_tasks("carriers", CARRIERS).parents[1]
+        conf = Path(shutil.copytree(REPO / "conf", project / "conf",
+                                    ignore=shutil.ignore_patterns("local")))
+        plug(conf, "good", "after_ingest", "tasks.carriers.drop_listed", params={"listing": "x"})
         plug(conf, "typo", "after_ingest", "tasks.carriers.drop_listd", params={"listing": "x"})
         plug(conf, "params", "after_ingest", "tasks.carriers.drop_listed",
              params={"listings": "x"})
         home = tmp_path / "prefect-home"
-        env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+        env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PYTHONPATH")}
         env["PREFECT_HOME"] = str(home)
-        # from the project directory, as `make train` runs it: tasks/ is importable there
+        # the `prefab` console script (as `make train` runs it), from another directory:
+        # the project's tasks import from the directory holding conf/
         res = subprocess.run(
-            [sys.executable, "-m", "prefab_mlops.flows.training", "--config-dir", str(conf),
-             f"paths.root={tmp_path}", "steps=[typo,params]"],
-            cwd=tmp_path / "project", env=env, capture_output=True, text=True, timeout=300)
+            [str(Path(sys.executable).parent / "prefab"), "train", "--config-dir", str(conf),
+             f"paths.root={tmp_path}", "steps=[good,typo,params]"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert res.returncode == 2, res.stdout + res.stderr
         assert ("steps.typo: _target_ 'tasks.carriers.drop_listd': 'tasks.carriers' has no "
                 "attribute 'drop_listd'") in res.stderr
         assert "steps.params: params: unknown key 'listings'" in res.stderr
+        assert "steps.good" not in res.stderr
         assert "\nfix: Fix the named entries in conf/steps/<name>.yaml" in res.stderr
         assert "Traceback" not in res.stderr
         assert not (home / "prefect.db").exists()  # no flow run, no temporary server

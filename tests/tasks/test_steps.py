@@ -191,6 +191,32 @@ class TestResolveSteps:
         assert a.code == b.code != c.code
 
 
+class TestTheProjectPackage:
+    def test_imports_from_the_project_directory_however_the_flow_started(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        import sys
+
+        package = "stepsproject"  # stands for a project's `tasks`, on no sys.path entry
+        project = tmp_path / "my-project"
+        (project / package).mkdir(parents=True)
+        (project / package / "__init__.py").write_text("")
+        (project / package / "trim.py").write_text(
+            "def trim(frame, n: int = 10):\n    return frame.head(n)\n")
+        monkeypatch.setattr(sys, "dont_write_bytecode", True)
+        path_before = list(sys.path)
+        cfg = {"trim": step(f"{package}.trim.trim")}
+        # e.g. the `prefab` console script: the project directory is not on sys.path
+        with pytest.raises(ConfigError, match=rf"there is no module '{package}' on sys\.path"):
+            resolve_steps(cfg, FAMILIES)
+        try:
+            (trim,) = resolve_steps(cfg, FAMILIES, (project,)).after_ingest
+            assert trim.fn.__module__ == f"{package}.trim"
+            assert sys.path == path_before
+        finally:
+            for name in [n for n in sys.modules if n.split(".")[0] == package]:
+                del sys.modules[name]
+
+
 class TestTargetsOutsideTheAllowList:
     def test_refused_when_the_config_loads(self, tmp_path: Path) -> None:
         conf = Path(shutil.copytree(CONF, tmp_path / "conf", ignore=shutil.ignore_patterns(
