@@ -54,6 +54,10 @@ class Dataset:
         rows: Number of rows of ``frame``.
         columns: Column names of ``frame``.
         time_column: Time column name, if any.
+        stats: Facts about ``frame`` (its time range).
+        steps: The project's ``after_ingest`` steps that made ``frame`` from the
+            rows ingest read (see :mod:`prefab_mlops.tasks.steps`), in order; the
+            snapshot holds the rows before them.
     """
 
     name: str
@@ -67,6 +71,7 @@ class Dataset:
     columns: list[str]
     time_column: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def of(cls, frame: pd.DataFrame, **facts: Any) -> Dataset:
@@ -87,7 +92,7 @@ class Dataset:
         return {"name": self.name, "source": self.source, "fingerprint": self.fingerprint,
                 "source_fingerprint": self.source_fingerprint,
                 "snapshot_uri": self.snapshot_uri, "rows": self.rows,
-                "columns": list(self.columns), **self.stats}
+                "columns": list(self.columns), **self.stats, "steps": list(self.steps)}
 
 
 def _holding(frame: pd.DataFrame) -> dict[str, Any]:
