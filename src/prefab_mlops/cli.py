@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
         "line per problem. Exit status: 0 no problem, 1 problems, 2 error.",
         epilog="examples:\n"
         "  prefab registry check\n"
-        "  prefab registry check flights-binary --json\n"
+        "  prefab registry check sales-binary --json\n"
         "  prefab registry check --repair              # orphans older than an hour\n"
         "  prefab registry check --repair --grace 0    # no writer is running",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="remove orphaned blobs and partial writes, rebuild the lineage index "
                     "and unwritten audit events; never touches a complete version")
     ck.add_argument("--grace", type=_seconds, default=DEFAULT_GRACE_S, metavar="SECONDS",
-                    help="leftovers younger than this may belong to a write in flight and "
+                    help="leftovers younger than this may belong to a write still under way and "
                     f"are left alone (default: {DEFAULT_GRACE_S:.0f})")
     ck.set_defaults(func=cmd_check)
 
