@@ -42,17 +42,6 @@ def payload(i: int) -> bytes:
     return pickle.dumps({"weights": [i, i + 1, i + 2], "kind": "stub"})
 
 
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path):
-    """An empty object store: a local directory, or a fresh bucket on the moto server."""
-    if request.param == "local":
-        return LocalObjectStore(tmp_path / "registry")
-    endpoint = request.getfixturevalue("s3_env")
-    bucket = f"registry-{uuid.uuid4().hex[:12]}"
-    make_bucket(endpoint, bucket)
-    return S3ObjectStore(bucket, "prefab/registry", S3Config(endpoint_url=endpoint))
-
-
 @pytest.fixture()
 def registry(store) -> ModelRegistry:
     return ModelRegistry(store)

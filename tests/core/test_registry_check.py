@@ -11,7 +11,6 @@ import json
 import os
 import pickle
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -23,8 +22,7 @@ from prefab_mlops.core.registry_check import (
     models_in,
     repair_registry,
 )
-from prefab_mlops.core.storage import LocalObjectStore, S3Config, S3ObjectStore
-from tests.conftest import make_bucket
+from prefab_mlops.core.storage import LocalObjectStore
 
 MODEL = "flights-binary"
 HOUR = 3600.0
@@ -33,16 +31,6 @@ HOUR = 3600.0
 def manifest(fingerprint: str, name: str = MODEL) -> ModelVersion:
     return ModelVersion(model_name=name, version=0, created_at="", fingerprint=fingerprint,
                         model_key="", model_sha256="", problem_type="binary")
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path):
-    if request.param == "local":
-        return LocalObjectStore(tmp_path / "registry")
-    endpoint = request.getfixturevalue("s3_env")
-    bucket = f"check-{uuid.uuid4().hex[:12]}"
-    make_bucket(endpoint, bucket)
-    return S3ObjectStore(bucket, "prefab/registry", S3Config(endpoint_url=endpoint))
 
 
 @pytest.fixture()

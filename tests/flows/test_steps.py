@@ -81,6 +81,18 @@ def plug(conf: Path, name: str, hook: str, target: str, **extra: Any) -> None:
         yaml.safe_dump({name: {"hook": hook, "_target_": target, **extra}}, sort_keys=False))
 
 
+def plug_drop_carriers(conf: Path, root: Path, project_tasks: Callable[[str, str], Path],
+                       listed: str, **extra: object) -> Path:
+    """The project task ``tasks.carriers.drop_listed`` plugged in as step ``drop_carriers``,
+    dropping the carriers listed (one per line) in a file under ``root``; returns it."""
+    project_tasks("carriers", CARRIERS)
+    listing = root / "listed.txt"
+    listing.write_text(listed)
+    plug(conf, "drop_carriers", "after_ingest", "tasks.carriers.drop_listed",
+         params={"listing": str(listing)}, **extra)
+    return listing
+
+
 def run(conf: Path, root: Path, *overrides: str) -> dict:
     return training(overrides=[f"paths.root={root}", *FAST, *overrides], config_dir=str(conf))
 
@@ -89,11 +101,7 @@ class TestDataStepInTheTrainingFlow:
     def test_runs_as_its_own_task_and_shapes_the_registered_model(
             self, tmp_path: Path, conf: Path,
             project_tasks: Callable[[str, str], Path]) -> None:
-        project_tasks("carriers", CARRIERS)
-        listing = tmp_path / "listed.txt"
-        listing.write_text("EV\nB6\n")
-        plug(conf, "drop_carriers", "after_ingest", "tasks.carriers.drop_listed",
-             params={"listing": str(listing)})
+        listing = plug_drop_carriers(conf, tmp_path, project_tasks, "EV\nB6\n")
         s = run(conf, tmp_path, "steps=[drop_carriers]")
 
         runs = task_runs(s["flow_run_id"], expect=len(HEAVY) + 1)
@@ -112,11 +120,7 @@ class TestStepCaching:
     def test_tasks_after_an_uncached_step_are_keyed_on_what_it_returned(
             self, tmp_path: Path, conf: Path,
             project_tasks: Callable[[str, str], Path]) -> None:
-        project_tasks("carriers", CARRIERS)
-        listing = tmp_path / "listed.txt"
-        listing.write_text("EV\n")
-        plug(conf, "drop_carriers", "after_ingest", "tasks.carriers.drop_listed",
-             params={"listing": str(listing)})
+        listing = plug_drop_carriers(conf, tmp_path, project_tasks, "EV\n")
         first = run(conf, tmp_path, "steps=[drop_carriers]")
 
         again = run(conf, tmp_path, "steps=[drop_carriers]")
@@ -138,11 +142,7 @@ class TestStepCaching:
     def test_a_cached_step_is_keyed_on_its_code(
             self, tmp_path: Path, conf: Path,
             project_tasks: Callable[[str, str], Path]) -> None:
-        project_tasks("carriers", CARRIERS)
-        listing = tmp_path / "listed.txt"
-        listing.write_text("EV\n")
-        plug(conf, "drop_carriers", "after_ingest", "tasks.carriers.drop_listed",
-             params={"listing": str(listing)}, cache=True)
+        plug_drop_carriers(conf, tmp_path, project_tasks, "EV\n", cache=True)
         run(conf, tmp_path, "steps=[drop_carriers]")
         again = run(conf, tmp_path, "steps=[drop_carriers]")
         st = states(again["flow_run_id"])
@@ -190,11 +190,7 @@ class TestReproduceWithAStep:
     def test_a_version_trained_with_a_step_reproduces_byte_identical(
             self, tmp_path: Path, conf: Path,
             project_tasks: Callable[[str, str], Path]) -> None:
-        project_tasks("carriers", CARRIERS)
-        listing = tmp_path / "listed.txt"
-        listing.write_text("EV\nB6\n")
-        plug(conf, "drop_carriers", "after_ingest", "tasks.carriers.drop_listed",
-             params={"listing": str(listing)})
+        plug_drop_carriers(conf, tmp_path, project_tasks, "EV\nB6\n")
         overrides = [f"paths.root={tmp_path}", *FAST, "steps=[drop_carriers]"]
         s = training(overrides=overrides, config_dir=str(conf))
         result = reproduce(s["model_name"], s["version"], overrides, str(conf))
