@@ -91,6 +91,14 @@ def lineage_key(model_name: str, fingerprint: str) -> str:
     return f"{model_name}/lineage/{fingerprint}.json"
 
 
+def sha256_key(model_name: str, sha256: str) -> str:
+    return f"{model_name}/sha256/{sha256}.json"
+
+
+def evaluations_prefix(model_name: str, version: int) -> str:
+    return f"{model_name}/evaluations/{version:0{_VERSION_WIDTH}d}/"
+
+
 def blobs_prefix(model_name: str) -> str:
     """Where a model's payload files live, one folder per registration attempt."""
     return f"{model_name}/blobs/"
@@ -352,15 +360,19 @@ class ModelRegistry:
             model_name: Registered model name (``register.model_name``).
             fingerprint: ``TrainedModel.fingerprint`` of the model to look for.
         """
+        return self._find(model_name, lineage_key(model_name, fingerprint),
+                          lambda mv: mv.fingerprint == fingerprint)
+
+    def _find(self, model_name: str, index_key: str,
+              matches: Callable[[ModelVersion], bool]) -> ModelVersion | None:
+        """The version an index entry names; on a miss, the first version since the
+        checkpoint that ``matches`` (indexing them all: :meth:`catch_up_lineage`)."""
         try:
-            entry = json.loads(self.store.get(lineage_key(model_name, fingerprint)))
+            entry = json.loads(self.store.get(index_key))
             return self.get_version(model_name, int(entry["version"]))
         except KeyError:
             pass
-        for mv in self.catch_up_lineage(model_name):
-            if mv.fingerprint == fingerprint:
-                return mv
-        return None
+        return next((mv for mv in self.catch_up_lineage(model_name) if matches(mv)), None)
 
     def catch_up_lineage(self, model_name: str) -> list[ModelVersion]:
         """Index the versions registered since the lineage checkpoint, then move it.
@@ -381,10 +393,6 @@ class ModelRegistry:
             self.store.put(checkpoint_key, json.dumps({"through": newer[-1].version}).encode())
         return newer
 
-    @staticmethod
-    def _sha256_key(model_name: str, sha256: str) -> str:
-        return f"{model_name}/sha256/{sha256}.json"
-
     def find_by_sha256(self, model_name: str, sha256: str) -> ModelVersion | None:
         """The earliest version whose model file has these bytes, or None.
 
@@ -397,15 +405,8 @@ class ModelRegistry:
             model_name: Registered model name (``register.model_name``).
             sha256: The sha256 of the pickled model (``bytes_sha256``).
         """
-        try:
-            entry = json.loads(self.store.get(self._sha256_key(model_name, sha256)))
-            return self.get_version(model_name, int(entry["version"]))
-        except KeyError:
-            pass
-        for mv in self.catch_up_lineage(model_name):
-            if mv.model_sha256 == sha256:
-                return mv
-        return None
+        return self._find(model_name, sha256_key(model_name, sha256),
+                          lambda mv: mv.model_sha256 == sha256)
 
     def _index_lineage(self, mv: ModelVersion) -> None:
         """Record ``mv`` as the version of its lineage and of its model bytes, unless an
@@ -414,7 +415,7 @@ class ModelRegistry:
         if mv.fingerprint:
             self.store.put_if_absent(lineage_key(mv.model_name, mv.fingerprint), entry)
         if mv.model_sha256:
-            self.store.put_if_absent(self._sha256_key(mv.model_name, mv.model_sha256), entry)
+            self.store.put_if_absent(sha256_key(mv.model_name, mv.model_sha256), entry)
 
     def _version_numbers(self, model_name: str) -> list[int]:
         """Version numbers from the manifests' names (one listing, no reads)."""
@@ -463,9 +464,6 @@ class ModelRegistry:
         raise RegistryError(f"Could not allocate a version number for '{name}'.")
 
     # ------------------------------------------------------------ evaluations
-    def _evaluations_prefix(self, model_name: str, version: int) -> str:
-        return f"{model_name}/evaluations/{version:0{_VERSION_WIDTH}d}/"
-
     def record_evaluation(self, model_name: str, record: EvaluationRecord) -> EvaluationRecord:
         """Append a later evaluation of a registered version (the manifest stays as is).
 
@@ -481,7 +479,7 @@ class ModelRegistry:
         self.get_version(model_name, record.version)
         record.at = _now()
         record.registered = False
-        key = (f"{self._evaluations_prefix(model_name, record.version)}"
+        key = (f"{evaluations_prefix(model_name, record.version)}"
                f"{_event_stamp()}-{new_token()[:8]}.json")
         self.store.put(key, json.dumps(asdict(record), sort_keys=True, default=str).encode())
         self.record_event(model_name, "evaluate", version=record.version,
@@ -492,7 +490,7 @@ class ModelRegistry:
     def evaluations(self, mv: ModelVersion) -> list[EvaluationRecord]:
         """Every evaluation of ``mv``, oldest first: the one it was registered with, then
         those appended by later runs (:meth:`record_evaluation`)."""
-        keys = sorted(k for k in self.store.list(self._evaluations_prefix(mv.model_name,
+        keys = sorted(k for k in self.store.list(evaluations_prefix(mv.model_name,
                                                                           mv.version))
                       if k.endswith(".json"))
         return [EvaluationRecord.at_registration(mv),
