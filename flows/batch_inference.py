@@ -16,7 +16,7 @@ from typing import Any
 
 from prefect import flow
 
-from prefab_mlops.config import PipelineConfig
+from prefab_mlops.config import LoadedConfig, PipelineConfig
 from prefab_mlops.core.errors import RegistryError
 from prefab_mlops.flows.common import (
     load_and_log,
@@ -76,12 +76,13 @@ def batch_inference(overrides: list[str] | None = None, batch_uri: str | None = 
     return summary
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the flow from parsed command-line arguments (see :mod:`prefab_mlops.flows.cli`)."""
+def run(args: argparse.Namespace, loaded: LoadedConfig | None = None) -> int:
+    """Run the flow from parsed command-line arguments (see :mod:`prefab_mlops.flows.cli`),
+    with the config ``loaded`` from them if the caller has it already."""
     args.json = True  # the summary is printed as JSON either way
     return run_cli(args, lambda: batch_inference(
         overrides=args.overrides, batch_uri=args.batch, config_name=args.config_name,
-        config_dir=args.config_dir), str)
+        config_dir=args.config_dir), str, loaded=loaded)
 
 
 def main(argv: list[str] | None = None) -> int:

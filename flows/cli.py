@@ -42,7 +42,7 @@ def print_failure(exc: PrefabError) -> int:
 
 @dataclass(frozen=True)
 class FlowCommand:
-    """One stock flow's command line; ``module.run(args)`` runs the flow."""
+    """One stock flow's command line; ``module.run(args, loaded)`` runs the flow."""
 
     name: str
     module: str
@@ -92,12 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     command = COMMANDS[argv[0]]
     args = command.parser().parse_args(argv[1:])
     try:
-        load_config(args.overrides, args.config_name, args.config_dir)
+        loaded = load_config(args.overrides, args.config_name, args.config_dir)
     except PrefabError as exc:
         if args.debug:
             raise
         return print_failure(exc)
-    code: int = importlib.import_module(command.module).run(args)
+    code: int = importlib.import_module(command.module).run(args, loaded)
     return code
 
 

@@ -153,7 +153,8 @@ def _short_failures(debug: bool) -> Iterator[None]:
 
 def run_cli(args: argparse.Namespace, start: Callable[[], dict[str, Any]],
             render: Callable[[dict[str, Any]], str],
-            check: Callable[[LoadedConfig], object] | None = None) -> int:
+            check: Callable[[LoadedConfig], object] | None = None,
+            loaded: LoadedConfig | None = None) -> int:
     """Run a flow from its command line: check the config first, then run it in-process.
 
     The config is composed and type-checked (and given to ``check``, e.g.
@@ -167,6 +168,8 @@ def run_cli(args: argparse.Namespace, start: Callable[[], dict[str, Any]],
         start: Calls the flow and returns its summary.
         render: The human-readable summary (``--json`` prints the summary itself).
         check: More checks of the loaded config that need no Prefect.
+        loaded: The config as the caller already loaded it from ``args`` (it is
+            loaded here otherwise).
 
     Returns:
         The exit status: 0, or 2 for a failure with a named cause.
@@ -174,7 +177,8 @@ def run_cli(args: argparse.Namespace, start: Callable[[], dict[str, Any]],
     import json
 
     try:
-        loaded = load_config(args.overrides, args.config_name, args.config_dir)
+        if loaded is None:
+            loaded = load_config(args.overrides, args.config_name, args.config_dir)
         if check is not None:
             check(loaded)
         with in_process_run(), _short_failures(args.debug):

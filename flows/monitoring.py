@@ -20,7 +20,7 @@ from typing import Any
 
 from prefect import flow
 
-from prefab_mlops.config import PipelineConfig, TargetSpec
+from prefab_mlops.config import LoadedConfig, PipelineConfig, TargetSpec
 from prefab_mlops.core.errors import RegistryError
 from prefab_mlops.flows.common import (
     jsonable,
@@ -139,11 +139,12 @@ def format_summary(s: dict[str, Any]) -> str:
             + (f"; emitted {s['event']}" if s["event_id"] else ""))
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the flow from parsed command-line arguments (see :mod:`prefab_mlops.flows.cli`)."""
+def run(args: argparse.Namespace, loaded: LoadedConfig | None = None) -> int:
+    """Run the flow from parsed command-line arguments (see :mod:`prefab_mlops.flows.cli`),
+    with the config ``loaded`` from them if the caller has it already."""
     return run_cli(args, lambda: monitoring(
         overrides=args.overrides, batch_uri=args.batch, config_name=args.config_name,
-        config_dir=args.config_dir), format_summary)
+        config_dir=args.config_dir), format_summary, loaded=loaded)
 
 
 def main(argv: list[str] | None = None) -> int:

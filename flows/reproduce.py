@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from prefab_mlops.config import load_config
+from prefab_mlops.config import WindowConfig, as_plain, load_config
 from prefab_mlops.core.errors import RegistryError
 from prefab_mlops.core.provenance import git_info, package_versions
 from prefab_mlops.core.registry import ModelVersion
@@ -31,7 +31,7 @@ from prefab_mlops.tasks.registry import open_registry
 
 #: Data settings that prepare a source; a snapshot is already prepared.
 _PREPARED = {"format": "parquet", "dropna": [], "derive": {}, "columns": None,
-             "window": {"start": None, "end": None, "newest": None, "timezone": None},
+             "window": as_plain(WindowConfig()),
              "sample_rows": None, "snapshot": False}
 
 

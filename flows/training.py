@@ -21,7 +21,7 @@ from typing import Any
 
 from prefect import flow
 
-from prefab_mlops.config import ModelSpec, PipelineConfig, TargetSpec
+from prefab_mlops.config import LoadedConfig, ModelSpec, PipelineConfig, TargetSpec
 from prefab_mlops.core.errors import QualityGateError
 from prefab_mlops.core.problems import LOWER_IS_BETTER
 from prefab_mlops.flows.common import (
@@ -265,11 +265,12 @@ def format_summary(s: dict[str, Any]) -> str:
             f"  {_production_text(s)}")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the flow from parsed command-line arguments (see :mod:`prefab_mlops.flows.cli`)."""
+def run(args: argparse.Namespace, loaded: LoadedConfig | None = None) -> int:
+    """Run the flow from parsed command-line arguments (see :mod:`prefab_mlops.flows.cli`),
+    with the config ``loaded`` from them if the caller has it already."""
     return run_cli(args, lambda: training(
         overrides=args.overrides, config_name=args.config_name, config_dir=args.config_dir,
-        refresh_cache=args.refresh_cache), format_summary, check=project_steps)
+        refresh_cache=args.refresh_cache), format_summary, check=project_steps, loaded=loaded)
 
 
 def main(argv: list[str] | None = None) -> int:
