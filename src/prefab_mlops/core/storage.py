@@ -21,6 +21,7 @@ import importlib.util
 import io
 import os
 import random
+import stat
 import tarfile
 import tempfile
 import time
@@ -260,10 +261,14 @@ def source_fingerprint(loc: Location, s3: S3Config, data: bytes | None = None) -
         return stable_hash("file", bytes_sha256(data), loc.member)
     path = Path(loc.path)
     if not path.is_file():
-        raise DataSourceNotFound(
-            f"Data file '{loc.path}' does not exist.",
-            fix="Fix data.uri (a local path, s3://bucket/key or pkg://package/path).")
+        raise _no_data_file(loc)
     return stable_hash("file", file_sha256(path), loc.member)
+
+
+def _no_data_file(loc: Location) -> DataSourceNotFound:
+    return DataSourceNotFound(
+        f"Data file '{loc.path}' does not exist.",
+        fix="Fix data.uri (a local path, s3://bucket/key or pkg://package/path).")
 
 
 def source_stamp(loc: Location, s3: S3Config) -> str:
@@ -287,11 +292,9 @@ def source_stamp(loc: Location, s3: S3Config) -> str:
     try:
         st = path.stat()
     except OSError:
-        st = None
-    if st is None or not path.is_file():
-        raise DataSourceNotFound(
-            f"Data file '{loc.path}' does not exist.",
-            fix="Fix data.uri (a local path, s3://bucket/key or pkg://package/path).")
+        raise _no_data_file(loc) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise _no_data_file(loc)
     return stable_hash("stat", str(path.resolve()), st.st_dev, st.st_ino, st.st_size,
                        st.st_mtime_ns, st.st_ctime_ns, loc.member)
 
@@ -424,10 +427,10 @@ class LocalObjectStore:
             if p.name.startswith(".") != hidden:
                 continue
             try:
-                st = p.lstat()
+                st = p.stat()  # one stat per file: its type and its write time
             except FileNotFoundError:  # removed while listing
                 continue
-            if p.is_file():
+            if stat.S_ISREG(st.st_mode):
                 out.append(StoredObject(p.relative_to(self.root).as_posix(), st.st_mtime))
         return sorted(out, key=lambda e: e.key)
 
