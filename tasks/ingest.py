@@ -17,6 +17,7 @@ from prefect import task
 
 from prefab_mlops.config import DataConfig, PathsConfig
 from prefab_mlops.core.fingerprint import code_hash, lineage, stable_hash
+from prefab_mlops.core.manifest import DataRecord
 from prefab_mlops.core.storage import (
     StorageConfig,
     member_bytes,
@@ -81,12 +82,13 @@ class Dataset:
         """A copy of this Dataset holding ``frame`` instead (same other facts)."""
         return replace(self, **_holding(frame))
 
-    def lineage_record(self) -> dict[str, Any]:
-        """JSON-safe description stored with registered models."""
-        return {"name": self.name, "source": self.source, "fingerprint": self.fingerprint,
-                "source_fingerprint": self.source_fingerprint,
-                "snapshot_uri": self.snapshot_uri, "rows": self.rows,
-                "columns": list(self.columns), **self.stats}
+    def lineage_record(self) -> DataRecord:
+        """Where the data came from, as registered models record it (no split yet)."""
+        return DataRecord(name=self.name, source=self.source, fingerprint=self.fingerprint,
+                          source_fingerprint=self.source_fingerprint,
+                          snapshot_uri=self.snapshot_uri, rows=self.rows,
+                          columns=list(self.columns), time_min=self.stats.get("time_min"),
+                          time_max=self.stats.get("time_max"))
 
 
 def _holding(frame: pd.DataFrame) -> dict[str, Any]:

@@ -13,18 +13,23 @@ from __future__ import annotations
 
 import io
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prefect import task
 
 from prefab_mlops.config import RegisterConfig
 from prefab_mlops.core.fingerprint import RowFingerprint
-from prefab_mlops.core.provenance import git_info, package_versions
-from prefab_mlops.core.registry import (
-    TRAINED_ROWS_FILE,
+from prefab_mlops.core.manifest import (
+    ChampionRecord,
+    FeatureRecord,
+    GateRecord,
     ModelVersion,
+    RunFacts,
+    TrainedRowsRecord,
 )
+from prefab_mlops.core.provenance import git_info, package_versions
+from prefab_mlops.core.registry import REFERENCE_FILE, REFERENCE_TARGET, TRAINED_ROWS_FILE
 from prefab_mlops.core.storage import StorageConfig
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.retries import retry_transient
@@ -49,7 +54,7 @@ class RunInfo:
 def _reference_sample(features: FeatureSet, rows: int, seed: int) -> bytes:
     X = features.train.X
     ref = X.sample(n=min(rows, len(X)), random_state=seed) if rows < len(X) else X
-    ref = ref.assign(__target__=features.train.y[ref.index.to_numpy()])
+    ref = ref.assign(**{REFERENCE_TARGET: features.train.y[ref.index.to_numpy()]})
     buf = io.BytesIO()
     ref.reset_index(drop=True).to_parquet(buf, index=False)
     return buf.getvalue()
@@ -98,33 +103,37 @@ def register(model: TrainedModel, evaluation: Evaluation, data: Dataset, feature
     blob = pickle.dumps(model.pipeline, protocol=pickle.HIGHEST_PROTOCOL)
     files = {f"plots/{name}": png for name, png in evaluation.plots.items()}
     if cfg.reference_sample_rows > 0:
-        files["reference.parquet"] = _reference_sample(features, cfg.reference_sample_rows, seed)
-    data_record = {**data.lineage_record(), "split": features.split_info}
+        files[REFERENCE_FILE] = _reference_sample(features, cfg.reference_sample_rows, seed)
+    data_record = replace(data.lineage_record(), split=features.split_info)
     rows = trained_rows(features)
     if rows is not None:
         files[TRAINED_ROWS_FILE] = rows.to_npy()
-        data_record["trained_rows"] = {"columns": list(rows.columns), "distinct": len(rows)}
+        data_record = replace(data_record, trained_rows=TrainedRowsRecord(
+            columns=list(rows.columns), distinct=len(rows)))
     champion = None
     if comparison is not None and comparison.champion_version is not None:
-        record = comparison.as_dict()
-        champion = {"version": record.pop("champion_version"), "metrics": record.pop("champion"),
-                    "challenger_metrics": record.pop("challenger"), **record}
+        c = comparison
+        champion = ChampionRecord(
+            version=c.champion_version, status=c.status, test_rows=c.test_rows,
+            compared_rows=c.compared_rows, excluded_rows=c.excluded_rows,
+            excluded_own_rows=c.excluded_own_rows, checked=c.checked, metrics=c.champion,
+            challenger_metrics=c.challenger, note=c.note)
+    gate = evaluation.gate
     manifest = ModelVersion(
         model_name=cfg.model_name, version=0, created_at="", fingerprint=model.fingerprint,
         model_key="", model_sha256="", problem_type=model.problem_type,
-        metrics=evaluation.metrics,
-        gate={"passed": evaluation.gate.passed, "failures": evaluation.gate.failures,
-              "rules": evaluation.gate.rules},
+        estimator=model.estimator, params=model.params, fit=model.fit,
+        metrics=evaluation.metrics, confusion_matrix=evaluation.confusion_matrix,
+        gate=GateRecord(passed=gate.passed, failures=list(gate.failures), rules=gate.rules),
         champion=champion,
-        params={"estimator": model.estimator, **model.params, **model.info},
         config=run.config,
         data=data_record,
-        features={"input_schema": model.input_schema, "feature_names": model.feature_names,
-                  "classes": model.classes, "target": data.target,
-                  "confusion_matrix": evaluation.confusion_matrix},
+        features=FeatureRecord(input_schema=model.input_schema,
+                               feature_names=model.feature_names, classes=model.classes,
+                               target=data.target),
         git=git_info(run.project_root), packages=package_versions(),
-        run={"flow_run_id": run.flow_run_id, "flow_run_name": run.flow_run_name,
-             "triggered_by": run.triggered_by},
+        run=RunFacts(flow_run_id=run.flow_run_id, flow_run_name=run.flow_run_name,
+                     triggered_by=run.triggered_by),
     )
     mv = registry.register(manifest, blob, files)
     for alias in cfg.aliases:

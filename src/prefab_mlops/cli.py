@@ -60,10 +60,11 @@ def cmd_list(args: argparse.Namespace) -> int:
             m = {k: round(val, 4) for k, val in v.metrics.items() if k != "n_test"}
             out.append({"model": name, "version": v.version, "created_at": v.created_at,
                         "aliases": sorted(by_version.get(v.version, [])), "metrics": m,
-                        "gate_passed": v.gate.get("passed")})
+                        "gate_passed": v.gate.passed if v.gate else None})
+            gate = "-" if v.gate is None else "ok" if v.gate.passed else "FAIL"
             lines.append(f"{name} v{v.version:<4} {v.created_at[:19]}  "
                          f"{','.join(sorted(by_version.get(v.version, []))) or '-':<22} "
-                         f"gate={'ok' if v.gate.get('passed') else 'FAIL'}  {m}")
+                         f"gate={gate}  {m}")
     _print(out, args.json, "\n".join(lines) or "no registered models")
     return 0
 
@@ -80,7 +81,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     else:
         version = args.version
     mv = reg.get_version(name, version)
-    data = asdict(mv)
+    data = mv.to_json()
     if not args.json:
         data.pop("config", None)
     print(json.dumps(data, indent=2, default=str))

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from prefab_mlops.cli import main
-from prefab_mlops.core.registry import ModelRegistry, ModelVersion
+from prefab_mlops.core.manifest import GateRecord, ModelVersion
+from prefab_mlops.core.registry import ModelRegistry
 from prefab_mlops.core.storage import LocalObjectStore
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
@@ -25,7 +26,8 @@ def registry(tmp_path: Path) -> ModelRegistry:
             model_name=MODEL, version=0, created_at="", fingerprint=f"fp{i}", model_key="",
             model_sha256="", problem_type="binary",
             metrics={"roc_auc": auc, "n_test": 1000.0},
-            gate={"passed": auc >= 0.7, "failures": [] if auc >= 0.7 else ["roc_auc < 0.7"]},
+            gate=GateRecord(passed=auc >= 0.7,
+                            failures=[] if auc >= 0.7 else ["roc_auc < 0.7"]),
             config={"seed": 42, "model": {"n_estimators": 20 * i}}),
             pickle.dumps({"model": i}))
     return reg

@@ -26,7 +26,8 @@ from prefab_mlops.config import (
     load_config,
 )
 from prefab_mlops.core.fingerprint import RowFingerprint, row_hashes
-from prefab_mlops.core.registry import LoadedModel, ModelVersion
+from prefab_mlops.core.manifest import ModelVersion
+from prefab_mlops.core.registry import LoadedModel
 from prefab_mlops.orchestration.payloads import Payload
 from prefab_mlops.tasks.evaluate import (
     COMPARED,

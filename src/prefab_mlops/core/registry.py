@@ -20,7 +20,9 @@ Alias changes are atomic read-modify-writes (``flock`` locally, ``If-Match`` on 
 so concurrent promotions and rollbacks never lose one another. A promotion can
 also be a compare-and-set (``set_alias(..., expected=N)``): it moves the alias only
 if it still points at the champion the decision was made against.
-A manifest records the sha256 of the model file, checked on every load.
+A manifest records the sha256 of the model file, checked on every load. Manifests are
+typed records (:mod:`prefab_mlops.core.manifest`); one that does not parse is refused
+with a :class:`RegistryError` naming the version and the field.
 """
 
 from __future__ import annotations
@@ -36,15 +38,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prefab_mlops.core.errors import AliasMovedError, IntegrityError, RegistryError
+from prefab_mlops.core.errors import (
+    AliasMovedError,
+    ContractError,
+    IntegrityError,
+    RegistryError,
+)
 from prefab_mlops.core.fingerprint import RowFingerprint, bytes_sha256
+from prefab_mlops.core.manifest import ModelVersion
 from prefab_mlops.core.storage import ObjectStore, new_token
 
 _VERSION_WIDTH = 6
 # A version's file of the row hashes of its train and validation rows
-# (RowFingerprint.to_npy); the manifest's data["trained_rows"]["columns"] says which
+# (RowFingerprint.to_npy); the manifest's data.trained_rows.columns says which
 # columns were hashed.
 TRAINED_ROWS_FILE = "train_rows.npy"
+#: A version's drift reference: a sample of its training rows (the input columns plus
+#: the encoded label in :data:`REFERENCE_TARGET`), written by ``register`` and read by
+#: monitoring and by the server's fast-path check.
+REFERENCE_FILE = "reference.parquet"
+#: The label column of :data:`REFERENCE_FILE`.
+REFERENCE_TARGET = "__target__"
 # Marks a model whose lineage index covers every version (see find_by_fingerprint).
 _INDEXED = "_indexed"
 
@@ -84,34 +98,6 @@ def _event_stamp() -> str:
         ns = _last_stamp_ns
     secs, frac = divmod(ns, 1_000_000_000)
     return f"{_dt.datetime.fromtimestamp(secs, _dt.UTC):%Y%m%dT%H%M%S}{frac:09d}"
-
-
-@dataclass
-class ModelVersion:
-    """A registered version's manifest (everything needed to trust and reproduce it)."""
-
-    model_name: str
-    version: int
-    created_at: str
-    fingerprint: str
-    model_key: str
-    model_sha256: str
-    problem_type: str
-    metrics: dict[str, float] = field(default_factory=dict)
-    gate: dict[str, Any] = field(default_factory=dict)
-    champion: dict[str, Any] | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
-    data: dict[str, Any] = field(default_factory=dict)
-    features: dict[str, Any] = field(default_factory=dict)
-    files: dict[str, str] = field(default_factory=dict)
-    git: dict[str, Any] = field(default_factory=dict)
-    packages: dict[str, str] = field(default_factory=dict)
-    run: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        return f"{self.model_name}:v{self.version}"
 
 
 @dataclass
@@ -174,11 +160,29 @@ class ModelRegistry:
         return [self._read_manifest(k) for k in keys]
 
     def _read_manifest(self, key: str) -> ModelVersion:
+        """The manifest at ``key``, parsed.
+
+        Raises:
+            RegistryError: it is missing, or is not a manifest of this format (naming
+                the version and the first field that does not fit).
+        """
         try:
-            raw = json.loads(self.store.get(key))
+            body = self.store.get(key)
         except KeyError:
             raise RegistryError(f"Registry manifest '{key}' is missing.") from None
-        return ModelVersion(**raw)
+        try:
+            return ModelVersion.from_json(json.loads(body))
+        except ValueError as exc:  # not JSON at all
+            detail = f"it is not JSON ({exc})"
+        except ContractError as exc:
+            detail = exc.message
+        name, _, file = key.rpartition("/versions/")
+        stem = Path(file).stem
+        label = f"{name}:v{int(stem)}" if stem.isdigit() else name
+        raise RegistryError(
+            f"The manifest of {label} ('{key}') cannot be read: {detail}.",
+            fix="Restore it from the registry's storage backup, or register the model "
+            "again with this prefab-mlops (manifests are written by tasks/register.py).")
 
     def get_version(self, model_name: str, version: int) -> ModelVersion:
         key = f"{model_name}/versions/{version:0{_VERSION_WIDTH}d}.json"
@@ -264,7 +268,7 @@ class ModelRegistry:
             existing = self._version_numbers(name)
             manifest.version = (max(existing) if existing else 0) + 1
             key = f"{name}/versions/{manifest.version:0{_VERSION_WIDTH}d}.json"
-            body = json.dumps(asdict(manifest), indent=2, sort_keys=True, default=str).encode()
+            body = _manifest_body(manifest)
             if self.store.put_if_absent(key, body):
                 self._index_lineage(manifest)
                 if manifest.version == 1:  # indexed from its first version on
@@ -313,10 +317,10 @@ class ModelRegistry:
 
         A version registered without them (by older code) returns None.
         """
-        info = mv.data.get("trained_rows")
-        if TRAINED_ROWS_FILE not in mv.files or not info:
+        info = mv.data.trained_rows
+        if TRAINED_ROWS_FILE not in mv.files or info is None:
             return None
-        return RowFingerprint.from_npy(self.read_file(mv, TRAINED_ROWS_FILE), info["columns"])
+        return RowFingerprint.from_npy(self.read_file(mv, TRAINED_ROWS_FILE), info.columns)
 
     # ---------------------------------------------------------------- aliases
     def alias(self, model_name: str, alias: str) -> AliasState | None:
@@ -416,6 +420,24 @@ class ModelRegistry:
     def events(self, model_name: str) -> list[dict[str, Any]]:
         return [json.loads(self.store.get(k))
                 for k in self.store.list(f"{model_name}/events/")]
+
+
+def _manifest_body(manifest: ModelVersion) -> bytes:
+    """The manifest as stored, checked to parse back (a version nobody can read is
+    never written).
+
+    Raises:
+        RegistryError: a field holds a value the manifest format cannot hold.
+    """
+    try:
+        body = json.dumps(manifest.to_json(), indent=2, sort_keys=True).encode()
+        ModelVersion.from_json(json.loads(body))
+    except (TypeError, ContractError) as exc:
+        raise RegistryError(f"Not registering {manifest.label}: its manifest would not read "
+                            f"back ({getattr(exc, 'message', exc)}).",
+                            fix="Record that field with the type the manifest declares "
+                            "(prefab_mlops.core.manifest).") from None
+    return body
 
 
 def _alias_moved(model_name: str, alias: str, version: int, current: int | None,
