@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import reprlib
 import types
 import typing
@@ -119,7 +120,10 @@ def load(tp: Any, data: Any, path: str) -> Any:
             raise TypeError(f"records support tuple[X, ...] only, not {tp!r}")
         if not isinstance(data, list):
             raise _wrong(path, "an array", data)
-        items = [load(args[0], v, f"{path}[{i}]") for i, v in enumerate(data)]
+        if args[0] is str and all(type(v) is str for v in data):  # category lists: fast
+            items = list(data)
+        else:
+            items = [load(args[0], v, f"{path}[{i}]") for i, v in enumerate(data)]
         return items if origin is list else tuple(items)
     if origin is dict:
         key, value = typing.get_args(tp)
@@ -154,22 +158,31 @@ def load(tp: Any, data: Any, path: str) -> Any:
     return data
 
 
+@functools.cache
+def _fields(cls: type[Any]) -> dict[str, tuple[Any, bool]]:
+    """A record class's fields: name → (resolved annotation, required). Computed once
+    per class (resolving string annotations is most of a parse's cost otherwise)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: (hints[f.name], f.default is dataclasses.MISSING
+                     and f.default_factory is dataclasses.MISSING)
+            for f in dataclasses.fields(cls) if f.init}
+
+
 def _load_record(cls: type[Any], data: Any, path: str) -> Any:
     if not isinstance(data, dict):
         raise _wrong(path, f"an object ({cls.__name__})", data)
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    known = _fields(cls)
     unknown = [k for k in data if k not in known]
     if unknown:
         where = _join(path, str(unknown[0]))
         raise ContractError(f"field '{where}' is not a field of {cls.__name__} (its fields: "
                             f"{', '.join(known)})", where)
     kwargs: dict[str, Any] = {}
-    for name, f in known.items():
+    for name, (tp, required) in known.items():
         where = _join(path, name)
         if name in data:
-            kwargs[name] = load(hints[name], data[name], where)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            kwargs[name] = load(tp, data[name], where)
+        elif required:
             raise ContractError(f"field '{where}' is missing ({cls.__name__} requires it)",
                                 where)
     try:
