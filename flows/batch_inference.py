@@ -2,7 +2,7 @@
 
 ::
 
-    python -m prefab_mlops.flows.batch_inference --batch data/new_flights.csv
+    python -m prefab_mlops.flows.batch_inference --batch data/new_sales.csv
 
 The batch is checked against the model's input schema, scored, and written with
 the model version and a timestamp under ``inference.output_dir`` (or S3).
@@ -19,7 +19,6 @@ from prefect import flow
 from prefab_mlops.config import PipelineConfig
 from prefab_mlops.core.errors import RegistryError
 from prefab_mlops.flows.common import (
-    add_cli_arguments,
     load_and_log,
     run_cli,
     run_ids,
@@ -77,18 +76,19 @@ def batch_inference(overrides: list[str] | None = None, batch_uri: str | None = 
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: ``python -m prefab_mlops.flows.batch_inference --batch F``."""
-    parser = argparse.ArgumentParser(prog="python -m prefab_mlops.flows.batch_inference",
-                                     description="Score a batch with the production model. "
-                                     "Positional arguments are Hydra overrides.")
-    add_cli_arguments(parser)
-    parser.add_argument("--batch", default=None, help="batch location (default: data.uri)")
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Run the flow from parsed command-line arguments (see :mod:`prefab_mlops.flows.cli`)."""
     args.json = True  # the summary is printed as JSON either way
     return run_cli(args, lambda: batch_inference(
         overrides=args.overrides, batch_uri=args.batch, config_name=args.config_name,
         config_dir=args.config_dir), str)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m prefab_mlops.flows.batch_inference``: the same as ``prefab score``."""
+    from prefab_mlops.flows.cli import main as cli_main
+
+    return cli_main(["score", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """What every flow shares: config loading, run ids, and the command-line runner.
 
+``add_cli_arguments`` is :func:`prefab_mlops.flows.cli.add_cli_arguments`.
+
 Public, so that a project's own flows (``templates/flow``) compose the same way.
 No task logic here.
 """
@@ -9,7 +11,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,6 +20,7 @@ from prefect.context import FlowRunContext
 
 from prefab_mlops.config import DataConfig, LoadedConfig, load_config
 from prefab_mlops.core.errors import PrefabError
+from prefab_mlops.flows.cli import add_cli_arguments, print_failure
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.runtime import in_process_run
 
@@ -54,16 +56,6 @@ def jsonable(obj: Any) -> Any:
     if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
         return obj.item()
     return obj
-
-
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments every flow's command line has (overrides, config, --debug, --json)."""
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides (group=option, key=value)")
-    parser.add_argument("--config-dir", default=None, help="the project's conf/ directory")
-    parser.add_argument("--config-name", default="pipeline", help="its root config")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.add_argument("--debug", action="store_true",
-                        help="on failure, show Python tracebacks (default: the cause and fix)")
 
 
 class _NoTraceback(logging.Filter):
@@ -120,10 +112,10 @@ def run_cli(args: argparse.Namespace, start: Callable[[], dict[str, Any]],
     except PrefabError as exc:
         if args.debug:
             raise
-        print(f"error: {type(exc).__name__}: {exc.message}", file=sys.stderr)
-        if exc.fix:
-            print(f"fix: {exc.fix}", file=sys.stderr)
-        print("(--debug shows the traceback)", file=sys.stderr)
-        return 2
+        return print_failure(exc)
     print(json.dumps(summary, indent=2, default=str) if args.json else render(summary))
     return 0
+
+
+__all__ = ["add_cli_arguments", "jsonable", "load_and_log", "run_cli", "run_ids",
+           "unlabelled"]

@@ -145,8 +145,8 @@ def build_preprocessor(cfg: FeaturesConfig) -> ColumnTransformer:
     if cfg.datetime.columns:
         parts.append(("dt", DatetimeParts(parts=list(cfg.datetime.parts)),
                       list(cfg.datetime.columns)))
-    if cfg.drop:
-        parts.append(("dropped", "drop", list(cfg.drop)))
+    # cfg.drop needs no part here: featurize leaves those columns out of the model's
+    # input altogether (a "drop" part would then name columns its input does not have).
     ct = ColumnTransformer(parts, remainder=cfg.remainder, verbose_feature_names_out=False)
     if cat.columns and cat.encoding == "native":
         ct.set_output(transform="pandas")
@@ -165,12 +165,14 @@ def input_schema(X: pd.DataFrame, cfg: FeaturesConfig) -> InputSchema:
     columns = []
     for col in X.columns:
         s = X[col]
+        rest = col not in kinds
         kind = kinds.get(col) or (
             ColumnKind.DATETIME if pd.api.types.is_datetime64_any_dtype(s)
             else ColumnKind.NUMERIC if pd.api.types.is_numeric_dtype(s)
             else ColumnKind.CATEGORICAL)
-        columns.append(ColumnSpec.categorical(col, s.dropna().unique().tolist())
-                       if kind is ColumnKind.CATEGORICAL else ColumnSpec(col, kind, str(s.dtype)))
+        columns.append(ColumnSpec.categorical(col, s.dropna().unique().tolist(), remainder=rest)
+                       if kind is ColumnKind.CATEGORICAL
+                       else ColumnSpec(col, kind, str(s.dtype), remainder=rest))
     return InputSchema(tuple(columns))
 
 

@@ -25,6 +25,7 @@ from prefab_mlops.core.storage import (
     parse_location,
     read_source,
     source_fingerprint,
+    source_stamp,
 )
 from prefab_mlops.datasets import parse_bytes, prepare
 from prefab_mlops.datasets import stats as _stats
@@ -98,15 +99,17 @@ def _holding(frame: pd.DataFrame) -> dict[str, Any]:
 
 
 def _source_key(inputs: dict[str, Any]) -> str:
-    """Ingest's own cache-key part: the current content fingerprint of the data source.
+    """Ingest's own cache-key part: a version stamp of the data source as it is now.
 
     On the task's decorator, so every caller caches ingest on the data as it is now,
-    not on its config alone (a changed file is a cache miss).
+    not on its config alone (a changed file is a cache miss). The stamp reads no
+    content (:func:`~prefab_mlops.core.storage.source_stamp`): the source is read and
+    hashed once per run, by the task on a miss, and not at all on a hit.
     """
     cfg: DataConfig = inputs["cfg"]
     paths: PathsConfig = inputs["paths"]
     storage: StorageConfig = inputs["storage"]
-    return stable_hash(source_fingerprint(parse_location(cfg.uri, paths.root), storage.s3),
+    return stable_hash(source_stamp(parse_location(cfg.uri, paths.root), storage.s3),
                        _helpers_code())
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
+import re
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from prefab_mlops.core.schema import ColumnKind, InputSchema
 from prefab_mlops.core.storage import StorageConfig, object_store
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.retries import retry_transient
-from prefab_mlops.tasks.evaluate import compute_metrics
+from prefab_mlops.tasks.evaluate import compute_metrics, new_figure, to_png
 from prefab_mlops.tasks.featurize import Split
 from prefab_mlops.tasks.registry import open_registry
 
@@ -50,7 +51,11 @@ TARGET = REFERENCE_TARGET
 
 @dataclass
 class DriftReport:
-    """Outcome of :func:`detect_drift` (JSON-safe except ``html``)."""
+    """Outcome of :func:`detect_drift` (JSON-safe except ``html`` and ``plots``).
+
+    ``plots`` are PNG distribution plots (reference vs current) by file name: the
+    model's predictions and the most drifted columns (``monitor.plot_columns``).
+    """
 
     model_name: str
     model_version: int
@@ -66,10 +71,10 @@ class DriftReport:
     rows_reference: int
     fingerprint: str
     html: bytes = field(default=b"", repr=False)
+    plots: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def summary(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if k != "html"}
-        return d
+        return {k: v for k, v in self.__dict__.items() if k not in ("html", "plots")}
 
     def to_markdown(self, report_uri: str | None = None) -> str:
         rows = "\n".join(
@@ -81,13 +86,21 @@ class DriftReport:
             f"**Dataset drift**: {'YES' if self.dataset_drift else 'no'} - "
             f"{len(self.drifted_columns)}/{len(self.columns)} columns drifted "
             f"(share {self.drift_share:.2f}, threshold {self.threshold})",
+            "**Drifted columns**: " + (", ".join(f"`{c}`" for c in self.drifted_columns)
+                                       or "none"),
             "**Prediction drift**: " + ("n/a" if pred is None
                                         else ("YES" if pred["drifted"] else "no")),
             f"**Rows**: {self.rows_current:,} current ({self.rows_sampled:,} sampled), "
             f"{self.rows_reference:,} reference",
             f"**Quality on labelled batch**: {self.quality or 'no labels'}",
-            f"**Full report**: {report_uri or '-'}", "",
+            "**Full report**: " + (f"[{report_uri}]({report_link(report_uri)})" if report_uri
+                                   else "-"), "",
             "| column | method | score | threshold | status |", "|---|---|---|---|---|", rows])
+
+
+def report_link(uri: str) -> str:
+    """A link to a report location: a storage URI as it is, a local path as ``file://``."""
+    return uri if "://" in uri else Path(uri).resolve().as_uri()
 
 
 def _columns(schema: InputSchema, only: list[str] | None) -> tuple[list[str], list[str]]:
@@ -195,6 +208,86 @@ def parse_drift(result: dict[str, Any], drift_share: float,
     return columns, share, dataset_drift
 
 
+def _severity(result: dict[str, Any]) -> float:
+    """How far past its threshold a column's drift score is (higher: more drift).
+
+    Evidently's p-value tests (``K-S p_value``, ``chi-square p_value``, ...) drift
+    below their threshold, its distances above it.
+    """
+    score, threshold = float(result["score"]), float(result["threshold"] or 0)
+    if "p_value" in str(result["method"]):
+        return threshold / max(score, 1e-300)
+    return score / threshold if threshold else score
+
+
+def _file_name(column: str) -> str:
+    return "drift-" + (re.sub(r"[^A-Za-z0-9_.-]+", "_", column).strip("_") or "column") + ".png"
+
+
+def _distribution_plot(title: str, current: pd.Series, reference: pd.Series,
+                       categorical: bool) -> bytes:
+    """Reference vs current distribution of one column, as a PNG."""
+    fig, ax = new_figure(title, (5, 3.2))
+    if categorical:
+        ref = reference.astype(str).value_counts(normalize=True)
+        cur = current.astype(str).value_counts(normalize=True)
+        top = (ref.add(cur, fill_value=0).sort_values(ascending=False).index[:12]).tolist()
+        x = np.arange(len(top))
+        ax.bar(x - 0.2, ref.reindex(top, fill_value=0).to_numpy(), 0.4, label="reference")
+        ax.bar(x + 0.2, cur.reindex(top, fill_value=0).to_numpy(), 0.4, label="current")
+        ax.set_xticks(x, top, rotation=45 if len(top) > 4 else 0, ha="right"
+                      if len(top) > 4 else "center", fontsize=8)
+        ax.set_ylabel("share of rows")
+    else:
+        ref_v = pd.to_numeric(reference, errors="coerce").dropna().to_numpy()
+        cur_v = pd.to_numeric(current, errors="coerce").dropna().to_numpy()
+        both = np.concatenate([ref_v, cur_v])
+        if both.size:
+            lo, hi = np.percentile(both, [0.5, 99.5])
+            edges = np.histogram_bin_edges(both, bins=30, range=(lo, hi) if hi > lo else None)
+            for values, label in ((ref_v, "reference"), (cur_v, "current")):
+                ax.hist(values, bins=edges, density=True, histtype="step", linewidth=1.5,
+                        label=label)
+        ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    return to_png(fig)
+
+
+def drift_plots(current: pd.DataFrame, reference: pd.DataFrame,
+                columns: dict[str, dict[str, Any]], categorical: list[str],
+                prediction: dict[str, Any] | None, limit: int) -> dict[str, bytes]:
+    """PNG distribution plots, reference vs current (pure).
+
+    Args:
+        current: The current batch as compared (input columns and ``__prediction__``).
+        reference: The reference sample, likewise.
+        columns: Per-column drift from :func:`parse_drift` (predictions excluded).
+        categorical: Which columns are categorical (bar charts; histograms otherwise).
+        prediction: The predictions' drift, when it was tested (their plot comes first).
+        limit: ``monitor.plot_columns``: how many of the drifted columns, most drifted
+            first.
+
+    Returns:
+        PNG bytes by file name (``prediction-drift.png``, ``drift-<column>.png``).
+    """
+    def status(result: dict[str, Any]) -> str:
+        return (f"{result['method']} {result['score']:.3g}, "
+                f"{'drift' if result['drifted'] else 'no drift'}")
+
+    plots: dict[str, bytes] = {}
+    if prediction is not None and PREDICTION in current.columns:
+        plots["prediction-drift.png"] = _distribution_plot(
+            f"Predictions ({status(prediction)})", current[PREDICTION],
+            reference[PREDICTION], not pd.api.types.is_numeric_dtype(current[PREDICTION]))
+    drifted = sorted((c for c, v in columns.items() if v["drifted"]),
+                     key=lambda c: -_severity(columns[c]))
+    for column in drifted[:limit]:
+        plots[_file_name(column)] = _distribution_plot(
+            f"{column} ({status(columns[column])})", current[column], reference[column],
+            column in categorical)
+    return plots
+
+
 def _encode_labels(cur: pd.DataFrame, y_raw: pd.Series, classes: list[Any] | None,
                    target: str) -> tuple[np.ndarray, pd.DataFrame]:
     """Encode labels with the training class order; rows without a label are dropped.
@@ -244,7 +337,8 @@ def detect_drift(batch: pd.DataFrame, reference: pd.DataFrame, model: Any,
             encode the batch's labels exactly as training did.
 
     Returns:
-        A :class:`DriftReport` including the HTML report bytes.
+        A :class:`DriftReport` including the HTML report bytes and the distribution
+        plots of the predictions and the most drifted columns.
     """
     num, cat = _columns(schema, cfg.columns)
     inputs = list(schema.names)
@@ -268,6 +362,7 @@ def detect_drift(batch: pd.DataFrame, reference: pd.DataFrame, model: Any,
     result, html = run_evidently(current, ref, num, cat, cfg, target.problem_type, with_quality)
     columns, share, dataset_drift = parse_drift(result, cfg.drift_share)
     pred = columns.pop(PREDICTION, None)
+    plots = drift_plots(current, ref, columns, cat, pred, cfg.plot_columns)
     quality = None
     if labelled and y_cur is not None:
         quality, _, _ = compute_metrics(model, Split(X_cur, y_cur), target.problem_type)
@@ -281,7 +376,7 @@ def detect_drift(batch: pd.DataFrame, reference: pd.DataFrame, model: Any,
                        prediction_drift=pred, quality=quality, rows_current=len(batch),
                        rows_sampled=len(cur), rows_reference=len(reference),
                        fingerprint=lineage(detect_drift, cfg, target, model_name,
-                                           model_version, seed), html=html)
+                                           model_version, seed), html=html, plots=plots)
 
 
 @task(name="emit-drift-event", retry_condition_fn=retry_transient)

@@ -7,20 +7,32 @@ with the retries and backoff of ``orchestration.tasks.track``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from prefect import task
 
-from prefab_mlops.config import TrackingConfig
+from prefab_mlops.config import RegisterConfig, TrackingConfig
+from prefab_mlops.core.manifest import ModelVersion
+from prefab_mlops.core.storage import StorageConfig
 from prefab_mlops.orchestration.retries import retry_transient
+from prefab_mlops.tasks.registry import open_registry
 from prefab_mlops.tracking import RunRecord, TrackedRun, log_to_wandb
 
 
 @task(name="track", retry_condition_fn=retry_transient)
-def track(record: RunRecord, cfg: TrackingConfig) -> TrackedRun:
+def track(record: RunRecord, cfg: TrackingConfig, model: ModelVersion | None = None,
+          registry: RegisterConfig | None = None,
+          storage: StorageConfig | None = None) -> TrackedRun:
     """Send ``record`` to W&B as one run.
 
     Args:
         record: What to log.
         cfg: ``conf/tracking``: mode, project, entity, dir, init timeout.
+        model: A registered version to log as the run's model artifact: its model
+            file is read here (sha256-checked) from the registry that ``registry``
+            and ``storage`` describe, and only when ``tracking.log_model`` is on.
+        registry: ``conf/register`` (where ``model`` is registered).
+        storage: ``conf/storage``.
 
     Returns:
         The W&B run id/dir and the logged model artifact.
@@ -30,4 +42,8 @@ def track(record: RunRecord, cfg: TrackingConfig) -> TrackedRun:
         TrackingError: W&B failed otherwise (not retried; the flow turns it into a
             warning).
     """
+    if model is not None and cfg.log_model and cfg.mode != "disabled":
+        if registry is None or storage is None:
+            raise TypeError("track(model=...) needs the registry and storage configs too")
+        record = replace(record, model_bytes=open_registry(registry, storage).model_bytes(model))
     return log_to_wandb(cfg, record)

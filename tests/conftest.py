@@ -75,6 +75,32 @@ def flights_csv(tmp_path: Path, flights_frame: pd.DataFrame) -> Path:
     return path
 
 
+def diabetes_frame(noise: bool = False) -> pd.DataFrame:
+    """scikit-learn's bundled diabetes data (442 rows, 10 numeric features, ``target``).
+
+    A weak but learnable regression: a linear model reaches an R² of about 0.4. With
+    ``noise`` the target is shuffled across rows, so nothing is left to learn.
+    """
+    from sklearn.datasets import load_diabetes
+
+    frame = load_diabetes(as_frame=True).frame
+    if noise:
+        frame["target"] = frame["target"].sample(frac=1.0, random_state=3).to_numpy()
+    return frame
+
+
+DIABETES_FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+
+
+def diabetes_overrides(uri: str | Path | None = None, name: str = "diabetes") -> list[str]:
+    """Overrides that point the regression experiment at a diabetes CSV (``uri``)."""
+    return ["experiment=diamonds", f"data.name={name}", "data.target=target",
+            "data.columns=null", *([f"data.uri={uri}"] if uri is not None else []),
+            f"features.numeric.columns=[{','.join(DIABETES_FEATURES)}]",
+            "features.categorical.columns=[]", "~validate.columns", "validate.min_rows=100",
+            "model=linear_regression"]
+
+
 # ------------------------------------------------------------- S3 on loopback
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

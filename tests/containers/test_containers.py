@@ -481,7 +481,7 @@ def test_serving_image_serves_the_production_model_as_non_root(
         v1 = registry.get_version(MODEL, production.version.version)
 
         def copy_of_v1() -> ModelVersion:
-            manifest = ModelVersion(**{**dataclasses.asdict(v1), "version": 0, "files": {}})
+            manifest = dataclasses.replace(v1, version=0, files={})
             return registry.register(manifest, registry.store.get(v1.model_key),
                                      {rel: registry.read_file(v1, rel) for rel in v1.files})
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from prefab_mlops.cli import main
-from prefab_mlops.core.manifest import GateRecord, ModelVersion
-from prefab_mlops.core.registry import ModelRegistry
+from prefab_mlops.core.manifest import EvaluationRecord, GateRecord, ModelVersion
+from prefab_mlops.core.registry import DECLINE_EVENT, PROMOTE_EVENT, ModelRegistry
 from prefab_mlops.core.storage import LocalObjectStore
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
@@ -26,8 +26,8 @@ def registry(tmp_path: Path) -> ModelRegistry:
             model_name=MODEL, version=0, created_at="", fingerprint=f"fp{i}", model_key="",
             model_sha256="", problem_type="binary",
             metrics={"roc_auc": auc, "n_test": 1000.0},
-            gate=GateRecord(passed=auc >= 0.7,
-                            failures=[] if auc >= 0.7 else ["roc_auc < 0.7"]),
+            gate=GateRecord(passed=auc >= 0.7, decided_by=["absolute"],
+                            summary="passed" if auc >= 0.7 else "FAILED: roc_auc < 0.7"),
             config={"seed": 42, "model": {"n_estimators": 20 * i}}),
             pickle.dumps({"model": i}))
     return reg
@@ -69,6 +69,35 @@ class TestRegistryList:
         assert code == 0 and len(lines) == 3
         assert lines[1].startswith(f"{MODEL} v2") and "production" in lines[1]
         assert "gate=FAIL" in lines[2]
+
+    def test_a_version_shows_its_latest_evaluation_and_decision(
+            self, registry: ModelRegistry, prefab) -> None:
+        """v3 failed its gate when registered; a later run evaluated the same model again,
+        it passed the baseline rule and was promoted."""
+        registry.record_evaluation(MODEL, EvaluationRecord(
+            version=3, at="", metrics={"roc_auc": 0.74, "n_test": 1000.0},
+            gate=GateRecord(passed=True, decided_by=["baseline"],
+                            summary="passed: baseline rule: roc_auc 0.7400 >= 0.5250 required")))
+        registry.record_event(MODEL, DECLINE_EVENT, version=2, reason="does not beat v1")
+        registry.set_alias(MODEL, "production", 3, event=PROMOTE_EVENT, reason="beats v1")
+
+        code, out, _ = prefab("registry", "list")
+        lines = out.strip().splitlines()
+        assert code == 0
+        assert "gate=ok(baseline)" in lines[2] and "decision=promoted" in lines[2]
+        assert "'roc_auc': 0.74" in lines[2] and "FAIL" not in lines[2]
+        assert "decision=declined" in lines[1] and "decision=-" in lines[0]
+
+        rows = json.loads(prefab("registry", "list", "--json")[1])
+        assert [r["gate_passed"] for r in rows] == [True, True, True]
+        assert rows[2]["gate"].startswith("passed: baseline rule")
+        assert rows[2]["decision"]["event"] == "promote"
+        assert rows[2]["decision"]["reason"] == "beats v1"
+
+        shown = json.loads(prefab("registry", "show", MODEL, "3")[1])
+        assert shown["gate"]["passed"] is False  # the manifest: as registered
+        assert shown["latest_evaluation"]["gate"]["passed"] is True
+        assert (shown["evaluations"], shown["latest_decision"]["reason"]) == (2, "beats v1")
 
     def test_empty_registry(self, prefab) -> None:
         code, out, _ = prefab("registry", "list")

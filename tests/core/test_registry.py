@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import pickle
-import shutil
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -23,18 +22,22 @@ import pytest
 from prefab_mlops.core.errors import AliasMovedError, IntegrityError, RegistryError
 from prefab_mlops.core.fingerprint import bytes_sha256
 from prefab_mlops.core.manifest import (
+    BaselineCheck,
     ChampionRecord,
     DataRecord,
+    EvaluatedData,
+    EvaluationRecord,
     FeatureRecord,
     FitRecord,
     GateRecord,
     ModelVersion,
+    RuleCheck,
     RunFacts,
     SplitRecord,
     TrainedRowsRecord,
 )
 from prefab_mlops.core.provenance import GitInfo
-from prefab_mlops.core.registry import ModelRegistry
+from prefab_mlops.core.registry import DECLINE_EVENT, PROMOTE_EVENT, ModelRegistry
 from prefab_mlops.core.schema import CATEGORY_CAP, ColumnKind, ColumnSpec, InputSchema
 from prefab_mlops.core.storage import LocalObjectStore, S3Config, S3ObjectStore
 from tests.conftest import make_bucket
@@ -57,6 +60,16 @@ SCHEMA = InputSchema((
 ))
 
 
+GATE = GateRecord(
+    passed=False, decided_by=["absolute"],
+    summary="FAILED: absolute rule: roc_auc 0.7100 < min 0.8",
+    checks=[RuleCheck("baseline", "roc_auc", True, "baseline rule: roc_auc 0.7100 >= 0.5250"),
+            RuleCheck("absolute", "roc_auc", False, "absolute rule: roc_auc 0.7100 < min 0.8")],
+    rules={"roc_auc": {"min": 0.8, "max": None}},
+    baseline=BaselineCheck("roc_auc", "prior", 0.5, 0.525, 0.05, {"roc_auc": 0.5,
+                                                                  "log_loss": 0.69}))
+
+
 def full_manifest() -> ModelVersion:
     """A manifest with every record filled in."""
     return manifest(
@@ -64,8 +77,7 @@ def full_manifest() -> ModelVersion:
         fit=FitRecord(seconds=1.25, train_rows=3000, best_iteration=17),
         metrics={"roc_auc": 0.71, "f1": 0.42, "n_test": 1000.0},
         confusion_matrix=[[500, 100], [150, 250]],
-        gate=GateRecord(passed=False, failures=["roc_auc 0.7100 < min 0.8"],
-                        rules={"roc_auc": {"min": 0.8, "max": None}}),
+        gate=GATE,
         champion=ChampionRecord(version=3, status="compared", test_rows=1000, compared_rows=900,
                                 excluded_rows=100, checked=True, metrics={"roc_auc": 0.69},
                                 challenger_metrics={"roc_auc": 0.71}),
@@ -142,8 +154,8 @@ class TestManifestRoundTrip:
         assert back.model_sha256 == bytes_sha256(body)
         assert back.created_at
         assert back.metrics == {"roc_auc": 0.71, "f1": 0.42, "n_test": 1000.0}
-        assert back.gate == GateRecord(False, ["roc_auc 0.7100 < min 0.8"],
-                                       {"roc_auc": {"min": 0.8, "max": None}})
+        assert back.gate == GATE and back.gate.checks[1].passed is False
+        assert back.gate.baseline is not None and back.gate.baseline.required == 0.525
         assert back.champion is not None and back.champion.version == 3
         assert back.data.split is not None and back.data.split.key == ["flight"]
         assert back.git == GitInfo(commit="abc", branch="main", dirty=True)
@@ -393,9 +405,14 @@ class TestLineageIndex:
         reads = count_reads(registry, monkeypatch)
         assert registry.find_by_fingerprint(MODEL, "fp4").version == 4
         assert len(reads) == 2
+        assert registry.find_by_fingerprint(MODEL, "never-trained") is None  # checkpoints
         reads.clear()
         assert registry.find_by_fingerprint(MODEL, "never-trained") is None
         assert not [k for k in reads if "/versions/" in k]
+        registry.register(manifest("fp-new"), payload(7))
+        reads.clear()
+        assert registry.find_by_fingerprint(MODEL, "still-never-trained") is None
+        assert len([k for k in reads if "/versions/" in k]) == 1  # only the new version
 
     def test_registering_reads_no_manifest(self, registry: ModelRegistry,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
@@ -410,19 +427,17 @@ class TestLineageIndex:
         registry.register(manifest("same"), payload(2))
         assert registry.find_by_fingerprint(MODEL, "same").version == first.version
 
-    def test_a_registry_without_index_is_scanned_once(self, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_a_version_whose_writer_died_before_its_index_entry_is_found(
+            self, tmp_path: Path) -> None:
         root = tmp_path / "registry"
         registry = ModelRegistry(LocalObjectStore(root))
-        register_n(registry, 4)
-        shutil.rmtree(root / MODEL / "lineage")  # as written before the index existed
-        reads = count_reads(registry, monkeypatch)
-        assert registry.find_by_fingerprint(MODEL, "fp3").version == 3
-        assert len([k for k in reads if "/versions/" in k]) == 4  # the one scan
-        reads.clear()
-        assert registry.find_by_fingerprint(MODEL, "fp2").version == 2
-        assert registry.find_by_fingerprint(MODEL, "other") is None
-        assert len([k for k in reads if "/versions/" in k]) == 1
+        register_n(registry, 3)
+        assert registry.find_by_fingerprint(MODEL, "nothing-yet") is None  # checkpoint: 3
+        mv = registry.register(manifest("killed"), payload(4))
+        # the writer was killed after the manifest, before the index entry
+        (root / MODEL / "lineage" / "killed.json").unlink()
+        assert registry.find_by_fingerprint(MODEL, "killed").version == mv.version == 4
+        assert (root / MODEL / "lineage" / "killed.json").is_file()  # indexed again
 
 
 class TestConcurrentAliasUpdates:
@@ -710,3 +725,107 @@ class TestEvents:
             registry.record_event(MODEL, "promotion_declined", version=1, seq=i)
 
         assert [e["seq"] for e in registry.events(MODEL)] == list(range(100))
+
+
+class TestSha256Index:
+    def test_the_earliest_version_of_these_bytes_is_found(self, registry: ModelRegistry
+                                                          ) -> None:
+        registry.register(manifest("fp-a"), payload(1))
+        registry.register(manifest("fp-b"), payload(2))
+        # the low-level write does not deduplicate; the earliest version stays indexed
+        registry.register(manifest("fp-c"), payload(1))
+
+        found = registry.find_by_sha256(MODEL, bytes_sha256(payload(1)))
+        assert found is not None and (found.version, found.fingerprint) == (1, "fp-a")
+        assert registry.find_by_sha256(MODEL, bytes_sha256(payload(2))).version == 2
+        assert registry.find_by_sha256(MODEL, bytes_sha256(payload(3))) is None
+        assert registry.find_by_sha256("other-model", bytes_sha256(payload(1))) is None
+
+    def test_lookup_reads_one_entry_and_one_manifest(
+            self, registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+        register_n(registry, 6)
+        reads = count_reads(registry, monkeypatch)
+        assert registry.find_by_sha256(MODEL, bytes_sha256(payload(4))).version == 4
+        assert len(reads) == 2
+
+
+def evaluation_of(version: int, passed: bool, auc: float) -> EvaluationRecord:
+    return EvaluationRecord(version=version, at="", metrics={"roc_auc": auc},
+                            gate=GateRecord(passed=passed, decided_by=["baseline"],
+                                            summary="passed" if passed else "FAILED"),
+                            run=RunFacts(flow_run_id=f"run-{auc}"))
+
+
+class TestEvaluations:
+    def test_the_registration_is_the_first_evaluation(self, registry: ModelRegistry) -> None:
+        gate = GateRecord(passed=False, summary="FAILED")
+        mv = registry.register(manifest(metrics={"roc_auc": 0.7}, gate=gate,
+                                        data=DataRecord(fingerprint="d1", source="s", rows=10)),
+                               payload(1))
+
+        (only,) = registry.evaluations(mv)
+        assert (only.version, only.registered, only.at) == (1, True, mv.created_at)
+        assert (only.metrics, only.gate, only.data) == (
+            {"roc_auc": 0.7}, gate, EvaluatedData(fingerprint="d1", source="s", rows=10))
+        assert registry.latest_evaluation(mv) == only
+
+    def test_later_evaluations_are_appended_and_the_latest_wins(
+            self, registry: ModelRegistry) -> None:
+        v1, v2 = register_n(registry, 2)
+        registry.record_evaluation(MODEL, evaluation_of(1, True, 0.71))
+        registry.record_evaluation(MODEL, evaluation_of(1, False, 0.69))
+        registry.record_evaluation(MODEL, evaluation_of(1, True, 0.72))
+
+        history = registry.evaluations(v1)
+        assert [(e.registered, e.metrics.get("roc_auc")) for e in history] == [
+            (True, None), (False, 0.71), (False, 0.69), (False, 0.72)]
+        assert all(e.at for e in history[1:])
+        latest = registry.latest_evaluation(v1)
+        assert latest.gate is not None
+        assert (latest.gate.passed, latest.run.flow_run_id) == (True, "run-0.72")
+        # the manifest is never rewritten; v2 has only its own
+        assert registry.get_version(MODEL, 1) == v1
+        assert len(registry.evaluations(v2)) == 1
+        assert registry.latest_evaluations(MODEL, [v1, v2]) == {
+            1: latest, 2: registry.latest_evaluation(v2)}
+        audit = [(e["event"], e["version"], e.get("gate_passed"))
+                 for e in registry.events(MODEL) if e["event"] == "evaluate"]
+        assert audit == [("evaluate", 1, True), ("evaluate", 1, False), ("evaluate", 1, True)]
+
+    def test_an_unknown_version_cannot_be_evaluated(self, registry: ModelRegistry) -> None:
+        register_n(registry, 1)
+        with pytest.raises(RegistryError, match="no version 5"):
+            registry.record_evaluation(MODEL, evaluation_of(5, True, 0.7))
+
+    def test_latest_evaluations_list_once(self, registry: ModelRegistry,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+        versions = register_n(registry, 5)
+        registry.record_evaluation(MODEL, evaluation_of(2, True, 0.7))
+        registry.record_evaluation(MODEL, evaluation_of(4, True, 0.7))
+        lists: list[str] = []
+        real_list = registry.store.list
+
+        def listing(prefix: str) -> list[str]:
+            lists.append(prefix)
+            return real_list(prefix)
+
+        monkeypatch.setattr(registry.store, "list", listing)
+        reads = count_reads(registry, monkeypatch)
+        latest = registry.latest_evaluations(MODEL, versions)
+        assert [latest[v].registered for v in range(1, 6)] == [True, False, True, False, True]
+        assert len(lists) == 1 and len(reads) == 2
+
+
+class TestDecisions:
+    def test_the_latest_decision_on_each_version(self, registry: ModelRegistry) -> None:
+        register_n(registry, 3)
+        registry.record_event(MODEL, DECLINE_EVENT, version=2, reason="gate failed")
+        registry.set_alias(MODEL, "production", 2, event=PROMOTE_EVENT, reason="better")
+        registry.record_event(MODEL, DECLINE_EVENT, version=3, reason="worse")
+        registry.set_alias(MODEL, "production", 3, event=PROMOTE_EVENT, reason="by hand")
+        registry.rollback(MODEL, reason="oops")  # a rollback is no decision on a version
+
+        decisions = registry.decisions(MODEL)
+        assert sorted(decisions) == [2, 3]
+        assert (decisions[2]["event"], decisions[2]["reason"]) == (PROMOTE_EVENT, "better")
+        assert (decisions[3]["event"], decisions[3]["reason"]) == (PROMOTE_EVENT, "by hand")

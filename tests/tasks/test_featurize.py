@@ -352,7 +352,19 @@ class TestEncodings:
         assert fs.input_schema.names == tuple(fs.train.X.columns) == (
             "month", "day", "carrier", "origin", "dest", "time_hour", *passed)
         for c in passed:
-            assert fs.input_schema[c] == ColumnSpec(c, ColumnKind.NUMERIC, "int64"), c
+            assert fs.input_schema[c] == ColumnSpec(c, ColumnKind.NUMERIC, "int64",
+                                                    remainder=True), c
+        assert not fs.input_schema["month"].remainder
+
+
+class TestDroppedColumns:
+    def test_drop_keeps_a_column_out_of_a_passthrough_model(
+            self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config("features.remainder=passthrough", "features.drop=[hour,time_hour]",
+                     "features.datetime.columns=[]")
+        fs = run(cfg, flights(cfg, flights_frame))
+        assert "hour" not in fs.train.X.columns and "time_hour" not in fs.train.X.columns
+        assert fs.feature_names == [*NUMERIC, "carrier", "origin", "dest"]
 
 
 class TestUnknownCategories:

@@ -395,6 +395,67 @@ class TestIngestReadsTheSourceOnce:
                                                    snapshot=False).frame)
 
 
+@pytest.mark.usefixtures("prefect_harness")
+class TestIngestCacheKeyReadsNoContent:
+    """As a cached task in a flow, the source is hashed once on a miss and not on a hit."""
+
+    @staticmethod
+    def hashes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+        import prefab_mlops.core.storage as storage_mod
+
+        calls: list[str] = []
+        for name in ("bytes_sha256", "file_sha256"):
+            real = getattr(storage_mod, name)
+
+            def counted(content, real=real, name=name):
+                calls.append(name)
+                return real(content)
+            monkeypatch.setattr(storage_mod, name, counted)
+        return calls
+
+    @staticmethod
+    def ingest_in_flow(cfg: PipelineConfig, uri: Path) -> tuple[Dataset, str]:
+        from prefect import flow
+
+        from prefab_mlops.orchestration.runtime import configure
+
+        data = dataclasses.replace(cfg.data, uri=str(uri), snapshot=False)
+
+        @flow
+        def f() -> tuple[Dataset, str]:
+            state = configure(ingest, "ingest", cfg.orchestration, cache=True)(
+                data, cfg.paths, cfg.storage, cfg.seed, return_state=True)
+            return state.result(), state.name
+        return f()
+
+    def test_hashed_once_on_a_miss_and_never_on_a_hit(
+            self, cfg: PipelineConfig, flights_csv: Path,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        calls = self.hashes(monkeypatch)
+        first, state = self.ingest_in_flow(cfg, flights_csv)
+        assert state == "Completed" and len(calls) == 1
+        calls.clear()
+        again, state = self.ingest_in_flow(cfg, flights_csv)
+        assert state == "Cached" and calls == []
+        assert again.fingerprint == first.fingerprint
+
+    def test_same_size_rewrite_with_its_old_mtime_is_still_a_miss(
+            self, cfg: PipelineConfig, flights_csv: Path) -> None:
+        import os
+
+        first, _ = self.ingest_in_flow(cfg, flights_csv)
+        st = flights_csv.stat()
+        body = flights_csv.read_bytes()
+        i = body.index(b"EWR")  # same length, other content
+        flights_csv.write_bytes(body[:i] + b"JFK" + body[i + 3:])
+        os.utime(flights_csv, ns=(st.st_atime_ns, st.st_mtime_ns))  # mtime set back
+        assert flights_csv.stat().st_size == st.st_size
+        assert flights_csv.stat().st_mtime_ns == st.st_mtime_ns
+        changed, state = self.ingest_in_flow(cfg, flights_csv)
+        assert state == "Completed"
+        assert changed.source_fingerprint != first.source_fingerprint
+
+
 class TestIngestSnapshot:
     def test_written_once_and_read_back_identical(self, cfg: PipelineConfig, tmp_path: Path,
                                                   shared_csv: Path) -> None:

@@ -16,10 +16,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefab_mlops.config import ModelSpec, PipelineConfig, RegisterConfig, TargetSpec, load_config
+from prefab_mlops.config import (
+    GateRule,
+    ModelSpec,
+    PipelineConfig,
+    RegisterConfig,
+    TargetSpec,
+    load_config,
+)
 from prefab_mlops.core.errors import IntegrityError
 from prefab_mlops.core.fingerprint import bytes_sha256, row_hashes
-from prefab_mlops.core.manifest import ChampionRecord, GateRecord, RunFacts, TrainedRowsRecord
+from prefab_mlops.core.manifest import ChampionRecord, RunFacts, TrainedRowsRecord
 from prefab_mlops.core.registry import ModelRegistry
 from prefab_mlops.core.storage import S3Config, StorageConfig, parse_location, read_source
 from prefab_mlops.orchestration.payloads import Payload
@@ -78,9 +85,11 @@ def run_info(t: Trained) -> RunInfo:
 def do_register(t: Trained, cfg: RegisterConfig, storage: StorageConfig = LOCAL,
                 model: TrainedModel | None = None,
                 champion: ChampionComparison | None = None,
-                features: FeatureSet | None = None):
-    return register.fn(model or t.model, t.evaluation, t.data, features or t.features,
-                       champion, cfg, storage, run_info(t), t.cfg.seed)
+                features: FeatureSet | None = None, evaluation: Evaluation | None = None,
+                data: Dataset | None = None, run: RunInfo | None = None):
+    return register.fn(model or t.model, evaluation or t.evaluation, data or t.data,
+                       features or t.features, champion, cfg, storage, run or run_info(t),
+                       t.cfg.seed)
 
 
 def probabilities(pipeline: Any, t: Trained) -> np.ndarray:
@@ -110,9 +119,10 @@ class TestRegisterContents:
 
         assert back.metrics == trained.evaluation.metrics
         assert 0.5 < back.metrics["roc_auc"] <= 1.0
-        assert back.gate == GateRecord(passed=trained.evaluation.gate.passed,
-                                       failures=trained.evaluation.gate.failures,
-                                       rules=trained.evaluation.gate.rules)
+        assert back.gate == trained.evaluation.gate.as_record()
+        assert (back.gate.passed, back.gate.decided_by) == (True, ["baseline"])
+        assert back.gate.baseline is not None
+        assert back.gate.baseline.value == 0.5  # the class prior's ROC AUC
         assert back.champion == ChampionRecord(
             version=3, metrics={"roc_auc": 0.6, "log_loss": 0.5},
             challenger_metrics={"roc_auc": 0.7, "log_loss": 0.4}, status="compared",
@@ -301,16 +311,96 @@ class TestRegisterDedup:
         assert [v.version for v in registry.versions(cfg.model_name)] == [1]
         assert [e["event"] for e in registry.events(cfg.model_name)].count("register") == 1
 
-    def test_different_lineage_gives_a_new_version(self, trained: Trained, tmp_path: Path
+    def test_a_different_model_gives_a_new_version(self, trained: Trained, tmp_path: Path
                                                    ) -> None:
         cfg = reg_cfg(trained, tmp_path)
-        do_register(trained, cfg)
-        other = dataclasses.replace(trained.model, fingerprint="another-lineage")
+        first = do_register(trained, cfg)
+        spec = ModelSpec.from_config({**trained.cfg.model, "n_estimators": 21})
+        other = train.fn(trained.features, spec, trained.cfg.seed)
         second = do_register(trained, cfg, model=other)
 
-        assert second.version == 2
+        assert second.version == 2 and second.model_sha256 != first.model_sha256
         state = open_registry(cfg, LOCAL).alias(cfg.model_name, "candidate")
         assert (state.version, state.history) == (2, [1])
+
+    def test_a_byte_identical_model_of_another_lineage_is_not_registered_twice(
+            self, trained: Trained, tmp_path: Path) -> None:
+        """The same rows, read with the data snapshot switched off: the data lineage (and
+        so the model's) differs, the fitted model is byte for byte the same."""
+        cfg = reg_cfg(trained, tmp_path)
+        first = do_register(trained, cfg)
+        data_cfg = dataclasses.replace(trained.cfg.data, snapshot=False)
+        data = ingest.fn(data_cfg, trained.cfg.paths, trained.cfg.storage, trained.cfg.seed)
+        features = featurize.fn(data, trained.cfg.features, TargetSpec.from_data(data_cfg),
+                                trained.cfg.seed)
+        model = train.fn(features, ModelSpec.from_config(trained.cfg.model), trained.cfg.seed)
+        assert model.fingerprint != trained.model.fingerprint
+        assert bytes_sha256(pickle.dumps(model.pipeline, protocol=pickle.HIGHEST_PROTOCOL)
+                            ) == first.model_sha256
+
+        again = do_register(trained, cfg, model=model, features=features, data=data)
+        registry = open_registry(cfg, LOCAL)
+
+        assert again.version == first.version == 1
+        assert [v.version for v in registry.versions(cfg.model_name)] == [1]
+        assert registry.find_by_sha256(cfg.model_name, first.model_sha256).version == 1
+        assert registry.find_by_sha256(cfg.model_name, "0" * 64) is None
+
+
+class TestReRegistrationRecordsTheLatestEvaluation:
+    """A model registered again is not a new version, but the run's evaluation is its
+    latest: a version promoted after a failed gate never shows that failure."""
+
+    def test_the_latest_gate_result_is_shown(self, trained: Trained, tmp_path: Path) -> None:
+        cfg = reg_cfg(trained, tmp_path)
+        strict = dataclasses.replace(trained.cfg.evaluate, plots=False,
+                                     gate={"roc_auc": GateRule(min=0.99)})
+        failed = evaluate.fn(trained.model, trained.features, strict)
+        assert failed.gate.passed is False and trained.evaluation.gate.passed is True
+        first = do_register(trained, cfg, evaluation=failed)
+        registry = open_registry(cfg, LOCAL)
+        assert registry.latest_evaluation(first).gate.passed is False
+
+        later = RunInfo(flow_run_id="run-456", flow_run_name="calm-heron")
+        again = do_register(trained, cfg, run=later)  # the default gate: passes
+
+        assert again.version == first.version == 1
+        assert again.gate == failed.gate.as_record()  # the manifest is never rewritten
+        latest = registry.latest_evaluation(again)
+        assert latest.gate == trained.evaluation.gate.as_record()
+        assert (latest.gate.passed, latest.gate.decided_by) == (True, ["baseline"])
+        assert latest.metrics == trained.evaluation.metrics
+        assert latest.run.flow_run_id == "run-456" and not latest.registered
+        assert latest.data.fingerprint == trained.data.fingerprint
+        history = registry.evaluations(again)
+        assert [(e.registered, e.gate.passed) for e in history] == [(True, False),
+                                                                    (False, True)]
+        assert [e["event"] for e in registry.events(cfg.model_name)].count("evaluate") == 1
+
+    def test_an_unchanged_evaluation_is_not_recorded_again(self, trained: Trained,
+                                                           tmp_path: Path) -> None:
+        cfg = reg_cfg(trained, tmp_path)
+        mv = do_register(trained, cfg)
+        do_register(trained, cfg)
+        do_register(trained, cfg)
+
+        registry = open_registry(cfg, LOCAL)
+        assert len(registry.evaluations(mv)) == 1
+        assert registry.latest_evaluation(mv).registered is True
+
+    def test_a_byte_identical_model_records_its_evaluation_too(
+            self, trained: Trained, tmp_path: Path) -> None:
+        cfg = reg_cfg(trained, tmp_path)
+        mv = do_register(trained, cfg)
+        relabelled = dataclasses.replace(trained.model, fingerprint="another-lineage")
+        strict = dataclasses.replace(trained.cfg.evaluate, plots=False,
+                                     gate={"roc_auc": GateRule(min=0.99)})
+        failed = evaluate.fn(trained.model, trained.features, strict)
+
+        again = do_register(trained, cfg, model=relabelled, evaluation=failed)
+
+        assert again.version == mv.version == 1
+        assert open_registry(cfg, LOCAL).latest_evaluation(mv).gate.decided_by == ["absolute"]
 
 
 class TestLoadProduction:

@@ -27,6 +27,7 @@ from prefab_mlops.config.loader import (
     load_config,
 )
 from prefab_mlops.config.schema import (
+    BaselineRule,
     CacheConfig,
     CategoricalFeatures,
     ChampionCheckConfig,
@@ -58,6 +59,7 @@ from prefab_mlops.core.problems import PROBLEM_TYPES
 __all__ = [
     "ALLOWED_TARGETS",
     "CONFIG_DIR_ENV",
+    "BaselineRule",
     "CacheConfig",
     "CategoricalFeatures",
     "ChampionCheckConfig",

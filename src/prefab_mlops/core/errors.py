@@ -97,6 +97,29 @@ def _rebuild_contract(message: str, field: str, fix: str | None) -> ContractErro
     return ContractError(message, field, fix)
 
 
+class LeakageError(DataError):
+    """Model inputs alone nearly determine the target and ``validate.leakage`` is ``fail``.
+
+    Args:
+        message: Names each suspected column and its one-feature score.
+        suspects: ``(column, score, metric)`` per suspect.
+        fix: How to leave them out (conf/features).
+    """
+
+    def __init__(self, message: str, suspects: list[tuple[str, float, str]] | None = None,
+                 fix: str | None = None) -> None:
+        super().__init__(message, fix)
+        self.suspects = suspects or []
+
+    def __reduce__(self):
+        return (_rebuild_leakage, (self.message, self.suspects, self.fix))
+
+
+def _rebuild_leakage(message: str, suspects: list[tuple[str, float, str]],
+                     fix: str | None) -> LeakageError:
+    return LeakageError(message, suspects, fix)
+
+
 class QualityGateError(PrefabError):
     """A model failed its quality gate and the gate is configured to fail the run."""
 

@@ -12,11 +12,12 @@ stay plain JSON objects: their shape is the user's.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from prefab_mlops.core.provenance import GitInfo
-from prefab_mlops.core.records import Record
+from prefab_mlops.core.records import Record, dump
 from prefab_mlops.core.schema import InputSchema
 
 #: A class label as JSON holds it (classifiers: ``features.classes``).
@@ -24,18 +25,62 @@ Label = bool | int | float | str
 
 
 @dataclass(frozen=True)
-class GateRecord(Record):
-    """The quality gate's outcome on the test split (``conf/evaluate`` ``gate``).
+class RuleCheck(Record):
+    """One check of the quality gate: which rule, on which metric, whether it held.
+
+    ``text`` says it in words, with the numbers, and names the rule, e.g.
+    ``baseline rule: rmse 54.1 <= 73.2 required (training-mean baseline 77.0; ...)``.
+    """
+
+    rule: str
+    metric: str
+    passed: bool
+    text: str
+
+
+@dataclass(frozen=True)
+class BaselineCheck(Record):
+    """The baseline rule's numbers (``evaluate.baseline``).
 
     Attributes:
-        passed: Every rule held.
-        failures: One line per failing rule.
-        rules: The rules checked: metric name → its bounds (``min``, ``max``).
+        metric: The primary metric it was checked on.
+        strategy: The naive baseline: ``prior`` (class frequencies of the training
+            split), ``mean`` or ``median`` (of the training targets).
+        value: The baseline's ``metric`` on the test split.
+        required: What the model needed: ``value + min_improvement * (perfect -
+            value)``, perfect being 1 for scores and 0 for errors and losses.
+        min_improvement: ``evaluate.baseline.min_improvement``.
+        metrics: All the baseline's metrics on the test split.
+    """
+
+    metric: str
+    strategy: str
+    value: float
+    required: float
+    min_improvement: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GateRecord(Record):
+    """The quality gate's outcome on the test split (``GateResult.as_record()``).
+
+    Attributes:
+        passed: Every check held.
+        decided_by: The names of the rules whose checks decided (the failed ones, or
+            all if every check held).
+        summary: The outcome in one line, naming the deciding checks.
+        checks: Every check, held or failed, baseline rule first.
+        rules: The absolute rules as configured (``evaluate.gate``): metric → bounds.
+        baseline: The baseline rule's numbers; None when ``evaluate.baseline`` is null.
     """
 
     passed: bool
-    failures: list[str] = field(default_factory=list)
+    decided_by: list[str] = field(default_factory=list)
+    summary: str = ""
+    checks: list[RuleCheck] = field(default_factory=list)
     rules: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    baseline: BaselineCheck | None = None
 
 
 @dataclass(frozen=True)
@@ -228,3 +273,58 @@ class ModelVersion(Record):
     @property
     def label(self) -> str:
         return f"{self.model_name}:v{self.version}"
+
+
+@dataclass(frozen=True)
+class EvaluatedData(Record):
+    """The data an evaluation was made on."""
+
+    fingerprint: str = ""
+    source: str = ""
+    rows: int = 0
+
+
+@dataclass
+class EvaluationRecord(Record):
+    """One evaluation of a registered version: its test metrics and quality gate.
+
+    The first is the one made at registration (stored in the manifest); a run that
+    evaluates the same model again appends another (:meth:`ModelRegistry.
+    record_evaluation`).
+
+    Attributes:
+        version: The version evaluated.
+        at: When (UTC, ISO 8601).
+        metrics: Test-split metrics.
+        gate: The quality gate's outcome.
+        champion: The comparison with the production model, if there was one.
+        data: The data it was evaluated on.
+        run: The flow run that evaluated it.
+        registered: Whether this is the evaluation made at registration.
+    """
+
+    version: int
+    at: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    gate: GateRecord | None = None
+    champion: ChampionRecord | None = None
+    data: EvaluatedData = field(default_factory=EvaluatedData)
+    run: RunFacts = field(default_factory=RunFacts)
+    registered: bool = False
+
+    @classmethod
+    def at_registration(cls, mv: ModelVersion) -> EvaluationRecord:
+        """The evaluation ``mv`` was registered with (from its manifest)."""
+        data = EvaluatedData(fingerprint=mv.data.fingerprint, source=mv.data.source,
+                             rows=mv.data.rows)
+        return cls(version=mv.version, at=mv.created_at, metrics=dict(mv.metrics),
+                   gate=mv.gate, champion=mv.champion, data=data, run=mv.run,
+                   registered=True)
+
+    def same_outcome(self, other: EvaluationRecord) -> bool:
+        """Whether ``other`` has the same metrics and gate result (the model's own
+        evaluation; which champion it was compared with is in the decision's event)."""
+        def key(r: EvaluationRecord) -> str:
+            return json.dumps([r.metrics, dump(r.gate)], sort_keys=True)
+
+        return key(self) == key(other)

@@ -21,3 +21,14 @@ METRICS: dict[str, tuple[str, ...]] = {
 
 #: Metrics where a smaller value is better (errors and losses).
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss"})
+
+
+def perfect_value(metric: str) -> float:
+    """The value a perfect model scores on ``metric``.
+
+    Every metric in :data:`METRICS` is either an error or a loss whose best value is 0
+    (:data:`LOWER_IS_BETTER`) or a score whose best value is 1 (AUCs, accuracy, F1,
+    precision, recall, R²). The baseline gate measures improvement as a share of the
+    way from a naive baseline's value to this one.
+    """
+    return 0.0 if metric in LOWER_IS_BETTER else 1.0

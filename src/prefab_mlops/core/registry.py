@@ -11,6 +11,8 @@ default, ``s3://bucket/prefix/registry`` with ``storage=s3``)::
     <model>/aliases/production.json         {"version": 3, "history": [1, 2]}
     <model>/events/<time>-<token>.json      append-only audit log (promotions, rollbacks)
     <model>/lineage/<fingerprint>.json      {"version": 3}: the version of a lineage
+    <model>/sha256/<sha256>.json            {"version": 3}: the version of these model bytes
+    <model>/evaluations/000003/<time>-<token>.json   later evaluations of v3
 
 Atomicity: payload files go to a fresh ``blobs/<token>/`` prefix that no reader
 looks at; the version becomes visible only when its manifest is created with an
@@ -23,6 +25,12 @@ if it still points at the champion the decision was made against.
 A manifest records the sha256 of the model file, checked on every load. Manifests are
 typed records (:mod:`prefab_mlops.core.manifest`); one that does not parse is refused
 with a :class:`RegistryError` naming the version and the field.
+
+A manifest is never rewritten. It holds the evaluation made when the version was
+registered; when a later run evaluates the same model again (the same lineage, or the
+same model bytes), that evaluation is appended under ``evaluations/`` and is what
+:meth:`ModelRegistry.latest_evaluation` returns: the gate result to show for a version
+is its latest one.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prefab_mlops.core.errors import (
     AliasMovedError,
@@ -45,7 +53,8 @@ from prefab_mlops.core.errors import (
     RegistryError,
 )
 from prefab_mlops.core.fingerprint import RowFingerprint, bytes_sha256
-from prefab_mlops.core.manifest import ModelVersion
+from prefab_mlops.core.manifest import EvaluationRecord, ModelVersion
+from prefab_mlops.core.records import Record
 from prefab_mlops.core.storage import ObjectStore, new_token
 
 _VERSION_WIDTH = 6
@@ -59,8 +68,9 @@ TRAINED_ROWS_FILE = "train_rows.npy"
 REFERENCE_FILE = "reference.parquet"
 #: The label column of :data:`REFERENCE_FILE`.
 REFERENCE_TARGET = "__target__"
-# Marks a model whose lineage index covers every version (see find_by_fingerprint).
-_INDEXED = "_indexed"
+# A model's lineage-index checkpoint: every version up to ``through`` is indexed (see
+# find_by_fingerprint).
+_CHECKPOINT = "_checkpoint"
 
 
 class _Unset(enum.Enum):
@@ -76,6 +86,11 @@ ANY_VERSION = _Unset.ANY
 #: The alias of the production model unless ``promote.alias`` names another; promotion
 #: moves it, and monitoring, batch scoring and the model server follow it.
 PRODUCTION_ALIAS = "production"
+
+#: Audit events that record a promotion decision on a version (``version``): a
+#: promotion (by a run or by hand) and a run's decision not to promote.
+PROMOTE_EVENT = "promote"
+DECLINE_EVENT = "promotion_declined"
 
 
 def _now() -> str:
@@ -166,23 +181,14 @@ class ModelRegistry:
             RegistryError: it is missing, or is not a manifest of this format (naming
                 the version and the first field that does not fit).
         """
+        name, _, file = key.rpartition("/versions/")
+        stem = Path(file).stem
+        label = f"{name}:v{int(stem)}" if stem.isdigit() else name
         try:
             body = self.store.get(key)
         except KeyError:
             raise RegistryError(f"Registry manifest '{key}' is missing.") from None
-        try:
-            return ModelVersion.from_json(json.loads(body))
-        except ValueError as exc:  # not JSON at all
-            detail = f"it is not JSON ({exc})"
-        except ContractError as exc:
-            detail = exc.message
-        name, _, file = key.rpartition("/versions/")
-        stem = Path(file).stem
-        label = f"{name}:v{int(stem)}" if stem.isdigit() else name
-        raise RegistryError(
-            f"The manifest of {label} ('{key}') cannot be read: {detail}.",
-            fix="Restore it from the registry's storage backup, or register the model "
-            "again with this prefab-mlops (manifests are written by tasks/register.py).")
+        return _parse(ModelVersion, body, f"The manifest of {label} ('{key}')")
 
     def get_version(self, model_name: str, version: int) -> ModelVersion:
         key = f"{model_name}/versions/{version:0{_VERSION_WIDTH}d}.json"
@@ -201,38 +207,77 @@ class ModelRegistry:
         refit of the same lineage need not pickle to the same bytes.
 
         It reads one index entry (``<model>/lineage/<fingerprint>.json``) and the
-        version it names, however many versions there are. A registry written
-        before that index is scanned and indexed on the first lookup.
+        version it names. On a miss it indexes the versions registered since the
+        index's checkpoint (one listing, and normally one or two manifests), so a
+        version whose writer died between its manifest and its index entry is still
+        found, and the same model is not registered twice.
 
         Args:
             model_name: Registered model name (``register.model_name``).
             fingerprint: ``TrainedModel.fingerprint`` of the model to look for.
         """
+        return self._lookup(model_name, self._lineage_key(model_name, fingerprint))
+
+    def _lookup(self, model_name: str, index_key: str) -> ModelVersion | None:
+        """The version an index entry names; on a miss, catch the indexes up first."""
+        for attempt in range(2):
+            try:
+                entry = json.loads(self.store.get(index_key))
+                return self.get_version(model_name, int(entry["version"]))
+            except KeyError:
+                if attempt == 0 and not self._catch_up(model_name):
+                    return None
+        return None
+
+    def _catch_up(self, model_name: str) -> bool:
+        """Index the versions registered since the checkpoint; whether there were any.
+
+        One listing, and normally one or two manifests: the versions since the last
+        lookup. A version whose writer died between its manifest and its index
+        entries is indexed here.
+        """
+        checkpoint_key = self._lineage_key(model_name, _CHECKPOINT)
         try:
-            entry = json.loads(self.store.get(self._lineage_key(model_name, fingerprint)))
-            return self.get_version(model_name, int(entry["version"]))
+            through = int(json.loads(self.store.get(checkpoint_key))["through"])
         except KeyError:
-            pass
-        if self.store.exists(self._lineage_key(model_name, _INDEXED)):
-            return None
-        # A registry written before the lineage index: scan once, then index it all.
-        found = None
-        for v in sorted(self.versions(model_name), key=lambda m: m.version):
-            self._index_lineage(v)
-            if found is None and v.fingerprint == fingerprint:
-                found = v
-        self.store.put_if_absent(self._lineage_key(model_name, _INDEXED), b"{}")
-        return found
+            through = 0
+        newer = sorted(n for n in self._version_numbers(model_name) if n > through)
+        for number in newer:
+            self._index_lineage(self.get_version(model_name, number))
+        if newer:  # a lost race only lowers the checkpoint: a later lookup rescans
+            self.store.put(checkpoint_key, json.dumps({"through": newer[-1]}).encode())
+        return bool(newer)
 
     @staticmethod
     def _lineage_key(model_name: str, fingerprint: str) -> str:
         return f"{model_name}/lineage/{fingerprint}.json"
 
+    @staticmethod
+    def _sha256_key(model_name: str, sha256: str) -> str:
+        return f"{model_name}/sha256/{sha256}.json"
+
+    def find_by_sha256(self, model_name: str, sha256: str) -> ModelVersion | None:
+        """The earliest version whose model file has these bytes, or None.
+
+        A byte-identical model can come from another lineage: the lineage covers data
+        settings (a moved file, a snapshot switched off) that need not change the
+        fitted model. Reads one index entry (``<model>/sha256/<sha256>.json``) and the
+        version it names; on a miss it catches up like :meth:`find_by_fingerprint`.
+
+        Args:
+            model_name: Registered model name (``register.model_name``).
+            sha256: The sha256 of the pickled model (``bytes_sha256``).
+        """
+        return self._lookup(model_name, self._sha256_key(model_name, sha256))
+
     def _index_lineage(self, mv: ModelVersion) -> None:
-        """Record ``mv`` as the version of its lineage, unless an earlier one is."""
+        """Record ``mv`` as the version of its lineage and of its model bytes, unless an
+        earlier version is."""
+        entry = json.dumps({"version": mv.version}).encode()
         if mv.fingerprint:
-            self.store.put_if_absent(self._lineage_key(mv.model_name, mv.fingerprint),
-                                     json.dumps({"version": mv.version}).encode())
+            self.store.put_if_absent(self._lineage_key(mv.model_name, mv.fingerprint), entry)
+        if mv.model_sha256:
+            self.store.put_if_absent(self._sha256_key(mv.model_name, mv.model_sha256), entry)
 
     def _version_numbers(self, model_name: str) -> list[int]:
         """Version numbers from the manifests' names (one listing, no reads)."""
@@ -249,6 +294,9 @@ class ModelRegistry:
 
         ``manifest.version`` is assigned here. Payload files are written under a
         fresh blob prefix first; the manifest is then created with create-if-absent.
+        This is the low-level write: it does not look for an existing version of the
+        same lineage or bytes (the register task does, with :meth:`find_by_fingerprint`
+        and :meth:`find_by_sha256`); the earliest version of each stays indexed.
         """
         name = manifest.model_name
         token = new_token()
@@ -268,15 +316,85 @@ class ModelRegistry:
             existing = self._version_numbers(name)
             manifest.version = (max(existing) if existing else 0) + 1
             key = f"{name}/versions/{manifest.version:0{_VERSION_WIDTH}d}.json"
-            body = _manifest_body(manifest)
+            body = _body(manifest, f"{manifest.label}'s manifest")
             if self.store.put_if_absent(key, body):
                 self._index_lineage(manifest)
-                if manifest.version == 1:  # indexed from its first version on
-                    self.store.put_if_absent(self._lineage_key(name, _INDEXED), b"{}")
                 self.record_event(name, "register", version=manifest.version,
                                   fingerprint=manifest.fingerprint)
                 return manifest
         raise RegistryError(f"Could not allocate a version number for '{name}'.")
+
+    # ------------------------------------------------------------ evaluations
+    def _evaluations_prefix(self, model_name: str, version: int) -> str:
+        return f"{model_name}/evaluations/{version:0{_VERSION_WIDTH}d}/"
+
+    def record_evaluation(self, model_name: str, record: EvaluationRecord) -> EvaluationRecord:
+        """Append a later evaluation of a registered version (the manifest stays as is).
+
+        Also logged in the audit log (an ``evaluate`` event with the gate's outcome).
+
+        Args:
+            model_name: Registered model name.
+            record: The evaluation; ``record.version`` must exist. ``at`` is set here.
+
+        Raises:
+            RegistryError: the version does not exist.
+        """
+        self.get_version(model_name, record.version)
+        record.at = _now()
+        record.registered = False
+        key = (f"{self._evaluations_prefix(model_name, record.version)}"
+               f"{_event_stamp()}-{new_token()[:8]}.json")
+        self.store.put(key, _body(record, f"an evaluation of {model_name}:v{record.version}"))
+        self.record_event(model_name, "evaluate", version=record.version,
+                          gate_passed=record.gate.passed if record.gate else None,
+                          reason=record.gate.summary if record.gate else "")
+        return record
+
+    def evaluations(self, mv: ModelVersion) -> list[EvaluationRecord]:
+        """Every evaluation of ``mv``, oldest first: the one it was registered with, then
+        those appended by later runs (:meth:`record_evaluation`)."""
+        keys = sorted(k for k in self.store.list(self._evaluations_prefix(mv.model_name,
+                                                                          mv.version))
+                      if k.endswith(".json"))
+        return [EvaluationRecord.at_registration(mv),
+                *(self._read_evaluation(mv, k) for k in keys)]
+
+    def _read_evaluation(self, mv: ModelVersion, key: str) -> EvaluationRecord:
+        return _parse(EvaluationRecord, self.store.get(key),
+                      f"An evaluation of {mv.label} ('{key}')")
+
+    def latest_evaluation(self, mv: ModelVersion) -> EvaluationRecord:
+        """The latest evaluation of ``mv``: the gate result and metrics to show for it."""
+        return self.latest_evaluations(mv.model_name, [mv])[mv.version]
+
+    def latest_evaluations(self, model_name: str,
+                           versions: list[ModelVersion]) -> dict[int, EvaluationRecord]:
+        """The latest evaluation of each of ``versions`` (of ``model_name``), by version.
+
+        One listing of the model's evaluations and one read per re-evaluated version.
+        """
+        last: dict[int, str] = {}
+        for key in sorted(self.store.list(f"{model_name}/evaluations/")):
+            folder = key.rsplit("/", 2)[-2]
+            if key.endswith(".json") and folder.isdigit():
+                last[int(folder)] = key  # keys sort oldest first
+        return {mv.version: (self._read_evaluation(mv, last[mv.version])
+                             if mv.version in last else EvaluationRecord.at_registration(mv))
+                for mv in versions}
+
+    def decisions(self, model_name: str) -> dict[int, dict[str, Any]]:
+        """The latest promotion decision on each version (an audit event), by version.
+
+        A decision is a :data:`PROMOTE_EVENT` (by a run or by hand) or a
+        :data:`DECLINE_EVENT` naming the version; a version no run decided on is absent.
+        """
+        out: dict[int, dict[str, Any]] = {}
+        for event in self.events(model_name):
+            if event.get("event") in (PROMOTE_EVENT, DECLINE_EVENT) and isinstance(
+                    event.get("version"), int):
+                out[event["version"]] = event
+        return out
 
     # ------------------------------------------------------------------ files
     def read_file(self, mv: ModelVersion, rel: str) -> bytes:
@@ -300,6 +418,15 @@ class ModelRegistry:
                     fix="Train and promote a model first (make train).")
             version = state.version
         mv = self.get_version(model_name, version)
+        data = self.model_bytes(mv)
+        return LoadedModel(version=mv, model=pickle.loads(data))  # noqa: S301 - sha-verified
+
+    def model_bytes(self, mv: ModelVersion) -> bytes:
+        """A version's pickled model, after checking its sha256 (not unpickled).
+
+        Raises:
+            IntegrityError: the model file is missing or does not match its sha256.
+        """
         try:
             data = self.store.get(mv.model_key)
         except KeyError:
@@ -310,7 +437,7 @@ class ModelRegistry:
                 f"{mv.label}: model file sha256 {bytes_sha256(data)[:12]}… does not match the "
                 f"registered {mv.model_sha256[:12]}…; refusing to load a tampered model.",
                 fix="Restore the file from the registry's storage backup or retrain.")
-        return LoadedModel(version=mv, model=pickle.loads(data))  # noqa: S301 - sha-verified
+        return data
 
     def trained_rows(self, mv: ModelVersion) -> RowFingerprint | None:
         """The rows ``mv`` was trained on (train and validation), or None if not recorded.
@@ -422,20 +549,42 @@ class ModelRegistry:
                 for k in self.store.list(f"{model_name}/events/")]
 
 
-def _manifest_body(manifest: ModelVersion) -> bytes:
-    """The manifest as stored, checked to parse back (a version nobody can read is
-    never written).
+_R = TypeVar("_R", bound=Record)
+
+
+def _parse(cls: type[_R], body: bytes, what: str) -> _R:
+    """A stored record (a manifest, an evaluation), parsed by its one parser.
 
     Raises:
-        RegistryError: a field holds a value the manifest format cannot hold.
+        RegistryError: ``body`` is not JSON, or not a record of this format; names
+            ``what`` and the first field that does not fit.
     """
     try:
-        body = json.dumps(manifest.to_json(), indent=2, sort_keys=True).encode()
-        ModelVersion.from_json(json.loads(body))
+        return cls.from_json(json.loads(body))
+    except ValueError as exc:  # not JSON at all
+        detail = f"it is not JSON ({exc})"
+    except ContractError as exc:
+        detail = exc.message
+    raise RegistryError(
+        f"{what} cannot be read: {detail}.",
+        fix="Restore it from the registry's storage backup, or register the model "
+        "again with this prefab-mlops (records are written by tasks/register.py).")
+
+
+def _body(record: Record, what: str) -> bytes:
+    """``record`` as stored, checked to parse back (a record nobody can read is never
+    written).
+
+    Raises:
+        RegistryError: a field holds a value its record type cannot hold.
+    """
+    try:
+        body = json.dumps(record.to_json(), indent=2, sort_keys=True).encode()
+        type(record).from_json(json.loads(body))
     except (TypeError, ContractError) as exc:
-        raise RegistryError(f"Not registering {manifest.label}: its manifest would not read "
-                            f"back ({getattr(exc, 'message', exc)}).",
-                            fix="Record that field with the type the manifest declares "
+        raise RegistryError(f"Not writing {what}: it would not read back "
+                            f"({getattr(exc, 'message', exc)}).",
+                            fix="Record that field with the type the record declares "
                             "(prefab_mlops.core.manifest).") from None
     return body
 

@@ -56,6 +56,8 @@ class ColumnSpec(Record):
             most :data:`CATEGORY_CAP`). Empty for other kinds.
         capped: Categorical columns: the training data had more distinct values than
             ``categories`` holds.
+        remainder: The column is in no ``conf/features`` list: ``remainder:
+            passthrough`` hands it to the model, and its kind is its dtype's.
     """
 
     name: str
@@ -63,6 +65,7 @@ class ColumnSpec(Record):
     dtype: str
     categories: tuple[str, ...] = ()
     capped: bool = False
+    remainder: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, ColumnKind):
@@ -80,7 +83,8 @@ class ColumnSpec(Record):
                              f"is unknown here ({exc})") from None
 
     @classmethod
-    def categorical(cls, name: str, values: Iterable[Any], dtype: str = "str") -> ColumnSpec:
+    def categorical(cls, name: str, values: Iterable[Any], dtype: str = "str",
+                    remainder: bool = False) -> ColumnSpec:
         """A categorical column from its non-missing training values.
 
         The values are read as strings (as the pipeline reads them), de-duplicated,
@@ -88,7 +92,7 @@ class ColumnSpec(Record):
         """
         cats = sorted({str(v) for v in values})
         return cls(name, ColumnKind.CATEGORICAL, dtype, tuple(cats[:CATEGORY_CAP]),
-                   capped=len(cats) > CATEGORY_CAP)
+                   capped=len(cats) > CATEGORY_CAP, remainder=remainder)
 
     @cached_property
     def known_categories(self) -> frozenset[str] | None:
@@ -120,6 +124,8 @@ class ColumnSpec(Record):
         out: dict[str, Any] = {"name": self.name, "kind": self.kind.value, "dtype": self.dtype}
         if self.kind is ColumnKind.CATEGORICAL:
             out.update(categories=list(self.categories), capped=self.capped)
+        if self.remainder:
+            out["remainder"] = True
         return out
 
 

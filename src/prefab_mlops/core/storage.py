@@ -266,6 +266,36 @@ def source_fingerprint(loc: Location, s3: S3Config, data: bytes | None = None) -
     return stable_hash("file", file_sha256(path), loc.member)
 
 
+def source_stamp(loc: Location, s3: S3Config) -> str:
+    """A version stamp of a data location that reads none of its content.
+
+    What a cache key needs to tell that the source changed, the way DVC and make do:
+    for a local file its identity and status (resolved path, device, inode, size and
+    the modification *and* status-change times in nanoseconds; any write, rename
+    over it or ``touch -d`` moves the status-change time, which no user can set back);
+    for an S3 object its ETag and size (the same as :func:`source_fingerprint`).
+    Identical content under a new stamp only costs a cache miss: the content
+    fingerprint computed on that miss is the same, and so is everything downstream.
+
+    Raises:
+        DataSourceNotFound: the file or S3 object does not exist.
+        TransientError: S3 could not be reached.
+    """
+    if loc.scheme == "s3":
+        return source_fingerprint(loc, s3)
+    path = Path(loc.path)
+    try:
+        st = path.stat()
+    except OSError:
+        st = None
+    if st is None or not path.is_file():
+        raise DataSourceNotFound(
+            f"Data file '{loc.path}' does not exist.",
+            fix="Fix data.uri (a local path, s3://bucket/key or pkg://package/path).")
+    return stable_hash("stat", str(path.resolve()), st.st_dev, st.st_ino, st.st_size,
+                       st.st_mtime_ns, st.st_ctime_ns, loc.member)
+
+
 # -------------------------------------------------------------- object stores
 class ObjectStore(Protocol):
     """A key → bytes namespace (keys use ``/``)."""
@@ -514,5 +544,5 @@ def new_token() -> str:
 __all__ = [
     "Location", "LocalObjectStore", "ObjectStore", "S3ObjectStore", "bytes_sha256",
     "member_bytes", "new_token", "object_store", "parse_location", "read_source",
-    "s3_client", "source_fingerprint",
+    "s3_client", "source_fingerprint", "source_stamp",
 ]

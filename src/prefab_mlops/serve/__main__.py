@@ -2,8 +2,8 @@
 
 Examples::
 
-    # the production version of flights-binary in ./registry, on port 8000
-    python -m prefab_mlops.serve --registry registry --model flights-binary --port 8000
+    # the production version of sales-binary in ./registry, on port 8000
+    python -m prefab_mlops.serve --registry registry --model sales-binary --port 8000
 
     # registry and model name from the project config (conf/register, conf/storage)
     python -m prefab_mlops.serve --port 8000
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         "POST /predict, GET /health /ready /model /metrics. The served version follows "
         "the registry alias (hot reload).",
         epilog="examples:\n"
-        "  python -m prefab_mlops.serve --registry registry --model flights-binary --port 8000\n"
+        "  python -m prefab_mlops.serve --registry registry --model sales-binary --port 8000\n"
         "  python -m prefab_mlops.serve --port 8000                 # registry/model from conf/\n"
         "  python -m prefab_mlops.serve --workers 2 --request-log outputs/requests\n"
         "  curl -s localhost:8000/predict -d '[{\"month\": 1, ...}]'\n"
