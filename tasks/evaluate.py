@@ -403,7 +403,7 @@ def evaluate(model: TrainedModel, features: FeatureSet, cfg: EvaluateConfig) -> 
     get_logger().info("Test metrics: %s; quality gate %s",
                       {k: round(v, 4) for k, v in values.items()}, gate.describe())
     leakage = scan_if_perfect(values, features.train.X, features.train.y, model.problem_type,
-                              int(features.split_info.get("seed", 0)))
+                              features.split_info.seed)
     if leakage is not None:
         get_logger().warning("Suspiciously perfect test score; inputs that alone nearly "
                              "determine the target: %s", [s.text() for s in leakage.suspects])
