@@ -349,7 +349,7 @@ class TestBaselineGate:
         assert f"baseline rule: <= {gate['baseline']['required']:.5g}" in md
         assert "mean baseline" in md  # the baseline's own metrics, next to the model's
         mv = registry(tmp_path).get_version("diabetes-regression", 1)
-        assert mv.gate == gate
+        assert mv.gate is not None and mv.gate.to_json() == gate
 
     def test_a_model_of_noise_fails_with_the_rule_named(self, tmp_path: Path) -> None:
         from prefab_mlops.flows.training import format_summary
