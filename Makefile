@@ -19,7 +19,8 @@ PREFECT_PORT ?= 4200
 SERVER_API   := http://127.0.0.1:$(PREFECT_PORT)/api
 POOL         ?= prefab-process
 
-.PHONY: setup train test test-fast bench-training bench-monitoring bench-leakage lint rollback registry clean \
+.PHONY: setup train test test-fast bench-training bench-monitoring bench-leakage \
+        bench-reliability lint rollback registry registry-check clean \
         server pool deploy worker monitor predict drift-demo
 
 # uv installs in seconds from its cache; without uv on PATH it is bootstrapped into
@@ -60,6 +61,14 @@ bench-monitoring: $(STAMP)
 ## bench-leakage: cost of the leakage alarm on the flights table (JSON); BENCH_WIDTHS=10,100,400
 bench-leakage: $(STAMP)
 	@$(BIN)/python bench/leakage.py
+
+## bench-reliability: registry writers SIGKILLed at random + 8 concurrent registrations, local and S3 (JSON)
+bench-reliability: $(STAMP)
+	@$(BIN)/python bench/reliability.py
+
+## registry-check: verify every registered version (MODEL=...); ARGS=--repair removes leftovers of killed writers
+registry-check: $(STAMP)
+	$(BIN)/prefab registry check $(MODEL) $(ARGS)
 
 ## registry: list registered versions and aliases (MODEL=flights-binary)
 registry: $(STAMP)

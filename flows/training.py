@@ -1,5 +1,8 @@
 """The training flow: ingest → validate → featurize → train → evaluate → register → promote.
 
+A project adds its own steps at the hooks ``after_ingest`` and ``after_evaluate``
+through ``conf/steps`` (see :mod:`prefab_mlops.tasks.steps`), without copying the flow.
+
 Run it from the command line with Hydra overrides::
 
     python -m prefab_mlops.flows.training model=random_forest model.n_estimators=300
@@ -21,7 +24,14 @@ from prefect import flow
 from prefab_mlops.config import ModelSpec, PipelineConfig, TargetSpec
 from prefab_mlops.core.errors import QualityGateError
 from prefab_mlops.core.problems import LOWER_IS_BETTER
-from prefab_mlops.flows.common import load_and_log, run_cli, run_ids
+from prefab_mlops.flows.common import (
+    load_and_log,
+    project_steps,
+    run_after_evaluate,
+    run_after_ingest,
+    run_cli,
+    run_ids,
+)
 from prefab_mlops.orchestration.artifacts import md_table, publish_markdown, publish_table
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.runtime import configure
@@ -31,6 +41,7 @@ from prefab_mlops.tasks.ingest import ingest
 from prefab_mlops.tasks.promote import Challenge, decide_promotion, promote
 from prefab_mlops.tasks.register import RunInfo, register
 from prefab_mlops.tasks.registry import load_production
+from prefab_mlops.tasks.steps import Candidate
 from prefab_mlops.tasks.track import track
 from prefab_mlops.tasks.train import check_estimator_fits, train
 from prefab_mlops.tasks.validate import check_leakage, leakage_summary, leakage_text, validate
@@ -143,12 +154,14 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
     target = TargetSpec.from_data(cfg.data)
     model_spec = ModelSpec.from_config(cfg.model)
     check_estimator_fits(model_spec.instantiate(), target.problem_type, model_spec.target)
+    steps = project_steps(loaded)
     orch = cfg.orchestration
 
     def heavy(t: Any, family: str, **kw: Any) -> Any:
         return configure(t, family, orch, cache=True, refresh=refresh_cache, **kw)
 
     data = heavy(ingest, "ingest")(cfg.data, cfg.paths, cfg.storage, cfg.seed)
+    data = run_after_ingest(data, steps, orch, refresh_cache)
     report = heavy(validate, "validate")(data, cfg.validate, target)
     features = heavy(featurize, "featurize")(data, cfg.features, target, cfg.seed)
     leakage = heavy(check_leakage, "validate")(features, cfg.validate, cfg.seed)
@@ -156,6 +169,8 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
                      report.to_markdown() + "\n\n" + leakage.to_markdown(), "Validation summary")
     trained = heavy(train, "train")(features, model_spec, cfg.seed)
     evaluation = heavy(evaluate, "evaluate")(trained, features, cfg.evaluate)
+    evaluation = run_after_evaluate(Candidate(trained, features, evaluation), steps, orch,
+                                    refresh_cache)
     if not evaluation.gate.passed and cfg.evaluate.on_gate_failure == "fail":
         raise QualityGateError(
             "Model failed its quality gate: " + "; ".join(evaluation.gate.failures),
@@ -200,6 +215,7 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
         "validation": {"passed": report.passed, "violations": len(report.violations),
                        "warnings": report.warnings},
         "leakage": leakage_summary(leakage, evaluation.leakage),
+        "steps": steps.names(),
         "flow_run_id": flow_run_id, "triggered_by": triggered_by,
     }
     publish_table(f"{cfg.register.model_name}-metrics",
@@ -253,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the flow from parsed command-line arguments (see :mod:`prefab_mlops.flows.cli`)."""
     return run_cli(args, lambda: training(
         overrides=args.overrides, config_name=args.config_name, config_dir=args.config_dir,
-        refresh_cache=args.refresh_cache), format_summary)
+        refresh_cache=args.refresh_cache), format_summary, check=project_steps)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from prefect import task
 
 from prefab_mlops.config import DataConfig, PathsConfig
 from prefab_mlops.core.fingerprint import code_hash, lineage, stable_hash
-from prefab_mlops.core.manifest import DataRecord
+from prefab_mlops.core.manifest import DataRecord, StepRecord
 from prefab_mlops.core.storage import (
     StorageConfig,
     member_bytes,
@@ -55,6 +55,10 @@ class Dataset:
         rows: Number of rows of ``frame``.
         columns: Column names of ``frame``.
         time_column: Time column name, if any.
+        stats: Facts about ``frame`` (its time range).
+        steps: The project's ``after_ingest`` steps that made ``frame`` from the
+            rows ingest read (see :mod:`prefab_mlops.tasks.steps`), in order; the
+            snapshot holds the rows before them.
     """
 
     name: str
@@ -68,6 +72,7 @@ class Dataset:
     columns: list[str]
     time_column: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    steps: list[StepRecord] = field(default_factory=list)
 
     @classmethod
     def of(cls, frame: pd.DataFrame, **facts: Any) -> Dataset:
@@ -89,7 +94,7 @@ class Dataset:
                           source_fingerprint=self.source_fingerprint,
                           snapshot_uri=self.snapshot_uri, rows=self.rows,
                           columns=list(self.columns), time_min=self.stats.get("time_min"),
-                          time_max=self.stats.get("time_max"))
+                          time_max=self.stats.get("time_max"), steps=list(self.steps))
 
 
 def _holding(frame: pd.DataFrame) -> dict[str, Any]:

@@ -6,16 +6,20 @@
 * ``s3_server`` starts moto's standalone server on a free loopback port (a real
   HTTP S3 endpoint, not an in-process mock) and stops it afterwards.
 * ``prefect_harness`` enters Prefect's test harness once per session.
+* ``project_tasks`` writes modules of a project's own ``tasks`` package (the namespace
+  a project's steps live in) into ``tmp_path``, importable for one test.
 """
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import socket
 import subprocess
 import sys
+import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -168,3 +172,36 @@ def load(tmp_path: Path):
         return load_config([f"paths.root={tmp_path}", *overrides], config_dir=CONF)
 
     return _load
+
+
+# ------------------------------------------------------- a project's own tasks
+def _forget_project_tasks() -> None:
+    for name in [n for n in sys.modules if n == "tasks" or n.startswith("tasks.")]:
+        del sys.modules[name]
+
+
+@pytest.fixture()
+def project_tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                  ) -> Iterator[Callable[[str, str], Path]]:
+    """``write(module, source)``: a module ``tasks.<module>`` of a throw-away project.
+
+    The project directory (``tmp_path/project``, holding ``tasks/``) is on ``sys.path``
+    for this test only, as a generated project's directory is when its flows run. Each
+    write makes the next import read the new source (no stale module or bytecode).
+    """
+    root = tmp_path / "project"
+    (root / "tasks").mkdir(parents=True)
+    (root / "tasks" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    _forget_project_tasks()
+
+    def write(module: str, source: str) -> Path:
+        path = root / "tasks" / f"{module}.py"
+        path.write_text(textwrap.dedent(source))
+        _forget_project_tasks()
+        importlib.invalidate_caches()
+        return path
+
+    yield write
+    _forget_project_tasks()

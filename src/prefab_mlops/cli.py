@@ -6,6 +6,7 @@ Examples::
     prefab monitor --batch data/new.csv        # a drift check; prefab score: batch scoring
     prefab registry list                       # every model, its versions and aliases
     prefab registry show sales-binary 3        # one version's manifest (--json)
+    prefab registry check                      # verify every version; --repair cleans up
     prefab promote sales-binary 3              # point production at v3
     prefab rollback sales-binary               # production back to the previous version
     prefab history sales-binary                # the audit log
@@ -123,6 +124,42 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from prefab_mlops.core.registry_check import check_registry, repair_registry
+
+    reg, _ = _registry(args)
+    if args.repair:
+        report = repair_registry(reg, args.model, grace_s=args.grace)
+        repairs, problems = report.repairs, report.remaining
+    else:
+        repairs, problems = [], check_registry(reg, args.model, grace_s=args.grace)
+    if args.json:
+        print(json.dumps({
+            "ok": not problems,
+            "problems": [{"model": p.model, "kind": p.kind.value, "key": p.key,
+                          "detail": p.detail, "repairable": p.repairable}
+                         for p in problems],
+            "repairs": [{"model": r.model, "kind": r.kind.value if r.kind else None,
+                         "key": r.key, "action": r.action} for r in repairs]}, indent=2))
+    else:
+        for r in repairs:
+            print(f"repaired {r.line()}")
+        for p in problems:
+            print(p.line())
+        if not problems:
+            print("registry ok")
+        elif not args.repair and any(p.repairable for p in problems):
+            print("(run with --repair to fix the repairable ones)", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {text}")
+    return value
+
+
 def cmd_promote(args: argparse.Namespace) -> int:
     reg, name, alias = _alias_target(args)
     state = reg.set_alias(name, alias, args.version, reason=args.reason,
@@ -197,6 +234,28 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("model", nargs="?")
     show.add_argument("version", nargs="?", type=int)
     show.set_defaults(func=cmd_show)
+    from prefab_mlops.core.registry_check import DEFAULT_GRACE_S
+
+    ck = reg_sub.add_parser(
+        "check", parents=[common], help="verify every version; --repair removes leftovers",
+        description="Verify every version of MODEL (default: every model): the manifest\n"
+        "parses, its files exist, the model's sha256 matches, the aliases point at existing\n"
+        "versions with every move recorded, and the lineage index is consistent. Prints one\n"
+        "line per problem. Exit status: 0 no problem, 1 problems, 2 error.",
+        epilog="examples:\n"
+        "  prefab registry check\n"
+        "  prefab registry check sales-binary --json\n"
+        "  prefab registry check --repair              # orphans older than an hour\n"
+        "  prefab registry check --repair --grace 0    # no writer is running",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ck.add_argument("model", nargs="?", help="one model (default: every model)")
+    ck.add_argument("--repair", action="store_true",
+                    help="remove orphaned blobs and partial writes, rebuild the lineage index "
+                    "and unwritten audit events; never touches a complete version")
+    ck.add_argument("--grace", type=_seconds, default=DEFAULT_GRACE_S, metavar="SECONDS",
+                    help="leftovers younger than this may belong to a write still under way and "
+                    f"are left alone (default: {DEFAULT_GRACE_S:.0f})")
+    ck.set_defaults(func=cmd_check)
 
     pr = sub.add_parser("promote", parents=[common], help="point an alias at a version")
     pr.add_argument("model")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from pathlib import Path
 
 import pytest
 
 from prefab_mlops.cli import main
+from prefab_mlops.core.fingerprint import bytes_sha256
 from prefab_mlops.core.manifest import EvaluationRecord, GateRecord, ModelVersion
 from prefab_mlops.core.registry import DECLINE_EVENT, PROMOTE_EVENT, ModelRegistry
 from prefab_mlops.core.storage import LocalObjectStore
@@ -138,6 +140,64 @@ class TestRegistryShow:
 
         assert code == 2
         assert f"'{MODEL}' has no version 9 (versions: [1, 2, 3])" in err
+
+
+class TestRegistryCheck:
+    def test_a_healthy_registry_exits_0(self, registry: ModelRegistry, prefab) -> None:
+        registry.set_alias(MODEL, "production", 2)
+
+        code, out, err = prefab("registry", "check")
+
+        assert (code, out.strip(), err) == (0, "registry ok", "")
+
+    def test_one_line_per_problem_and_exit_1(self, registry: ModelRegistry, prefab) -> None:
+        v1, v3 = registry.get_version(MODEL, 1), registry.get_version(MODEL, 3)
+        registry.store.put(v1.model_key, b"tampered")
+        registry.store.put(f"{MODEL}/blobs/{'d' * 32}/model.pkl", b"a registration died")
+
+        code, out, err = prefab("registry", "check", MODEL, "--grace", "0")
+
+        assert code == 1
+        lines = out.strip().splitlines()
+        assert len(lines) == 2
+        assert lines[0] == (
+            f"{MODEL}: sha256-mismatch: {v1.model_key}: {MODEL}:v1's model file has sha256 "
+            f"{bytes_sha256(b'tampered')[:12]}…, registered {v1.model_sha256[:12]}…")
+        assert re.fullmatch(
+            f"{MODEL}: orphan-blobs: {MODEL}/blobs/{'d' * 32}/: 1 file\\(s\\) no manifest "
+            r"references, last written \d+ s ago \(a registration that died before its "
+            r"manifest\)", lines[1]), lines[1]
+        assert "--repair" in err
+        assert registry.get_version(MODEL, 3) == v3
+
+    def test_young_leftovers_are_not_orphans_yet(self, registry: ModelRegistry, prefab
+                                                 ) -> None:
+        registry.store.put(f"{MODEL}/blobs/{'d' * 32}/model.pkl", b"uploading")
+
+        assert prefab("registry", "check")[0] == 0  # default grace: an hour
+
+    def test_repair_removes_orphans_and_reports_what_is_left(
+            self, registry: ModelRegistry, prefab) -> None:
+        orphan = f"{MODEL}/blobs/{'d' * 32}/model.pkl"
+        registry.store.put(orphan, b"a registration died")
+        registry.store.put(registry.get_version(MODEL, 2).model_key, b"tampered")
+
+        code, out, _ = prefab("registry", "check", "--repair", "--grace", "0", "--json")
+
+        report = json.loads(out)
+        assert code == 1 and report["ok"] is False
+        assert [(p["kind"], p["repairable"]) for p in report["problems"]] == [
+            ("sha256-mismatch", False)]
+        fixed = [(r["kind"], r["key"]) for r in report["repairs"] if r["kind"]]
+        assert fixed == [("orphan-blobs", f"{MODEL}/blobs/{'d' * 32}/")]
+        assert not registry.store.exists(orphan)
+        assert [v.version for v in registry.versions(MODEL)] == [1, 2, 3]
+
+    def test_negative_grace_is_a_usage_error(self, prefab, capsys) -> None:
+        with pytest.raises(SystemExit) as exc:
+            main(["registry", "check", "--grace", "-1"])
+        assert exc.value.code == 2
+        assert "must be >= 0 seconds" in capsys.readouterr().err
 
 
 class TestPromote:

@@ -829,3 +829,61 @@ class TestDecisions:
         assert sorted(decisions) == [2, 3]
         assert (decisions[2]["event"], decisions[2]["reason"]) == (PROMOTE_EVENT, "better")
         assert (decisions[3]["event"], decisions[3]["reason"]) == (PROMOTE_EVENT, "by hand")
+
+
+class TestRecordsSurviveACrash:
+    """A writer that dies right after its commit leaves nothing unrecorded: the
+    register event is the manifest, a move's event travels in its alias file."""
+
+    def test_registration_that_died_before_its_index_entry_is_logged(
+            self, registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+        register_n(registry, 1)
+
+        def crash(key: str, data: bytes) -> bool:
+            if "/versions/" in key:
+                return real(key, data)
+            raise OSError("simulated crash after the manifest")
+
+        real = registry.store.put_if_absent
+        monkeypatch.setattr(registry.store, "put_if_absent", crash)
+        with pytest.raises(OSError, match="simulated crash"):
+            registry.register(manifest("fp-killed"), payload(2))
+        monkeypatch.undo()
+
+        got = [(e["event"], e["version"], e.get("fingerprint")) for e in registry.events(MODEL)]
+        assert got == [("register", 1, "fp1"), ("register", 2, "fp-killed")]
+        assert registry.find_by_fingerprint(MODEL, "fp-killed").version == 2
+
+    @pytest.mark.parametrize("move", ["promote", "rollback"])
+    def test_move_that_died_before_its_event_file_is_logged(
+            self, registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch, move: str) -> None:
+        register_n(registry, 3)
+        registry.set_alias(MODEL, "production", 1, event="promote")
+        registry.set_alias(MODEL, "production", 2, event="promote")
+        real = registry.store.put
+
+        def crash(key: str, data: bytes) -> None:
+            if "/events/" in key:
+                raise OSError("simulated crash after the alias moved")
+            real(key, data)
+
+        monkeypatch.setattr(registry.store, "put", crash)
+        with pytest.raises(OSError, match="simulated crash"):
+            if move == "promote":
+                registry.set_alias(MODEL, "production", 3, event="promote", reason="better")
+            else:
+                registry.rollback(MODEL, reason="bad v2")
+        monkeypatch.undo()
+        state = registry.alias(MODEL, "production")
+        assert state is not None and state.version == (3 if move == "promote" else 1)
+
+        last = registry.events(MODEL)[-1]
+        assert (last["event"], last["version"], last["previous"], last["seq"]) == (
+            move, state.version, 2, 3)
+        assert last["reason"] == ("better" if move == "promote" else "bad v2")
+        event_file = f"{MODEL}/events/{state.event_id}.json"
+        assert not registry.store.exists(event_file)
+        registry.set_alias(MODEL, "production", 2, event="promote")  # the next move
+        assert json.loads(registry.store.get(event_file)) == last
+        seqs = [e["seq"] for e in registry.events(MODEL) if e.get("alias") == "production"]
+        assert seqs == [1, 2, 3, 4]

@@ -352,6 +352,35 @@ class OrchestrationConfig:
     tasks: dict[str, TaskRuntime] = field(default_factory=dict)
 
 
+# --------------------------------------------------------------------- steps
+@dataclass
+class StepConfig:
+    """One entry of ``conf/steps``: a project's own function at a hook of the training flow.
+
+    ``conf/steps/<name>.yaml`` holds ``<name>: {hook: ..., _target_: ..., params: ...}``
+    and ``conf/pipeline.yaml`` plugs it in (``- steps: [<name>, ...]`` in its
+    defaults, in running order). :func:`prefab_mlops.tasks.steps.resolve_steps` checks
+    every entry against its hook's contract before any work starts.
+
+    Attributes:
+        hook: Where it runs: ``after_ingest`` (rows in, rows out, before validation)
+            or ``after_evaluate`` (a check that adds metrics and can veto promotion).
+        _target_: The function or Prefect task, e.g. ``tasks.clip_outliers.clip_outliers``
+            (the project's ``tasks`` namespace is allowed, see ``allowed_targets``).
+        params: Its keyword arguments, checked against its signature.
+        family: The ``orchestration.tasks`` entry whose retries and timeout it runs with.
+        cache: Cache its result across runs on its code, params and inputs (only for a
+            step that reads nothing but its inputs). Off: it runs every time, and the
+            stock tasks after it are keyed on what it returned.
+    """
+
+    hook: str = MISSING
+    _target_: str = MISSING
+    params: dict[str, Any] = field(default_factory=dict)
+    family: str = "step"
+    cache: bool = False
+
+
 # ---------------------------------------------------------------------- root
 @dataclass
 class PipelineConfig:
@@ -375,6 +404,8 @@ class PipelineConfig:
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)
+    # The project's own steps at the training flow's hooks, by name (conf/steps)
+    steps: dict[str, StepConfig] = field(default_factory=dict)
     # Namespaces (dotted module prefixes) whose callables `_target_` may name, on top of
     # ALLOWED_TARGETS; add only code you trust.
     allowed_targets: list[str] = field(default_factory=list)

@@ -162,6 +162,15 @@ def _rebuild_alias_moved(message: str, current: int | None, expected: int | None
     return AliasMovedError(message, current, expected, fix)
 
 
+class StepError(PrefabError):
+    """A project's own step (``conf/steps``) broke its hook's contract while running.
+
+    For example an ``after_ingest`` step that returned something other than a
+    DataFrame. A step that cannot be imported or whose ``params`` do not fit its
+    signature is a :class:`ConfigError`, raised before any work starts.
+    """
+
+
 class CacheError(PrefabError):
     """A cached task result cannot be read back (a file of it is missing or damaged)."""
 

@@ -148,6 +148,25 @@ class TrainedRowsRecord(Record):
 
 
 @dataclass(frozen=True)
+class StepRecord(Record):
+    """A project step that changed the data (``conf/steps``), as its lineage records it.
+
+    Attributes:
+        name: The step's name in ``conf/steps``.
+        hook: Where it ran (``after_ingest``...).
+        target: The function it ran (``tasks.mine.keep_carriers``).
+        code: The hash of that function's code.
+        params: Its parameters (the project's shape).
+    """
+
+    name: str
+    hook: str
+    target: str
+    code: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class DataRecord(Record):
     """The data a version was trained on (its lineage).
 
@@ -164,6 +183,8 @@ class DataRecord(Record):
         time_max: Latest value of ``data.time_column``.
         split: How it was split.
         trained_rows: The hashed train and validation rows (``train_rows.npy``).
+        steps: The project's ``after_ingest`` steps that made the training rows from
+            the rows read, in order (the snapshot holds the rows before them).
     """
 
     name: str = ""
@@ -177,6 +198,7 @@ class DataRecord(Record):
     time_max: str | None = None
     split: SplitRecord | None = None
     trained_rows: TrainedRowsRecord | None = None
+    steps: list[StepRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

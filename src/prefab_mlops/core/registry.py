@@ -8,11 +8,13 @@ default, ``s3://bucket/prefix/registry`` with ``storage=s3``)::
     <model>/blobs/<token>/reference.parquet drift reference sample
     <model>/blobs/<token>/train_rows.npy    hashes of the rows it was trained on
     <model>/versions/000003.json            the manifest; its existence *is* the version
-    <model>/aliases/production.json         {"version": 3, "history": [1, 2]}
+    <model>/aliases/production.json         {"version": 3, "history": [1, 2], "seq": 4,
+                                             "event_id": ..., "event": {...}}
     <model>/events/<time>-<token>.json      append-only audit log (promotions, rollbacks)
     <model>/lineage/<fingerprint>.json      {"version": 3}: the version of a lineage
     <model>/sha256/<sha256>.json            {"version": 3}: the version of these model bytes
     <model>/evaluations/000003/<time>-<token>.json   later evaluations of v3
+    <model>/lineage/_checkpoint.json        {"through": 3}: every version up to 3 is indexed
 
 Atomicity: payload files go to a fresh ``blobs/<token>/`` prefix that no reader
 looks at; the version becomes visible only when its manifest is created with an
@@ -31,6 +33,20 @@ registered; when a later run evaluates the same model again (the same lineage, o
 same model bytes), that evaluation is appended under ``evaluations/`` and is what
 :meth:`ModelRegistry.latest_evaluation` returns: the gate result to show for a version
 is its latest one.
+
+Nothing a kill can interrupt leaves a change unrecorded. Every record is part of
+the commit it records, or derived from it:
+
+* a registration's audit event *is* its manifest (:meth:`ModelRegistry.events`
+  derives it), and its lineage entry is caught up from the manifests registered
+  since the checkpoint (:meth:`ModelRegistry.catch_up_lineage`);
+* an alias move's audit event is written inside the alias file, in the same atomic
+  write as the move; the event file is written after it, and the next move of that
+  alias writes it first if the writer died in between. Until then
+  :meth:`ModelRegistry.events` reads it from the alias file.
+
+What a kill does leave, unreferenced blobs and (locally) hidden ``.tmp`` files,
+``prefab registry check --repair`` removes (see ``registry_check``).
 """
 
 from __future__ import annotations
@@ -69,8 +85,30 @@ REFERENCE_FILE = "reference.parquet"
 #: The label column of :data:`REFERENCE_FILE`.
 REFERENCE_TARGET = "__target__"
 # A model's lineage-index checkpoint: every version up to ``through`` is indexed (see
-# find_by_fingerprint).
-_CHECKPOINT = "_checkpoint"
+# catch_up_lineage).
+LINEAGE_CHECKPOINT = "_checkpoint"
+
+
+# ------------------------------------------------------------------ layout
+def version_key(model_name: str, version: int) -> str:
+    return f"{model_name}/versions/{version:0{_VERSION_WIDTH}d}.json"
+
+
+def alias_key(model_name: str, alias: str) -> str:
+    return f"{model_name}/aliases/{alias}.json"
+
+
+def event_key(model_name: str, event_id: str) -> str:
+    return f"{model_name}/events/{event_id}.json"
+
+
+def lineage_key(model_name: str, fingerprint: str) -> str:
+    return f"{model_name}/lineage/{fingerprint}.json"
+
+
+def blobs_prefix(model_name: str) -> str:
+    """Where a model's payload files live, one folder per registration attempt."""
+    return f"{model_name}/blobs/"
 
 
 class _Unset(enum.Enum):
@@ -117,10 +155,20 @@ def _event_stamp() -> str:
 
 @dataclass
 class AliasState:
+    """Where an alias points, where it pointed before, and the move that put it there.
+
+    ``seq`` counts the alias's moves (1 for the first). ``event`` is the audit event
+    of the last move and ``event_id`` the name of its event file: both are written
+    in the same atomic write as the move itself (see :meth:`ModelRegistry.record_move`).
+    """
+
     alias: str
     version: int
     history: list[int] = field(default_factory=list)
     updated_at: str = ""
+    seq: int = 0
+    event_id: str = ""
+    event: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -160,10 +208,48 @@ class ModelRegistry:
         def apply(raw: bytes | None) -> bytes:
             prev = AliasState(**json.loads(raw)) if raw is not None else None
             seen.append(prev)
-            return json.dumps(asdict(change(prev)), indent=2).encode()
+            return json.dumps(asdict(change(prev)), indent=2, default=str).encode()
 
-        data = self.store.update(f"{model_name}/aliases/{alias}.json", apply)
+        data = self.store.update(alias_key(model_name, alias), apply)
         return seen[-1], AliasState(**json.loads(data))
+
+    def _move_alias(self, model_name: str, alias: str,
+                    target: Callable[[AliasState | None], tuple[int, list[int]]],
+                    event: str, payload: dict[str, Any]) -> AliasState:
+        """Move an alias and record the move in the same atomic write.
+
+        ``target(current)`` returns the new version and history (or raises to leave
+        the alias as it is). Before the write, the previous move's event file is
+        written if its writer died before writing it; after the write, this move's.
+        """
+        def change(prev: AliasState | None) -> AliasState:
+            self.record_move(model_name, prev)
+            version, history = target(prev)
+            seq = (prev.seq if prev else 0) + 1
+            body = {"event": event, "model_name": model_name, "at": _now(), "alias": alias,
+                    "version": version, "previous": prev.version if prev else None,
+                    "seq": seq, **payload}
+            return AliasState(alias, version, history, body["at"], seq,
+                              f"{_event_stamp()}-{new_token()[:8]}", body)
+
+        _, state = self._update_alias(model_name, alias, change)
+        self.record_move(model_name, state, check=False)
+        return state
+
+    def record_move(self, model_name: str, state: AliasState | None, *,
+                    check: bool = True) -> bool:
+        """Write the event file of an alias's last move (``state.event``) if it is missing.
+
+        Returns whether it was written. With ``check=False`` it is written without
+        looking first (its writer, right after the move).
+        """
+        if state is None or not state.event_id:
+            return False
+        key = event_key(model_name, state.event_id)
+        if check and self.store.exists(key):
+            return False
+        self.store.put(key, json.dumps(state.event, default=str).encode())
+        return True
 
     # -------------------------------------------------------------- versions
     def models(self) -> list[str]:
@@ -191,7 +277,7 @@ class ModelRegistry:
         return _parse(ModelVersion, body, f"The manifest of {label} ('{key}')")
 
     def get_version(self, model_name: str, version: int) -> ModelVersion:
-        key = f"{model_name}/versions/{version:0{_VERSION_WIDTH}d}.json"
+        key = version_key(model_name, version)
         if not self.store.exists(key):
             have = [v.version for v in self.versions(model_name)]
             raise RegistryError(
@@ -208,49 +294,42 @@ class ModelRegistry:
 
         It reads one index entry (``<model>/lineage/<fingerprint>.json``) and the
         version it names. On a miss it indexes the versions registered since the
-        index's checkpoint (one listing, and normally one or two manifests), so a
-        version whose writer died between its manifest and its index entry is still
-        found, and the same model is not registered twice.
+        index's checkpoint (:meth:`catch_up_lineage`), so a version whose writer died
+        between its manifest and its index entry is still found, and the same model
+        is not registered twice.
 
         Args:
             model_name: Registered model name (``register.model_name``).
             fingerprint: ``TrainedModel.fingerprint`` of the model to look for.
         """
-        return self._lookup(model_name, self._lineage_key(model_name, fingerprint))
-
-    def _lookup(self, model_name: str, index_key: str) -> ModelVersion | None:
-        """The version an index entry names; on a miss, catch the indexes up first."""
-        for attempt in range(2):
-            try:
-                entry = json.loads(self.store.get(index_key))
-                return self.get_version(model_name, int(entry["version"]))
-            except KeyError:
-                if attempt == 0 and not self._catch_up(model_name):
-                    return None
+        try:
+            entry = json.loads(self.store.get(lineage_key(model_name, fingerprint)))
+            return self.get_version(model_name, int(entry["version"]))
+        except KeyError:
+            pass
+        for mv in self.catch_up_lineage(model_name):
+            if mv.fingerprint == fingerprint:
+                return mv
         return None
 
-    def _catch_up(self, model_name: str) -> bool:
-        """Index the versions registered since the checkpoint; whether there were any.
+    def catch_up_lineage(self, model_name: str) -> list[ModelVersion]:
+        """Index the versions registered since the lineage checkpoint, then move it.
 
-        One listing, and normally one or two manifests: the versions since the last
-        lookup. A version whose writer died between its manifest and its index
-        entries is indexed here.
+        One listing, and normally one or two manifests. Returns those versions'
+        manifests, oldest first.
         """
-        checkpoint_key = self._lineage_key(model_name, _CHECKPOINT)
+        checkpoint_key = lineage_key(model_name, LINEAGE_CHECKPOINT)
         try:
             through = int(json.loads(self.store.get(checkpoint_key))["through"])
         except KeyError:
             through = 0
-        newer = sorted(n for n in self._version_numbers(model_name) if n > through)
-        for number in newer:
-            self._index_lineage(self.get_version(model_name, number))
+        newer = [self.get_version(model_name, n)
+                 for n in sorted(self._version_numbers(model_name)) if n > through]
+        for mv in newer:
+            self._index_lineage(mv)
         if newer:  # a lost race only lowers the checkpoint: a later lookup rescans
-            self.store.put(checkpoint_key, json.dumps({"through": newer[-1]}).encode())
-        return bool(newer)
-
-    @staticmethod
-    def _lineage_key(model_name: str, fingerprint: str) -> str:
-        return f"{model_name}/lineage/{fingerprint}.json"
+            self.store.put(checkpoint_key, json.dumps({"through": newer[-1].version}).encode())
+        return newer
 
     @staticmethod
     def _sha256_key(model_name: str, sha256: str) -> str:
@@ -268,14 +347,22 @@ class ModelRegistry:
             model_name: Registered model name (``register.model_name``).
             sha256: The sha256 of the pickled model (``bytes_sha256``).
         """
-        return self._lookup(model_name, self._sha256_key(model_name, sha256))
+        try:
+            entry = json.loads(self.store.get(self._sha256_key(model_name, sha256)))
+            return self.get_version(model_name, int(entry["version"]))
+        except KeyError:
+            pass
+        for mv in self.catch_up_lineage(model_name):
+            if mv.model_sha256 == sha256:
+                return mv
+        return None
 
     def _index_lineage(self, mv: ModelVersion) -> None:
         """Record ``mv`` as the version of its lineage and of its model bytes, unless an
         earlier version is."""
         entry = json.dumps({"version": mv.version}).encode()
         if mv.fingerprint:
-            self.store.put_if_absent(self._lineage_key(mv.model_name, mv.fingerprint), entry)
+            self.store.put_if_absent(lineage_key(mv.model_name, mv.fingerprint), entry)
         if mv.model_sha256:
             self.store.put_if_absent(self._sha256_key(mv.model_name, mv.model_sha256), entry)
 
@@ -294,13 +381,16 @@ class ModelRegistry:
 
         ``manifest.version`` is assigned here. Payload files are written under a
         fresh blob prefix first; the manifest is then created with create-if-absent.
-        This is the low-level write: it does not look for an existing version of the
-        same lineage or bytes (the register task does, with :meth:`find_by_fingerprint`
-        and :meth:`find_by_sha256`); the earliest version of each stays indexed.
+        That is the commit: the manifest is also the version's ``register`` audit
+        event (see :meth:`events`), and its lineage entry, written right after, is
+        caught up from it if this writer dies first (see :meth:`catch_up_lineage`).
+        It does not look for an existing version of the same lineage or bytes (the
+        register task does, with :meth:`find_by_fingerprint` and
+        :meth:`find_by_sha256`); the earliest version of each stays indexed.
         """
         name = manifest.model_name
         token = new_token()
-        blob = f"{name}/blobs/{token}"
+        blob = f"{blobs_prefix(name)}{token}"
         sha = bytes_sha256(model_bytes)
         manifest.model_key = f"{blob}/model.pkl"
         manifest.model_sha256 = sha
@@ -315,12 +405,10 @@ class ModelRegistry:
         for _ in range(1000):
             existing = self._version_numbers(name)
             manifest.version = (max(existing) if existing else 0) + 1
-            key = f"{name}/versions/{manifest.version:0{_VERSION_WIDTH}d}.json"
+            key = version_key(name, manifest.version)
             body = _body(manifest, f"{manifest.label}'s manifest")
             if self.store.put_if_absent(key, body):
                 self._index_lineage(manifest)
-                self.record_event(name, "register", version=manifest.version,
-                                  fingerprint=manifest.fingerprint)
                 return manifest
         raise RegistryError(f"Could not allocate a version number for '{name}'.")
 
@@ -451,7 +539,7 @@ class ModelRegistry:
 
     # ---------------------------------------------------------------- aliases
     def alias(self, model_name: str, alias: str) -> AliasState | None:
-        key = f"{model_name}/aliases/{alias}.json"
+        key = alias_key(model_name, alias)
         try:
             return AliasState(**json.loads(self.store.get(key)))
         except KeyError:
@@ -471,6 +559,9 @@ class ModelRegistry:
                   details: dict[str, Any] | None = None,
                   expected: int | None | _Unset = ANY_VERSION) -> AliasState:
         """Point ``alias`` at ``version`` (remembering the previous one) and log it.
+
+        The audit event is written with the move, in the alias file (see
+        :meth:`record_move`): a kill never leaves a move unrecorded.
 
         With ``expected``, this is a compare-and-set: the alias moves only if it
         still points at ``expected`` (``None``: only if it does not exist yet). The
@@ -497,20 +588,17 @@ class ModelRegistry:
         """
         self.get_version(model_name, version)
 
-        def point(prev: AliasState | None) -> AliasState:
+        def point(prev: AliasState | None) -> tuple[int, list[int]]:
             current = prev.version if prev else None
             if expected is not ANY_VERSION and current != expected:
                 raise _alias_moved(model_name, alias, version, current, expected)
             history = list(prev.history) if prev else []
             if prev and prev.version != version:
                 history.append(prev.version)
-            return AliasState(alias, version, history[-50:], _now())
+            return version, history[-50:]
 
-        prev, state = self._update_alias(model_name, alias, point)
-        self.record_event(model_name, event, alias=alias, version=version,
-                          previous=prev.version if prev else None, reason=reason,
-                          **(details or {}))
-        return state
+        return self._move_alias(model_name, alias, point, event,
+                                {"reason": reason, **(details or {})})
 
     def rollback(self, model_name: str, alias: str = PRODUCTION_ALIAS,
                  reason: str = "manual rollback") -> AliasState:
@@ -519,7 +607,7 @@ class ModelRegistry:
         Raises:
             RegistryError: the alias does not exist or has no earlier version.
         """
-        def back(cur: AliasState | None) -> AliasState:
+        def back(cur: AliasState | None) -> tuple[int, list[int]]:
             if cur is None:
                 raise RegistryError(f"Model '{model_name}' has no '{alias}' alias.",
                                     fix="Nothing to roll back; promote a version first.")
@@ -530,23 +618,47 @@ class ModelRegistry:
                     fix=f"Promote a specific version instead: prefab promote {model_name} N")
             history = list(cur.history)
             target = history.pop()
-            return AliasState(alias, target, history, _now())
+            return target, history
 
-        cur, state = self._update_alias(model_name, alias, back)
-        assert cur is not None
-        self.record_event(model_name, "rollback", alias=alias, version=state.version,
-                          previous=cur.version, reason=reason)
-        return state
+        return self._move_alias(model_name, alias, back, "rollback", {"reason": reason})
 
     # ----------------------------------------------------------------- events
     def record_event(self, model_name: str, kind: str, **payload: Any) -> None:
+        """Log an event that records no registry change (a declined promotion, a drift
+        check): its event file is the whole record."""
         body = {"event": kind, "model_name": model_name, "at": _now(), **payload}
-        self.store.put(f"{model_name}/events/{_event_stamp()}-{new_token()[:8]}.json",
+        self.store.put(event_key(model_name, f"{_event_stamp()}-{new_token()[:8]}"),
                        json.dumps(body, default=str).encode())
 
     def events(self, model_name: str) -> list[dict[str, Any]]:
-        return [json.loads(self.store.get(k))
-                for k in self.store.list(f"{model_name}/events/")]
+        """The audit log, oldest first.
+
+        Event files, plus what each change records in its own commit: a ``register``
+        event per manifest, and an alias's last move from its alias file when the
+        mover died before writing its event file.
+        """
+        found: dict[str, dict[str, Any]] = {}
+        for key in self.store.list(f"{model_name}/events/"):
+            if key.endswith(".json"):
+                found[Path(key).stem] = json.loads(self.store.get(key))
+        for mv in self.versions(model_name):
+            found.setdefault(*_register_event(mv))
+        for state in self.aliases(model_name).values():
+            if state.event_id:
+                found.setdefault(state.event_id, state.event)
+        return [found[k] for k in sorted(found)]
+
+
+def _register_event(mv: ModelVersion) -> tuple[str, dict[str, Any]]:
+    """A version's ``register`` event and its id, which sorts by ``created_at``."""
+    try:
+        at = _dt.datetime.fromisoformat(mv.created_at).astimezone(_dt.UTC)
+        stamp = f"{at:%Y%m%dT%H%M%S}{at.microsecond * 1000:09d}"
+    except ValueError:
+        stamp = "0" * 24
+    return (f"{stamp}-register-{mv.version:0{_VERSION_WIDTH}d}",
+            {"event": "register", "model_name": mv.model_name, "at": mv.created_at,
+             "version": mv.version, "fingerprint": mv.fingerprint})
 
 
 _R = TypeVar("_R", bound=Record)
