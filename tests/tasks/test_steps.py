@@ -16,6 +16,7 @@ import pytest
 
 from prefab_mlops.config import ModelSpec, StepConfig, TargetSpec, load_config
 from prefab_mlops.core.errors import ConfigError, StepError
+from prefab_mlops.core.manifest import StepRecord
 from prefab_mlops.tasks.evaluate import evaluate
 from prefab_mlops.tasks.featurize import featurize
 from prefab_mlops.tasks.ingest import Dataset, prepare
@@ -127,9 +128,9 @@ class TestResolveSteps:
         import tasks.mine as mine
 
         assert carriers.fn is mine.keep_carriers.fn
-        assert carriers.record() == {"name": "carriers", "hook": "after_ingest",
-                                     "target": "tasks.mine.keep_carriers", "code": carriers.code,
-                                     "params": {"carriers": ["AA"]}}
+        assert carriers.record() == StepRecord(name="carriers", hook="after_ingest",
+                                               target="tasks.mine.keep_carriers",
+                                               code=carriers.code, params={"carriers": ["AA"]})
         assert steps.names() == {"after_ingest": ["route", "carriers"],
                                  "after_evaluate": ["recall"]}
 
