@@ -60,11 +60,11 @@ def batch_inference(overrides: list[str] | None = None, batch_uri: str | None = 
     manifest = production.version
     batch = configure(ingest, "ingest", orch, cache=True)(
         unlabelled(cfg.data), cfg.paths, cfg.storage, cfg.seed)
-    input_schema = manifest.features["input_schema"]
-    extra = [c for c in batch.frame.columns if c not in input_schema]
-    configure(validate_batch, "validate", orch)(batch.frame, input_schema, extra, batch.source)
-    scored = score_batch(batch.frame, production.model, list(input_schema),
-                         manifest.problem_type, manifest.features.get("classes"), name,
+    schema = manifest.features.input_schema
+    extra = [c for c in batch.frame.columns if c not in schema]
+    configure(validate_batch, "validate", orch)(batch.frame, schema, extra, batch.source)
+    scored = score_batch(batch.frame, production.model, schema.names,
+                         manifest.problem_type, manifest.features.classes, name,
                          manifest.version, list(inf.passthrough))
     uri = configure(write_predictions, "predictions", orch)(scored, inf, cfg.storage,
                                                             cfg.data.name)

@@ -87,16 +87,15 @@ def monitoring(overrides: list[str] | None = None, batch_uri: str | None = None,
         data_cfg, cfg.paths, cfg.storage, cfg.seed)
     checked = configure(validate, "validate", orch)(
         batch, dataclasses.replace(cfg.validate, on_failure="fail"), target, mon.labels)
-    input_schema = manifest.features["input_schema"]
+    schema = manifest.features.input_schema
     # columns the model's training data had (e.g. the target) are expected too
-    allowed = [c for c in (*manifest.data.get("columns", []), target.name) if c]
-    configure(validate_batch, "validate", orch)(batch.frame, input_schema, allowed,
-                                                batch.source)
+    allowed = [*manifest.data.columns, target.name]
+    configure(validate_batch, "validate", orch)(batch.frame, schema, allowed, batch.source)
     reference = configure(load_reference, "reference", orch)(manifest, cfg.register,
                                                              cfg.storage)
     report = configure(detect_drift, "monitor", orch)(
-        batch.frame, reference, production.model, input_schema, mon, target, name,
-        manifest.version, cfg.seed, manifest.features.get("classes"))
+        batch.frame, reference, production.model, schema, mon, target, name,
+        manifest.version, cfg.seed, manifest.features.classes)
     report_uri = configure(write_report, "report", orch)(report, mon.report_dir, cfg.storage)
     beyond = ("\n\n**Beyond the expected values** (conf/validate `expected_*`, warnings): "
               + "; ".join(f"{w['column']}: {w['rule']}, {w['count']} row(s)"

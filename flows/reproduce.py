@@ -24,8 +24,8 @@ import yaml
 
 from prefab_mlops.config import WindowConfig, as_plain, load_config
 from prefab_mlops.core.errors import RegistryError
+from prefab_mlops.core.manifest import ModelVersion
 from prefab_mlops.core.provenance import git_info, package_versions
-from prefab_mlops.core.registry import ModelVersion
 from prefab_mlops.core.storage import StorageConfig
 from prefab_mlops.tasks.registry import open_registry
 
@@ -73,7 +73,7 @@ def replay_config(mv: ModelVersion, workdir: Path) -> Path:
     its data read from the snapshot and every write going under ``workdir``."""
     if not mv.config:
         raise RegistryError(f"{mv.label} has no recorded config to reproduce it from.")
-    snapshot = mv.data.get("snapshot_uri")
+    snapshot = mv.data.snapshot_uri
     if not snapshot:
         raise RegistryError(
             f"{mv.label} has no data snapshot, so the exact rows it was trained on are "
@@ -99,11 +99,11 @@ def replay_config(mv: ModelVersion, workdir: Path) -> Path:
 def differences(mv: ModelVersion, new: ModelVersion, project_root: str) -> dict[str, list[str]]:
     """Which recorded inputs differ now: data, config, code, packages."""
     out: dict[str, list[str]] = {}
-    if new.data.get("rows") != mv.data.get("rows"):
-        out["data"] = [f"{new.data.get('rows')} rows read back from the snapshot, "
-                       f"{mv.data.get('rows')} recorded"]
-    recorded_params = {k: v for k, v in mv.params.items() if k != "best_iteration"}
-    new_params = {k: v for k, v in new.params.items() if k != "best_iteration"}
+    if new.data.rows != mv.data.rows:
+        out["data"] = [f"{new.data.rows} rows read back from the snapshot, "
+                       f"{mv.data.rows} recorded"]
+    recorded_params = {"estimator": mv.estimator, **mv.params}
+    new_params = {"estimator": new.estimator, **new.params}
     if recorded_params != new_params:
         keys = sorted(k for k in set(recorded_params) | set(new_params)
                       if recorded_params.get(k) != new_params.get(k))
@@ -111,12 +111,12 @@ def differences(mv: ModelVersion, new: ModelVersion, project_root: str) -> dict[
                          f"now {new_params.get(k)!r}" for k in keys]
     code: list[str] = []
     now = git_info(project_root)
-    if mv.git.get("commit") and now.get("commit") != mv.git.get("commit"):
-        code.append(f"git commit: recorded {str(mv.git['commit'])[:12]}, "
-                    f"now {str(now.get('commit'))[:12]}")
-    if mv.git.get("dirty"):
+    if mv.git is not None and (now is None or now.commit != mv.git.commit):
+        code.append(f"git commit: recorded {mv.git.commit[:12]}, "
+                    f"now {now.commit[:12] if now is not None else 'no git checkout'}")
+    if mv.git is not None and mv.git.dirty:
         code.append("the recorded run had uncommitted changes")
-    if now.get("dirty"):
+    if now is not None and now.dirty:
         code.append("the working tree has uncommitted changes now")
     if code:
         out["code"] = code

@@ -207,7 +207,7 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
         "estimator": trained.estimator, "alias": cfg.promote.alias,
         "production_version": decision.challenger_version if decision.promote
         else decision.champion_version,
-        "metrics": evaluation.metrics, "gate": evaluation.gate.as_record(),
+        "metrics": evaluation.metrics, "gate": evaluation.gate.as_record().to_json(),
         "champion_metrics": comparison.champion, "comparison": comparison.as_dict(),
         "decision": decision.as_dict(),
         "data": {"source": data.source, "rows": data.rows, "fingerprint": data.fingerprint,

@@ -23,7 +23,7 @@ the same remaining rows (:func:`compare_with_champion`).
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ from sklearn import metrics as skm
 from prefab_mlops.config import BaselineRule, ChampionCheckConfig, EvaluateConfig, GateRule
 from prefab_mlops.core.fingerprint import RowFingerprint, lineage, row_hashes
 from prefab_mlops.core.leakage import LeakageScan, scan_if_perfect
+from prefab_mlops.core.manifest import BaselineCheck, GateRecord, RuleCheck
 from prefab_mlops.core.problems import LOWER_IS_BETTER, perfect_value
 from prefab_mlops.core.registry import LoadedModel
 from prefab_mlops.orchestration.logs import get_logger
@@ -45,43 +46,6 @@ ABSOLUTE_RULE = "absolute"  # evaluate.gate: fixed thresholds a project sets
 
 #: What each naive baseline is, in words (``BaselineCheck.strategy``).
 _BASELINES = {"prior": "class-prior", "mean": "training-mean", "median": "training-median"}
-
-
-@dataclass(frozen=True)
-class RuleCheck:
-    """One check of the quality gate: which rule, on which metric, whether it held.
-
-    ``text`` says it in words, with the numbers, and names the rule, e.g.
-    ``baseline rule: rmse 54.1 <= 73.2 required (training-mean baseline 77.0; ...)``.
-    """
-
-    rule: str
-    metric: str
-    passed: bool
-    text: str
-
-
-@dataclass
-class BaselineCheck:
-    """The baseline rule's numbers (``evaluate.baseline``).
-
-    Attributes:
-        metric: The primary metric it was checked on.
-        strategy: The naive baseline: ``prior`` (class frequencies of the training
-            split), ``mean`` or ``median`` (of the training targets).
-        value: The baseline's ``metric`` on the test split.
-        required: What the model needed: ``value + min_improvement * (perfect -
-            value)``, perfect being 1 for scores and 0 for errors and losses.
-        min_improvement: ``evaluate.baseline.min_improvement``.
-        metrics: All the baseline's metrics on the test split.
-    """
-
-    metric: str
-    strategy: str
-    value: float
-    required: float
-    min_improvement: float
-    metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -121,16 +85,15 @@ class GateResult:
         return ("passed: " if self.passed else "FAILED: ") + "; ".join(
             c.text for c in self.decided_by)
 
-    def as_record(self) -> dict[str, Any]:
-        """The JSON-safe record of this outcome (registry manifest, evaluation records,
-        run summary): ``passed``, ``decided_by`` (the deciding rules' names),
-        ``summary`` (:meth:`describe`), ``checks``, ``rules`` and ``baseline``."""
-        return {"passed": self.passed,
-                "decided_by": list(dict.fromkeys(c.rule for c in self.decided_by)),
-                "summary": self.describe(),
-                "checks": [asdict(c) for c in self.checks],
-                "rules": {k: dict(v) for k, v in self.rules.items()},
-                "baseline": asdict(self.baseline) if self.baseline is not None else None}
+    def as_record(self) -> GateRecord:
+        """The record of this outcome (registry manifest, evaluation records, run
+        summary): ``passed``, ``decided_by`` (the deciding rules' names), ``summary``
+        (:meth:`describe`), ``checks``, ``rules`` and ``baseline``."""
+        return GateRecord(passed=self.passed,
+                          decided_by=list(dict.fromkeys(c.rule for c in self.decided_by)),
+                          summary=self.describe(), checks=list(self.checks),
+                          rules={k: dict(v) for k, v in self.rules.items()},
+                          baseline=self.baseline)
 
 
 @dataclass
@@ -440,7 +403,7 @@ def evaluate(model: TrainedModel, features: FeatureSet, cfg: EvaluateConfig) -> 
     get_logger().info("Test metrics: %s; quality gate %s",
                       {k: round(v, 4) for k, v in values.items()}, gate.describe())
     leakage = scan_if_perfect(values, features.train.X, features.train.y, model.problem_type,
-                              int(features.split_info.get("seed", 0)))
+                              features.split_info.seed)
     if leakage is not None:
         get_logger().warning("Suspiciously perfect test score; inputs that alone nearly "
                              "determine the target: %s", [s.text() for s in leakage.suspects])

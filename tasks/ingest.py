@@ -17,6 +17,7 @@ from prefect import task
 
 from prefab_mlops.config import DataConfig, PathsConfig
 from prefab_mlops.core.fingerprint import code_hash, lineage, stable_hash
+from prefab_mlops.core.manifest import DataRecord, StepRecord
 from prefab_mlops.core.storage import (
     StorageConfig,
     member_bytes,
@@ -71,7 +72,7 @@ class Dataset:
     columns: list[str]
     time_column: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
-    steps: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[StepRecord] = field(default_factory=list)
 
     @classmethod
     def of(cls, frame: pd.DataFrame, **facts: Any) -> Dataset:
@@ -87,12 +88,13 @@ class Dataset:
         """A copy of this Dataset holding ``frame`` instead (same other facts)."""
         return replace(self, **_holding(frame))
 
-    def lineage_record(self) -> dict[str, Any]:
-        """JSON-safe description stored with registered models."""
-        return {"name": self.name, "source": self.source, "fingerprint": self.fingerprint,
-                "source_fingerprint": self.source_fingerprint,
-                "snapshot_uri": self.snapshot_uri, "rows": self.rows,
-                "columns": list(self.columns), **self.stats, "steps": list(self.steps)}
+    def lineage_record(self) -> DataRecord:
+        """Where the data came from, as registered models record it (no split yet)."""
+        return DataRecord(name=self.name, source=self.source, fingerprint=self.fingerprint,
+                          source_fingerprint=self.source_fingerprint,
+                          snapshot_uri=self.snapshot_uri, rows=self.rows,
+                          columns=list(self.columns), time_min=self.stats.get("time_min"),
+                          time_max=self.stats.get("time_max"), steps=list(self.steps))
 
 
 def _holding(frame: pd.DataFrame) -> dict[str, Any]:

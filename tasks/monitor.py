@@ -33,7 +33,10 @@ from prefect import task
 
 from prefab_mlops.config import MonitorConfig, RegisterConfig, TargetSpec
 from prefab_mlops.core.fingerprint import lineage
-from prefab_mlops.core.registry import ModelVersion
+from prefab_mlops.core.manifest import ModelVersion
+from prefab_mlops.core.problems import BINARY, MULTICLASS, REGRESSION
+from prefab_mlops.core.registry import REFERENCE_FILE, REFERENCE_TARGET
+from prefab_mlops.core.schema import ColumnKind, InputSchema
 from prefab_mlops.core.storage import StorageConfig, object_store
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.retries import retry_transient
@@ -42,7 +45,8 @@ from prefab_mlops.tasks.featurize import Split
 from prefab_mlops.tasks.registry import open_registry
 
 PREDICTION = "__prediction__"
-TARGET = "__target__"
+# The label column of the frames given to Evidently: the reference sample's own.
+TARGET = REFERENCE_TARGET
 
 
 @dataclass
@@ -99,10 +103,10 @@ def report_link(uri: str) -> str:
     return uri if "://" in uri else Path(uri).resolve().as_uri()
 
 
-def _columns(input_schema: dict[str, dict[str, Any]],
-             only: list[str] | None) -> tuple[list[str], list[str]]:
-    num = [c for c, s in input_schema.items() if s["kind"] == "numeric"]
-    cat = [c for c, s in input_schema.items() if s["kind"] == "categorical"]
+def _columns(schema: InputSchema, only: list[str] | None) -> tuple[list[str], list[str]]:
+    """The numeric and the categorical input columns to check (``monitor.columns``)."""
+    num = schema.names_of(ColumnKind.NUMERIC)
+    cat = schema.names_of(ColumnKind.CATEGORICAL)
     if only is not None:
         num = [c for c in num if c in only]
         cat = [c for c in cat if c in only]
@@ -110,9 +114,9 @@ def _columns(input_schema: dict[str, dict[str, Any]],
 
 
 def _predictions(model: Any, X: pd.DataFrame, problem_type: str) -> np.ndarray:
-    if problem_type == "binary":
+    if problem_type == BINARY:
         return np.asarray(model.predict_proba(X))[:, 1]
-    if problem_type == "multiclass":
+    if problem_type == MULTICLASS:
         return np.asarray(model.predict(X)).astype(str)
     return np.asarray(model.predict(X), dtype="float64")
 
@@ -140,22 +144,22 @@ def run_evidently(current: pd.DataFrame, reference: pd.DataFrame, num: list[str]
         from evidently.presets import ClassificationPreset, RegressionPreset
 
     metrics: list[Any] = [ValueDrift(column=c) for c in [*num, *cat]]
-    pred_num = problem_type != "multiclass"
+    pred_num = problem_type != MULTICLASS
     if cfg.prediction_drift:
         metrics.append(ValueDrift(column=PREDICTION))
     kwargs: dict[str, Any] = {}
-    if with_quality and problem_type == "binary":
+    if with_quality and problem_type == BINARY:
         kwargs["classification"] = [BinaryClassification(
             target=TARGET, prediction_probas=PREDICTION, pos_label=1)]
         metrics.append(ClassificationPreset())
-    elif with_quality and problem_type == "regression":
+    elif with_quality and problem_type == REGRESSION:
         kwargs["regression"] = [Regression(target=TARGET, prediction=PREDICTION)]
         metrics.append(RegressionPreset())
     definition = DataDefinition(
         numerical_columns=[*num, *([PREDICTION] if pred_num else []),
-                           *([TARGET] if with_quality and problem_type == "regression" else [])],
+                           *([TARGET] if with_quality and problem_type == REGRESSION else [])],
         categorical_columns=[*cat, *([] if pred_num else [PREDICTION]),
-                             *([TARGET] if with_quality and problem_type == "binary" else [])],
+                             *([TARGET] if with_quality and problem_type == BINARY else [])],
         **kwargs)
     with warnings.catch_warnings():
         # Evidently's correlation/statistics code divides by zero on constant columns.
@@ -313,17 +317,17 @@ def _encode_labels(cur: pd.DataFrame, y_raw: pd.Series, classes: list[Any] | Non
 
 @task(name="detect-drift")
 def detect_drift(batch: pd.DataFrame, reference: pd.DataFrame, model: Any,
-                 input_schema: dict[str, dict[str, Any]], cfg: MonitorConfig,
+                 schema: InputSchema, cfg: MonitorConfig,
                  target: TargetSpec, model_name: str, model_version: int,
                  seed: int, classes: list[Any] | None = None) -> DriftReport:
     """Compare ``batch`` with the model's reference sample.
 
     Args:
         batch: The current batch (validated; the target column is optional).
-        reference: The reference sample stored with the model (``reference.parquet``:
-            input columns plus ``__target__``).
+        reference: The reference sample stored with the model (``REFERENCE_FILE``:
+            input columns plus ``REFERENCE_TARGET``).
         model: The production inference pipeline.
-        input_schema: The model's input columns (from its manifest).
+        schema: The model's input schema (its manifest's ``features.input_schema``).
         cfg: ``conf/monitor``: drift share, sampling budget, columns, quality.
         target: Target column and problem type (from ``conf/data``).
         model_name: Registry name.
@@ -336,14 +340,14 @@ def detect_drift(batch: pd.DataFrame, reference: pd.DataFrame, model: Any,
         A :class:`DriftReport` including the HTML report bytes and the distribution
         plots of the predictions and the most drifted columns.
     """
-    num, cat = _columns(input_schema, cfg.columns)
-    inputs = list(input_schema)
+    num, cat = _columns(schema, cfg.columns)
+    inputs = list(schema.names)
     cur = batch.sample(n=cfg.max_rows, random_state=seed) if len(batch) > cfg.max_rows else batch
     labelled = cfg.labels and target.name in cur.columns
     y_cur = None
     if labelled:
         y_raw = cur[target.name]
-        if target.problem_type == "regression":
+        if target.problem_type == REGRESSION:
             y_cur = y_raw.to_numpy(dtype="float64")
         else:
             y_cur, cur = _encode_labels(cur, y_raw, classes, target.name)
@@ -354,7 +358,7 @@ def detect_drift(batch: pd.DataFrame, reference: pd.DataFrame, model: Any,
                      y_cur if labelled else None)
     ref = _frame(X_ref, num, cat, _predictions(model, X_ref, target.problem_type),
                  y_ref if labelled else None)
-    with_quality = bool(cfg.quality and labelled and target.problem_type != "multiclass")
+    with_quality = bool(cfg.quality and labelled and target.problem_type != MULTICLASS)
     result, html = run_evidently(current, ref, num, cat, cfg, target.problem_type, with_quality)
     columns, share, dataset_drift = parse_drift(result, cfg.drift_share)
     pred = columns.pop(PREDICTION, None)
@@ -417,9 +421,9 @@ def load_reference(manifest: ModelVersion, registry_cfg: RegisterConfig,
         storage: ``conf/storage``.
 
     Returns:
-        The reference sample (``reference.parquet``, ``register.reference_sample_rows``).
+        The reference sample (``REFERENCE_FILE``, ``register.reference_sample_rows``).
     """
-    data = open_registry(registry_cfg, storage).read_file(manifest, "reference.parquet")
+    data = open_registry(registry_cfg, storage).read_file(manifest, REFERENCE_FILE)
     return pd.read_parquet(io.BytesIO(data))
 
 

@@ -23,13 +23,13 @@ from prefect import task
 
 from prefab_mlops.config import EvaluateConfig, PromoteConfig, RegisterConfig
 from prefab_mlops.core.errors import AliasMovedError
+from prefab_mlops.core.manifest import ModelVersion
 from prefab_mlops.core.registry import (
     DECLINE_EVENT,
     PROMOTE_EVENT,
     AliasState,
     LoadedModel,
     ModelRegistry,
-    ModelVersion,
 )
 from prefab_mlops.core.storage import StorageConfig
 from prefab_mlops.orchestration.logs import get_logger

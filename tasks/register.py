@@ -19,19 +19,28 @@ from __future__ import annotations
 
 import io
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prefect import task
 
 from prefab_mlops.config import RegisterConfig
 from prefab_mlops.core.fingerprint import RowFingerprint, bytes_sha256
+from prefab_mlops.core.manifest import (
+    ChampionRecord,
+    EvaluatedData,
+    EvaluationRecord,
+    FeatureRecord,
+    ModelVersion,
+    RunFacts,
+    TrainedRowsRecord,
+)
 from prefab_mlops.core.provenance import git_info, package_versions
 from prefab_mlops.core.registry import (
+    REFERENCE_FILE,
+    REFERENCE_TARGET,
     TRAINED_ROWS_FILE,
-    EvaluationRecord,
     ModelRegistry,
-    ModelVersion,
 )
 from prefab_mlops.core.storage import StorageConfig
 from prefab_mlops.orchestration.logs import get_logger
@@ -53,16 +62,16 @@ class RunInfo:
     flow_run_name: str | None = None
     triggered_by: str | None = None
 
-    def as_record(self) -> dict[str, Any]:
+    def as_record(self) -> RunFacts:
         """What a version (or a later evaluation of it) records about the run."""
-        return {"flow_run_id": self.flow_run_id, "flow_run_name": self.flow_run_name,
-                "triggered_by": self.triggered_by}
+        return RunFacts(flow_run_id=self.flow_run_id, flow_run_name=self.flow_run_name,
+                        triggered_by=self.triggered_by)
 
 
 def _reference_sample(features: FeatureSet, rows: int, seed: int) -> bytes:
     X = features.train.X
     ref = X.sample(n=min(rows, len(X)), random_state=seed) if rows < len(X) else X
-    ref = ref.assign(__target__=features.train.y[ref.index.to_numpy()])
+    ref = ref.assign(**{REFERENCE_TARGET: features.train.y[ref.index.to_numpy()]})
     buf = io.BytesIO()
     ref.reset_index(drop=True).to_parquet(buf, index=False)
     return buf.getvalue()
@@ -80,13 +89,16 @@ def trained_rows(features: FeatureSet) -> RowFingerprint | None:
     return RowFingerprint.of([str(c) for c in train.X.columns], train.row_hash, valid.row_hash)
 
 
-def _champion_record(comparison: ChampionComparison | None) -> dict[str, Any] | None:
+def _champion_record(comparison: ChampionComparison | None) -> ChampionRecord | None:
     """The champion comparison as the registry records it (None without a champion)."""
     if comparison is None or comparison.champion_version is None:
         return None
-    record = comparison.as_dict()
-    return {"version": record.pop("champion_version"), "metrics": record.pop("champion"),
-            "challenger_metrics": record.pop("challenger"), **record}
+    c = comparison
+    return ChampionRecord(
+        version=c.champion_version, status=c.status, test_rows=c.test_rows,
+        compared_rows=c.compared_rows, excluded_rows=c.excluded_rows,
+        excluded_own_rows=c.excluded_own_rows, checked=c.checked, metrics=c.champion,
+        challenger_metrics=c.challenger, note=c.note)
 
 
 def _evaluated_again(registry: ModelRegistry, existing: ModelVersion, same: str,
@@ -97,17 +109,17 @@ def _evaluated_again(registry: ModelRegistry, existing: ModelVersion, same: str,
     record = EvaluationRecord(
         version=existing.version, at="", metrics=dict(evaluation.metrics),
         gate=evaluation.gate.as_record(), champion=_champion_record(comparison),
-        data={"fingerprint": data.fingerprint, "source": data.source, "rows": data.rows},
+        data=EvaluatedData(fingerprint=data.fingerprint, source=data.source, rows=data.rows),
         run=run.as_record())
     if record.same_outcome(registry.latest_evaluation(existing)):
         log.info("%s already holds this exact model (%s); not registering again. Its latest "
                  "evaluation is unchanged (quality gate %s).", existing.label, same,
-                 record.gate["summary"])
+                 record.gate.summary)
         return
     registry.record_evaluation(existing.model_name, record)
     log.info("%s already holds this exact model (%s); not registering again. This "
              "evaluation is recorded as its latest (quality gate %s).", existing.label, same,
-             record.gate["summary"])
+             record.gate.summary)
 
 
 @task(name="register", retry_condition_fn=retry_transient)
@@ -154,24 +166,25 @@ def register(model: TrainedModel, evaluation: Evaluation, data: Dataset, feature
         return existing
     files = {f"plots/{name}": png for name, png in evaluation.plots.items()}
     if cfg.reference_sample_rows > 0:
-        files["reference.parquet"] = _reference_sample(features, cfg.reference_sample_rows, seed)
-    data_record = {**data.lineage_record(), "split": features.split_info}
+        files[REFERENCE_FILE] = _reference_sample(features, cfg.reference_sample_rows, seed)
+    data_record = replace(data.lineage_record(), split=features.split_info)
     rows = trained_rows(features)
     if rows is not None:
         files[TRAINED_ROWS_FILE] = rows.to_npy()
-        data_record["trained_rows"] = {"columns": list(rows.columns), "distinct": len(rows)}
+        data_record = replace(data_record, trained_rows=TrainedRowsRecord(
+            columns=list(rows.columns), distinct=len(rows)))
     manifest = ModelVersion(
         model_name=cfg.model_name, version=0, created_at="", fingerprint=model.fingerprint,
         model_key="", model_sha256="", problem_type=model.problem_type,
-        metrics=evaluation.metrics,
+        estimator=model.estimator, params=model.params, fit=model.fit,
+        metrics=evaluation.metrics, confusion_matrix=evaluation.confusion_matrix,
         gate=evaluation.gate.as_record(),
         champion=_champion_record(comparison),
-        params={"estimator": model.estimator, **model.params, **model.info},
         config=run.config,
         data=data_record,
-        features={"input_schema": model.input_schema, "feature_names": model.feature_names,
-                  "classes": model.classes, "target": data.target,
-                  "confusion_matrix": evaluation.confusion_matrix},
+        features=FeatureRecord(input_schema=model.input_schema,
+                               feature_names=model.feature_names, classes=model.classes,
+                               target=data.target),
         git=git_info(run.project_root), packages=package_versions(),
         run=run.as_record(),
     )

@@ -60,9 +60,10 @@ from prefab_mlops.config import StepConfig
 from prefab_mlops.config.params import param_problems
 from prefab_mlops.core.errors import ConfigError, StepError
 from prefab_mlops.core.fingerprint import code_hash, frame_fingerprint, stable_hash
+from prefab_mlops.core.manifest import RuleCheck, StepRecord
 from prefab_mlops.datasets import stats as _stats
 from prefab_mlops.orchestration.logs import get_logger
-from prefab_mlops.tasks.evaluate import Evaluation, RuleCheck
+from prefab_mlops.tasks.evaluate import Evaluation
 from prefab_mlops.tasks.featurize import FeatureSet, Split
 from prefab_mlops.tasks.ingest import Dataset
 from prefab_mlops.tasks.train import TrainedModel
@@ -176,10 +177,10 @@ class Step:
         """Identifies what the step does: its target, code and params (cache keys)."""
         return stable_hash(self.name, self.hook, self.target, self.params, self.code)
 
-    def record(self) -> dict[str, Any]:
-        """A JSON-safe description (data lineage of a registered model)."""
-        return {"name": self.name, "hook": self.hook, "target": self.target,
-                "code": self.code, "params": dict(self.params)}
+    def record(self) -> StepRecord:
+        """What the data lineage of a registered model records of this step."""
+        return StepRecord(name=self.name, hook=self.hook, target=self.target,
+                          code=self.code, params=dict(self.params))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from prefab_mlops.config import ColumnRule, TargetSpec, ValidateConfig
 from prefab_mlops.core.errors import DataValidationError, LeakageError
 from prefab_mlops.core.fingerprint import lineage
 from prefab_mlops.core.leakage import LeakageScan, scan
+from prefab_mlops.core.schema import ColumnKind, InputSchema
 from prefab_mlops.orchestration.artifacts import md_table
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.tasks.featurize import FeatureSet
@@ -436,7 +437,7 @@ def check_leakage(features: FeatureSet, cfg: ValidateConfig, seed: int) -> Leaka
         LeakageError: with ``leakage: fail``, naming each suspect, its one-feature score
             and the fix. Never retried: the data will not change by itself.
     """
-    listed = {c: spec["kind"] for c, spec in features.input_schema.items()}
+    listed = {s.name: s.kind.value for s in features.input_schema if not s.remainder}
     if cfg.leakage == "off":
         return LeakageReport("off", None, listed)
     result = scan(features.train.X, features.train.y, features.problem_type, seed)
@@ -457,37 +458,46 @@ def check_leakage(features: FeatureSet, cfg: ValidateConfig, seed: int) -> Leaka
     return report
 
 
-def check_batch_schema(frame: pd.DataFrame, input_schema: dict[str, dict[str, Any]],
+_KIND_DTYPE_OK = {
+    ColumnKind.NUMERIC: lambda s: pd.api.types.is_numeric_dtype(s)
+    and not pd.api.types.is_bool_dtype(s),
+    ColumnKind.CATEGORICAL: lambda s: not pd.api.types.is_float_dtype(s),
+    ColumnKind.DATETIME: lambda s: pd.api.types.is_datetime64_any_dtype(s)
+    or pd.api.types.is_string_dtype(s),
+}
+
+
+def check_batch_schema(frame: pd.DataFrame, schema: InputSchema,
                        allowed_extra: list[str], source: str) -> None:
     """Reject a batch whose columns or dtypes do not match the model's input schema.
+
+    Args:
+        frame: The batch.
+        schema: The model's input schema (its manifest's ``features.input_schema``).
+        allowed_extra: Columns that are not inputs but may be present (ids, the target).
+        source: Where the batch came from, for the message.
 
     Raises:
         DataValidationError: listing every missing column, unexpected column and
             wrong dtype at once.
     """
     problems = []
-    missing = [c for c in input_schema if c not in frame.columns]
+    missing = [c for c in schema.names if c not in frame.columns]
     if missing:
         problems.append({"column": ", ".join(missing), "rule": "column present",
                          "count": len(missing), "examples": ["missing from the batch"]})
-    extra = [c for c in frame.columns if c not in input_schema and c not in allowed_extra]
+    extra = [c for c in frame.columns if c not in schema and c not in allowed_extra]
     if extra:
         problems.append({"column": ", ".join(map(str, extra)), "rule": "known column",
                          "count": len(extra), "examples": ["not an input of the model"]})
-    for col, spec in input_schema.items():
-        if col not in frame.columns:
+    for spec in schema:
+        if spec.name not in frame.columns:
             continue
-        s = frame[col]
-        ok = True
-        if spec["kind"] == "numeric":
-            ok = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
-        elif spec["kind"] == "categorical":
-            ok = not pd.api.types.is_float_dtype(s)
-        elif spec["kind"] == "datetime":
-            ok = pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_string_dtype(s)
-        if not ok:
-            problems.append({"column": col, "rule": f"dtype {spec['kind']}", "count": len(s),
-                             "examples": [f"found {s.dtype}, model trained on {spec['dtype']}"]})
+        s = frame[spec.name]
+        if not _KIND_DTYPE_OK[spec.kind](s):
+            problems.append({"column": spec.name, "rule": f"dtype {spec.kind.value}",
+                             "count": len(s),
+                             "examples": [f"found {s.dtype}, model trained on {spec.dtype}"]})
     if problems:
         lines = [f"Batch '{source}' does not match the model's input schema:"]
         lines += [f"  - {p['column']}: {p['rule']} ({p['examples'][0]})" for p in problems]
@@ -497,8 +507,8 @@ def check_batch_schema(frame: pd.DataFrame, input_schema: dict[str, dict[str, An
 
 
 @task(name="validate-batch")
-def validate_batch(frame: pd.DataFrame, input_schema: dict[str, dict[str, Any]],
+def validate_batch(frame: pd.DataFrame, schema: InputSchema,
                    allowed_extra: list[str], source: str) -> int:
     """Task form of :func:`check_batch_schema`; returns the number of rows checked."""
-    check_batch_schema(frame, input_schema, allowed_extra, source)
+    check_batch_schema(frame, schema, allowed_extra, source)
     return len(frame)

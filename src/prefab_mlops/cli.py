@@ -27,6 +27,7 @@ from typing import Any
 
 from prefab_mlops.config import load_config
 from prefab_mlops.core.errors import PrefabError
+from prefab_mlops.core.manifest import GateRecord
 from prefab_mlops.core.registry import PROMOTE_EVENT, ModelRegistry
 from prefab_mlops.core.storage import object_store
 
@@ -50,10 +51,12 @@ def _print(obj: Any, as_json: bool, text: str) -> None:
     print(json.dumps(obj, indent=2, default=str) if as_json else text)
 
 
-def _gate_text(gate: dict[str, Any]) -> str:
-    """``ok``/``FAIL`` and the rules that decided, e.g. ``ok(baseline)``."""
-    rules = ",".join(gate.get("decided_by") or [])
-    return ("ok" if gate.get("passed") else "FAIL") + (f"({rules})" if rules else "")
+def _gate_text(gate: GateRecord | None) -> str:
+    """``ok``/``FAIL`` and the rules that decided, e.g. ``ok(baseline)``; ``-`` without one."""
+    if gate is None:
+        return "-"
+    rules = ",".join(gate.decided_by)
+    return ("ok" if gate.passed else "FAIL") + (f"({rules})" if rules else "")
 
 
 def _decision_text(event: dict[str, Any] | None) -> str:
@@ -82,8 +85,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             decision = decisions.get(v.version)
             out.append({"model": name, "version": v.version, "created_at": v.created_at,
                         "aliases": sorted(by_version.get(v.version, [])), "metrics": m,
-                        "gate_passed": latest.gate.get("passed"),
-                        "gate": latest.gate.get("summary"),
+                        "gate_passed": latest.gate.passed if latest.gate else None,
+                        "gate": latest.gate.summary if latest.gate else None,
                         "evaluated_at": latest.at,
                         "decision": None if decision is None else {
                             "event": decision["event"], "reason": decision.get("reason"),
@@ -108,12 +111,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     else:
         version = args.version
     mv = reg.get_version(name, version)
-    data = asdict(mv)
+    data = mv.to_json()
     if not args.json:
         data.pop("config", None)
     # the manifest keeps the evaluation it was registered with; later runs append theirs
     evaluations = reg.evaluations(mv)
-    data["latest_evaluation"] = asdict(evaluations[-1])
+    data["latest_evaluation"] = evaluations[-1].to_json()
     data["evaluations"] = len(evaluations)
     decision = reg.decisions(name).get(version)
     data["latest_decision"] = decision

@@ -11,13 +11,8 @@ import pytest
 
 from prefab_mlops.cli import main
 from prefab_mlops.core.fingerprint import bytes_sha256
-from prefab_mlops.core.registry import (
-    DECLINE_EVENT,
-    PROMOTE_EVENT,
-    EvaluationRecord,
-    ModelRegistry,
-    ModelVersion,
-)
+from prefab_mlops.core.manifest import EvaluationRecord, GateRecord, ModelVersion
+from prefab_mlops.core.registry import DECLINE_EVENT, PROMOTE_EVENT, ModelRegistry
 from prefab_mlops.core.storage import LocalObjectStore
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
@@ -33,7 +28,8 @@ def registry(tmp_path: Path) -> ModelRegistry:
             model_name=MODEL, version=0, created_at="", fingerprint=f"fp{i}", model_key="",
             model_sha256="", problem_type="binary",
             metrics={"roc_auc": auc, "n_test": 1000.0},
-            gate={"passed": auc >= 0.7, "failures": [] if auc >= 0.7 else ["roc_auc < 0.7"]},
+            gate=GateRecord(passed=auc >= 0.7, decided_by=["absolute"],
+                            summary="passed" if auc >= 0.7 else "FAILED: roc_auc < 0.7"),
             config={"seed": 42, "model": {"n_estimators": 20 * i}}),
             pickle.dumps({"model": i}))
     return reg
@@ -82,8 +78,8 @@ class TestRegistryList:
         it passed the baseline rule and was promoted."""
         registry.record_evaluation(MODEL, EvaluationRecord(
             version=3, at="", metrics={"roc_auc": 0.74, "n_test": 1000.0},
-            gate={"passed": True, "decided_by": ["baseline"],
-                  "summary": "passed: baseline rule: roc_auc 0.7400 >= 0.5250 required"}))
+            gate=GateRecord(passed=True, decided_by=["baseline"],
+                            summary="passed: baseline rule: roc_auc 0.7400 >= 0.5250 required")))
         registry.record_event(MODEL, DECLINE_EVENT, version=2, reason="does not beat v1")
         registry.set_alias(MODEL, "production", 3, event=PROMOTE_EVENT, reason="beats v1")
 

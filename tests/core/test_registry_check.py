@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from prefab_mlops.core.registry import ModelRegistry, ModelVersion
+from prefab_mlops.core.manifest import ModelVersion
+from prefab_mlops.core.registry import ModelRegistry
 from prefab_mlops.core.registry_check import (
     ProblemKind,
     check_registry,

@@ -149,7 +149,7 @@ class TestBatchInference:
         reg = ModelRegistry(LocalObjectStore(project / "registry"))
         model = reg.load(MODEL, alias="production").model
         raw = pd.read_csv(batch)
-        cols = list(reg.get_version(MODEL, 1).features["input_schema"])
+        cols = list(reg.get_version(MODEL, 1).features.input_schema.names)
         raw["time_hour"] = pd.to_datetime(raw["time_hour"])
         expected = model.predict_proba(raw[cols])[:, 1]
         assert out["probability"].to_numpy() == pytest.approx(expected, rel=1e-6)

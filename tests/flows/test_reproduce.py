@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from prefab_mlops.core.provenance import GitInfo
 from prefab_mlops.core.registry import ModelRegistry
 from prefab_mlops.core.storage import LocalObjectStore
 from prefab_mlops.flows.reproduce import differences, reproduce
@@ -47,7 +48,7 @@ def test_the_report_names_the_inputs_that_differ(tmp_path: Path) -> None:
     assert differences(mv, mv, str(tmp_path)) == {}
     old = dataclasses.replace(
         mv, packages={**mv.packages, "scikit-learn": "0.0.1"},
-        git={"commit": "0" * 40, "branch": "main", "dirty": True},
+        git=GitInfo(commit="0" * 40, branch="main", dirty=True),
         params={**mv.params, "n_estimators": 7})
     found = differences(old, mv, str(tmp_path))
     assert set(found) == {"packages", "code", "config"}

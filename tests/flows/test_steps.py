@@ -108,10 +108,10 @@ class TestDataStepInTheTrainingFlow:
         assert runs["drop_carriers"].state.name == "Completed"
         assert s["steps"] == {"after_ingest": ["drop_carriers"]}
         mv = registry(tmp_path).get_version("flights-binary", s["version"])
-        carriers = mv.features["input_schema"]["carrier"]["categories"]
+        carriers = mv.features.input_schema["carrier"].categories
         assert "EV" not in carriers and "B6" not in carriers and "AA" in carriers
-        assert [st["target"] for st in mv.data["steps"]] == ["tasks.carriers.drop_listed"]
-        assert mv.data["steps"][0]["params"] == {"listing": str(listing)}
+        assert [st.target for st in mv.data.steps] == ["tasks.carriers.drop_listed"]
+        assert mv.data.steps[0].params == {"listing": str(listing)}
         assert mv.config["steps"]["drop_carriers"]["hook"] == "after_ingest"
         assert s["data"]["rows"] < 20_000  # the sample, less the listed carriers
 
@@ -183,7 +183,7 @@ class TestCheckStep:
         assert vetoed["gate"]["decided_by"] == ["step jfk"]
         assert vetoed["decision"]["promote"] is False
         assert reg.alias("flights-binary", "production").version == 1
-        assert reg.get_version("flights-binary", 2).gate["passed"] is False
+        assert reg.get_version("flights-binary", 2).gate.passed is False
 
 
 class TestReproduceWithAStep:

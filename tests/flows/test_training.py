@@ -29,7 +29,8 @@ from prefab_mlops.core.errors import (
     QualityGateError,
     TransientError,
 )
-from prefab_mlops.core.registry import ModelRegistry, ModelVersion
+from prefab_mlops.core.manifest import ModelVersion
+from prefab_mlops.core.registry import ModelRegistry
 from prefab_mlops.core.storage import LocalObjectStore
 from prefab_mlops.flows.training import training
 
@@ -82,8 +83,8 @@ class TestTrainingRun:
         assert prod is not None and prod.version == 1
         mv = reg.get_version("flights-binary", 1)
         assert len(mv.model_sha256) == 64
-        assert mv.data["fingerprint"] == s["data"]["fingerprint"]
-        assert Path(mv.data["snapshot_uri"]).is_file()
+        assert mv.data.fingerprint == s["data"]["fingerprint"]
+        assert mv.data.snapshot_uri is not None and Path(mv.data.snapshot_uri).is_file()
         assert mv.config["model"]["n_estimators"] == 40
         assert {"prefect", "pandas", "scikit-learn", "python"} <= set(mv.packages)
         assert {"plots/roc.png", "plots/pr.png", "plots/importance.png",
@@ -210,8 +211,8 @@ class TestChampionOnAGrowingTable:
         assert second["champion_metrics"] == c["champion"]
         assert c["challenger"] == second["metrics"]  # the whole test split was compared
         mv = registry(tmp_path).get_version("flights-binary", 2)
-        assert mv.data["split"]["strategy"] == "hash"
-        assert mv.champion["compared_rows"] == c["compared_rows"]
+        assert mv.data.split is not None and mv.data.split.strategy == "hash"
+        assert mv.champion is not None and mv.champion.compared_rows == c["compared_rows"]
         assert "train_rows.npy" in mv.files
 
     def test_reshuffled_split_excludes_the_champion_training_rows(
@@ -348,7 +349,7 @@ class TestBaselineGate:
         assert f"baseline rule: <= {gate['baseline']['required']:.5g}" in md
         assert "mean baseline" in md  # the baseline's own metrics, next to the model's
         mv = registry(tmp_path).get_version("diabetes-regression", 1)
-        assert mv.gate == gate
+        assert mv.gate is not None and mv.gate.to_json() == gate
 
     def test_a_model_of_noise_fails_with_the_rule_named(self, tmp_path: Path) -> None:
         from prefab_mlops.flows.training import format_summary
@@ -387,8 +388,8 @@ class TestLatestEvaluation:
         reg = registry(tmp_path)
         v1 = reg.get_version("flights-binary", 1)
         assert reg.alias("flights-binary", "production").version == 1
-        assert reg.latest_evaluation(v1).gate == second["gate"]
-        assert reg.latest_evaluation(v1).run["flow_run_id"] == second["flow_run_id"]
+        assert reg.latest_evaluation(v1).gate.to_json() == second["gate"]
+        assert reg.latest_evaluation(v1).run.flow_run_id == second["flow_run_id"]
 
         capsys.readouterr()
         assert main(["registry", "list", "--config-dir", CONF, "--",
@@ -497,7 +498,8 @@ class TestChampionMovesDuringTheRun:
         assert (last["version"], last["previous"], last["attempt"]) == (2, 3, 2)
         assert last["decision"] == dec
         # what was registered with v2 is the comparison it was first decided on, with v1
-        assert registry(tmp_path).get_version("flights-binary", 2).champion["version"] == 1
+        champion = registry(tmp_path).get_version("flights-binary", 2).champion
+        assert champion is not None and champion.version == 1
 
         from prefect import get_client
         from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
@@ -520,7 +522,7 @@ class TestFullData:
         assert s["metrics"]["r2"] > 0.95 and s["metrics"]["rmse"] < 800
         assert s["decision"]["promote"] is True
         mv = registry(tmp_path).get_version("diamonds-regression", 1)
-        assert "plots/residuals.png" in mv.files and mv.data["rows"] == 53_940
+        assert "plots/residuals.png" in mv.files and mv.data.rows == 53_940
 
     def test_default_flights_run(self, tmp_path: Path) -> None:
         s = training(overrides=[f"paths.root={tmp_path}", "tracking=disabled"], config_dir=CONF)

@@ -31,7 +31,8 @@ from prefab_mlops.config import (
 )
 from prefab_mlops.core.errors import ConfigError
 from prefab_mlops.core.fingerprint import RowFingerprint, row_hashes
-from prefab_mlops.core.registry import LoadedModel, ModelVersion
+from prefab_mlops.core.manifest import GateRecord, ModelVersion
+from prefab_mlops.core.registry import LoadedModel
 from prefab_mlops.orchestration.payloads import Payload
 from prefab_mlops.tasks.evaluate import (
     ABSOLUTE_RULE,
@@ -164,7 +165,7 @@ class TestAbsoluteRules:
         assert [(c.rule, c.passed) for c in ev.gate.checks] == [
             (BASELINE_RULE, True), (ABSOLUTE_RULE, False), (ABSOLUTE_RULE, False),
             (ABSOLUTE_RULE, False), (ABSOLUTE_RULE, True)]
-        assert ev.gate.as_record()["decided_by"] == [ABSOLUTE_RULE]
+        assert ev.gate.as_record().decided_by == [ABSOLUTE_RULE]
         assert ev.gate.describe().startswith("FAILED: absolute rule: roc_auc")
 
     def test_gate_that_holds_passes(self, binary) -> None:
@@ -172,7 +173,7 @@ class TestAbsoluteRules:
         gate = {"roc_auc": GateRule(min=0.6), "log_loss": GateRule(max=0.7)}
         ev = evaluate.fn(tm, fs, dataclasses.replace(cfg.evaluate, gate=gate, plots=False))
         assert ev.gate.passed is True and ev.gate.failures == []
-        assert ev.gate.as_record()["decided_by"] == [BASELINE_RULE, ABSOLUTE_RULE]
+        assert ev.gate.as_record().decided_by == [BASELINE_RULE, ABSOLUTE_RULE]
 
     def test_absolute_rules_alone(self, diabetes) -> None:
         """The absolute option: evaluate.baseline=null and evaluate.gate set on purpose."""
@@ -184,7 +185,7 @@ class TestAbsoluteRules:
         assert ev.gate.passed is False and ev.gate.baseline is None
         assert ev.gate.failures == [f"absolute rule: r2 {r2:.4f} < min 0.8"]
         record = ev.gate.as_record()
-        assert (record["decided_by"], record["baseline"]) == ([ABSOLUTE_RULE], None)
+        assert (record.decided_by, record.baseline) == ([ABSOLUTE_RULE], None)
         lax = dataclasses.replace(strict, gate={"r2": GateRule(min=0.3)})
         assert evaluate.fn(tm, fs, lax).gate.describe() == (
             f"passed: absolute rule: r2 {r2:.4f} >= min 0.3")
@@ -264,7 +265,7 @@ class TestBaselineRule:
             f"baseline rule: rmse {ev.metrics['rmse']:.4f} > {b.required:.4f} required: 5% "
             f"below the training-mean baseline's {b.value:.4f} "
             "(evaluate.baseline.min_improvement=0.05)"]
-        assert ev.gate.as_record()["decided_by"] == [BASELINE_RULE]
+        assert ev.gate.as_record().decided_by == [BASELINE_RULE]
 
     def test_min_improvement_is_configurable(self, diabetes) -> None:
         cfg, fs, tm = diabetes
@@ -316,9 +317,11 @@ class TestBaselineRule:
 
     def test_record_is_json_safe_and_complete(self, diabetes) -> None:
         cfg, fs, tm = diabetes
-        record = evaluate.fn(tm, fs, dataclasses.replace(cfg.evaluate, plots=False)
-                             ).gate.as_record()
+        gate = evaluate.fn(tm, fs, dataclasses.replace(cfg.evaluate, plots=False)
+                           ).gate.as_record()
+        record = gate.to_json()
         assert json.loads(json.dumps(record)) == record
+        assert GateRecord.from_json(json.loads(json.dumps(record))) == gate
         assert set(record) == {"passed", "decided_by", "summary", "checks", "rules",
                                "baseline"}
         assert set(record["baseline"]) == {"metric", "strategy", "value", "required",

@@ -94,7 +94,9 @@ class TestIngestCsv:
             "flights", "delayed", "time_hour", str(shared_csv))
         assert ds.stats == {"time_min": str(expected["time_hour"].min()),
                             "time_max": str(expected["time_hour"].max())}
-        assert ds.lineage_record()["rows"] == ds.rows
+        record = ds.lineage_record()
+        assert (record.rows, record.time_min, record.time_max) == (
+            ds.rows, ds.stats["time_min"], ds.stats["time_max"])
 
     @pytest.mark.parametrize("suffix", [".csv.gz", ".csv.zip"])
     def test_compressed_csv_reads_like_plain(self, cfg: PipelineConfig, tmp_path: Path, suffix: str,

@@ -32,8 +32,10 @@ from prefab_mlops.config import (
 )
 from prefab_mlops.core.errors import AliasMovedError, RegistryError
 from prefab_mlops.core.fingerprint import RowFingerprint, row_hashes
+from prefab_mlops.core.manifest import DataRecord, ModelVersion, SplitRecord, TrainedRowsRecord
 from prefab_mlops.core.problems import LOWER_IS_BETTER
-from prefab_mlops.core.registry import TRAINED_ROWS_FILE, ModelRegistry, ModelVersion
+from prefab_mlops.core.registry import TRAINED_ROWS_FILE, ModelRegistry
+from prefab_mlops.core.schema import InputSchema
 from prefab_mlops.core.storage import S3Config, StorageConfig
 from prefab_mlops.orchestration.payloads import Payload
 from prefab_mlops.tasks.evaluate import (
@@ -429,9 +431,10 @@ def features() -> FeatureSet:
     train = _split(np.arange(N_TEST, 3 * N_TEST), np.tile([0, 1], N_TEST))
     valid = _split(np.arange(3 * N_TEST, 4 * N_TEST), np.tile([0, 1], N_TEST // 2))
     return FeatureSet(payload=Payload(train=train, valid=valid, test=test),
-                      preprocessor=None, input_schema={}, feature_names=["row"],
+                      preprocessor=None, input_schema=InputSchema(), feature_names=["row"],
                       classes=[0, 1], problem_type="binary", native_categorical=False,
-                      split_info={}, fingerprint="fs")
+                      split_info=SplitRecord("hash", 0, 0.25, 0.25, 2 * N_TEST, N_TEST, N_TEST),
+                      fingerprint="fs")
 
 
 def auc_on(model: RowScores, split: Split) -> float:
@@ -490,8 +493,8 @@ class Runs:
             ModelVersion(model_name=MODEL, version=0, created_at="",
                          fingerprint=fingerprint or f"fp-{uuid.uuid4().hex}", model_key="",
                          model_sha256="", problem_type="binary", metrics=metrics,
-                         data={"trained_rows": {"columns": list(rows.columns),
-                                                "distinct": len(rows)}}),
+                         data=DataRecord(trained_rows=TrainedRowsRecord(list(rows.columns),
+                                                                        len(rows)))),
             pickle.dumps(model), {TRAINED_ROWS_FILE: rows.to_npy()})
         self.auc[mv.version] = metrics[METRIC]
         ev = Evaluation(metrics=metrics, confusion_matrix=None, gate=GateResult(),
@@ -499,7 +502,8 @@ class Runs:
                         fingerprint=f"ev-{mv.version}")
         trained = TrainedModel(payload=Payload(pipeline=model), fingerprint=mv.fingerprint,
                                estimator="RowScores", params={}, problem_type="binary",
-                               classes=[0, 1], input_schema={}, feature_names=["row"])
+                               classes=[0, 1], input_schema=InputSchema(),
+                               feature_names=["row"])
         # not decided yet: decide() sets the comparison with the champion
         return Challenge(mv, ev, trained, self.features, EVAL_CFG,
                          ChampionComparison(NO_CHAMPION, None, N_TEST))

@@ -16,6 +16,7 @@ import pytest
 
 from prefab_mlops.config import ModelSpec, StepConfig, TargetSpec, load_config
 from prefab_mlops.core.errors import ConfigError, StepError
+from prefab_mlops.core.manifest import StepRecord
 from prefab_mlops.tasks.evaluate import evaluate
 from prefab_mlops.tasks.featurize import featurize
 from prefab_mlops.tasks.ingest import Dataset, prepare
@@ -127,9 +128,9 @@ class TestResolveSteps:
         import tasks.mine as mine
 
         assert carriers.fn is mine.keep_carriers.fn
-        assert carriers.record() == {"name": "carriers", "hook": "after_ingest",
-                                     "target": "tasks.mine.keep_carriers", "code": carriers.code,
-                                     "params": {"carriers": ["AA"]}}
+        assert carriers.record() == StepRecord(name="carriers", hook="after_ingest",
+                                               target="tasks.mine.keep_carriers",
+                                               code=carriers.code, params={"carriers": ["AA"]})
         assert steps.names() == {"after_ingest": ["route", "carriers"],
                                  "after_evaluate": ["recall"]}
 
@@ -238,7 +239,7 @@ class TestDataStep:
         assert out.rows == len(out.frame) < flights.rows
         assert out.fingerprint != flights.fingerprint
         assert out.steps == [steps.after_ingest[0].record()]
-        assert out.lineage_record()["steps"][0]["target"] == "tasks.mine.keep_carriers"
+        assert out.lineage_record().steps[0].target == "tasks.mine.keep_carriers"
         assert out.snapshot_uri == flights.snapshot_uri  # the snapshot holds the ingested rows
         # the same rows, however they were made, have the same fingerprint
         same = flights.with_frame(flights.frame[flights.frame["carrier"].isin(["AA", "DL"])]

@@ -72,6 +72,31 @@ def _rebuild_validation(message: str, violations: list[dict], fix: str | None):
     return DataValidationError(message, violations, fix)
 
 
+class ContractError(PrefabError):
+    """A stored record (a model's input schema, a registry manifest) has the wrong shape.
+
+    Raised by the one parser of such records (:mod:`prefab_mlops.core.records`) when a
+    field is missing, unknown, or of the wrong type or value. Never transient.
+
+    Args:
+        message: What was expected and what was found.
+        field: The dotted path of the offending field, e.g.
+            ``features.input_schema.columns[2].kind`` (empty: the record itself).
+        fix: How to fix it.
+    """
+
+    def __init__(self, message: str, field: str = "", fix: str | None = None) -> None:
+        super().__init__(message, fix)
+        self.field = field
+
+    def __reduce__(self):
+        return (_rebuild_contract, (self.message, self.field, self.fix))
+
+
+def _rebuild_contract(message: str, field: str, fix: str | None) -> ContractError:
+    return ContractError(message, field, fix)
+
+
 class LeakageError(DataError):
     """Model inputs alone nearly determine the target and ``validate.leakage`` is ``fail``.
 

@@ -6,14 +6,17 @@ The one home of these names: config checks (``evaluate.primary_metric``,
 
 from __future__ import annotations
 
-PROBLEM_TYPES = ("binary", "multiclass", "regression")
+BINARY = "binary"
+MULTICLASS = "multiclass"
+REGRESSION = "regression"
+PROBLEM_TYPES = (BINARY, MULTICLASS, REGRESSION)
 
 #: Test-split metrics by problem type, as ``evaluate`` computes them (besides ``n_test``
 #: and, for binary problems, ``positive_rate``, which describe the split, not the model).
 METRICS: dict[str, tuple[str, ...]] = {
-    "regression": ("rmse", "mae", "r2"),
-    "binary": ("roc_auc", "pr_auc", "log_loss", "accuracy", "f1", "precision", "recall"),
-    "multiclass": ("log_loss", "roc_auc", "accuracy", "f1", "precision", "recall"),
+    REGRESSION: ("rmse", "mae", "r2"),
+    BINARY: ("roc_auc", "pr_auc", "log_loss", "accuracy", "f1", "precision", "recall"),
+    MULTICLASS: ("log_loss", "roc_auc", "accuracy", "f1", "precision", "recall"),
 }
 
 #: Metrics where a smaller value is better (errors and losses).

@@ -24,7 +24,9 @@ Alias changes are atomic read-modify-writes (``flock`` locally, ``If-Match`` on 
 so concurrent promotions and rollbacks never lose one another. A promotion can
 also be a compare-and-set (``set_alias(..., expected=N)``): it moves the alias only
 if it still points at the champion the decision was made against.
-A manifest records the sha256 of the model file, checked on every load.
+A manifest records the sha256 of the model file, checked on every load. Manifests are
+typed records (:mod:`prefab_mlops.core.manifest`); one that does not parse is refused
+with a :class:`RegistryError` naming the version and the field.
 
 A manifest is never rewritten. It holds the evaluation made when the version was
 registered; when a later run evaluates the same model again (the same lineage, or the
@@ -58,17 +60,30 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from prefab_mlops.core.errors import AliasMovedError, IntegrityError, RegistryError
+from prefab_mlops.core.errors import (
+    AliasMovedError,
+    ContractError,
+    IntegrityError,
+    RegistryError,
+)
 from prefab_mlops.core.fingerprint import RowFingerprint, bytes_sha256
+from prefab_mlops.core.manifest import EvaluationRecord, ModelVersion
+from prefab_mlops.core.records import Record
 from prefab_mlops.core.storage import ObjectStore, new_token
 
 _VERSION_WIDTH = 6
 # A version's file of the row hashes of its train and validation rows
-# (RowFingerprint.to_npy); the manifest's data["trained_rows"]["columns"] says which
+# (RowFingerprint.to_npy); the manifest's data.trained_rows.columns says which
 # columns were hashed.
 TRAINED_ROWS_FILE = "train_rows.npy"
+#: A version's drift reference: a sample of its training rows (the input columns plus
+#: the encoded label in :data:`REFERENCE_TARGET`), written by ``register`` and read by
+#: monitoring and by the server's fast-path check.
+REFERENCE_FILE = "reference.parquet"
+#: The label column of :data:`REFERENCE_FILE`.
+REFERENCE_TARGET = "__target__"
 # A model's lineage-index checkpoint: every version up to ``through`` is indexed (see
 # catch_up_lineage).
 LINEAGE_CHECKPOINT = "_checkpoint"
@@ -144,80 +159,6 @@ def _event_stamp() -> str:
         ns = _last_stamp_ns
     secs, frac = divmod(ns, 1_000_000_000)
     return f"{_dt.datetime.fromtimestamp(secs, _dt.UTC):%Y%m%dT%H%M%S}{frac:09d}"
-
-
-@dataclass
-class ModelVersion:
-    """A registered version's manifest (everything needed to trust and reproduce it)."""
-
-    model_name: str
-    version: int
-    created_at: str
-    fingerprint: str
-    model_key: str
-    model_sha256: str
-    problem_type: str
-    metrics: dict[str, float] = field(default_factory=dict)
-    gate: dict[str, Any] = field(default_factory=dict)
-    champion: dict[str, Any] | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
-    data: dict[str, Any] = field(default_factory=dict)
-    features: dict[str, Any] = field(default_factory=dict)
-    files: dict[str, str] = field(default_factory=dict)
-    git: dict[str, Any] = field(default_factory=dict)
-    packages: dict[str, str] = field(default_factory=dict)
-    run: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        return f"{self.model_name}:v{self.version}"
-
-
-@dataclass
-class EvaluationRecord:
-    """One evaluation of a registered version: its test metrics and quality gate.
-
-    The first is the one made at registration (stored in the manifest); a run that
-    evaluates the same model again appends another (:meth:`ModelRegistry.
-    record_evaluation`).
-
-    Attributes:
-        version: The version evaluated.
-        at: When (UTC, ISO 8601).
-        metrics: Test-split metrics.
-        gate: The quality gate's record (``GateResult.as_record()``: ``passed``, the
-            deciding rules, every check).
-        champion: The comparison with the production model, if there was one.
-        data: The data it was evaluated on (``fingerprint``, ``source``, ``rows``).
-        run: The flow run that evaluated it.
-        registered: Whether this is the evaluation made at registration.
-    """
-
-    version: int
-    at: str
-    metrics: dict[str, float] = field(default_factory=dict)
-    gate: dict[str, Any] = field(default_factory=dict)
-    champion: dict[str, Any] | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-    run: dict[str, Any] = field(default_factory=dict)
-    registered: bool = False
-
-    @classmethod
-    def at_registration(cls, mv: ModelVersion) -> EvaluationRecord:
-        """The evaluation ``mv`` was registered with (from its manifest)."""
-        data = {k: mv.data[k] for k in ("fingerprint", "source", "rows") if k in mv.data}
-        return cls(version=mv.version, at=mv.created_at, metrics=dict(mv.metrics),
-                   gate=dict(mv.gate), champion=mv.champion, data=data, run=dict(mv.run),
-                   registered=True)
-
-    def same_outcome(self, other: EvaluationRecord) -> bool:
-        """Whether ``other`` has the same metrics and gate result (the model's own
-        evaluation; which champion it was compared with is in the decision's event)."""
-        def key(r: EvaluationRecord) -> str:
-            return json.dumps([r.metrics, r.gate], sort_keys=True, default=str)
-
-        return key(self) == key(other)
 
 
 @dataclass
@@ -328,11 +269,20 @@ class ModelRegistry:
         return [self._read_manifest(k) for k in keys]
 
     def _read_manifest(self, key: str) -> ModelVersion:
+        """The manifest at ``key``, parsed.
+
+        Raises:
+            RegistryError: it is missing, or is not a manifest of this format (naming
+                the version and the first field that does not fit).
+        """
+        name, _, file = key.rpartition("/versions/")
+        stem = Path(file).stem
+        label = f"{name}:v{int(stem)}" if stem.isdigit() else name
         try:
-            raw = json.loads(self.store.get(key))
+            body = self.store.get(key)
         except KeyError:
             raise RegistryError(f"Registry manifest '{key}' is missing.") from None
-        return ModelVersion(**raw)
+        return _parse(ModelVersion, body, f"The manifest of {label} ('{key}')")
 
     def get_version(self, model_name: str, version: int) -> ModelVersion:
         key = version_key(model_name, version)
@@ -457,7 +407,7 @@ class ModelRegistry:
             existing = self._version_numbers(name)
             manifest.version = (max(existing) if existing else 0) + 1
             key = version_key(name, manifest.version)
-            body = json.dumps(asdict(manifest), indent=2, sort_keys=True, default=str).encode()
+            body = _body(manifest, f"{manifest.label}'s manifest")
             if self.store.put_if_absent(key, body):
                 self._index_lineage(manifest)
                 return manifest
@@ -481,10 +431,10 @@ class ModelRegistry:
         record.registered = False
         key = (f"{evaluations_prefix(model_name, record.version)}"
                f"{_event_stamp()}-{new_token()[:8]}.json")
-        self.store.put(key, json.dumps(asdict(record), sort_keys=True, default=str).encode())
+        self.store.put(key, _body(record, f"an evaluation of {model_name}:v{record.version}"))
         self.record_event(model_name, "evaluate", version=record.version,
-                          gate_passed=record.gate.get("passed"),
-                          reason=record.gate.get("summary", ""))
+                          gate_passed=record.gate.passed if record.gate else None,
+                          reason=record.gate.summary if record.gate else "")
         return record
 
     def evaluations(self, mv: ModelVersion) -> list[EvaluationRecord]:
@@ -494,7 +444,11 @@ class ModelRegistry:
                                                                           mv.version))
                       if k.endswith(".json"))
         return [EvaluationRecord.at_registration(mv),
-                *(EvaluationRecord(**json.loads(self.store.get(k))) for k in keys)]
+                *(self._read_evaluation(mv, k) for k in keys)]
+
+    def _read_evaluation(self, mv: ModelVersion, key: str) -> EvaluationRecord:
+        return _parse(EvaluationRecord, self.store.get(key),
+                      f"An evaluation of {mv.label} ('{key}')")
 
     def latest_evaluation(self, mv: ModelVersion) -> EvaluationRecord:
         """The latest evaluation of ``mv``: the gate result and metrics to show for it."""
@@ -511,7 +465,7 @@ class ModelRegistry:
             folder = key.rsplit("/", 2)[-2]
             if key.endswith(".json") and folder.isdigit():
                 last[int(folder)] = key  # keys sort oldest first
-        return {mv.version: (EvaluationRecord(**json.loads(self.store.get(last[mv.version])))
+        return {mv.version: (self._read_evaluation(mv, last[mv.version])
                              if mv.version in last else EvaluationRecord.at_registration(mv))
                 for mv in versions}
 
@@ -576,10 +530,10 @@ class ModelRegistry:
 
         A version registered without them (by older code) returns None.
         """
-        info = mv.data.get("trained_rows")
-        if TRAINED_ROWS_FILE not in mv.files or not info:
+        info = mv.data.trained_rows
+        if TRAINED_ROWS_FILE not in mv.files or info is None:
             return None
-        return RowFingerprint.from_npy(self.read_file(mv, TRAINED_ROWS_FILE), info["columns"])
+        return RowFingerprint.from_npy(self.read_file(mv, TRAINED_ROWS_FILE), info.columns)
 
     # ---------------------------------------------------------------- aliases
     def alias(self, model_name: str, alias: str) -> AliasState | None:
@@ -703,6 +657,46 @@ def _register_event(mv: ModelVersion) -> tuple[str, dict[str, Any]]:
     return (f"{stamp}-register-{mv.version:0{_VERSION_WIDTH}d}",
             {"event": "register", "model_name": mv.model_name, "at": mv.created_at,
              "version": mv.version, "fingerprint": mv.fingerprint})
+
+
+_R = TypeVar("_R", bound=Record)
+
+
+def _parse(cls: type[_R], body: bytes, what: str) -> _R:
+    """A stored record (a manifest, an evaluation), parsed by its one parser.
+
+    Raises:
+        RegistryError: ``body`` is not JSON, or not a record of this format; names
+            ``what`` and the first field that does not fit.
+    """
+    try:
+        return cls.from_json(json.loads(body))
+    except ValueError as exc:  # not JSON at all
+        detail = f"it is not JSON ({exc})"
+    except ContractError as exc:
+        detail = exc.message
+    raise RegistryError(
+        f"{what} cannot be read: {detail}.",
+        fix="Restore it from the registry's storage backup, or register the model "
+        "again with this prefab-mlops (records are written by tasks/register.py).")
+
+
+def _body(record: Record, what: str) -> bytes:
+    """``record`` as stored, checked to parse back (a record nobody can read is never
+    written).
+
+    Raises:
+        RegistryError: a field holds a value its record type cannot hold.
+    """
+    try:
+        body = json.dumps(record.to_json(), indent=2, sort_keys=True).encode()
+        type(record).from_json(json.loads(body))
+    except (TypeError, ContractError) as exc:
+        raise RegistryError(f"Not writing {what}: it would not read back "
+                            f"({getattr(exc, 'message', exc)}).",
+                            fix="Record that field with the type the record declares "
+                            "(prefab_mlops.core.manifest).") from None
+    return body
 
 
 def _alias_moved(model_name: str, alias: str, version: int, current: int | None,

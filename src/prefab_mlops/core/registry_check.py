@@ -33,11 +33,11 @@ from pathlib import PurePosixPath
 
 from prefab_mlops.core.errors import PrefabError
 from prefab_mlops.core.fingerprint import bytes_sha256
+from prefab_mlops.core.manifest import ModelVersion
 from prefab_mlops.core.registry import (
     LINEAGE_CHECKPOINT,
     AliasState,
     ModelRegistry,
-    ModelVersion,
     alias_key,
     blobs_prefix,
     event_key,

@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from prefab_mlops.core.errors import AliasMovedError, RegistryError
-from prefab_mlops.core.registry import PRODUCTION_ALIAS, ModelRegistry, ModelVersion
+from prefab_mlops.core.manifest import DataRecord, GateRecord, ModelVersion
+from prefab_mlops.core.registry import PRODUCTION_ALIAS, ModelRegistry
 from prefab_mlops.core.registry_check import (
     Problem,
     ProblemKind,
@@ -210,8 +211,8 @@ def training_like(model: str, fingerprint: str, rng: random.Random
     mv = ModelVersion(model_name=model, version=0, created_at="", fingerprint=fingerprint,
                       model_key="", model_sha256="", problem_type="binary",
                       metrics={"roc_auc": round(rng.uniform(0.6, 0.9), 4)},
-                      gate={"passed": True, "failures": []}, params={"n_estimators": 100},
-                      data={"rows": 20_000})
+                      gate=GateRecord(passed=True), params={"n_estimators": 100},
+                      data=DataRecord(rows=20_000))
     files = {"plots/roc.png": rng.randbytes(30_000), "plots/pr.png": rng.randbytes(30_000),
              "reference.parquet": rng.randbytes(400_000),
              "train_rows.npy": rng.randbytes(128_000)}
