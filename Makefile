@@ -19,7 +19,8 @@ PREFECT_PORT ?= 4200
 SERVER_API   := http://127.0.0.1:$(PREFECT_PORT)/api
 POOL         ?= prefab-process
 
-.PHONY: setup train test test-fast bench-training bench-monitoring bench-fuzz lint rollback registry clean \
+.PHONY: setup train test test-fast bench-training bench-monitoring bench-leakage bench-fuzz \
+        bench-reliability lint rollback registry registry-check clean \
         server pool deploy worker monitor predict drift-demo
 
 # uv installs in seconds from its cache; without uv on PATH it is bootstrapped into
@@ -39,7 +40,7 @@ setup: $(STAMP)
 
 ## train: run the training flow on the bundled flights data (ARGS="model=random_forest ...")
 train: $(STAMP)
-	$(BIN)/python -m prefab_mlops.flows.training $(ARGS)
+	$(BIN)/prefab train $(ARGS)
 
 ## test: the whole test suite, slow end-to-end tests included
 test: $(STAMP)
@@ -60,6 +61,17 @@ bench-monitoring: $(STAMP)
 ## bench-fuzz: fuzz ingest, validate and /predict with many generated inputs (JSON); see bench/fuzz.py
 bench-fuzz: $(STAMP)
 	@$(BIN)/python bench/fuzz.py
+## bench-leakage: cost of the leakage alarm on the flights table (JSON); BENCH_WIDTHS=10,100,400
+bench-leakage: $(STAMP)
+	@$(BIN)/python bench/leakage.py
+
+## bench-reliability: registry writers SIGKILLed at random + 8 concurrent registrations, local and S3 (JSON)
+bench-reliability: $(STAMP)
+	@$(BIN)/python bench/reliability.py
+
+## registry-check: verify every registered version (MODEL=...); ARGS=--repair removes leftovers of killed writers
+registry-check: $(STAMP)
+	$(BIN)/prefab registry check $(MODEL) $(ARGS)
 
 ## registry: list registered versions and aliases (MODEL=flights-binary)
 registry: $(STAMP)
@@ -71,11 +83,11 @@ rollback: $(STAMP)
 
 ## monitor: drift check of a batch against production (ARGS="--batch FILE ...")
 monitor: $(STAMP)
-	$(BIN)/python -m prefab_mlops.flows.monitoring $(ARGS)
+	$(BIN)/prefab monitor $(ARGS)
 
 ## predict: score a batch with the production model (ARGS="--batch FILE")
 predict: $(STAMP)
-	$(BIN)/python -m prefab_mlops.flows.batch_inference $(ARGS)
+	$(BIN)/prefab score $(ARGS)
 
 ## serve: the model REST server for the production model (SERVE_PORT=8000, MODEL=..., ARGS="--workers 2")
 SERVE_PORT ?= 8000
@@ -88,8 +100,10 @@ bench-serving: $(STAMP)
 	@$(BIN)/python bench/serving.py
 
 ## server: a Prefect server with its UI on http://127.0.0.1:$(PREFECT_PORT)
+# The UI calls the API at PREFECT_SERVER_UI_API_URL, which is port 4200 unless set.
 server: $(STAMP)
-	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+	PREFECT_SERVER_UI_API_URL=$(SERVER_API) \
+	  $(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
 
 ## pool: create the process work pool the deployments use
 pool: $(STAMP)

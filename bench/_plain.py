@@ -2,9 +2,9 @@
 
 This is the floor the orchestrated flow (:func:`prefab_mlops.flows.training.training`) is
 measured against. It performs the same steps, with the same resolved config, in
-the same order as the flow (config load, ingest, validate, featurize, train,
-evaluate, load-production, evaluate-champion, register, decide_promotion,
-promote), but without task runs, cache keys, result persistence or API calls.
+the same order as the flow (config load, ingest, validate, featurize,
+check-leakage, train, evaluate, load-production, evaluate-champion, register,
+decide_promotion, promote), but without task runs, cache keys, result persistence or API calls.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def run_plain(overrides: list[str], config_dir: str | None = None) -> dict[str, 
     from prefab_mlops.tasks.register import RunInfo, register
     from prefab_mlops.tasks.registry import load_production
     from prefab_mlops.tasks.train import check_estimator_fits, train
-    from prefab_mlops.tasks.validate import validate
+    from prefab_mlops.tasks.validate import check_leakage, validate
 
     t: dict[str, float] = {}
     with _phase(t, "config"):
@@ -57,6 +57,8 @@ def run_plain(overrides: list[str], config_dir: str | None = None) -> dict[str, 
         validate.fn(data, cfg.validate, target)
     with _phase(t, "featurize"):
         features = featurize.fn(data, cfg.features, target, cfg.seed)
+    with _phase(t, "check-leakage"):
+        check_leakage.fn(features, cfg.validate, cfg.seed)
     with _phase(t, "train"):
         trained = train.fn(features, model_spec, cfg.seed)
     with _phase(t, "evaluate"):

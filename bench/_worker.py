@@ -11,7 +11,7 @@ every mode, so ``plain`` and ``flow`` differ only in what the clock covers:
   ``PREFECT_API_URL`` says: the benchmark's server, or ephemeral when unset),
   called inside :func:`prefab_mlops.orchestration.runtime.in_process_run` exactly as
   ``python -m prefab_mlops.flows.training`` (``make train``) calls it;
-* ``noop``: a flow of nine no-op tasks, Prefect's fixed per-run cost;
+* ``noop``: a flow of ten no-op tasks, Prefect's fixed per-run cost;
 * ``warm``: the flow run twice in this process; the clock covers the second call
   only (a sweep or notebook that calls the flow again, with Prefect, Hydra and
   the data already warm).
@@ -75,8 +75,8 @@ def _noop_flow(overrides: list[str]) -> int:
     """Prefect's fixed cost: a flow with one no-op task per pipeline step, no results."""
     from prefect import flow, task
 
-    steps = ["ingest", "validate", "featurize", "train", "evaluate", "load-production",
-             "evaluate-champion", "register", "promote"]
+    steps = ["ingest", "validate", "featurize", "check-leakage", "train", "evaluate",
+             "load-production", "evaluate-champion", "register", "promote"]
 
     @task(persist_result=False)
     def step(i: int) -> int:

@@ -185,13 +185,13 @@ def _load_inputs(spec: dict[str, Any]) -> dict[str, Any]:
     import pandas as pd
 
     from prefab_mlops.config import TargetSpec, load_config
+    from prefab_mlops.core.registry import REFERENCE_FILE
     from prefab_mlops.tasks.registry import load_production, open_registry
 
     cfg = load_config([], "pipeline", spec["conf"]).typed
     prod = load_production.fn(cfg.register, cfg.storage, cfg.promote.alias)
     registry = open_registry(cfg.register, cfg.storage)
-    reference = pd.read_parquet(io.BytesIO(registry.read_file(prod.version,
-                                                              "reference.parquet")))
+    reference = pd.read_parquet(io.BytesIO(registry.read_file(prod.version, REFERENCE_FILE)))
     batch = pd.read_parquet(spec["batch"])
     return {"cfg": cfg, "target": TargetSpec.from_data(cfg.data), "prod": prod,
             "reference": reference, "batch": batch}
@@ -222,7 +222,7 @@ def child_ours(spec: dict[str, Any]) -> dict[str, Any]:
     cpu0 = time.process_time()
     t0 = time.perf_counter()
     report = detect_drift.fn(inp["batch"], inp["reference"], prod.model,
-                             prod.version.features["input_schema"], cfg.monitor, inp["target"],
+                             prod.version.features.input_schema, cfg.monitor, inp["target"],
                              cfg.register.model_name, prod.version.version, cfg.seed)
     seconds = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
@@ -318,7 +318,7 @@ def child_ours_profile(spec: dict[str, Any]) -> dict[str, Any]:
     cfg, prod = inp["cfg"], inp["prod"]
     t0, c0 = time.perf_counter(), time.process_time()
     report = mon.detect_drift.fn(inp["batch"], inp["reference"], prod.model,
-                                 prod.version.features["input_schema"], cfg.monitor,
+                                 prod.version.features.input_schema, cfg.monitor,
                                  inp["target"], cfg.register.model_name,
                                  prod.version.version, cfg.seed)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -458,17 +458,18 @@ def train_model(conf: Path) -> dict[str, Any]:
     if not res["promoted"]:
         raise RuntimeError(f"the benchmark model was not promoted: {res}")
     from prefab_mlops.config import load_config
+    from prefab_mlops.core.schema import ColumnKind
     from prefab_mlops.tasks.registry import load_production
 
     cfg = load_config([], "pipeline", conf).typed
     prod = load_production.fn(cfg.register, cfg.storage, "production")
-    schema = prod.version.features["input_schema"]
+    schema = prod.version.features.input_schema
     return {"version": res["version"], "rows": res["rows"], "metrics": res["metrics"],
             "seconds": round(time.perf_counter() - t0, 2),
-            "numeric": [c for c, s in schema.items() if s["kind"] == "numeric"],
-            "categorical": [c for c, s in schema.items() if s["kind"] == "categorical"],
-            "other_inputs": [c for c, s in schema.items()
-                             if s["kind"] not in ("numeric", "categorical")],
+            "numeric": schema.names_of(ColumnKind.NUMERIC),
+            "categorical": schema.names_of(ColumnKind.CATEGORICAL),
+            "other_inputs": [s.name for s in schema
+                             if s.kind not in (ColumnKind.NUMERIC, ColumnKind.CATEGORICAL)],
             "files": sorted(prod.version.files)}
 
 

@@ -120,14 +120,14 @@ def load_rows(registry_dir: Path, n: int) -> tuple[list[dict[str, Any]], Any, An
 
     import pandas as pd
 
-    from prefab_mlops.core.registry import ModelRegistry
+    from prefab_mlops.core.registry import REFERENCE_FILE, ModelRegistry
     from prefab_mlops.core.storage import LocalObjectStore
 
     reg = ModelRegistry(LocalObjectStore(registry_dir))
     loaded = reg.load(MODEL, alias="production")
     mv = loaded.version
-    cols = list(mv.features["input_schema"])
-    frame = pd.read_parquet(io.BytesIO(reg.read_file(mv, "reference.parquet")))[cols].head(n)
+    cols = list(mv.features.input_schema.names)
+    frame = pd.read_parquet(io.BytesIO(reg.read_file(mv, REFERENCE_FILE)))[cols].head(n)
     return to_records(frame), frame, loaded
 
 

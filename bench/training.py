@@ -51,7 +51,7 @@ from prefab_mlops.testing.local_prefect import PrefectServer  # noqa: E402
 CONF = REPO / "conf"
 PYTHON = sys.executable
 
-HEAVY = ("ingest", "validate", "featurize", "train", "evaluate")
+HEAVY = ("ingest", "validate", "featurize", "check-leakage", "train", "evaluate")
 # evaluate-champion runs only when the champion is a different model than the challenger
 ALL_TASKS = (*HEAVY, "load-production", "register", "promote")
 OPTIONAL_TASKS = ("evaluate-champion",)
@@ -260,7 +260,7 @@ def _check_states(label: str, api: dict[str, Any], errors: list[str]) -> None:
         want = dict.fromkeys(HEAVY, "Cached")
     else:
         want = {"ingest": "Cached", "validate": "Cached", "featurize": "Cached",
-                "train": "Completed", "evaluate": "Completed"}
+                "check-leakage": "Cached", "train": "Completed", "evaluate": "Completed"}
     if bad := {t: states.get(t) for t, s in want.items() if states.get(t) != s}:
         errors.append(f"{label}: expected {want}, got {bad}")
 

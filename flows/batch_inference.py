@@ -2,7 +2,7 @@
 
 ::
 
-    python -m prefab_mlops.flows.batch_inference --batch data/new_flights.csv
+    python -m prefab_mlops.flows.batch_inference --batch data/new_sales.csv
 
 The batch is checked against the model's input schema, scored, and written with
 the model version and a timestamp under ``inference.output_dir`` (or S3).
@@ -16,10 +16,9 @@ from typing import Any
 
 from prefect import flow
 
-from prefab_mlops.config import PipelineConfig
+from prefab_mlops.config import LoadedConfig, PipelineConfig
 from prefab_mlops.core.errors import RegistryError
 from prefab_mlops.flows.common import (
-    add_cli_arguments,
     load_and_log,
     run_cli,
     run_ids,
@@ -61,11 +60,11 @@ def batch_inference(overrides: list[str] | None = None, batch_uri: str | None = 
     manifest = production.version
     batch = configure(ingest, "ingest", orch, cache=True)(
         unlabelled(cfg.data), cfg.paths, cfg.storage, cfg.seed)
-    input_schema = manifest.features["input_schema"]
-    extra = [c for c in batch.frame.columns if c not in input_schema]
-    configure(validate_batch, "validate", orch)(batch.frame, input_schema, extra, batch.source)
-    scored = score_batch(batch.frame, production.model, list(input_schema),
-                         manifest.problem_type, manifest.features.get("classes"), name,
+    schema = manifest.features.input_schema
+    extra = [c for c in batch.frame.columns if c not in schema]
+    configure(validate_batch, "validate", orch)(batch.frame, schema, extra, batch.source)
+    scored = score_batch(batch.frame, production.model, schema.names,
+                         manifest.problem_type, manifest.features.classes, name,
                          manifest.version, list(inf.passthrough))
     uri = configure(write_predictions, "predictions", orch)(scored, inf, cfg.storage,
                                                             cfg.data.name)
@@ -77,18 +76,20 @@ def batch_inference(overrides: list[str] | None = None, batch_uri: str | None = 
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: ``python -m prefab_mlops.flows.batch_inference --batch F``."""
-    parser = argparse.ArgumentParser(prog="python -m prefab_mlops.flows.batch_inference",
-                                     description="Score a batch with the production model. "
-                                     "Positional arguments are Hydra overrides.")
-    add_cli_arguments(parser)
-    parser.add_argument("--batch", default=None, help="batch location (default: data.uri)")
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace, loaded: LoadedConfig | None = None) -> int:
+    """Run the flow from parsed command-line arguments (see :mod:`prefab_mlops.flows.cli`),
+    with the config ``loaded`` from them if the caller has it already."""
     args.json = True  # the summary is printed as JSON either way
     return run_cli(args, lambda: batch_inference(
         overrides=args.overrides, batch_uri=args.batch, config_name=args.config_name,
-        config_dir=args.config_dir), str)
+        config_dir=args.config_dir), str, loaded=loaded)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m prefab_mlops.flows.batch_inference``: the same as ``prefab score``."""
+    from prefab_mlops.flows.cli import main as cli_main
+
+    return cli_main(["score", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

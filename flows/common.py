@@ -1,4 +1,6 @@
-"""What every flow shares: config loading, run ids, and the command-line runner.
+"""What every flow shares: config loading, run ids, the project's steps and the CLI runner.
+
+``add_cli_arguments`` is :func:`prefab_mlops.flows.cli.add_cli_arguments`.
 
 Public, so that a project's own flows (``templates/flow``) compose the same way.
 No task logic here.
@@ -9,18 +11,30 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import yaml
 from prefect.context import FlowRunContext
 
-from prefab_mlops.config import DataConfig, LoadedConfig, load_config
+from prefab_mlops.config import DataConfig, LoadedConfig, OrchestrationConfig, load_config
 from prefab_mlops.core.errors import PrefabError
+from prefab_mlops.flows.cli import add_cli_arguments, print_failure
 from prefab_mlops.orchestration.logs import get_logger
-from prefab_mlops.orchestration.runtime import in_process_run
+from prefab_mlops.orchestration.runtime import configure, in_process_run
+from prefab_mlops.tasks.evaluate import Evaluation
+from prefab_mlops.tasks.ingest import Dataset
+from prefab_mlops.tasks.steps import (
+    Candidate,
+    Step,
+    Steps,
+    apply_check_step,
+    apply_data_step,
+    resolve_steps,
+    with_checks,
+)
 
 
 def load_and_log(overrides: list[str] | None, config_name: str,
@@ -30,6 +44,59 @@ def load_and_log(overrides: list[str] | None, config_name: str,
     get_logger().info("Resolved config (overrides %s):\n%s", list(loaded.overrides),
                       yaml.safe_dump(loaded.resolved, sort_keys=False))
     return loaded
+
+
+def project_steps(loaded: LoadedConfig) -> Steps:
+    """The project's steps (``conf/steps``), checked against their hooks before any work.
+
+    Their modules are imported from the project (the directory holding ``conf/``) or the
+    working directory, however the flow was started.
+    """
+    return resolve_steps(loaded.typed.steps, loaded.typed.orchestration.tasks,
+                         (loaded.config_dir.parent, Path.cwd()))
+
+
+def _step_task(task: Any, step: Step, orch: OrchestrationConfig, refresh: bool) -> Any:
+    """``task`` with the step's orchestration family and caching, named after the step."""
+    return configure(task, step.family, orch, cache=step.cache,
+                     refresh=refresh).with_options(name=step.name)
+
+
+def run_after_ingest(data: Dataset, steps: Steps, orch: OrchestrationConfig,
+                     refresh: bool = False) -> Dataset:
+    """Run the ``after_ingest`` steps on ``data`` in order, each as a Prefect task.
+
+    Args:
+        data: What ingest returned.
+        steps: The project's steps (:func:`project_steps`).
+        orch: ``conf/orchestration``: each step's family's retries and timeout.
+        refresh: Ignore cached results of steps with ``cache: true``.
+
+    Returns:
+        The data set the last step returned (``data`` itself without steps).
+    """
+    for step in steps.after_ingest:
+        data = _step_task(apply_data_step, step, orch, refresh)(data, step)
+    return data
+
+
+def run_after_evaluate(candidate: Candidate, steps: Steps, orch: OrchestrationConfig,
+                       refresh: bool = False) -> Evaluation:
+    """Run the ``after_evaluate`` checks, each as a Prefect task, and merge them.
+
+    Args:
+        candidate: The trained model, its splits and the stock evaluation.
+        steps: The project's steps (:func:`project_steps`).
+        orch: ``conf/orchestration``: each step's family's retries and timeout.
+        refresh: Ignore cached results of steps with ``cache: true``.
+
+    Returns:
+        The candidate's evaluation with the checks' metrics and, in its gate, their
+        failures (:func:`prefab_mlops.tasks.steps.with_checks`).
+    """
+    checks = [(step, _step_task(apply_check_step, step, orch, refresh)(candidate, step))
+              for step in steps.after_evaluate]
+    return with_checks(candidate.evaluation, checks)
 
 
 def run_ids() -> tuple[str | None, str | None]:
@@ -54,16 +121,6 @@ def jsonable(obj: Any) -> Any:
     if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
         return obj.item()
     return obj
-
-
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments every flow's command line has (overrides, config, --debug, --json)."""
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides (group=option, key=value)")
-    parser.add_argument("--config-dir", default=None, help="the project's conf/ directory")
-    parser.add_argument("--config-name", default="pipeline", help="its root config")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.add_argument("--debug", action="store_true",
-                        help="on failure, show Python tracebacks (default: the cause and fix)")
 
 
 class _NoTraceback(logging.Filter):
@@ -95,11 +152,14 @@ def _short_failures(debug: bool) -> Iterator[None]:
 
 
 def run_cli(args: argparse.Namespace, start: Callable[[], dict[str, Any]],
-            render: Callable[[dict[str, Any]], str]) -> int:
+            render: Callable[[dict[str, Any]], str],
+            check: Callable[[LoadedConfig], object] | None = None,
+            loaded: LoadedConfig | None = None) -> int:
     """Run a flow from its command line: check the config first, then run it in-process.
 
-    The config is composed and type-checked before Prefect starts a server or a flow
-    run, so a bad override fails at once with the valid options. A failure of ours
+    The config is composed and type-checked (and given to ``check``, e.g.
+    :func:`project_steps`) before Prefect starts a server or a flow run, so a bad
+    override or a bad step fails at once with the valid options. A failure of ours
     (:class:`~prefab_mlops.core.errors.PrefabError`) ends with its cause and fix and no
     traceback unless ``--debug``; anything else is a bug and shows its traceback.
 
@@ -107,6 +167,9 @@ def run_cli(args: argparse.Namespace, start: Callable[[], dict[str, Any]],
         args: Parsed arguments (see :func:`add_cli_arguments`).
         start: Calls the flow and returns its summary.
         render: The human-readable summary (``--json`` prints the summary itself).
+        check: More checks of the loaded config that need no Prefect.
+        loaded: The config as the caller already loaded it from ``args`` (it is
+            loaded here otherwise).
 
     Returns:
         The exit status: 0, or 2 for a failure with a named cause.
@@ -114,16 +177,19 @@ def run_cli(args: argparse.Namespace, start: Callable[[], dict[str, Any]],
     import json
 
     try:
-        load_config(args.overrides, args.config_name, args.config_dir)
+        if loaded is None:
+            loaded = load_config(args.overrides, args.config_name, args.config_dir)
+        if check is not None:
+            check(loaded)
         with in_process_run(), _short_failures(args.debug):
             summary = start()
     except PrefabError as exc:
         if args.debug:
             raise
-        print(f"error: {type(exc).__name__}: {exc.message}", file=sys.stderr)
-        if exc.fix:
-            print(f"fix: {exc.fix}", file=sys.stderr)
-        print("(--debug shows the traceback)", file=sys.stderr)
-        return 2
+        return print_failure(exc)
     print(json.dumps(summary, indent=2, default=str) if args.json else render(summary))
     return 0
+
+
+__all__ = ["add_cli_arguments", "jsonable", "load_and_log", "project_steps",
+           "run_after_evaluate", "run_after_ingest", "run_cli", "run_ids", "unlabelled"]

@@ -20,10 +20,9 @@ from typing import Any
 
 from prefect import flow
 
-from prefab_mlops.config import PipelineConfig, TargetSpec
+from prefab_mlops.config import LoadedConfig, PipelineConfig, TargetSpec
 from prefab_mlops.core.errors import RegistryError
 from prefab_mlops.flows.common import (
-    add_cli_arguments,
     jsonable,
     load_and_log,
     run_cli,
@@ -39,6 +38,7 @@ from prefab_mlops.tasks.monitor import (
     emit_drift_event,
     load_reference,
     record_drift_check,
+    report_link,
     write_report,
 )
 from prefab_mlops.tasks.registry import load_production
@@ -59,8 +59,9 @@ def monitoring(overrides: list[str] | None = None, batch_uri: str | None = None,
         config_dir: The project's ``conf/`` directory.
 
     Returns:
-        A JSON-safe summary: drift decision, drifted columns, report location and
-        the id of the emitted drift event (if any).
+        A JSON-safe summary: drift decision, drifted columns, report location, the id
+        of the emitted drift event (if any) and ``validation_warnings``: columns whose
+        values go beyond the expected ones recorded in conf/validate (``expected_*``).
 
     Raises:
         RegistryError: there is no production model to monitor yet.
@@ -84,23 +85,24 @@ def monitoring(overrides: list[str] | None = None, batch_uri: str | None = None,
     data_cfg = cfg.data if mon.labels else unlabelled(cfg.data)
     batch = configure(ingest, "ingest", orch, cache=True)(
         data_cfg, cfg.paths, cfg.storage, cfg.seed)
-    configure(validate, "validate", orch)(batch, dataclasses.replace(cfg.validate,
-                                                                     on_failure="fail"),
-                                          target, mon.labels)
-    input_schema = manifest.features["input_schema"]
+    checked = configure(validate, "validate", orch)(
+        batch, dataclasses.replace(cfg.validate, on_failure="fail"), target, mon.labels)
+    schema = manifest.features.input_schema
     # columns the model's training data had (e.g. the target) are expected too
-    allowed = [c for c in (*manifest.data.get("columns", []), target.name) if c]
-    configure(validate_batch, "validate", orch)(batch.frame, input_schema, allowed,
-                                                batch.source)
+    allowed = [*manifest.data.columns, target.name]
+    configure(validate_batch, "validate", orch)(batch.frame, schema, allowed, batch.source)
     reference = configure(load_reference, "reference", orch)(manifest, cfg.register,
                                                              cfg.storage)
     report = configure(detect_drift, "monitor", orch)(
-        batch.frame, reference, production.model, input_schema, mon, target, name,
-        manifest.version, cfg.seed, manifest.features.get("classes"))
+        batch.frame, reference, production.model, schema, mon, target, name,
+        manifest.version, cfg.seed, manifest.features.classes)
     report_uri = configure(write_report, "report", orch)(report, mon.report_dir, cfg.storage)
-    publish_markdown(f"{name}-drift", report.to_markdown(report_uri), "Drift summary")
-    publish_link(f"{name}-drift-report", report_uri if "://" in report_uri
-                 else f"file://{report_uri}", "Evidently drift report")
+    beyond = ("\n\n**Beyond the expected values** (conf/validate `expected_*`, warnings): "
+              + "; ".join(f"{w['column']}: {w['rule']}, {w['count']} row(s)"
+                          for w in checked.warnings)) if checked.warnings else ""
+    publish_markdown(f"{name}-drift", report.to_markdown(report_uri) + beyond, "Drift summary",
+                     images=report.plots)
+    publish_link(f"{name}-drift-report", report_link(report_uri), "Evidently drift report")
 
     event_id = None
     if report.dataset_drift and mon.emit_event:
@@ -110,6 +112,7 @@ def monitoring(overrides: list[str] | None = None, batch_uri: str | None = None,
                                                   cfg.register, cfg.storage)
     summary = jsonable({**report.summary(), "report_uri": report_uri, "event_id": event_id,
                         "event": mon.event if event_id else None, "batch": batch.source,
+                        "validation_warnings": checked.warnings,
                         "flow_run_id": run_ids()[0]})
 
     if cfg.tracking.mode != "disabled":
@@ -120,7 +123,7 @@ def monitoring(overrides: list[str] | None = None, batch_uri: str | None = None,
         record = RunRecord(name=run_ids()[1] or f"{name}-monitor", config=loaded.resolved,
                            metrics=metrics, summary={"model_version": manifest.version,
                                                      "report_uri": report_uri},
-                           plots={}, job_type="monitor")
+                           plots=report.plots, job_type="monitor")
         state = configure(track, "track", orch)(record, cfg.tracking, return_state=True)
         if not state.is_completed():
             log.warning("W&B tracking failed and was skipped: %s", state.message)
@@ -135,17 +138,19 @@ def format_summary(s: dict[str, Any]) -> str:
             + (f"; emitted {s['event']}" if s["event_id"] else ""))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: ``python -m prefab_mlops.flows.monitoring [OVERRIDES...]``."""
-    parser = argparse.ArgumentParser(prog="python -m prefab_mlops.flows.monitoring",
-                                     description="Check a batch for drift. Positional "
-                                     "arguments are Hydra overrides.")
-    add_cli_arguments(parser)
-    parser.add_argument("--batch", default=None, help="batch location (default: data.uri)")
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace, loaded: LoadedConfig | None = None) -> int:
+    """Run the flow from parsed command-line arguments (see :mod:`prefab_mlops.flows.cli`),
+    with the config ``loaded`` from them if the caller has it already."""
     return run_cli(args, lambda: monitoring(
         overrides=args.overrides, batch_uri=args.batch, config_name=args.config_name,
-        config_dir=args.config_dir), format_summary)
+        config_dir=args.config_dir), format_summary, loaded=loaded)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m prefab_mlops.flows.monitoring``: the same as ``prefab monitor``."""
+    from prefab_mlops.flows.cli import main as cli_main
+
+    return cli_main(["monitor", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

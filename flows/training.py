@@ -1,9 +1,12 @@
 """The training flow: ingest → validate → featurize → train → evaluate → register → promote.
 
+A project adds its own steps at the hooks ``after_ingest`` and ``after_evaluate``
+through ``conf/steps`` (see :mod:`prefab_mlops.tasks.steps`), without copying the flow.
+
 Run it from the command line with Hydra overrides::
 
     python -m prefab_mlops.flows.training model=random_forest model.n_estimators=300
-    python -m prefab_mlops.flows.training experiment=diamonds
+    python -m prefab_mlops.flows.training experiment=NAME     # conf/experiment/NAME.yaml
     python -m prefab_mlops.flows.training --refresh-cache        # ignore cached task results
 
 from a test or a script (``training(overrides=[...])``), or from a Prefect
@@ -18,9 +21,17 @@ from typing import Any
 
 from prefect import flow
 
-from prefab_mlops.config import ModelSpec, PipelineConfig, TargetSpec
+from prefab_mlops.config import LoadedConfig, ModelSpec, PipelineConfig, TargetSpec
 from prefab_mlops.core.errors import QualityGateError
-from prefab_mlops.flows.common import add_cli_arguments, load_and_log, run_cli, run_ids
+from prefab_mlops.core.problems import LOWER_IS_BETTER
+from prefab_mlops.flows.common import (
+    load_and_log,
+    project_steps,
+    run_after_evaluate,
+    run_after_ingest,
+    run_cli,
+    run_ids,
+)
 from prefab_mlops.orchestration.artifacts import md_table, publish_markdown, publish_table
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.runtime import configure
@@ -30,9 +41,10 @@ from prefab_mlops.tasks.ingest import ingest
 from prefab_mlops.tasks.promote import Challenge, decide_promotion, promote
 from prefab_mlops.tasks.register import RunInfo, register
 from prefab_mlops.tasks.registry import load_production
+from prefab_mlops.tasks.steps import Candidate
 from prefab_mlops.tasks.track import track
 from prefab_mlops.tasks.train import check_estimator_fits, train
-from prefab_mlops.tasks.validate import validate
+from prefab_mlops.tasks.validate import check_leakage, leakage_summary, leakage_text, validate
 from prefab_mlops.tracking import RunRecord
 
 
@@ -56,36 +68,56 @@ def _comparison_text(c: dict[str, Any]) -> str:
     return text
 
 
+def _production_text(s: dict[str, Any]) -> str:
+    """Where the alias points after the run, said as such when nothing is there."""
+    if s["production_version"] is None:
+        return f"no {s['alias']} model yet"
+    moved = "is now" if s["decision"]["promote"] else "stays"
+    return f"{s['alias']} {moved} v{s['production_version']}"
+
+
 def _summary_markdown(s: dict[str, Any]) -> str:
     gate = s["gate"]
     cmp = s["comparison"]
     both = cmp["status"] == "compared"
+    baseline = gate["baseline"]
 
     def on_compared(metrics: dict[str, float] | None, k: str) -> Any:
         return round(metrics[k], 5) if both and metrics and k in metrics else ""
 
-    rows = [{"metric": k, "value": round(v, 5),
-             "gate": _rule_text(gate["rules"].get(k)),
-             "this model on compared rows": on_compared(cmp["challenger"], k),
-             "champion on compared rows": on_compared(cmp["champion"], k)}
-            for k, v in s["metrics"].items()]
+    rows = []
+    for k, v in s["metrics"].items():
+        row = {"metric": k, "value": round(v, 5), "gate": _rule_text(gate, k)}
+        if baseline is not None:
+            row[f"{baseline['strategy']} baseline"] = (
+                round(baseline["metrics"][k], 5) if k in baseline["metrics"] else "")
+        row.update({"this model on compared rows": on_compared(cmp["challenger"], k),
+                    "champion on compared rows": on_compared(cmp["champion"], k)})
+        rows.append(row)
     dec = s["decision"]
     return "\n".join([
         f"# Training run: `{s['model_name']}`",
         f"**Data**: `{s['data']['source']}`, {s['data']['rows']:,} rows, fingerprint "
         f"`{s['data']['fingerprint'][:12]}`",
         f"**Model**: `{s['estimator']}` registered as **v{s['version']}**",
-        "**Quality gate**: " + ("passed" if gate["passed"]
-                                else "FAILED: " + "; ".join(gate["failures"])),
+        f"**Quality gate**: {gate['summary']}",
+        f"**Leakage check**: {leakage_text(s['leakage'])}",
         f"**Champion comparison**: {_comparison_text(cmp)}",
         f"**Promotion**: {'PROMOTED to ' + s['alias'] if dec['promote'] else 'not promoted'}"
-        f" ({dec['reason']})", "", md_table(rows)])
+        f" ({dec['reason']}); {_production_text(s)}", "", md_table(rows)])
 
 
-def _rule_text(rule: dict[str, Any] | None) -> str:
-    if not rule:
-        return ""
-    return " ".join(f"{k} {v}" for k, v in rule.items() if v is not None)
+def _rule_text(gate: dict[str, Any], metric: str) -> str:
+    """The gate's requirement on ``metric`` (the table's gate column)."""
+    parts = []
+    baseline = gate["baseline"]
+    if baseline is not None and baseline["metric"] == metric:
+        op = "<=" if metric in LOWER_IS_BETTER else ">="
+        parts.append(f"baseline rule: {op} {baseline['required']:.5g}")
+    for bound, value in (gate["rules"].get(metric) or {}).items():
+        if value is not None:
+            parts.append(f"absolute rule: {bound} {value}")
+    return "; ".join(parts)
 
 
 @flow(name="training")
@@ -110,6 +142,9 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
         champion's training rows, and both models' metrics on those rows;
         ``champion_metrics`` repeats the champion's). If another run moved the
         champion before the promotion, both are the ones made against the new champion.
+        ``validation.warnings`` lists values beyond the expected ones (conf/validate
+        ``expected_*``); ``leakage`` the leakage alarm before training and, on a
+        suspiciously perfect test score, after evaluation, with the fix.
     """
     log = get_logger()
     loaded = load_and_log(overrides, config_name, config_dir)
@@ -119,22 +154,28 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
     target = TargetSpec.from_data(cfg.data)
     model_spec = ModelSpec.from_config(cfg.model)
     check_estimator_fits(model_spec.instantiate(), target.problem_type, model_spec.target)
+    steps = project_steps(loaded)
     orch = cfg.orchestration
 
     def heavy(t: Any, family: str, **kw: Any) -> Any:
         return configure(t, family, orch, cache=True, refresh=refresh_cache, **kw)
 
     data = heavy(ingest, "ingest")(cfg.data, cfg.paths, cfg.storage, cfg.seed)
+    data = run_after_ingest(data, steps, orch, refresh_cache)
     report = heavy(validate, "validate")(data, cfg.validate, target)
-    publish_markdown(f"{cfg.register.model_name}-validation", report.to_markdown(),
-                     "Validation summary")
     features = heavy(featurize, "featurize")(data, cfg.features, target, cfg.seed)
+    leakage = heavy(check_leakage, "validate")(features, cfg.validate, cfg.seed)
+    publish_markdown(f"{cfg.register.model_name}-validation",
+                     report.to_markdown() + "\n\n" + leakage.to_markdown(), "Validation summary")
     trained = heavy(train, "train")(features, model_spec, cfg.seed)
     evaluation = heavy(evaluate, "evaluate")(trained, features, cfg.evaluate)
+    evaluation = run_after_evaluate(Candidate(trained, features, evaluation), steps, orch,
+                                    refresh_cache)
     if not evaluation.gate.passed and cfg.evaluate.on_gate_failure == "fail":
         raise QualityGateError(
             "Model failed its quality gate: " + "; ".join(evaluation.gate.failures),
-            fix="Improve the model or relax evaluate.gate; with "
+            fix="Improve the model, or change the rule that failed (the baseline rule: "
+            "evaluate.baseline.min_improvement; absolute rules: evaluate.gate); with "
             "evaluate.on_gate_failure=warn it is registered but never promoted.")
 
     champion = configure(load_production, "register", orch)(
@@ -166,21 +207,22 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
         "estimator": trained.estimator, "alias": cfg.promote.alias,
         "production_version": decision.challenger_version if decision.promote
         else decision.champion_version,
-        "metrics": evaluation.metrics, "gate": {"passed": evaluation.gate.passed,
-                                                "failures": evaluation.gate.failures,
-                                                "rules": evaluation.gate.rules},
+        "metrics": evaluation.metrics, "gate": evaluation.gate.as_record().to_json(),
         "champion_metrics": comparison.champion, "comparison": comparison.as_dict(),
         "decision": decision.as_dict(),
         "data": {"source": data.source, "rows": data.rows, "fingerprint": data.fingerprint,
                  "snapshot_uri": data.snapshot_uri},
-        "validation": {"passed": report.passed, "violations": len(report.violations)},
+        "validation": {"passed": report.passed, "violations": len(report.violations),
+                       "warnings": report.warnings},
+        "leakage": leakage_summary(leakage, evaluation.leakage),
+        "steps": steps.names(),
         "flow_run_id": flow_run_id, "triggered_by": triggered_by,
     }
     publish_table(f"{cfg.register.model_name}-metrics",
                   [{"metric": k, "value": v} for k, v in evaluation.metrics.items()],
                   "Test-split metrics")
     publish_markdown(f"{cfg.register.model_name}-training-summary", _summary_markdown(summary),
-                     "Training summary")
+                     "Training summary", images=evaluation.plots)
 
     if cfg.tracking.mode != "disabled":
         aliases = [*cfg.register.aliases, f"v{version.version}"]
@@ -215,29 +257,27 @@ def format_summary(s: dict[str, Any]) -> str:
     dec = s["decision"]
     return (f"Registered {s['model_name']} v{s['version']} ({s['estimator']})\n"
             f"  metrics: {metrics}\n"
-            f"  quality gate: {'passed' if s['gate']['passed'] else 'FAILED'}\n"
+            f"  quality gate: {s['gate']['summary']}\n"
+            f"  leakage check: {leakage_text(s['leakage'])}\n"
             f"  champion comparison: {_comparison_text(s['comparison'])}\n"
             f"  promotion: {'PROMOTED to ' + s['alias'] if dec['promote'] else 'not promoted'}"
             f" - {dec['reason']}\n"
-            f"  {s['alias']} is now v{s['production_version']}")
+            f"  {_production_text(s)}")
+
+
+def run(args: argparse.Namespace, loaded: LoadedConfig | None = None) -> int:
+    """Run the flow from parsed command-line arguments (see :mod:`prefab_mlops.flows.cli`),
+    with the config ``loaded`` from them if the caller has it already."""
+    return run_cli(args, lambda: training(
+        overrides=args.overrides, config_name=args.config_name, config_dir=args.config_dir,
+        refresh_cache=args.refresh_cache), format_summary, check=project_steps, loaded=loaded)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: ``python -m prefab_mlops.flows.training [OVERRIDES...]``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m prefab_mlops.flows.training",
-        description="Run the training flow. Positional arguments are Hydra overrides.",
-        epilog="examples:\n  python -m prefab_mlops.flows.training model=random_forest "
-               "model.n_estimators=300\n"
-               "  python -m prefab_mlops.flows.training experiment=diamonds",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_cli_arguments(parser)
-    parser.add_argument("--refresh-cache", action="store_true",
-                        help="ignore cached task results and run every task afresh")
-    args = parser.parse_args(argv)
-    return run_cli(args, lambda: training(
-        overrides=args.overrides, config_name=args.config_name, config_dir=args.config_dir,
-        refresh_cache=args.refresh_cache), format_summary)
+    """``python -m prefab_mlops.flows.training``: the same as ``prefab train``."""
+    from prefab_mlops.flows.cli import main as cli_main
+
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -55,10 +55,11 @@ install_packages() {
     log "installing ${missing[*]} with apt-get"
     local t0; t0=$(now)
     export DEBIAN_FRONTEND=noninteractive
-    # Try with the current package lists first; refresh them only if that fails.
-    if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >"$STATE/apt.log" 2>&1; then
-        apt-get update -q >>"$STATE/apt.log" 2>&1 || true
-        apt-get install -y -q --no-install-recommends "${missing[@]}" >>"$STATE/apt.log" 2>&1 \
+    # Try with the current package lists first; refresh them only if that fails. Wait for
+    # the dpkg lock: .ci/run installs Chromium at the same time.
+    if ! apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends "${missing[@]}" >"$STATE/apt.log" 2>&1; then
+        apt-get update -q -o DPkg::Lock::Timeout=300 >>"$STATE/apt.log" 2>&1 || true
+        apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends "${missing[@]}" >>"$STATE/apt.log" 2>&1 \
             || { tail -20 "$STATE/apt.log" >&2; die "apt-get install ${missing[*]} failed (log: $STATE/apt.log)"; }
     fi
     log "packages installed in $(since "$t0") s"

@@ -5,6 +5,14 @@ inference pipeline (exactly as serving will), metrics depend on the problem type
 plots are returned as PNG bytes, and the quality gate from ``conf/evaluate`` is
 checked rule by rule (every failing rule is reported).
 
+The quality gate has two kinds of rule. The *baseline rule* (``evaluate.baseline``,
+the default) fits a naive baseline on the training split (the class prior, or the
+training mean or median) and requires the model to beat its score on the same test
+split by ``min_improvement`` of the way to a perfect score, which works on any
+learnable data. *Absolute rules* (``evaluate.gate``, e.g. ``r2: {min: 0.8}``) are
+thresholds a project sets on purpose for its own data. Every check, held or failed,
+is recorded with the rule that made it (:class:`GateResult`).
+
 The production model (the champion) and the new model (the challenger) are
 compared on the test rows that neither was trained on: test rows that were in the
 champion's train or validation split (it records their row hashes when it is
@@ -22,24 +30,80 @@ import numpy as np
 from prefect import task
 from sklearn import metrics as skm
 
-from prefab_mlops.config import ChampionCheckConfig, EvaluateConfig, GateRule
+from prefab_mlops.config import BaselineRule, ChampionCheckConfig, EvaluateConfig, GateRule
 from prefab_mlops.core.fingerprint import RowFingerprint, lineage, row_hashes
+from prefab_mlops.core.leakage import LeakageScan, scan_if_perfect
+from prefab_mlops.core.manifest import BaselineCheck, GateRecord, RuleCheck
+from prefab_mlops.core.problems import LOWER_IS_BETTER, perfect_value
 from prefab_mlops.core.registry import LoadedModel
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.tasks.featurize import FeatureSet, Split
 from prefab_mlops.tasks.train import TrainedModel
 
+#: The rule kinds of the quality gate (``RuleCheck.rule``).
+BASELINE_RULE = "baseline"  # evaluate.baseline: beat a naive baseline
+ABSOLUTE_RULE = "absolute"  # evaluate.gate: fixed thresholds a project sets
+
+#: What each naive baseline is, in words (``BaselineCheck.strategy``).
+_BASELINES = {"prior": "class-prior", "mean": "training-mean", "median": "training-median"}
+
 
 @dataclass
 class GateResult:
-    passed: bool
-    failures: list[str] = field(default_factory=list)
+    """The quality gate's outcome: every check made and the rules they came from.
+
+    Attributes:
+        checks: Every check, held or failed, baseline rule first.
+        rules: The absolute rules as configured (``evaluate.gate``).
+        baseline: The baseline rule's numbers, None when ``evaluate.baseline`` is null.
+    """
+
+    checks: list[RuleCheck] = field(default_factory=list)
     rules: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    baseline: BaselineCheck | None = None
+
+    @property
+    def passed(self) -> bool:
+        """Whether every check held."""
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> list[str]:
+        """The failed checks, in words, each naming its rule."""
+        return [c.text for c in self.checks if not c.passed]
+
+    @property
+    def decided_by(self) -> list[RuleCheck]:
+        """The checks that decided: the failed ones, or every one if all held."""
+        failed = [c for c in self.checks if not c.passed]
+        return failed if failed else list(self.checks)
+
+    def describe(self) -> str:
+        """One line: ``passed``/``FAILED`` and the checks that decided, in words."""
+        if not self.checks:
+            return "passed (no rule set)"
+        return ("passed: " if self.passed else "FAILED: ") + "; ".join(
+            c.text for c in self.decided_by)
+
+    def as_record(self) -> GateRecord:
+        """The record of this outcome (registry manifest, evaluation records, run
+        summary): ``passed``, ``decided_by`` (the deciding rules' names), ``summary``
+        (:meth:`describe`), ``checks``, ``rules`` and ``baseline``."""
+        return GateRecord(passed=self.passed,
+                          decided_by=list(dict.fromkeys(c.rule for c in self.decided_by)),
+                          summary=self.describe(), checks=list(self.checks),
+                          rules={k: dict(v) for k, v in self.rules.items()},
+                          baseline=self.baseline)
 
 
 @dataclass
 class Evaluation:
-    """Test-split metrics, the gate outcome and PNG plots of one model."""
+    """Test-split metrics, the gate outcome and PNG plots of one model.
+
+    ``leakage`` is set when the test score is suspiciously perfect (see
+    :func:`prefab_mlops.core.leakage.scan_if_perfect`): the one-feature scan of the
+    training rows that looks for the inputs behind it.
+    """
 
     metrics: dict[str, float]
     confusion_matrix: list[list[int]] | None
@@ -48,6 +112,7 @@ class Evaluation:
     primary_metric: str
     greater_is_better: bool
     fingerprint: str
+    leakage: LeakageScan | None = None
 
     @property
     def primary(self) -> float:
@@ -103,24 +168,110 @@ def compute_metrics(model: Any, split: Split, problem_type: str,
     return out, cm, scores
 
 
-def check_gate(metrics: dict[str, float], gate: dict[str, GateRule]) -> GateResult:
-    """Check every gate rule; collect all failures."""
-    failures, rules = [], {}
+def baseline_model(problem_type: str, metric: str) -> tuple[Any, str]:
+    """The naive baseline for ``problem_type`` (unfitted) and its strategy name.
+
+    Classifiers: the class prior (``DummyClassifier(strategy="prior")``): the training
+    class frequencies as probabilities and the majority class as the label.
+    Regression: the training mean (``DummyRegressor``), or the median when ``metric``
+    is ``mae`` (the best constant for an absolute error).
+    """
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+
+    if problem_type == "regression":
+        strategy = "median" if metric == "mae" else "mean"
+        return DummyRegressor(strategy=strategy), strategy
+    return DummyClassifier(strategy="prior"), "prior"
+
+
+def score_baseline(train: Split, test: Split, problem_type: str, metric: str,
+                   threshold: float) -> tuple[str, dict[str, float]]:
+    """Fit the naive baseline on ``train`` only and score it on ``test`` (pure).
+
+    Returns:
+        ``(strategy, metrics)``: see :func:`baseline_model` and :func:`compute_metrics`.
+    """
+    model, strategy = baseline_model(problem_type, metric)
+    model.fit(train.X, train.y)
+    values, _, _ = compute_metrics(model, test, problem_type, threshold)
+    return strategy, values
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and bool(np.isfinite(value))
+
+
+def check_baseline(metrics: dict[str, float], baseline_metrics: dict[str, float],
+                   metric: str, strategy: str,
+                   rule: BaselineRule) -> tuple[RuleCheck, BaselineCheck]:
+    """The baseline rule on ``metric`` (pure).
+
+    The model must go ``rule.min_improvement`` of the way from the baseline's value to
+    a perfect score (:func:`~prefab_mlops.core.problems.perfect_value`): for a score,
+    ``value >= b + m * (1 - b)``; for an error or a loss, ``value <= (1 - m) * b``,
+    a relative reduction. A metric the model or the baseline lacks (an AUC on a
+    one-class test split) fails the rule.
+    """
+    lower = metric in LOWER_IS_BETTER
+    base = baseline_metrics.get(metric, float("nan"))
+    m = rule.min_improvement
+    required = base + m * (perfect_value(metric) - base) if _finite(base) else float("nan")
+    value = metrics.get(metric)
+    what = f"{_BASELINES.get(strategy, strategy)} baseline"
+    check = BaselineCheck(metric=metric, strategy=strategy, value=base, required=required,
+                          min_improvement=m, metrics=dict(baseline_metrics))
+    if not _finite(base):
+        return RuleCheck(BASELINE_RULE, metric, False,
+                         f"baseline rule: the {what}'s {metric} is not available on this "
+                         "test split"), check
+    if value is None or not _finite(value):
+        return RuleCheck(BASELINE_RULE, metric, False,
+                         f"baseline rule: {metric} is not available"), check
+    passed = value <= required if lower else value >= required
+    op = {(True, True): "<=", (True, False): ">", (False, True): ">=", (False, False): "<"}[
+        (lower, passed)]
+    share = f"{m * 100:g}%"
+    way = (f"{share} below the {what}'s {base:.4f}" if lower else
+           f"{share} of the way from the {what}'s {base:.4f} to {perfect_value(metric):g}")
+    text = (f"baseline rule: {metric} {value:.4f} {op} {required:.4f} required: {way} "
+            f"(evaluate.baseline.min_improvement={m})")
+    return RuleCheck(BASELINE_RULE, metric, passed, text), check
+
+
+def check_gate(metrics: dict[str, float], gate: dict[str, GateRule],
+               baseline: tuple[RuleCheck, BaselineCheck] | None = None) -> GateResult:
+    """Check every gate rule; collect every check, held or failed.
+
+    Args:
+        metrics: The model's test metrics.
+        gate: The absolute rules (``evaluate.gate``).
+        baseline: The baseline rule's check (:func:`check_baseline`), if it is on.
+    """
+    checks, rules = [], {}
+    if baseline is not None:
+        checks.append(baseline[0])
     for name, rule in gate.items():
         rules[name] = {"min": rule.min, "max": rule.max}
         value = metrics.get(name)
         if value is None or not np.isfinite(value):
-            failures.append(f"{name} is not available")
+            checks.append(RuleCheck(ABSOLUTE_RULE, name, False,
+                                    f"absolute rule: {name} is not available"))
             continue
-        if rule.min is not None and value < rule.min:
-            failures.append(f"{name} {value:.4f} < min {rule.min}")
-        if rule.max is not None and value > rule.max:
-            failures.append(f"{name} {value:.4f} > max {rule.max}")
-    return GateResult(passed=not failures, failures=failures, rules=rules)
+        if rule.min is not None:
+            ok = bool(value >= rule.min)
+            checks.append(RuleCheck(ABSOLUTE_RULE, name, ok, f"absolute rule: {name} "
+                                    f"{value:.4f} {'>=' if ok else '<'} min {rule.min}"))
+        if rule.max is not None:
+            ok = bool(value <= rule.max)
+            checks.append(RuleCheck(ABSOLUTE_RULE, name, ok, f"absolute rule: {name} "
+                                    f"{value:.4f} {'<=' if ok else '>'} max {rule.max}"))
+    return GateResult(checks=checks, rules=rules,
+                      baseline=baseline[1] if baseline is not None else None)
 
 
 # ------------------------------------------------------------------ plots
-def _png(fig: Any) -> bytes:
+def to_png(fig: Any) -> bytes:
+    """A matplotlib figure as PNG bytes (100 dpi; a 5x4 inch figure is 500x400 px)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
@@ -129,10 +280,11 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def _figure(title: str) -> tuple[Any, Any]:
-    from matplotlib.figure import Figure  # no pyplot: no global figure state
+def new_figure(title: str, size: tuple[float, float] = (5, 4)) -> tuple[Any, Any]:
+    """A figure with one titled axes (no pyplot, so no global figure state)."""
+    from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(5, 4))
+    fig = Figure(figsize=size)
     ax = fig.add_subplot(1, 1, 1)
     ax.set_title(title)
     return fig, ax
@@ -151,38 +303,75 @@ def importance(trained: TrainedModel) -> list[tuple[str, float]]:
     return sorted(pairs, key=lambda p: -p[1])
 
 
-def make_plots(trained: TrainedModel, split: Split, scores: np.ndarray,
-               top_k: int) -> dict[str, bytes]:
-    """PNG plots: ROC + PR (binary), residuals (regression), feature importance."""
+def confusion_plot(cm: list[list[int]], classes: list[Any] | None,
+                   threshold: float | None) -> bytes:
+    """The confusion matrix as a PNG heat map with the counts written in."""
+    counts = np.asarray(cm)
+    labels = [str(c) for c in classes] if classes and len(classes) == len(counts) else [
+        str(i) for i in range(len(counts))]
+    title = "Confusion matrix" + (f" (threshold {threshold:g})" if threshold is not None
+                                  else "")
+    side = min(8.0, 3.0 + 0.4 * len(labels))
+    fig, ax = new_figure(title, (side + 0.5, side))
+    ax.imshow(counts, cmap="Blues")
+    ticks = list(range(len(labels)))
+    ax.set_xticks(ticks, labels, rotation=45 if len(labels) > 4 else 0)
+    ax.set_yticks(ticks, labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    high = counts.max() / 2 if counts.size else 0
+    for (i, j), n in np.ndenumerate(counts):
+        ax.text(j, i, f"{n:,}", ha="center", va="center",
+                color="white" if n > high else "black")
+    return to_png(fig)
+
+
+def make_plots(trained: TrainedModel, split: Split, scores: np.ndarray, top_k: int,
+               confusion: list[list[int]] | None = None,
+               threshold: float | None = None) -> dict[str, bytes]:
+    """PNG plots: ROC + PR (binary), confusion matrix (classifiers), residuals
+    (regression), feature importance.
+
+    Args:
+        trained: The model (problem type, classes, feature importances).
+        split: The test split.
+        scores: From :func:`compute_metrics`.
+        top_k: ``evaluate.importance_top_k``.
+        confusion: The confusion matrix from :func:`compute_metrics` (classifiers).
+        threshold: The decision threshold it was made with (binary), for its title.
+    """
     plots: dict[str, bytes] = {}
     y = split.y
     if trained.problem_type == "binary":
         fpr, tpr, _ = skm.roc_curve(y, scores)
-        fig, ax = _figure(f"ROC (AUC {skm.auc(fpr, tpr):.3f})")
+        fig, ax = new_figure(f"ROC (AUC {skm.auc(fpr, tpr):.3f})")
         ax.plot(fpr, tpr)
         ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
         ax.set_xlabel("false positive rate")
         ax.set_ylabel("true positive rate")
-        plots["roc.png"] = _png(fig)
+        plots["roc.png"] = to_png(fig)
         prec, rec, _ = skm.precision_recall_curve(y, scores)
-        fig, ax = _figure("Precision-recall")
+        fig, ax = new_figure("Precision-recall")
         ax.plot(rec, prec)
         ax.set_xlabel("recall")
         ax.set_ylabel("precision")
-        plots["pr.png"] = _png(fig)
+        plots["pr.png"] = to_png(fig)
     elif trained.problem_type == "regression":
-        fig, ax = _figure("Residuals")
+        fig, ax = new_figure("Residuals")
         ax.scatter(scores, y - scores, s=2, alpha=0.3)
         ax.axhline(0, color="grey", linestyle="--")
         ax.set_xlabel("predicted")
         ax.set_ylabel("actual - predicted")
-        plots["residuals.png"] = _png(fig)
+        plots["residuals.png"] = to_png(fig)
+    if confusion is not None:
+        plots["confusion.png"] = confusion_plot(
+            confusion, trained.classes, threshold if trained.problem_type == "binary" else None)
     imp = importance(trained)[:top_k]
     if imp:
-        fig, ax = _figure("Feature importance")
+        fig, ax = new_figure("Feature importance")
         names, vals = zip(*reversed(imp), strict=True)
         ax.barh(list(names), list(vals))
-        plots["importance.png"] = _png(fig)
+        plots["importance.png"] = to_png(fig)
     return plots
 
 
@@ -194,7 +383,8 @@ def evaluate(model: TrainedModel, features: FeatureSet, cfg: EvaluateConfig) -> 
     Args:
         model: The trained pipeline.
         features: Provides the held-out test split.
-        cfg: ``conf/evaluate``: primary metric, threshold, gate rules, plots.
+        cfg: ``conf/evaluate``: primary metric, threshold, the gate's baseline rule
+            (``baseline``) and absolute rules (``gate``), plots.
 
     Returns:
         An :class:`Evaluation`. A failed gate is reported in ``gate``; the flow
@@ -202,13 +392,24 @@ def evaluate(model: TrainedModel, features: FeatureSet, cfg: EvaluateConfig) -> 
     """
     values, cm, scores = compute_metrics(model.pipeline, features.test, model.problem_type,
                                          cfg.threshold)
-    gate = check_gate(values, cfg.gate)
-    plots = make_plots(model, features.test, scores, cfg.importance_top_k) if cfg.plots else {}
-    get_logger().info("Test metrics: %s; gate %s", {k: round(v, 4) for k, v in values.items()},
-                      "passed" if gate.passed else f"FAILED: {gate.failures}")
+    baseline = None
+    if cfg.baseline is not None:
+        strategy, base = score_baseline(features.train, features.test, model.problem_type,
+                                        cfg.primary_metric, cfg.threshold)
+        baseline = check_baseline(values, base, cfg.primary_metric, strategy, cfg.baseline)
+    gate = check_gate(values, cfg.gate, baseline)
+    plots = make_plots(model, features.test, scores, cfg.importance_top_k, cm,
+                       cfg.threshold) if cfg.plots else {}
+    get_logger().info("Test metrics: %s; quality gate %s",
+                      {k: round(v, 4) for k, v in values.items()}, gate.describe())
+    leakage = scan_if_perfect(values, features.train.X, features.train.y, model.problem_type,
+                              features.split_info.seed)
+    if leakage is not None:
+        get_logger().warning("Suspiciously perfect test score; inputs that alone nearly "
+                             "determine the target: %s", [s.text() for s in leakage.suspects])
     return Evaluation(metrics=values, confusion_matrix=cm, gate=gate, plots=plots,
                       primary_metric=cfg.primary_metric, greater_is_better=cfg.greater_is_better,
-                      fingerprint=lineage(evaluate, model, features, cfg))
+                      fingerprint=lineage(evaluate, model, features, cfg), leakage=leakage)
 
 
 # ------------------------------------------------------ champion comparison

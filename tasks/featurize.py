@@ -33,6 +33,8 @@ from sklearn.preprocessing import (
 from prefab_mlops.config import FeaturesConfig, TargetSpec
 from prefab_mlops.core.errors import DataError
 from prefab_mlops.core.fingerprint import lineage, row_hashes
+from prefab_mlops.core.manifest import SplitRecord
+from prefab_mlops.core.schema import ColumnKind, ColumnSpec, InputSchema
 from prefab_mlops.core.transformers import DatetimeParts, NativeCategorical, as_str_object
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.payloads import Payload
@@ -75,12 +77,12 @@ class FeatureSet:
 
     payload: Payload  # train, valid, test (Split), Xt_train, Xt_valid
     preprocessor: ColumnTransformer
-    input_schema: dict[str, dict[str, Any]]
+    input_schema: InputSchema
     feature_names: list[str]
     classes: list[Any] | None
     problem_type: str
     native_categorical: bool
-    split_info: dict[str, Any]
+    split_info: SplitRecord
     fingerprint: str
 
     @property
@@ -143,25 +145,35 @@ def build_preprocessor(cfg: FeaturesConfig) -> ColumnTransformer:
     if cfg.datetime.columns:
         parts.append(("dt", DatetimeParts(parts=list(cfg.datetime.parts)),
                       list(cfg.datetime.columns)))
-    if cfg.drop:
-        parts.append(("dropped", "drop", list(cfg.drop)))
+    # cfg.drop needs no part here: featurize leaves those columns out of the model's
+    # input altogether (a "drop" part would then name columns its input does not have).
     ct = ColumnTransformer(parts, remainder=cfg.remainder, verbose_feature_names_out=False)
     if cat.columns and cat.encoding == "native":
         ct.set_output(transform="pandas")
     return ct
 
 
-def _input_schema(X: pd.DataFrame, cfg: FeaturesConfig) -> dict[str, dict[str, Any]]:
-    """What a caller must send to the model: one entry per input column."""
-    schema: dict[str, dict[str, Any]] = {}
-    for col in cfg.numeric.columns:
-        schema[col] = {"kind": "numeric", "dtype": str(X[col].dtype)}
-    for col in cfg.categorical.columns:
-        cats = sorted(map(str, X[col].dropna().unique().tolist()))
-        schema[col] = {"kind": "categorical", "dtype": "str", "categories": cats[:1000]}
-    for col in cfg.datetime.columns:
-        schema[col] = {"kind": "datetime", "dtype": str(X[col].dtype)}
-    return schema
+def input_schema(X: pd.DataFrame, cfg: FeaturesConfig) -> InputSchema:
+    """What a caller must send to the model: one column spec per column of ``X`` (pure).
+
+    The columns of ``conf/features`` take the kind of their list; any other column of
+    ``X`` (passed through by ``remainder: passthrough``) takes the kind of its dtype.
+    """
+    kinds = {**dict.fromkeys(cfg.numeric.columns, ColumnKind.NUMERIC),
+             **dict.fromkeys(cfg.categorical.columns, ColumnKind.CATEGORICAL),
+             **dict.fromkeys(cfg.datetime.columns, ColumnKind.DATETIME)}
+    columns = []
+    for col in X.columns:
+        s = X[col]
+        rest = col not in kinds
+        kind = kinds.get(col) or (
+            ColumnKind.DATETIME if pd.api.types.is_datetime64_any_dtype(s)
+            else ColumnKind.NUMERIC if pd.api.types.is_numeric_dtype(s)
+            else ColumnKind.CATEGORICAL)
+        columns.append(ColumnSpec.categorical(col, s.dropna().unique().tolist(), remainder=rest)
+                       if kind is ColumnKind.CATEGORICAL
+                       else ColumnSpec(col, kind, str(s.dtype), remainder=rest))
+    return InputSchema(tuple(columns))
 
 
 def _labels(y: pd.Series, target: TargetSpec) -> tuple[np.ndarray, list[Any] | None]:
@@ -293,20 +305,18 @@ def featurize(data: Dataset, cfg: FeaturesConfig, target: TargetSpec, seed: int)
     Xt_train = pre.fit_transform(splits[0].X, splits[0].y)
     Xt_valid = pre.transform(splits[1].X) if len(splits[1]) else None
     names = [str(n) for n in pre.get_feature_names_out()]
-    info: dict[str, Any] = {"strategy": cfg.split.strategy, "train_rows": len(tr),
-                            "valid_rows": len(va), "test_rows": len(te), "seed": seed,
-                            "test_size": cfg.split.test_size,
-                            "valid_size": cfg.split.valid_size}
-    if cfg.split.strategy == "hash":
-        info["key"] = key or [str(c) for c in frame.columns]
-    if cfg.split.strategy == "time":
-        col = cfg.split.time_column or data.time_column
-        info["test_from"] = str(frame[col].iloc[te].min())
+    info = SplitRecord(
+        strategy=cfg.split.strategy, seed=seed, test_size=cfg.split.test_size,
+        valid_size=cfg.split.valid_size, train_rows=len(tr), valid_rows=len(va),
+        test_rows=len(te),
+        key=(key or [str(c) for c in frame.columns]) if cfg.split.strategy == "hash" else None,
+        test_from=str(frame[cfg.split.time_column or data.time_column].iloc[te].min())
+        if cfg.split.strategy == "time" else None)
     get_logger().info("Split %s rows: %s train / %s valid / %s test (%s); %s features",
                       len(frame), len(tr), len(va), len(te), cfg.split.strategy, len(names))
     return FeatureSet(payload=Payload(train=splits[0], valid=splits[1], test=splits[2],
                                       Xt_train=Xt_train, Xt_valid=Xt_valid),
-                      preprocessor=pre, input_schema=_input_schema(X, cfg), feature_names=names,
+                      preprocessor=pre, input_schema=input_schema(X, cfg), feature_names=names,
                       classes=classes, problem_type=target.problem_type,
                       native_categorical=cfg.categorical.encoding == "native"
                       and bool(cfg.categorical.columns),

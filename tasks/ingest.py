@@ -18,6 +18,7 @@ from prefect import task
 from prefab_mlops import datasets
 from prefab_mlops.config import DataConfig, PathsConfig
 from prefab_mlops.core.fingerprint import code_hash, lineage, stable_hash
+from prefab_mlops.core.manifest import DataRecord, StepRecord
 from prefab_mlops.core.storage import (
     StorageConfig,
     member_bytes,
@@ -58,6 +59,10 @@ class Dataset:
         layout: How the source's bytes were read (format, encoding, separator,
             compression, and which of them were detected); None when the data set
             was not read from a file.
+        stats: Facts about ``frame`` (its time range).
+        steps: The project's ``after_ingest`` steps that made ``frame`` from the
+            rows ingest read (see :mod:`prefab_mlops.tasks.steps`), in order; the
+            snapshot holds the rows before them.
     """
 
     name: str
@@ -72,6 +77,7 @@ class Dataset:
     time_column: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     layout: Layout | None = None
+    steps: list[StepRecord] = field(default_factory=list)
 
     @classmethod
     def of(cls, frame: pd.DataFrame, **facts: Any) -> Dataset:
@@ -87,13 +93,14 @@ class Dataset:
         """A copy of this Dataset holding ``frame`` instead (same other facts)."""
         return replace(self, **_holding(frame))
 
-    def lineage_record(self) -> dict[str, Any]:
-        """JSON-safe description stored with registered models."""
-        return {"name": self.name, "source": self.source, "fingerprint": self.fingerprint,
-                "source_fingerprint": self.source_fingerprint,
-                "snapshot_uri": self.snapshot_uri, "rows": self.rows,
-                "columns": list(self.columns),
-                "read": self.layout.record() if self.layout else None, **self.stats}
+    def lineage_record(self) -> DataRecord:
+        """Where the data came from, as registered models record it (no split yet)."""
+        return DataRecord(name=self.name, source=self.source, fingerprint=self.fingerprint,
+                          source_fingerprint=self.source_fingerprint,
+                          snapshot_uri=self.snapshot_uri, rows=self.rows,
+                          columns=list(self.columns), time_min=self.stats.get("time_min"),
+                          time_max=self.stats.get("time_max"), steps=list(self.steps),
+                          read=self.layout.record() if self.layout else None)
 
 
 def _holding(frame: pd.DataFrame) -> dict[str, Any]:

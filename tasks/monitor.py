@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
+import re
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -32,21 +33,29 @@ from prefect import task
 
 from prefab_mlops.config import MonitorConfig, RegisterConfig, TargetSpec
 from prefab_mlops.core.fingerprint import lineage
-from prefab_mlops.core.registry import ModelVersion
+from prefab_mlops.core.manifest import ModelVersion
+from prefab_mlops.core.problems import BINARY, MULTICLASS, REGRESSION
+from prefab_mlops.core.registry import REFERENCE_FILE, REFERENCE_TARGET
+from prefab_mlops.core.schema import ColumnKind, InputSchema
 from prefab_mlops.core.storage import StorageConfig, object_store
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.retries import retry_transient
-from prefab_mlops.tasks.evaluate import compute_metrics
+from prefab_mlops.tasks.evaluate import compute_metrics, new_figure, to_png
 from prefab_mlops.tasks.featurize import Split
 from prefab_mlops.tasks.registry import open_registry
 
 PREDICTION = "__prediction__"
-TARGET = "__target__"
+# The label column of the frames given to Evidently: the reference sample's own.
+TARGET = REFERENCE_TARGET
 
 
 @dataclass
 class DriftReport:
-    """Outcome of :func:`detect_drift` (JSON-safe except ``html``)."""
+    """Outcome of :func:`detect_drift` (JSON-safe except ``html`` and ``plots``).
+
+    ``plots`` are PNG distribution plots (reference vs current) by file name: the
+    model's predictions and the most drifted columns (``monitor.plot_columns``).
+    """
 
     model_name: str
     model_version: int
@@ -62,10 +71,10 @@ class DriftReport:
     rows_reference: int
     fingerprint: str
     html: bytes = field(default=b"", repr=False)
+    plots: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def summary(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if k != "html"}
-        return d
+        return {k: v for k, v in self.__dict__.items() if k not in ("html", "plots")}
 
     def to_markdown(self, report_uri: str | None = None) -> str:
         rows = "\n".join(
@@ -77,19 +86,27 @@ class DriftReport:
             f"**Dataset drift**: {'YES' if self.dataset_drift else 'no'} - "
             f"{len(self.drifted_columns)}/{len(self.columns)} columns drifted "
             f"(share {self.drift_share:.2f}, threshold {self.threshold})",
+            "**Drifted columns**: " + (", ".join(f"`{c}`" for c in self.drifted_columns)
+                                       or "none"),
             "**Prediction drift**: " + ("n/a" if pred is None
                                         else ("YES" if pred["drifted"] else "no")),
             f"**Rows**: {self.rows_current:,} current ({self.rows_sampled:,} sampled), "
             f"{self.rows_reference:,} reference",
             f"**Quality on labelled batch**: {self.quality or 'no labels'}",
-            f"**Full report**: {report_uri or '-'}", "",
+            "**Full report**: " + (f"[{report_uri}]({report_link(report_uri)})" if report_uri
+                                   else "-"), "",
             "| column | method | score | threshold | status |", "|---|---|---|---|---|", rows])
 
 
-def _columns(input_schema: dict[str, dict[str, Any]],
-             only: list[str] | None) -> tuple[list[str], list[str]]:
-    num = [c for c, s in input_schema.items() if s["kind"] == "numeric"]
-    cat = [c for c, s in input_schema.items() if s["kind"] == "categorical"]
+def report_link(uri: str) -> str:
+    """A link to a report location: a storage URI as it is, a local path as ``file://``."""
+    return uri if "://" in uri else Path(uri).resolve().as_uri()
+
+
+def _columns(schema: InputSchema, only: list[str] | None) -> tuple[list[str], list[str]]:
+    """The numeric and the categorical input columns to check (``monitor.columns``)."""
+    num = schema.names_of(ColumnKind.NUMERIC)
+    cat = schema.names_of(ColumnKind.CATEGORICAL)
     if only is not None:
         num = [c for c in num if c in only]
         cat = [c for c in cat if c in only]
@@ -97,9 +114,9 @@ def _columns(input_schema: dict[str, dict[str, Any]],
 
 
 def _predictions(model: Any, X: pd.DataFrame, problem_type: str) -> np.ndarray:
-    if problem_type == "binary":
+    if problem_type == BINARY:
         return np.asarray(model.predict_proba(X))[:, 1]
-    if problem_type == "multiclass":
+    if problem_type == MULTICLASS:
         return np.asarray(model.predict(X)).astype(str)
     return np.asarray(model.predict(X), dtype="float64")
 
@@ -127,22 +144,22 @@ def run_evidently(current: pd.DataFrame, reference: pd.DataFrame, num: list[str]
         from evidently.presets import ClassificationPreset, RegressionPreset
 
     metrics: list[Any] = [ValueDrift(column=c) for c in [*num, *cat]]
-    pred_num = problem_type != "multiclass"
+    pred_num = problem_type != MULTICLASS
     if cfg.prediction_drift:
         metrics.append(ValueDrift(column=PREDICTION))
     kwargs: dict[str, Any] = {}
-    if with_quality and problem_type == "binary":
+    if with_quality and problem_type == BINARY:
         kwargs["classification"] = [BinaryClassification(
             target=TARGET, prediction_probas=PREDICTION, pos_label=1)]
         metrics.append(ClassificationPreset())
-    elif with_quality and problem_type == "regression":
+    elif with_quality and problem_type == REGRESSION:
         kwargs["regression"] = [Regression(target=TARGET, prediction=PREDICTION)]
         metrics.append(RegressionPreset())
     definition = DataDefinition(
         numerical_columns=[*num, *([PREDICTION] if pred_num else []),
-                           *([TARGET] if with_quality and problem_type == "regression" else [])],
+                           *([TARGET] if with_quality and problem_type == REGRESSION else [])],
         categorical_columns=[*cat, *([] if pred_num else [PREDICTION]),
-                             *([TARGET] if with_quality and problem_type == "binary" else [])],
+                             *([TARGET] if with_quality and problem_type == BINARY else [])],
         **kwargs)
     with warnings.catch_warnings():
         # Evidently's correlation/statistics code divides by zero on constant columns.
@@ -191,6 +208,86 @@ def parse_drift(result: dict[str, Any], drift_share: float,
     return columns, share, dataset_drift
 
 
+def _severity(result: dict[str, Any]) -> float:
+    """How far past its threshold a column's drift score is (higher: more drift).
+
+    Evidently's p-value tests (``K-S p_value``, ``chi-square p_value``, ...) drift
+    below their threshold, its distances above it.
+    """
+    score, threshold = float(result["score"]), float(result["threshold"] or 0)
+    if "p_value" in str(result["method"]):
+        return threshold / max(score, 1e-300)
+    return score / threshold if threshold else score
+
+
+def _file_name(column: str) -> str:
+    return "drift-" + (re.sub(r"[^A-Za-z0-9_.-]+", "_", column).strip("_") or "column") + ".png"
+
+
+def _distribution_plot(title: str, current: pd.Series, reference: pd.Series,
+                       categorical: bool) -> bytes:
+    """Reference vs current distribution of one column, as a PNG."""
+    fig, ax = new_figure(title, (5, 3.2))
+    if categorical:
+        ref = reference.astype(str).value_counts(normalize=True)
+        cur = current.astype(str).value_counts(normalize=True)
+        top = (ref.add(cur, fill_value=0).sort_values(ascending=False).index[:12]).tolist()
+        x = np.arange(len(top))
+        ax.bar(x - 0.2, ref.reindex(top, fill_value=0).to_numpy(), 0.4, label="reference")
+        ax.bar(x + 0.2, cur.reindex(top, fill_value=0).to_numpy(), 0.4, label="current")
+        ax.set_xticks(x, top, rotation=45 if len(top) > 4 else 0, ha="right"
+                      if len(top) > 4 else "center", fontsize=8)
+        ax.set_ylabel("share of rows")
+    else:
+        ref_v = pd.to_numeric(reference, errors="coerce").dropna().to_numpy()
+        cur_v = pd.to_numeric(current, errors="coerce").dropna().to_numpy()
+        both = np.concatenate([ref_v, cur_v])
+        if both.size:
+            lo, hi = np.percentile(both, [0.5, 99.5])
+            edges = np.histogram_bin_edges(both, bins=30, range=(lo, hi) if hi > lo else None)
+            for values, label in ((ref_v, "reference"), (cur_v, "current")):
+                ax.hist(values, bins=edges, density=True, histtype="step", linewidth=1.5,
+                        label=label)
+        ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    return to_png(fig)
+
+
+def drift_plots(current: pd.DataFrame, reference: pd.DataFrame,
+                columns: dict[str, dict[str, Any]], categorical: list[str],
+                prediction: dict[str, Any] | None, limit: int) -> dict[str, bytes]:
+    """PNG distribution plots, reference vs current (pure).
+
+    Args:
+        current: The current batch as compared (input columns and ``__prediction__``).
+        reference: The reference sample, likewise.
+        columns: Per-column drift from :func:`parse_drift` (predictions excluded).
+        categorical: Which columns are categorical (bar charts; histograms otherwise).
+        prediction: The predictions' drift, when it was tested (their plot comes first).
+        limit: ``monitor.plot_columns``: how many of the drifted columns, most drifted
+            first.
+
+    Returns:
+        PNG bytes by file name (``prediction-drift.png``, ``drift-<column>.png``).
+    """
+    def status(result: dict[str, Any]) -> str:
+        return (f"{result['method']} {result['score']:.3g}, "
+                f"{'drift' if result['drifted'] else 'no drift'}")
+
+    plots: dict[str, bytes] = {}
+    if prediction is not None and PREDICTION in current.columns:
+        plots["prediction-drift.png"] = _distribution_plot(
+            f"Predictions ({status(prediction)})", current[PREDICTION],
+            reference[PREDICTION], not pd.api.types.is_numeric_dtype(current[PREDICTION]))
+    drifted = sorted((c for c, v in columns.items() if v["drifted"]),
+                     key=lambda c: -_severity(columns[c]))
+    for column in drifted[:limit]:
+        plots[_file_name(column)] = _distribution_plot(
+            f"{column} ({status(columns[column])})", current[column], reference[column],
+            column in categorical)
+    return plots
+
+
 def _encode_labels(cur: pd.DataFrame, y_raw: pd.Series, classes: list[Any] | None,
                    target: str) -> tuple[np.ndarray, pd.DataFrame]:
     """Encode labels with the training class order; rows without a label are dropped.
@@ -220,17 +317,17 @@ def _encode_labels(cur: pd.DataFrame, y_raw: pd.Series, classes: list[Any] | Non
 
 @task(name="detect-drift")
 def detect_drift(batch: pd.DataFrame, reference: pd.DataFrame, model: Any,
-                 input_schema: dict[str, dict[str, Any]], cfg: MonitorConfig,
+                 schema: InputSchema, cfg: MonitorConfig,
                  target: TargetSpec, model_name: str, model_version: int,
                  seed: int, classes: list[Any] | None = None) -> DriftReport:
     """Compare ``batch`` with the model's reference sample.
 
     Args:
         batch: The current batch (validated; the target column is optional).
-        reference: The reference sample stored with the model (``reference.parquet``:
-            input columns plus ``__target__``).
+        reference: The reference sample stored with the model (``REFERENCE_FILE``:
+            input columns plus ``REFERENCE_TARGET``).
         model: The production inference pipeline.
-        input_schema: The model's input columns (from its manifest).
+        schema: The model's input schema (its manifest's ``features.input_schema``).
         cfg: ``conf/monitor``: drift share, sampling budget, columns, quality.
         target: Target column and problem type (from ``conf/data``).
         model_name: Registry name.
@@ -240,16 +337,17 @@ def detect_drift(batch: pd.DataFrame, reference: pd.DataFrame, model: Any,
             encode the batch's labels exactly as training did.
 
     Returns:
-        A :class:`DriftReport` including the HTML report bytes.
+        A :class:`DriftReport` including the HTML report bytes and the distribution
+        plots of the predictions and the most drifted columns.
     """
-    num, cat = _columns(input_schema, cfg.columns)
-    inputs = list(input_schema)
+    num, cat = _columns(schema, cfg.columns)
+    inputs = list(schema.names)
     cur = batch.sample(n=cfg.max_rows, random_state=seed) if len(batch) > cfg.max_rows else batch
     labelled = cfg.labels and target.name in cur.columns
     y_cur = None
     if labelled:
         y_raw = cur[target.name]
-        if target.problem_type == "regression":
+        if target.problem_type == REGRESSION:
             y_cur = y_raw.to_numpy(dtype="float64")
         else:
             y_cur, cur = _encode_labels(cur, y_raw, classes, target.name)
@@ -260,10 +358,11 @@ def detect_drift(batch: pd.DataFrame, reference: pd.DataFrame, model: Any,
                      y_cur if labelled else None)
     ref = _frame(X_ref, num, cat, _predictions(model, X_ref, target.problem_type),
                  y_ref if labelled else None)
-    with_quality = bool(cfg.quality and labelled and target.problem_type != "multiclass")
+    with_quality = bool(cfg.quality and labelled and target.problem_type != MULTICLASS)
     result, html = run_evidently(current, ref, num, cat, cfg, target.problem_type, with_quality)
     columns, share, dataset_drift = parse_drift(result, cfg.drift_share)
     pred = columns.pop(PREDICTION, None)
+    plots = drift_plots(current, ref, columns, cat, pred, cfg.plot_columns)
     quality = None
     if labelled and y_cur is not None:
         quality, _, _ = compute_metrics(model, Split(X_cur, y_cur), target.problem_type)
@@ -277,7 +376,7 @@ def detect_drift(batch: pd.DataFrame, reference: pd.DataFrame, model: Any,
                        prediction_drift=pred, quality=quality, rows_current=len(batch),
                        rows_sampled=len(cur), rows_reference=len(reference),
                        fingerprint=lineage(detect_drift, cfg, target, model_name,
-                                           model_version, seed), html=html)
+                                           model_version, seed), html=html, plots=plots)
 
 
 @task(name="emit-drift-event", retry_condition_fn=retry_transient)
@@ -322,9 +421,9 @@ def load_reference(manifest: ModelVersion, registry_cfg: RegisterConfig,
         storage: ``conf/storage``.
 
     Returns:
-        The reference sample (``reference.parquet``, ``register.reference_sample_rows``).
+        The reference sample (``REFERENCE_FILE``, ``register.reference_sample_rows``).
     """
-    data = open_registry(registry_cfg, storage).read_file(manifest, "reference.parquet")
+    data = open_registry(registry_cfg, storage).read_file(manifest, REFERENCE_FILE)
     return pd.read_parquet(io.BytesIO(data))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ import pandas as pd
 from prefect import task
 
 from prefab_mlops.config import InferenceConfig
+from prefab_mlops.core.problems import BINARY, REGRESSION
 from prefab_mlops.core.storage import StorageConfig, object_store
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.retries import retry_transient
@@ -29,14 +31,14 @@ def predict_frame(model: Any, X: pd.DataFrame, problem_type: str,
                   classes: list[Any] | None) -> pd.DataFrame:
     """Predictions (and the positive-class probability for binary models) as a frame."""
     out = pd.DataFrame(index=X.index)
-    if problem_type == "regression":
+    if problem_type == REGRESSION:
         out["prediction"] = np.asarray(model.predict(X), dtype="float64")
         return out
     proba = np.asarray(model.predict_proba(X))
     idx = proba.argmax(axis=1)
     labels = classes if classes is not None else list(range(proba.shape[1]))
     out["prediction"] = [labels[i] for i in idx]
-    if problem_type == "binary":
+    if problem_type == BINARY:
         out["probability"] = proba[:, 1]
     else:
         for j, label in enumerate(labels):
@@ -45,7 +47,7 @@ def predict_frame(model: Any, X: pd.DataFrame, problem_type: str,
 
 
 @task(name="score-batch")
-def score_batch(batch: pd.DataFrame, model: Any, input_columns: list[str], problem_type: str,
+def score_batch(batch: pd.DataFrame, model: Any, input_columns: Sequence[str], problem_type: str,
                 classes: list[Any] | None, model_name: str, model_version: int,
                 passthrough: list[str]) -> ScoredBatch:
     """Score ``batch`` (already checked against the model's input schema).
@@ -53,14 +55,14 @@ def score_batch(batch: pd.DataFrame, model: Any, input_columns: list[str], probl
     Args:
         batch: Rows to score.
         model: The inference pipeline.
-        input_columns: The model's input columns.
+        input_columns: The model's input columns (``InputSchema.names``).
         problem_type: ``binary``, ``multiclass`` or ``regression``.
         classes: Class labels (classifiers).
         model_name: Registry name, written into the output.
         model_version: Version number, written into the output.
         passthrough: Batch columns copied into the output (``inference.passthrough``).
     """
-    preds = predict_frame(model, batch[input_columns], problem_type, classes)
+    preds = predict_frame(model, batch[list(input_columns)], problem_type, classes)
     keep = [c for c in passthrough if c in batch.columns]
     scored_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     frame = pd.concat([batch[keep].reset_index(drop=True), preds.reset_index(drop=True)], axis=1)

@@ -1,10 +1,11 @@
 """Promote: move ``production`` to a registered version when it earns it.
 
 :func:`decide_promotion` is pure: it promotes only if the challenger passed its
-quality gate and beats the champion's primary metric, on the same test rows (those
-neither was trained on), by more than ``promote.min_improvement``. :func:`promote`
-moves the alias and records the decision in the registry's audit log;
-:func:`rollback` moves it back.
+quality gate (by default: it beats a naive baseline, see ``evaluate.baseline``) and
+beats the champion's primary metric, on the same test rows (those neither was trained
+on), by more than ``promote.min_improvement``; the reason names the gate rule that
+decided. :func:`promote` moves the alias and records the decision in the registry's
+audit log; :func:`rollback` moves it back.
 
 A promotion is a compare-and-set against the champion the decision was made
 with: if another run moved the alias in the meantime, :func:`promote` loads the
@@ -22,7 +23,14 @@ from prefect import task
 
 from prefab_mlops.config import EvaluateConfig, PromoteConfig, RegisterConfig
 from prefab_mlops.core.errors import AliasMovedError
-from prefab_mlops.core.registry import AliasState, LoadedModel, ModelRegistry, ModelVersion
+from prefab_mlops.core.manifest import ModelVersion
+from prefab_mlops.core.registry import (
+    DECLINE_EVENT,
+    PROMOTE_EVENT,
+    AliasState,
+    LoadedModel,
+    ModelRegistry,
+)
 from prefab_mlops.core.storage import StorageConfig
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.retries import retry_transient
@@ -109,11 +117,15 @@ def decide_promotion(challenger: ModelVersion, evaluation: Evaluation,
                                  f"v{challenger.version}, is already {cfg.alias}", **base)
     if not cfg.auto_promote:
         return PromotionDecision(False, "promote.auto_promote is false", **base)
-    if cfg.require_gate and not evaluation.gate.passed:
-        return PromotionDecision(False, "quality gate failed: "
-                                 + "; ".join(evaluation.gate.failures), **base)
+    gate = evaluation.gate
+    if cfg.require_gate and not gate.passed:
+        return PromotionDecision(False, "quality gate failed: " + "; ".join(gate.failures),
+                                 **base)
+    # which gate rule let it through, said after the reason
+    passed = (f"; quality gate {gate.describe()}" if cfg.require_gate else
+              f"; quality gate not required (promote.require_gate=false): {gate.describe()}")
     if champion_version is None:
-        return PromotionDecision(True, f"no {cfg.alias} model yet", **base)
+        return PromotionDecision(True, f"no {cfg.alias} model yet{passed}", **base)
     champ = f"v{champion_version}"
     if comparison.status == TOO_FEW_ROWS:
         return PromotionDecision(False, f"the {cfg.alias} model {champ} is not comparable: "
@@ -121,7 +133,7 @@ def decide_promotion(challenger: ModelVersion, evaluation: Evaluation,
                                  "`prefab promote` if wanted)", **base)
     if comparison.status == INCOMPATIBLE or delta is None:
         return PromotionDecision(True, f"the {cfg.alias} model {champ} cannot "
-                                 "score the current test split", **base)
+                                 f"score the current test split{passed}", **base)
     rows = (f"on {comparison.compared_rows:,} of {comparison.test_rows:,} test rows, "
             f"{comparison.excluded_rows:,} of them excluded as {champ}'s training rows"
             if comparison.checked else
@@ -129,7 +141,7 @@ def decide_promotion(challenger: ModelVersion, evaluation: Evaluation,
     if delta > cfg.min_improvement:
         return PromotionDecision(True, f"{metric} {value:.4f} beats {champ}'s "
                                  f"{champ_value:.4f} by {delta:.4f} "
-                                 f"(> {cfg.min_improvement}) {rows}", **base)
+                                 f"(> {cfg.min_improvement}) {rows}{passed}", **base)
     return PromotionDecision(False, f"{metric} {value:.4f} does not beat {champ}'s "
                              f"{champ_value:.4f} by more than {cfg.min_improvement} {rows}",
                              **base)
@@ -217,14 +229,14 @@ def _apply(registry: ModelRegistry, decision: PromotionDecision, model_name: str
     """
     log = get_logger()
     if not decision.promote:
-        registry.record_event(model_name, "promotion_declined",
+        registry.record_event(model_name, DECLINE_EVENT,
                               version=decision.challenger_version, alias=alias,
                               reason=decision.reason, decision=decision.as_dict(),
                               attempt=attempt)
         log.info("Not promoting v%s: %s", decision.challenger_version, decision.reason)
         return None
     state = registry.set_alias(model_name, alias, decision.challenger_version,
-                               reason=decision.reason, event="promote",
+                               reason=decision.reason, event=PROMOTE_EVENT,
                                details={"decision": decision.as_dict(), "attempt": attempt},
                                expected=decision.champion_version)
     log.info("Promoted v%s to %s: %s", decision.challenger_version, alias, decision.reason)

@@ -5,25 +5,42 @@ the resolved config, the data lineage (fingerprint and snapshot location), the
 git commit and package versions, plots, a drift-reference sample and the row
 hashes of its train and validation rows (so that a later model is compared with it
 only on rows it was not trained on). Writes are
-atomic (see :mod:`prefab_mlops.core.registry`); registering the same training lineage
-twice returns the existing version instead of creating a duplicate.
+atomic (see :mod:`prefab_mlops.core.registry`).
+
+A model is registered once: registering the same training lineage again, or a
+byte-identical model (the same sha256 of the pickle, e.g. trained from the same rows
+read from another path), returns the existing version instead of creating a
+duplicate, and records this run's evaluation as that version's latest when its
+metrics or gate outcome differ from the last one (so a version never shows a stale
+gate result).
 """
 
 from __future__ import annotations
 
 import io
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prefect import task
 
 from prefab_mlops.config import RegisterConfig
-from prefab_mlops.core.fingerprint import RowFingerprint
+from prefab_mlops.core.fingerprint import RowFingerprint, bytes_sha256
+from prefab_mlops.core.manifest import (
+    ChampionRecord,
+    EvaluatedData,
+    EvaluationRecord,
+    FeatureRecord,
+    ModelVersion,
+    RunFacts,
+    TrainedRowsRecord,
+)
 from prefab_mlops.core.provenance import git_info, package_versions
 from prefab_mlops.core.registry import (
+    REFERENCE_FILE,
+    REFERENCE_TARGET,
     TRAINED_ROWS_FILE,
-    ModelVersion,
+    ModelRegistry,
 )
 from prefab_mlops.core.storage import StorageConfig
 from prefab_mlops.orchestration.logs import get_logger
@@ -45,11 +62,16 @@ class RunInfo:
     flow_run_name: str | None = None
     triggered_by: str | None = None
 
+    def as_record(self) -> RunFacts:
+        """What a version (or a later evaluation of it) records about the run."""
+        return RunFacts(flow_run_id=self.flow_run_id, flow_run_name=self.flow_run_name,
+                        triggered_by=self.triggered_by)
+
 
 def _reference_sample(features: FeatureSet, rows: int, seed: int) -> bytes:
     X = features.train.X
     ref = X.sample(n=min(rows, len(X)), random_state=seed) if rows < len(X) else X
-    ref = ref.assign(__target__=features.train.y[ref.index.to_numpy()])
+    ref = ref.assign(**{REFERENCE_TARGET: features.train.y[ref.index.to_numpy()]})
     buf = io.BytesIO()
     ref.reset_index(drop=True).to_parquet(buf, index=False)
     return buf.getvalue()
@@ -67,11 +89,49 @@ def trained_rows(features: FeatureSet) -> RowFingerprint | None:
     return RowFingerprint.of([str(c) for c in train.X.columns], train.row_hash, valid.row_hash)
 
 
+def _champion_record(comparison: ChampionComparison | None) -> ChampionRecord | None:
+    """The champion comparison as the registry records it (None without a champion)."""
+    if comparison is None or comparison.champion_version is None:
+        return None
+    c = comparison
+    return ChampionRecord(
+        version=c.champion_version, status=c.status, test_rows=c.test_rows,
+        compared_rows=c.compared_rows, excluded_rows=c.excluded_rows,
+        excluded_own_rows=c.excluded_own_rows, checked=c.checked, metrics=c.champion,
+        challenger_metrics=c.challenger, note=c.note)
+
+
+def _evaluated_again(registry: ModelRegistry, existing: ModelVersion, same: str,
+                     evaluation: Evaluation, data: Dataset,
+                     comparison: ChampionComparison | None, run: RunInfo) -> None:
+    """Record this run's evaluation of an already registered model, if it changed."""
+    log = get_logger()
+    record = EvaluationRecord(
+        version=existing.version, at="", metrics=dict(evaluation.metrics),
+        gate=evaluation.gate.as_record(), champion=_champion_record(comparison),
+        data=EvaluatedData(fingerprint=data.fingerprint, source=data.source, rows=data.rows),
+        run=run.as_record())
+    if record.same_outcome(registry.latest_evaluation(existing)):
+        log.info("%s already holds this exact model (%s); not registering again. Its latest "
+                 "evaluation is unchanged (quality gate %s).", existing.label, same,
+                 record.gate.summary)
+        return
+    registry.record_evaluation(existing.model_name, record)
+    log.info("%s already holds this exact model (%s); not registering again. This "
+             "evaluation is recorded as its latest (quality gate %s).", existing.label, same,
+             record.gate.summary)
+
+
 @task(name="register", retry_condition_fn=retry_transient)
 def register(model: TrainedModel, evaluation: Evaluation, data: Dataset, features: FeatureSet,
              comparison: ChampionComparison | None, cfg: RegisterConfig,
              storage: StorageConfig, run: RunInfo, seed: int) -> ModelVersion:
     """Register ``model`` (or return the identical version already registered).
+
+    A version of the same lineage (``model.fingerprint``) or with the same model
+    bytes (sha256 of the pickle) is the same model: it is returned, and this
+    evaluation is recorded as its latest (:meth:`ModelRegistry.record_evaluation`)
+    unless its metrics and gate outcome equal the latest one's.
 
     Args:
         model: The trained pipeline.
@@ -86,45 +146,47 @@ def register(model: TrainedModel, evaluation: Evaluation, data: Dataset, feature
         seed: Global seed (for the reference sample).
 
     Returns:
-        The registered :class:`ModelVersion`; ``cfg.aliases`` point at it.
+        The registered :class:`ModelVersion`; ``cfg.aliases`` point at it. For a model
+        registered before, its manifest as registered (its latest evaluation is
+        :meth:`ModelRegistry.latest_evaluation`).
     """
     log = get_logger()
     registry = open_registry(cfg, storage)
     existing = registry.find_by_fingerprint(cfg.model_name, model.fingerprint)
     if existing is not None:
-        log.info("%s already holds this exact model (same lineage %s); not registering again.",
-                 existing.label, model.fingerprint[:12])
+        _evaluated_again(registry, existing, f"same lineage {model.fingerprint[:12]}",
+                         evaluation, data, comparison, run)
         return existing
     blob = pickle.dumps(model.pipeline, protocol=pickle.HIGHEST_PROTOCOL)
+    sha = bytes_sha256(blob)
+    existing = registry.find_by_sha256(cfg.model_name, sha)
+    if existing is not None:
+        _evaluated_again(registry, existing, f"byte-identical: sha256 {sha[:12]}…",
+                         evaluation, data, comparison, run)
+        return existing
     files = {f"plots/{name}": png for name, png in evaluation.plots.items()}
     if cfg.reference_sample_rows > 0:
-        files["reference.parquet"] = _reference_sample(features, cfg.reference_sample_rows, seed)
-    data_record = {**data.lineage_record(), "split": features.split_info}
+        files[REFERENCE_FILE] = _reference_sample(features, cfg.reference_sample_rows, seed)
+    data_record = replace(data.lineage_record(), split=features.split_info)
     rows = trained_rows(features)
     if rows is not None:
         files[TRAINED_ROWS_FILE] = rows.to_npy()
-        data_record["trained_rows"] = {"columns": list(rows.columns), "distinct": len(rows)}
-    champion = None
-    if comparison is not None and comparison.champion_version is not None:
-        record = comparison.as_dict()
-        champion = {"version": record.pop("champion_version"), "metrics": record.pop("champion"),
-                    "challenger_metrics": record.pop("challenger"), **record}
+        data_record = replace(data_record, trained_rows=TrainedRowsRecord(
+            columns=list(rows.columns), distinct=len(rows)))
     manifest = ModelVersion(
         model_name=cfg.model_name, version=0, created_at="", fingerprint=model.fingerprint,
         model_key="", model_sha256="", problem_type=model.problem_type,
-        metrics=evaluation.metrics,
-        gate={"passed": evaluation.gate.passed, "failures": evaluation.gate.failures,
-              "rules": evaluation.gate.rules},
-        champion=champion,
-        params={"estimator": model.estimator, **model.params, **model.info},
+        estimator=model.estimator, params=model.params, fit=model.fit,
+        metrics=evaluation.metrics, confusion_matrix=evaluation.confusion_matrix,
+        gate=evaluation.gate.as_record(),
+        champion=_champion_record(comparison),
         config=run.config,
         data=data_record,
-        features={"input_schema": model.input_schema, "feature_names": model.feature_names,
-                  "classes": model.classes, "target": data.target,
-                  "confusion_matrix": evaluation.confusion_matrix},
+        features=FeatureRecord(input_schema=model.input_schema,
+                               feature_names=model.feature_names, classes=model.classes,
+                               target=data.target),
         git=git_info(run.project_root), packages=package_versions(),
-        run={"flow_run_id": run.flow_run_id, "flow_run_name": run.flow_run_name,
-             "triggered_by": run.triggered_by},
+        run=run.as_record(),
     )
     mv = registry.register(manifest, blob, files)
     for alias in cfg.aliases:

@@ -12,7 +12,7 @@ from dataclasses import replace
 from prefect import task
 
 from prefab_mlops.config import RegisterConfig, TrackingConfig
-from prefab_mlops.core.registry import ModelVersion
+from prefab_mlops.core.manifest import ModelVersion
 from prefab_mlops.core.storage import StorageConfig
 from prefab_mlops.orchestration.retries import retry_transient
 from prefab_mlops.tasks.registry import open_registry

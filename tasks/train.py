@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import task
@@ -20,6 +20,8 @@ from sklearn.pipeline import Pipeline
 from prefab_mlops.config import ModelSpec
 from prefab_mlops.core.errors import ConfigError
 from prefab_mlops.core.fingerprint import lineage
+from prefab_mlops.core.manifest import FitRecord
+from prefab_mlops.core.schema import InputSchema
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.payloads import Payload
 from prefab_mlops.tasks.featurize import FeatureSet
@@ -39,9 +41,9 @@ class TrainedModel:
     params: dict[str, Any]
     problem_type: str
     classes: list[Any] | None
-    input_schema: dict[str, dict[str, Any]]
+    input_schema: InputSchema
     feature_names: list[str]
-    info: dict[str, Any] = field(default_factory=dict)
+    fit: FitRecord | None = None
 
     @property
     def pipeline(self) -> Pipeline:
@@ -113,10 +115,9 @@ def train(features: FeatureSet, model: ModelSpec, seed: int) -> TrainedModel:
     start = time.perf_counter()
     est.fit(features.Xt_train, features.train.y, **fit_kwargs)
     seconds = time.perf_counter() - start
-    info: dict[str, Any] = {"fit_seconds": round(seconds, 3), "train_rows": len(features.train)}
     best = getattr(est, "best_iteration", None) if early else None
-    if best is not None:
-        info["best_iteration"] = int(best)
+    fit = FitRecord(seconds=round(seconds, 3), train_rows=len(features.train),
+                    best_iteration=None if best is None else int(best))
     pipeline = Pipeline([("preprocess", features.preprocessor), ("model", est)])
     log.info("Trained %s on %s rows in %.1fs%s", model.target, len(features.train), seconds,
              f" (best iteration {best})" if best is not None else "")
@@ -125,4 +126,4 @@ def train(features: FeatureSet, model: ModelSpec, seed: int) -> TrainedModel:
                         estimator=model.target, params=_json_safe(est.get_params()),
                         problem_type=features.problem_type, classes=features.classes,
                         input_schema=features.input_schema,
-                        feature_names=features.feature_names, info=info)
+                        feature_names=features.feature_names, fit=fit)

@@ -4,7 +4,13 @@ The schema (dtypes, nullability, ranges, allowed categories, uniqueness, minimum
 rows, target present and valid) is turned into a pandera ``DataFrameSchema`` and
 checked lazily, so *every* violation is collected and reported at once, naming
 column, rule, count and examples. ``on_failure`` chooses between failing the run
-and warning.
+and warning. The soft rules (``expected_min``/``expected_max``/``expected_values``:
+what the data looked like when its schema was inferred) never fail: values beyond
+them are listed as warnings in the report.
+
+:func:`check_leakage` is the leakage alarm (``validate.leakage``): on the training
+split, before training, it names the model inputs that alone nearly determine the
+target (:mod:`prefab_mlops.core.leakage`).
 """
 
 from __future__ import annotations
@@ -17,10 +23,13 @@ import pandas as pd
 from prefect import task
 
 from prefab_mlops.config import ColumnRule, TargetSpec, ValidateConfig
-from prefab_mlops.core.errors import DataValidationError
+from prefab_mlops.core.errors import DataValidationError, LeakageError
 from prefab_mlops.core.fingerprint import lineage
+from prefab_mlops.core.leakage import LeakageScan, scan
+from prefab_mlops.core.schema import ColumnKind, InputSchema
 from prefab_mlops.orchestration.artifacts import md_table
 from prefab_mlops.orchestration.logs import get_logger
+from prefab_mlops.tasks.featurize import FeatureSet
 from prefab_mlops.tasks.ingest import Dataset
 
 _DTYPE_FAMILIES = {
@@ -48,6 +57,8 @@ class ValidationReport:
             ``examples``.
         on_failure: ``fail`` or ``warn`` (from config).
         fingerprint: Fingerprint of the checked data + schema.
+        warnings: Values beyond the soft rules (``expected_*``), in the same records
+            as ``violations``; they never fail validation.
     """
 
     passed: bool
@@ -57,12 +68,31 @@ class ValidationReport:
     on_failure: str = "fail"
     fingerprint: str = ""
     dataset: str = ""
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
     def to_markdown(self) -> str:
         head = "passed" if self.passed else f"**{len(self.violations)} violation(s)**"
-        return (f"# Validation of `{self.dataset}`\n\n{self.rows:,} rows × {self.columns} "
+        if self.warnings:
+            head += f", {len(self.warnings)} warning(s)"
+        text = (f"# Validation of `{self.dataset}`\n\n{self.rows:,} rows × {self.columns} "
                 f"columns: {head} (on_failure: `{self.on_failure}`)\n\n"
                 + (md_table(self.violations) if self.violations else ""))
+        if self.warnings:
+            text += ("\n\n## Beyond the expected values (warnings)\n\nThe data contract "
+                     "records what the data looked like (`expected_min`, `expected_max`, "
+                     "`expected_values`); these rows go beyond it. Widen those values if "
+                     "this is the new normal, or declare a hard `min`/`max`/`allowed` if it "
+                     "is an error.\n\n" + md_table(self.warnings))
+        return text
+
+    def warning_text(self) -> str:
+        lines = [f"Data set '{self.dataset}' goes beyond its expected values "
+                 f"(conf/validate, expected_*) in {len(self.warnings)} column(s); "
+                 "validation passes:"]
+        for v in self.warnings:
+            lines.append(f"  - column '{v['column']}': {v['rule']}: {v['count']} row(s); "
+                         f"examples: {v['examples']}")
+        return "\n".join(lines)
 
     def message(self) -> str:
         lines = [f"Data set '{self.dataset}' ({self.rows:,} rows) violates its schema "
@@ -175,6 +205,50 @@ def build_schema(frame: pd.DataFrame, cfg: ValidateConfig, target: TargetSpec | 
     return schema, dtype_violations, [list(u) for u in cfg.unique]
 
 
+def _fmt(value: Any) -> str:
+    return f"{value:.10g}" if isinstance(value, float) else str(value)
+
+
+def soft_warnings(frame: pd.DataFrame, rules: dict[str, ColumnRule],
+                  max_examples: int) -> list[dict[str, Any]]:
+    """Values beyond each column's ``expected_min``/``expected_max``/``expected_values``.
+
+    Pure. Columns that are absent, or whose values are not comparable (a dtype
+    violation reports those), are skipped.
+
+    Returns:
+        One record per (column, soft rule), like a violation: ``column``, ``rule``,
+        ``count`` and ``examples`` (the most extreme values, or the unexpected ones).
+    """
+    out: list[dict[str, Any]] = []
+    for name, rule in rules.items():
+        if name not in frame.columns:
+            continue
+        values = frame[name].dropna()
+        low, high = rule.expected_min, rule.expected_max
+        if (low is not None or high is not None) and pd.api.types.is_numeric_dtype(values) \
+                and not pd.api.types.is_bool_dtype(values):
+            below = values[values < low] if low is not None else values[:0]
+            above = values[values > high] if high is not None else values[:0]
+            if len(below) or len(above):
+                bounds = f"[{_fmt(low) if low is not None else '-inf'}, " \
+                         f"{_fmt(high) if high is not None else 'inf'}]"
+                extreme = [*below.nsmallest(max_examples).tolist(),
+                           *above.nlargest(max_examples).tolist()]
+                out.append({"column": name, "rule": f"expected range {bounds}",
+                            "count": int(len(below) + len(above)),
+                            "examples": [_fmt(v) for v in extreme[:max_examples]]})
+        if rule.expected_values is not None:
+            known = {str(v) for v in rule.expected_values}
+            new = values[~values.map(str).isin(known)]
+            if len(new):
+                out.append({"column": name, "rule": "expected values",
+                            "count": int(len(new)),
+                            "examples": new.map(str).value_counts().index[:max_examples]
+                            .tolist()})
+    return out
+
+
 def _summarize(failure_cases: pd.DataFrame, frame: pd.DataFrame,
                max_examples: int) -> list[dict[str, Any]]:
     out = []
@@ -245,10 +319,15 @@ def validate(data: Dataset, cfg: ValidateConfig, target: TargetSpec,
                                "count": int(dup.sum()),
                                "examples": frame.loc[dup, present].drop_duplicates()
                                .head(cfg.max_examples).astype(str).values.tolist()})
+    dtype_bad = {v["column"] for v in violations if v["rule"].startswith("dtype ")}
+    warnings = soft_warnings(frame, {k: r for k, r in cfg.columns.items() if k not in dtype_bad},
+                             cfg.max_examples)
     report = ValidationReport(passed=not violations, rows=len(frame), columns=frame.shape[1],
                               violations=violations, on_failure=cfg.on_failure,
                               fingerprint=lineage(validate, data, cfg, target, labelled),
-                              dataset=f"{data.name} ({data.source})")
+                              dataset=f"{data.name} ({data.source})", warnings=warnings)
+    if warnings:
+        get_logger().warning("%s", report.warning_text())
     if violations:
         if cfg.on_failure == "fail":
             raise DataValidationError(
@@ -259,37 +338,210 @@ def validate(data: Dataset, cfg: ValidateConfig, target: TargetSpec,
     return report
 
 
-def check_batch_schema(frame: pd.DataFrame, input_schema: dict[str, dict[str, Any]],
+# ------------------------------------------------------------------ leakage
+def leakage_fix(columns: list[str], listed: dict[str, str]) -> str:
+    """How to leave ``columns`` out of the model's inputs (conf/features).
+
+    Args:
+        columns: The suspected columns.
+        listed: Column -> the ``features`` section that lists it (``numeric``,
+            ``categorical``, ``datetime``); columns not listed come in through
+            ``remainder: passthrough``.
+    """
+    steps = []
+    for kind in ("numeric", "categorical", "datetime"):
+        mine = [c for c in columns if listed.get(c) == kind]
+        if mine:
+            steps.append(f"remove {', '.join(repr(c) for c in mine)} from "
+                         f"features.{kind}.columns")
+    rest = [c for c in columns if c not in listed]
+    if rest:
+        steps.append(f"add {', '.join(repr(c) for c in rest)} to features.drop (e.g. "
+                     f"features.drop=[{','.join(rest)}])")
+    return ("Leave them out of the model's inputs in conf/features: " + "; ".join(steps)
+            + ". If they are truly known when a prediction is made, keep them and set "
+            "validate.leakage=warn (or off).")
+
+
+@dataclass
+class LeakageReport:
+    """The outcome of :func:`check_leakage`.
+
+    Attributes:
+        mode: ``validate.leakage``: ``warn``, ``fail`` or ``off``.
+        scan: What the one-feature models found (None when ``off``).
+        listed: Column -> the ``features`` section that lists it, for the fix.
+    """
+
+    mode: str
+    scan: LeakageScan | None
+    listed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def suspects(self) -> list[str]:
+        return [s.column for s in self.scan.suspects] if self.scan else []
+
+    def fix(self) -> str:
+        return leakage_fix(self.suspects, self.listed)
+
+    def message(self) -> str:
+        assert self.scan is not None
+        found = ", ".join(s.text() for s in self.scan.suspects)
+        return (f"Leakage alarm: {len(self.scan.suspects)} model input(s) alone nearly "
+                f"determine the target on the training split: {found} (threshold "
+                f"{self.scan.threshold}; one-feature models, cross-validated on "
+                f"{self.scan.rows:,} training rows). A feature this good is usually the "
+                "label in another form, or something recorded after the outcome.")
+
+    def line(self) -> str:
+        """One line for the run summary."""
+        if self.scan is None:
+            return "off (validate.leakage=off)"
+        if not self.scan.suspects:
+            text = (f"no model input alone nearly determines the target ({self.scan.columns} "
+                    f"checked on {self.scan.rows:,} training rows; best "
+                    + (self.scan.scores[0].text() if self.scan.scores else "none") + ")")
+        else:
+            text = ("SUSPECTED: " + ", ".join(s.text() for s in self.scan.suspects)
+                    + ". Fix: " + self.fix())
+        if self.scan.unchecked:
+            text += f"; not checked (time bound): {self.scan.unchecked}"
+        return text
+
+    def to_markdown(self) -> str:
+        head = "## Leakage check (training rows)\n\n"
+        if self.scan is None or not self.scan.suspects:
+            return head + self.line()
+        rows = [{"column": s.column, self.scan.metric + " alone": f"{s.score:.4f}"}
+                for s in self.scan.suspects]
+        return (head + f"**{len(rows)} suspect(s)** (validate.leakage: `{self.mode}`): each "
+                "alone nearly determines the target.\n\n" + md_table(rows)
+                + f"\n\n**Fix**: {self.fix()}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-safe record (the run summary)."""
+        return {"mode": self.mode, "suspects": self.suspects,
+                "fix": self.fix() if self.suspects else None,
+                "scan": self.scan.as_dict() if self.scan else None}
+
+
+def leakage_summary(report: LeakageReport, at_evaluation: LeakageScan | None) -> dict[str, Any]:
+    """The run summary's record of both leakage checks (JSON-safe).
+
+    Args:
+        report: The check before training (:func:`check_leakage`).
+        at_evaluation: The evaluate step's scan, made only when the test score was
+            suspiciously perfect (``Evaluation.leakage``), else None.
+    """
+    after = None
+    if at_evaluation is not None:
+        suspects = [s.column for s in at_evaluation.suspects]
+        after = {"suspects": suspects,
+                 "fix": leakage_fix(suspects, report.listed) if suspects else None,
+                 "scan": at_evaluation.as_dict()}
+    return {"before_training": report.as_dict(), "at_evaluation": after}
+
+
+def leakage_text(record: dict[str, Any]) -> str:
+    """One line on a :func:`leakage_summary` record (run summary and CLI)."""
+    before, after = record["before_training"], record["at_evaluation"]
+    scan_ = before["scan"]
+    if scan_ is None:
+        text = "off (validate.leakage=off)"
+    elif before["suspects"]:
+        text = "SUSPECTED: " + ", ".join(f"'{x['column']}' ({x['metric']} {x['score']:.4f} "
+                                         "alone)" for x in scan_["suspects"])
+    else:
+        text = f"no single input of {scan_['columns']} nearly determines the target"
+    if after is not None:
+        text += ("; the test score is suspiciously perfect: " + (
+            f"inputs that alone nearly determine the target: {after['suspects']}"
+            if after["suspects"] else "no single input explains it"))
+    fix = before["fix"] or (after or {}).get("fix")
+    return text + (f". Fix: {fix}" if fix else "")
+
+
+@task(name="check-leakage", persist_result=True)
+def check_leakage(features: FeatureSet, cfg: ValidateConfig, seed: int) -> LeakageReport:
+    """The leakage alarm: which model inputs alone nearly determine the target?
+
+    Runs on the training split only (rows the model is tested on stay unseen), with
+    the bounded one-feature scan of :func:`prefab_mlops.core.leakage.scan` (at most
+    20,000 rows and 30 s).
+
+    Args:
+        features: The split and the model's input columns (``train.X``).
+        cfg: ``conf/validate``: ``leakage`` is ``warn``, ``fail`` or ``off``.
+        seed: Global seed (``seed``): the row sample, folds and trees.
+
+    Returns:
+        A :class:`LeakageReport` (also when suspects are found with ``warn``).
+
+    Raises:
+        LeakageError: with ``leakage: fail``, naming each suspect, its one-feature score
+            and the fix. Never retried: the data will not change by itself.
+    """
+    listed = {s.name: s.kind.value for s in features.input_schema if not s.remainder}
+    if cfg.leakage == "off":
+        return LeakageReport("off", None, listed)
+    result = scan(features.train.X, features.train.y, features.problem_type, seed)
+    report = LeakageReport(cfg.leakage, result, listed)
+    log = get_logger()
+    if result.unchecked:
+        log.warning("Leakage check: %s column(s) not checked within %.0f s: %s",
+                    len(result.unchecked), result.seconds, result.unchecked)
+    if result.suspects:
+        if cfg.leakage == "fail":
+            raise LeakageError(report.message(),
+                               [(s.column, s.score, s.metric) for s in result.suspects],
+                               fix=report.fix())
+        log.warning("%s\nFix: %s\n(validate.leakage=warn: continuing)", report.message(),
+                    report.fix())
+    else:
+        log.info("Leakage check: %s", report.line())
+    return report
+
+
+_KIND_DTYPE_OK = {
+    ColumnKind.NUMERIC: lambda s: pd.api.types.is_numeric_dtype(s)
+    and not pd.api.types.is_bool_dtype(s),
+    ColumnKind.CATEGORICAL: lambda s: not pd.api.types.is_float_dtype(s),
+    ColumnKind.DATETIME: lambda s: pd.api.types.is_datetime64_any_dtype(s)
+    or pd.api.types.is_string_dtype(s),
+}
+
+
+def check_batch_schema(frame: pd.DataFrame, schema: InputSchema,
                        allowed_extra: list[str], source: str) -> None:
     """Reject a batch whose columns or dtypes do not match the model's input schema.
+
+    Args:
+        frame: The batch.
+        schema: The model's input schema (its manifest's ``features.input_schema``).
+        allowed_extra: Columns that are not inputs but may be present (ids, the target).
+        source: Where the batch came from, for the message.
 
     Raises:
         DataValidationError: listing every missing column, unexpected column and
             wrong dtype at once.
     """
     problems = []
-    missing = [c for c in input_schema if c not in frame.columns]
+    missing = [c for c in schema.names if c not in frame.columns]
     if missing:
         problems.append({"column": ", ".join(missing), "rule": "column present",
                          "count": len(missing), "examples": ["missing from the batch"]})
-    extra = [c for c in frame.columns if c not in input_schema and c not in allowed_extra]
+    extra = [c for c in frame.columns if c not in schema and c not in allowed_extra]
     if extra:
         problems.append({"column": ", ".join(map(str, extra)), "rule": "known column",
                          "count": len(extra), "examples": ["not an input of the model"]})
-    for col, spec in input_schema.items():
-        if col not in frame.columns:
+    for spec in schema:
+        if spec.name not in frame.columns:
             continue
-        s = frame[col]
-        ok = True
-        if spec["kind"] == "numeric":
-            ok = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
-        elif spec["kind"] == "categorical":
-            ok = not pd.api.types.is_float_dtype(s)
-        elif spec["kind"] == "datetime":
-            ok = pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_string_dtype(s)
-        if not ok:
-            problems.append({"column": col, "rule": f"dtype {spec['kind']}", "count": len(s),
-                             "examples": [f"found {s.dtype}, model trained on {spec['dtype']}"]})
+        s = frame[spec.name]
+        if not _KIND_DTYPE_OK[spec.kind](s):
+            problems.append({"column": spec.name, "rule": f"dtype {spec.kind.value}",
+                             "count": len(s),
+                             "examples": [f"found {s.dtype}, model trained on {spec.dtype}"]})
     if problems:
         lines = [f"Batch '{source}' does not match the model's input schema:"]
         lines += [f"  - {p['column']}: {p['rule']} ({p['examples'][0]})" for p in problems]
@@ -299,8 +551,8 @@ def check_batch_schema(frame: pd.DataFrame, input_schema: dict[str, dict[str, An
 
 
 @task(name="validate-batch")
-def validate_batch(frame: pd.DataFrame, input_schema: dict[str, dict[str, Any]],
+def validate_batch(frame: pd.DataFrame, schema: InputSchema,
                    allowed_extra: list[str], source: str) -> int:
     """Task form of :func:`check_batch_schema`; returns the number of rows checked."""
-    check_batch_schema(frame, input_schema, allowed_extra, source)
+    check_batch_schema(frame, schema, allowed_extra, source)
     return len(frame)

@@ -7,16 +7,20 @@
   HTTP S3 endpoint, not an in-process mock) and stops it afterwards.
 * ``prefect_harness`` enters Prefect's test harness once per session.
 * Hypothesis profiles ``prefab`` (the default, see pyproject) and ``fuzz``.
+* ``project_tasks`` writes modules of a project's own ``tasks`` package (the namespace
+  a project's steps live in) into ``tmp_path``, importable for one test.
 """
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import socket
 import subprocess
 import sys
+import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -89,6 +93,32 @@ def flights_csv(tmp_path: Path, flights_frame: pd.DataFrame) -> Path:
     return path
 
 
+def diabetes_frame(noise: bool = False) -> pd.DataFrame:
+    """scikit-learn's bundled diabetes data (442 rows, 10 numeric features, ``target``).
+
+    A weak but learnable regression: a linear model reaches an R² of about 0.4. With
+    ``noise`` the target is shuffled across rows, so nothing is left to learn.
+    """
+    from sklearn.datasets import load_diabetes
+
+    frame = load_diabetes(as_frame=True).frame
+    if noise:
+        frame["target"] = frame["target"].sample(frac=1.0, random_state=3).to_numpy()
+    return frame
+
+
+DIABETES_FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+
+
+def diabetes_overrides(uri: str | Path | None = None, name: str = "diabetes") -> list[str]:
+    """Overrides that point the regression experiment at a diabetes CSV (``uri``)."""
+    return ["experiment=diamonds", f"data.name={name}", "data.target=target",
+            "data.columns=null", *([f"data.uri={uri}"] if uri is not None else []),
+            f"features.numeric.columns=[{','.join(DIABETES_FEATURES)}]",
+            "features.categorical.columns=[]", "~validate.columns", "validate.min_rows=100",
+            "model=linear_regression"]
+
+
 # ------------------------------------------------------------- S3 on loopback
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -156,3 +186,36 @@ def load(tmp_path: Path):
         return load_config([f"paths.root={tmp_path}", *overrides], config_dir=CONF)
 
     return _load
+
+
+# ------------------------------------------------------- a project's own tasks
+def _forget_project_tasks() -> None:
+    for name in [n for n in sys.modules if n == "tasks" or n.startswith("tasks.")]:
+        del sys.modules[name]
+
+
+@pytest.fixture()
+def project_tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                  ) -> Iterator[Callable[[str, str], Path]]:
+    """``write(module, source)``: a module ``tasks.<module>`` of a throw-away project.
+
+    The project directory (``tmp_path/project``, holding ``tasks/``) is on ``sys.path``
+    for this test only, as a generated project's directory is when its flows run. Each
+    write makes the next import read the new source (no stale module or bytecode).
+    """
+    root = tmp_path / "project"
+    (root / "tasks").mkdir(parents=True)
+    (root / "tasks" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    _forget_project_tasks()
+
+    def write(module: str, source: str) -> Path:
+        path = root / "tasks" / f"{module}.py"
+        path.write_text(textwrap.dedent(source))
+        _forget_project_tasks()
+        importlib.invalidate_caches()
+        return path
+
+    yield write
+    _forget_project_tasks()

@@ -42,6 +42,9 @@ EXCEPTIONS = {
     # `python -m prefab_mlops.serve --config-dir conf` reads a project's conf/ when the
     # [pipeline] extra is installed; with [serve] alone it says to pass --registry/--model.
     ("prefab_mlops.serve.__main__", "config"),
+    # `prefab train|monitor|score` hand over to prefab_mlops.flows.cli, which checks the
+    # config before it imports a flow (tests/flows/test_cli.py: no prefect before that).
+    ("prefab_mlops.cli", "flows"),
 }
 # A saved prefect-aws credentials block is loaded only when storage.s3.credentials_block
 # names one (a pipeline setting); the server reads S3 credentials from the environment.

@@ -119,6 +119,12 @@ class TestBadConfigFailsEarly:
         with pytest.raises(ConfigError, match=r"evaluate\.champion\.min_share"):
             compose(tmp_path, "evaluate.champion.min_share=1.5")
 
+    def test_negative_drift_plot_count(self, tmp_path: Path) -> None:
+        assert compose(tmp_path).typed.monitor.plot_columns == 4
+        with pytest.raises(ConfigError, match=r"monitor\.plot_columns' must be 0 \(no plots\) "
+                           r"or more, not -1"):
+            compose(tmp_path, "monitor.plot_columns=-1")
+
     def test_target_used_as_feature(self, tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="target 'delayed'"):
             compose(tmp_path, "features.numeric.columns=[delayed,distance]")

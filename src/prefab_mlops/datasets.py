@@ -27,6 +27,7 @@ from prefab_mlops.config import DataConfig, ReadConfig, WindowConfig
 from prefab_mlops.config.schema import SEPARATOR_NAMES
 from prefab_mlops.core.errors import DataError, DataFormatError
 from prefab_mlops.core.storage import Location
+from prefab_mlops.core.manifest import ReadRecord
 
 _CSV_COMPRESSION = {".zip": "zip", ".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd"}
 
@@ -87,10 +88,10 @@ class Layout:
             parts.append(f"{_SEP_NAMES.get(self.sep, repr(self.sep))}-separated{mark('sep')}")
         return ", ".join(parts)
 
-    def record(self) -> dict[str, Any]:
-        """JSON-safe form for the lineage record."""
-        return {"format": self.format, "encoding": self.encoding, "sep": self.sep,
-                "compression": self.compression, "detected": list(self.detected)}
+    def record(self) -> ReadRecord:
+        """The lineage record's form."""
+        return ReadRecord(format=self.format, encoding=self.encoding, sep=self.sep,
+                          compression=self.compression, detected=list(self.detected))
 
 
 def _format_of(loc: Location, fmt: str) -> str:

@@ -327,7 +327,7 @@ def test_training_deployment_runs_in_a_container_and_registers_on_the_host(
     registry = ModelRegistry(LocalObjectStore(run.project / "registry"))
     assert registry.alias(MODEL, "production").version == 1
     mv = registry.get_version(MODEL, 1)
-    assert mv.run["flow_run_id"] == str(run.flow_run.id)
+    assert mv.run.flow_run_id == str(run.flow_run.id)
     assert mv.metrics["roc_auc"] > 0.65
     loaded = registry.load(MODEL, alias="production")
     assert hasattr(loaded.model, "predict_proba")
@@ -417,7 +417,8 @@ def test_serving_image_serves_the_production_model_as_non_root(
     file whose sha256 does not match refused while the old version keeps answering."""
     import numpy as np
 
-    from prefab_mlops.core.registry import ModelRegistry, ModelVersion
+    from prefab_mlops.core.manifest import ModelVersion
+    from prefab_mlops.core.registry import ModelRegistry
     from prefab_mlops.core.storage import LocalObjectStore
 
     run = trained_in_container
@@ -429,7 +430,7 @@ def test_serving_image_serves_the_production_model_as_non_root(
     shutil.copytree(run.project / "registry", registry_dir)
     registry = ModelRegistry(LocalObjectStore(registry_dir))
     production = registry.load(MODEL, alias="production")
-    columns = list(production.version.features["input_schema"])
+    columns = list(production.version.features.input_schema.names)
     frame = pd.read_csv(run.project / "data" / "flights.csv",
                         parse_dates=["time_hour"]).head(40)
     expected = np.asarray(production.model.predict_proba(frame[columns]))
@@ -480,7 +481,7 @@ def test_serving_image_serves_the_production_model_as_non_root(
         v1 = registry.get_version(MODEL, production.version.version)
 
         def copy_of_v1() -> ModelVersion:
-            manifest = ModelVersion(**{**dataclasses.asdict(v1), "version": 0, "files": {}})
+            manifest = dataclasses.replace(v1, version=0, files={})
             return registry.register(manifest, registry.store.get(v1.model_key),
                                      {rel: registry.read_file(v1, rel) for rel in v1.files})
 

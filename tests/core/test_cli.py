@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from pathlib import Path
 
 import pytest
 
 from prefab_mlops.cli import main
-from prefab_mlops.core.registry import ModelRegistry, ModelVersion
+from prefab_mlops.core.fingerprint import bytes_sha256
+from prefab_mlops.core.manifest import EvaluationRecord, GateRecord, ModelVersion
+from prefab_mlops.core.registry import DECLINE_EVENT, PROMOTE_EVENT, ModelRegistry
 from prefab_mlops.core.storage import LocalObjectStore
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
@@ -25,7 +28,8 @@ def registry(tmp_path: Path) -> ModelRegistry:
             model_name=MODEL, version=0, created_at="", fingerprint=f"fp{i}", model_key="",
             model_sha256="", problem_type="binary",
             metrics={"roc_auc": auc, "n_test": 1000.0},
-            gate={"passed": auc >= 0.7, "failures": [] if auc >= 0.7 else ["roc_auc < 0.7"]},
+            gate=GateRecord(passed=auc >= 0.7, decided_by=["absolute"],
+                            summary="passed" if auc >= 0.7 else "FAILED: roc_auc < 0.7"),
             config={"seed": 42, "model": {"n_estimators": 20 * i}}),
             pickle.dumps({"model": i}))
     return reg
@@ -68,6 +72,35 @@ class TestRegistryList:
         assert lines[1].startswith(f"{MODEL} v2") and "production" in lines[1]
         assert "gate=FAIL" in lines[2]
 
+    def test_a_version_shows_its_latest_evaluation_and_decision(
+            self, registry: ModelRegistry, prefab) -> None:
+        """v3 failed its gate when registered; a later run evaluated the same model again,
+        it passed the baseline rule and was promoted."""
+        registry.record_evaluation(MODEL, EvaluationRecord(
+            version=3, at="", metrics={"roc_auc": 0.74, "n_test": 1000.0},
+            gate=GateRecord(passed=True, decided_by=["baseline"],
+                            summary="passed: baseline rule: roc_auc 0.7400 >= 0.5250 required")))
+        registry.record_event(MODEL, DECLINE_EVENT, version=2, reason="does not beat v1")
+        registry.set_alias(MODEL, "production", 3, event=PROMOTE_EVENT, reason="beats v1")
+
+        code, out, _ = prefab("registry", "list")
+        lines = out.strip().splitlines()
+        assert code == 0
+        assert "gate=ok(baseline)" in lines[2] and "decision=promoted" in lines[2]
+        assert "'roc_auc': 0.74" in lines[2] and "FAIL" not in lines[2]
+        assert "decision=declined" in lines[1] and "decision=-" in lines[0]
+
+        rows = json.loads(prefab("registry", "list", "--json")[1])
+        assert [r["gate_passed"] for r in rows] == [True, True, True]
+        assert rows[2]["gate"].startswith("passed: baseline rule")
+        assert rows[2]["decision"]["event"] == "promote"
+        assert rows[2]["decision"]["reason"] == "beats v1"
+
+        shown = json.loads(prefab("registry", "show", MODEL, "3")[1])
+        assert shown["gate"]["passed"] is False  # the manifest: as registered
+        assert shown["latest_evaluation"]["gate"]["passed"] is True
+        assert (shown["evaluations"], shown["latest_decision"]["reason"]) == (2, "beats v1")
+
     def test_empty_registry(self, prefab) -> None:
         code, out, _ = prefab("registry", "list")
 
@@ -107,6 +140,64 @@ class TestRegistryShow:
 
         assert code == 2
         assert f"'{MODEL}' has no version 9 (versions: [1, 2, 3])" in err
+
+
+class TestRegistryCheck:
+    def test_a_healthy_registry_exits_0(self, registry: ModelRegistry, prefab) -> None:
+        registry.set_alias(MODEL, "production", 2)
+
+        code, out, err = prefab("registry", "check")
+
+        assert (code, out.strip(), err) == (0, "registry ok", "")
+
+    def test_one_line_per_problem_and_exit_1(self, registry: ModelRegistry, prefab) -> None:
+        v1, v3 = registry.get_version(MODEL, 1), registry.get_version(MODEL, 3)
+        registry.store.put(v1.model_key, b"tampered")
+        registry.store.put(f"{MODEL}/blobs/{'d' * 32}/model.pkl", b"a registration died")
+
+        code, out, err = prefab("registry", "check", MODEL, "--grace", "0")
+
+        assert code == 1
+        lines = out.strip().splitlines()
+        assert len(lines) == 2
+        assert lines[0] == (
+            f"{MODEL}: sha256-mismatch: {v1.model_key}: {MODEL}:v1's model file has sha256 "
+            f"{bytes_sha256(b'tampered')[:12]}…, registered {v1.model_sha256[:12]}…")
+        assert re.fullmatch(
+            f"{MODEL}: orphan-blobs: {MODEL}/blobs/{'d' * 32}/: 1 file\\(s\\) no manifest "
+            r"references, last written \d+ s ago \(a registration that died before its "
+            r"manifest\)", lines[1]), lines[1]
+        assert "--repair" in err
+        assert registry.get_version(MODEL, 3) == v3
+
+    def test_young_leftovers_are_not_orphans_yet(self, registry: ModelRegistry, prefab
+                                                 ) -> None:
+        registry.store.put(f"{MODEL}/blobs/{'d' * 32}/model.pkl", b"uploading")
+
+        assert prefab("registry", "check")[0] == 0  # default grace: an hour
+
+    def test_repair_removes_orphans_and_reports_what_is_left(
+            self, registry: ModelRegistry, prefab) -> None:
+        orphan = f"{MODEL}/blobs/{'d' * 32}/model.pkl"
+        registry.store.put(orphan, b"a registration died")
+        registry.store.put(registry.get_version(MODEL, 2).model_key, b"tampered")
+
+        code, out, _ = prefab("registry", "check", "--repair", "--grace", "0", "--json")
+
+        report = json.loads(out)
+        assert code == 1 and report["ok"] is False
+        assert [(p["kind"], p["repairable"]) for p in report["problems"]] == [
+            ("sha256-mismatch", False)]
+        fixed = [(r["kind"], r["key"]) for r in report["repairs"] if r["kind"]]
+        assert fixed == [("orphan-blobs", f"{MODEL}/blobs/{'d' * 32}/")]
+        assert not registry.store.exists(orphan)
+        assert [v.version for v in registry.versions(MODEL)] == [1, 2, 3]
+
+    def test_negative_grace_is_a_usage_error(self, prefab, capsys) -> None:
+        with pytest.raises(SystemExit) as exc:
+            main(["registry", "check", "--grace", "-1"])
+        assert exc.value.code == 2
+        assert "must be >= 0 seconds" in capsys.readouterr().err
 
 
 class TestPromote:

@@ -1,6 +1,7 @@
 """The model registry on a local directory and on S3 (a real moto server on loopback).
 
-Covers: version numbering, manifest round trip, sha256 checks on load, atomicity of
+Covers: version numbering, manifest round trip (typed records, the input schema among
+them) and the refusal of a manifest of the wrong shape, sha256 checks on load, atomicity of
 a registration that crashes before its manifest, concurrent registration, aliases
 and their history, compare-and-set alias moves, rollbacks and the audit log.
 """
@@ -20,7 +21,24 @@ import pytest
 
 from prefab_mlops.core.errors import AliasMovedError, IntegrityError, RegistryError
 from prefab_mlops.core.fingerprint import bytes_sha256
-from prefab_mlops.core.registry import ModelRegistry, ModelVersion
+from prefab_mlops.core.manifest import (
+    BaselineCheck,
+    ChampionRecord,
+    DataRecord,
+    EvaluatedData,
+    EvaluationRecord,
+    FeatureRecord,
+    FitRecord,
+    GateRecord,
+    ModelVersion,
+    RuleCheck,
+    RunFacts,
+    SplitRecord,
+    TrainedRowsRecord,
+)
+from prefab_mlops.core.provenance import GitInfo
+from prefab_mlops.core.registry import DECLINE_EVENT, PROMOTE_EVENT, ModelRegistry
+from prefab_mlops.core.schema import CATEGORY_CAP, ColumnKind, ColumnSpec, InputSchema
 from prefab_mlops.core.storage import LocalObjectStore, S3Config, S3ObjectStore
 from tests.conftest import make_bucket
 
@@ -32,19 +50,54 @@ def manifest(fingerprint: str = "fp", name: str = MODEL, **extra) -> ModelVersio
                         model_key="", model_sha256="", problem_type="binary", **extra)
 
 
+#: One column of every kind, in an order that is not alphabetical.
+SCHEMA = InputSchema((
+    ColumnSpec("distance", ColumnKind.NUMERIC, "int64"),
+    ColumnSpec.categorical("origin", ["JFK", "EWR", "LGA", "JFK"]),
+    ColumnSpec.categorical("tailnum", [f"N{i:05d}" for i in range(CATEGORY_CAP + 5)]),
+    ColumnSpec("time_hour", ColumnKind.DATETIME, "datetime64[us, America/New_York]"),
+    ColumnSpec("air_time", ColumnKind.NUMERIC, "float64"),
+))
+
+
+GATE = GateRecord(
+    passed=False, decided_by=["absolute"],
+    summary="FAILED: absolute rule: roc_auc 0.7100 < min 0.8",
+    checks=[RuleCheck("baseline", "roc_auc", True, "baseline rule: roc_auc 0.7100 >= 0.5250"),
+            RuleCheck("absolute", "roc_auc", False, "absolute rule: roc_auc 0.7100 < min 0.8")],
+    rules={"roc_auc": {"min": 0.8, "max": None}},
+    baseline=BaselineCheck("roc_auc", "prior", 0.5, 0.525, 0.05, {"roc_auc": 0.5,
+                                                                  "log_loss": 0.69}))
+
+
+def full_manifest() -> ModelVersion:
+    """A manifest with every record filled in."""
+    return manifest(
+        "fp-x", estimator="xgboost.XGBClassifier", params={"n_estimators": 20, "missing": "nan"},
+        fit=FitRecord(seconds=1.25, train_rows=3000, best_iteration=17),
+        metrics={"roc_auc": 0.71, "f1": 0.42, "n_test": 1000.0},
+        confusion_matrix=[[500, 100], [150, 250]],
+        gate=GATE,
+        champion=ChampionRecord(version=3, status="compared", test_rows=1000, compared_rows=900,
+                                excluded_rows=100, checked=True, metrics={"roc_auc": 0.69},
+                                challenger_metrics={"roc_auc": 0.71}),
+        config={"seed": 42, "model": {"x": 1}},
+        data=DataRecord(name="flights", source="pkg://flights.csv", fingerprint="d1",
+                        source_fingerprint="s1", snapshot_uri=None, rows=5000,
+                        columns=["distance", "origin", "delayed"], time_min="2013-01-01",
+                        time_max="2013-12-31",
+                        split=SplitRecord(strategy="hash", seed=42, test_size=0.2,
+                                          valid_size=0.1, train_rows=3500, valid_rows=500,
+                                          test_rows=1000, key=["flight"]),
+                        trained_rows=TrainedRowsRecord(columns=["distance"], distinct=3990)),
+        features=FeatureRecord(input_schema=SCHEMA, feature_names=["distance", "origin"],
+                               classes=[False, True], target="delayed"),
+        git=GitInfo(commit="abc", branch="main", dirty=True), packages={"python": "3.11.9"},
+        run=RunFacts(flow_run_id="run-1", triggered_by="prefab.model.drift-detected"))
+
+
 def payload(i: int) -> bytes:
     return pickle.dumps({"weights": [i, i + 1, i + 2], "kind": "stub"})
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path):
-    """An empty object store: a local directory, or a fresh bucket on the moto server."""
-    if request.param == "local":
-        return LocalObjectStore(tmp_path / "registry")
-    endpoint = request.getfixturevalue("s3_env")
-    bucket = f"registry-{uuid.uuid4().hex[:12]}"
-    make_bucket(endpoint, bucket)
-    return S3ObjectStore(bucket, "prefab/registry", S3Config(endpoint_url=endpoint))
 
 
 @pytest.fixture()
@@ -81,22 +134,49 @@ class TestRegisterNumbering:
 class TestManifestRoundTrip:
     def test_get_version_returns_what_register_stored(self, registry: ModelRegistry) -> None:
         body = payload(1)
-        mv = registry.register(
-            manifest("fp-x", metrics={"roc_auc": 0.71, "f1": 0.42},
-                     gate={"passed": True, "failures": []},
-                     params={"n_estimators": 20}, config={"seed": 42, "model": {"x": 1}},
-                     data={"fingerprint": "d1", "rows": 5000}),
-            body, {"plots/roc.png": b"\x89PNG fake", "reference.parquet": b"PAR1"})
+        mv = registry.register(full_manifest(), body,
+                               {"plots/roc.png": b"\x89PNG fake", "reference.parquet": b"PAR1"})
 
         back = registry.get_version(MODEL, mv.version)
 
-        assert asdict(back) == asdict(mv)
+        assert back == mv
         assert back.model_sha256 == bytes_sha256(body)
         assert back.created_at
-        assert back.metrics == {"roc_auc": 0.71, "f1": 0.42}
+        assert back.metrics == {"roc_auc": 0.71, "f1": 0.42, "n_test": 1000.0}
+        assert back.gate == GATE and back.gate.checks[1].passed is False
+        assert back.gate.baseline is not None and back.gate.baseline.required == 0.525
+        assert back.champion is not None and back.champion.version == 3
+        assert back.data.split is not None and back.data.split.key == ["flight"]
+        assert back.git == GitInfo(commit="abc", branch="main", dirty=True)
         assert registry.read_file(back, "plots/roc.png") == b"\x89PNG fake"
         assert registry.read_file(back, "reference.parquet") == b"PAR1"
         assert registry.load(MODEL, mv.version).model == pickle.loads(body)
+
+    def test_input_schema_round_trips_in_order_with_every_kind(self, registry: ModelRegistry
+                                                                ) -> None:
+        mv = registry.register(full_manifest(), payload(1))
+        stored = json.loads(registry.store.get(f"{MODEL}/versions/000001.json"))
+
+        schema = registry.get_version(MODEL, mv.version).features.input_schema
+
+        assert schema == SCHEMA
+        assert [c["name"] for c in stored["features"]["input_schema"]["columns"]] == [
+            "distance", "origin", "tailnum", "time_hour", "air_time"]
+        assert schema.names_of(ColumnKind.NUMERIC) == ["distance", "air_time"]
+        assert schema["origin"].categories == ("EWR", "JFK", "LGA")
+        assert schema["origin"].known_categories == {"EWR", "JFK", "LGA"}
+        tail = schema["tailnum"]
+        assert len(tail.categories) == CATEGORY_CAP and tail.capped
+        assert tail.known_categories is None  # a capped list cannot tell an unknown value
+        assert str(schema["time_hour"].tz) == "America/New_York"
+
+    def test_a_manifest_that_would_not_read_back_is_not_written(
+            self, registry: ModelRegistry) -> None:
+        bad = manifest(metrics={"roc_auc": "0.7"})  # type: ignore[dict-item]
+
+        with pytest.raises(RegistryError, match=r"field 'metrics\.roc_auc': expected a number"):
+            registry.register(bad, payload(1))
+        assert registry.versions(MODEL) == []
 
     def test_unknown_file_is_a_registry_error(self, registry: ModelRegistry) -> None:
         mv = registry.register(manifest(), payload(1), {"plots/roc.png": b"png"})
@@ -117,6 +197,53 @@ class TestManifestRoundTrip:
         assert registry.find_by_fingerprint(MODEL, "fp-b").version == 2
         assert registry.find_by_fingerprint(MODEL, "fp-c") is None
         assert registry.find_by_fingerprint("other-model", "fp-a") is None
+
+
+class TestManifestOfTheWrongShape:
+    """A reader never gets a half-parsed manifest: it gets a RegistryError naming the
+    version and the field, from every way of reading one."""
+
+    KEY = f"{MODEL}/versions/000001.json"
+
+    def corrupt(self, registry: ModelRegistry, change) -> None:
+        registry.register(full_manifest(), payload(1))
+        raw = json.loads(registry.store.get(self.KEY))
+        change(raw)
+        registry.store.put(self.KEY, json.dumps(raw).encode())
+
+    @pytest.mark.parametrize("change, field, found", [
+        (lambda m: m["features"]["input_schema"]["columns"][1].update(kind="text"),
+         "features.input_schema.columns[1].kind", "found 'text'"),
+        (lambda m: m["features"]["input_schema"]["columns"][0].pop("dtype"),
+         "features.input_schema.columns[0].dtype", "is missing"),
+        (lambda m: m["features"]["input_schema"].update(columns={"distance": {}}),
+         "features.input_schema.columns", "expected an array"),
+        (lambda m: m["features"]["input_schema"]["columns"][0].update(categories=["a"]),
+         "features.input_schema.columns[0]", "numeric, so it has no categories"),
+        (lambda m: m["features"]["input_schema"]["columns"].append({
+            "name": "origin", "kind": "numeric", "dtype": "int64"}),
+         "features.input_schema", "'origin' is listed twice"),
+        (lambda m: m["gate"].update(passed="yes"), "gate.passed", "expected a boolean"),
+        (lambda m: m["data"].update(rows_total=3), "data.rows_total", "not a field"),
+    ])
+    def test_every_reader_names_the_version_and_the_field(
+            self, registry: ModelRegistry, change, field: str, found: str) -> None:
+        self.corrupt(registry, change)
+
+        for read in (lambda: registry.get_version(MODEL, 1), lambda: registry.versions(MODEL),
+                     lambda: registry.load(MODEL, 1)):
+            with pytest.raises(RegistryError) as exc:
+                read()
+            text = str(exc.value)
+            assert f"{MODEL}:v1" in text and f"field '{field}'" in text and found in text, text
+            assert exc.value.fix
+
+    def test_a_manifest_that_is_not_json_is_named(self, registry: ModelRegistry) -> None:
+        registry.register(full_manifest(), payload(1))
+        registry.store.put(self.KEY, b"{not json")
+
+        with pytest.raises(RegistryError, match=rf"{MODEL}:v1 .* is not JSON"):
+            registry.get_version(MODEL, 1)
 
 
 class TestLoadIntegrity:
@@ -587,3 +714,165 @@ class TestEvents:
             registry.record_event(MODEL, "promotion_declined", version=1, seq=i)
 
         assert [e["seq"] for e in registry.events(MODEL)] == list(range(100))
+
+
+class TestSha256Index:
+    def test_the_earliest_version_of_these_bytes_is_found(self, registry: ModelRegistry
+                                                          ) -> None:
+        registry.register(manifest("fp-a"), payload(1))
+        registry.register(manifest("fp-b"), payload(2))
+        # the low-level write does not deduplicate; the earliest version stays indexed
+        registry.register(manifest("fp-c"), payload(1))
+
+        found = registry.find_by_sha256(MODEL, bytes_sha256(payload(1)))
+        assert found is not None and (found.version, found.fingerprint) == (1, "fp-a")
+        assert registry.find_by_sha256(MODEL, bytes_sha256(payload(2))).version == 2
+        assert registry.find_by_sha256(MODEL, bytes_sha256(payload(3))) is None
+        assert registry.find_by_sha256("other-model", bytes_sha256(payload(1))) is None
+
+    def test_lookup_reads_one_entry_and_one_manifest(
+            self, registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+        register_n(registry, 6)
+        reads = count_reads(registry, monkeypatch)
+        assert registry.find_by_sha256(MODEL, bytes_sha256(payload(4))).version == 4
+        assert len(reads) == 2
+
+
+def evaluation_of(version: int, passed: bool, auc: float) -> EvaluationRecord:
+    return EvaluationRecord(version=version, at="", metrics={"roc_auc": auc},
+                            gate=GateRecord(passed=passed, decided_by=["baseline"],
+                                            summary="passed" if passed else "FAILED"),
+                            run=RunFacts(flow_run_id=f"run-{auc}"))
+
+
+class TestEvaluations:
+    def test_the_registration_is_the_first_evaluation(self, registry: ModelRegistry) -> None:
+        gate = GateRecord(passed=False, summary="FAILED")
+        mv = registry.register(manifest(metrics={"roc_auc": 0.7}, gate=gate,
+                                        data=DataRecord(fingerprint="d1", source="s", rows=10)),
+                               payload(1))
+
+        (only,) = registry.evaluations(mv)
+        assert (only.version, only.registered, only.at) == (1, True, mv.created_at)
+        assert (only.metrics, only.gate, only.data) == (
+            {"roc_auc": 0.7}, gate, EvaluatedData(fingerprint="d1", source="s", rows=10))
+        assert registry.latest_evaluation(mv) == only
+
+    def test_later_evaluations_are_appended_and_the_latest_wins(
+            self, registry: ModelRegistry) -> None:
+        v1, v2 = register_n(registry, 2)
+        registry.record_evaluation(MODEL, evaluation_of(1, True, 0.71))
+        registry.record_evaluation(MODEL, evaluation_of(1, False, 0.69))
+        registry.record_evaluation(MODEL, evaluation_of(1, True, 0.72))
+
+        history = registry.evaluations(v1)
+        assert [(e.registered, e.metrics.get("roc_auc")) for e in history] == [
+            (True, None), (False, 0.71), (False, 0.69), (False, 0.72)]
+        assert all(e.at for e in history[1:])
+        latest = registry.latest_evaluation(v1)
+        assert latest.gate is not None
+        assert (latest.gate.passed, latest.run.flow_run_id) == (True, "run-0.72")
+        # the manifest is never rewritten; v2 has only its own
+        assert registry.get_version(MODEL, 1) == v1
+        assert len(registry.evaluations(v2)) == 1
+        assert registry.latest_evaluations(MODEL, [v1, v2]) == {
+            1: latest, 2: registry.latest_evaluation(v2)}
+        audit = [(e["event"], e["version"], e.get("gate_passed"))
+                 for e in registry.events(MODEL) if e["event"] == "evaluate"]
+        assert audit == [("evaluate", 1, True), ("evaluate", 1, False), ("evaluate", 1, True)]
+
+    def test_an_unknown_version_cannot_be_evaluated(self, registry: ModelRegistry) -> None:
+        register_n(registry, 1)
+        with pytest.raises(RegistryError, match="no version 5"):
+            registry.record_evaluation(MODEL, evaluation_of(5, True, 0.7))
+
+    def test_latest_evaluations_list_once(self, registry: ModelRegistry,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+        versions = register_n(registry, 5)
+        registry.record_evaluation(MODEL, evaluation_of(2, True, 0.7))
+        registry.record_evaluation(MODEL, evaluation_of(4, True, 0.7))
+        lists: list[str] = []
+        real_list = registry.store.list
+
+        def listing(prefix: str) -> list[str]:
+            lists.append(prefix)
+            return real_list(prefix)
+
+        monkeypatch.setattr(registry.store, "list", listing)
+        reads = count_reads(registry, monkeypatch)
+        latest = registry.latest_evaluations(MODEL, versions)
+        assert [latest[v].registered for v in range(1, 6)] == [True, False, True, False, True]
+        assert len(lists) == 1 and len(reads) == 2
+
+
+class TestDecisions:
+    def test_the_latest_decision_on_each_version(self, registry: ModelRegistry) -> None:
+        register_n(registry, 3)
+        registry.record_event(MODEL, DECLINE_EVENT, version=2, reason="gate failed")
+        registry.set_alias(MODEL, "production", 2, event=PROMOTE_EVENT, reason="better")
+        registry.record_event(MODEL, DECLINE_EVENT, version=3, reason="worse")
+        registry.set_alias(MODEL, "production", 3, event=PROMOTE_EVENT, reason="by hand")
+        registry.rollback(MODEL, reason="oops")  # a rollback is no decision on a version
+
+        decisions = registry.decisions(MODEL)
+        assert sorted(decisions) == [2, 3]
+        assert (decisions[2]["event"], decisions[2]["reason"]) == (PROMOTE_EVENT, "better")
+        assert (decisions[3]["event"], decisions[3]["reason"]) == (PROMOTE_EVENT, "by hand")
+
+
+class TestRecordsSurviveACrash:
+    """A writer that dies right after its commit leaves nothing unrecorded: the
+    register event is the manifest, a move's event travels in its alias file."""
+
+    def test_registration_that_died_before_its_index_entry_is_logged(
+            self, registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+        register_n(registry, 1)
+
+        def crash(key: str, data: bytes) -> bool:
+            if "/versions/" in key:
+                return real(key, data)
+            raise OSError("simulated crash after the manifest")
+
+        real = registry.store.put_if_absent
+        monkeypatch.setattr(registry.store, "put_if_absent", crash)
+        with pytest.raises(OSError, match="simulated crash"):
+            registry.register(manifest("fp-killed"), payload(2))
+        monkeypatch.undo()
+
+        got = [(e["event"], e["version"], e.get("fingerprint")) for e in registry.events(MODEL)]
+        assert got == [("register", 1, "fp1"), ("register", 2, "fp-killed")]
+        assert registry.find_by_fingerprint(MODEL, "fp-killed").version == 2
+
+    @pytest.mark.parametrize("move", ["promote", "rollback"])
+    def test_move_that_died_before_its_event_file_is_logged(
+            self, registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch, move: str) -> None:
+        register_n(registry, 3)
+        registry.set_alias(MODEL, "production", 1, event="promote")
+        registry.set_alias(MODEL, "production", 2, event="promote")
+        real = registry.store.put
+
+        def crash(key: str, data: bytes) -> None:
+            if "/events/" in key:
+                raise OSError("simulated crash after the alias moved")
+            real(key, data)
+
+        monkeypatch.setattr(registry.store, "put", crash)
+        with pytest.raises(OSError, match="simulated crash"):
+            if move == "promote":
+                registry.set_alias(MODEL, "production", 3, event="promote", reason="better")
+            else:
+                registry.rollback(MODEL, reason="bad v2")
+        monkeypatch.undo()
+        state = registry.alias(MODEL, "production")
+        assert state is not None and state.version == (3 if move == "promote" else 1)
+
+        last = registry.events(MODEL)[-1]
+        assert (last["event"], last["version"], last["previous"], last["seq"]) == (
+            move, state.version, 2, 3)
+        assert last["reason"] == ("better" if move == "promote" else "bad v2")
+        event_file = f"{MODEL}/events/{state.event_id}.json"
+        assert not registry.store.exists(event_file)
+        registry.set_alias(MODEL, "production", 2, event="promote")  # the next move
+        assert json.loads(registry.store.get(event_file)) == last
+        seqs = [e["seq"] for e in registry.events(MODEL) if e.get("alias") == "production"]
+        assert seqs == [1, 2, 3, 4]

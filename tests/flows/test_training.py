@@ -4,8 +4,9 @@ Covers: a full run that registers and promotes, cross-run cache hits, the partia
 rerun after a hyperparameter change, the refresh switch, retries of transient
 failures (and no retries for bad data), the champion compared only on test rows it
 was not trained on after rows are appended, bad input leaving the registry
-untouched, the quality-gate modes, a champion that moves while the run decides, and
-the diamonds regression run.
+untouched, the quality-gate modes, the default baseline gate on a weak but learnable
+regression and on noise, the latest evaluation shown for a re-registered model, a
+champion that moves while the run decides, and the diamonds regression run.
 """
 
 from __future__ import annotations
@@ -24,17 +25,19 @@ from prefab_mlops.core.errors import (
     DataFormatError,
     DataSourceNotFound,
     DataValidationError,
+    LeakageError,
     QualityGateError,
     TransientError,
 )
-from prefab_mlops.core.registry import ModelRegistry, ModelVersion
+from prefab_mlops.core.manifest import ModelVersion
+from prefab_mlops.core.registry import ModelRegistry
 from prefab_mlops.core.storage import LocalObjectStore
 from prefab_mlops.flows.training import training
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
-HEAVY = ("ingest", "validate", "featurize", "train", "evaluate")
+HEAVY = ("ingest", "validate", "featurize", "check-leakage", "train", "evaluate")
 FAST = ["data.sample_rows=20000", "model.n_estimators=40", "tracking=disabled",
         "orchestration.tasks.ingest.retry_delay_seconds=[0.1]"]
 
@@ -73,13 +76,15 @@ class TestTrainingRun:
         s = run(tmp_path, "tracking=wandb")
         assert s["version"] == 1 and s["decision"]["promote"] is True
         assert s["metrics"]["roc_auc"] > 0.6
+        assert (s["gate"]["passed"], s["gate"]["decided_by"]) == (True, ["baseline"])
+        assert s["gate"]["baseline"]["value"] == 0.5  # the class prior's ROC AUC
         reg = registry(tmp_path)
         prod = reg.alias("flights-binary", "production")
         assert prod is not None and prod.version == 1
         mv = reg.get_version("flights-binary", 1)
         assert len(mv.model_sha256) == 64
-        assert mv.data["fingerprint"] == s["data"]["fingerprint"]
-        assert Path(mv.data["snapshot_uri"]).is_file()
+        assert mv.data.fingerprint == s["data"]["fingerprint"]
+        assert mv.data.snapshot_uri is not None and Path(mv.data.snapshot_uri).is_file()
         assert mv.config["model"]["n_estimators"] == 40
         assert {"prefect", "pandas", "scikit-learn", "python"} <= set(mv.packages)
         assert {"plots/roc.png", "plots/pr.png", "plots/importance.png",
@@ -126,7 +131,8 @@ class TestCaching:
 
         changed = run(tmp_path, "model.n_estimators=41")
         st = states(changed["flow_run_id"])
-        assert [st[t] for t in ("ingest", "validate", "featurize")] == ["Cached"] * 3
+        assert [st[t] for t in ("ingest", "validate", "featurize", "check-leakage")
+                ] == ["Cached"] * 4
         assert [st[t] for t in ("train", "evaluate")] == ["Completed"] * 2
         assert changed["version"] == 2
 
@@ -205,8 +211,8 @@ class TestChampionOnAGrowingTable:
         assert second["champion_metrics"] == c["champion"]
         assert c["challenger"] == second["metrics"]  # the whole test split was compared
         mv = registry(tmp_path).get_version("flights-binary", 2)
-        assert mv.data["split"]["strategy"] == "hash"
-        assert mv.champion["compared_rows"] == c["compared_rows"]
+        assert mv.data.split is not None and mv.data.split.strategy == "hash"
+        assert mv.champion is not None and mv.champion.compared_rows == c["compared_rows"]
         assert "train_rows.npy" in mv.files
 
     def test_reshuffled_split_excludes_the_champion_training_rows(
@@ -275,17 +281,170 @@ class TestBadInputLeavesRegistryAlone:
 
 class TestQualityGate:
     def test_fail_mode_stops_before_registering(self, tmp_path: Path) -> None:
-        with pytest.raises(QualityGateError, match="roc_auc"):
-            run(tmp_path, "evaluate.gate.roc_auc.min=0.99", "evaluate.on_gate_failure=fail")
+        with pytest.raises(QualityGateError, match="absolute rule: roc_auc"):
+            run(tmp_path, "+evaluate.gate.roc_auc.min=0.99", "evaluate.on_gate_failure=fail")
         assert registry(tmp_path).versions("flights-binary") == []
 
     def test_warn_mode_registers_but_never_promotes(self, tmp_path: Path) -> None:
-        s = run(tmp_path, "evaluate.gate.roc_auc.min=0.99")
+        from prefab_mlops.flows.training import format_summary
+
+        s = run(tmp_path, "+evaluate.gate.roc_auc.min=0.99")
         assert s["gate"]["passed"] is False and s["decision"]["promote"] is False
+        assert s["gate"]["decided_by"] == ["absolute"]
+        assert s["decision"]["reason"].startswith("quality gate failed: absolute rule: "
+                                                  "roc_auc ")
         reg = registry(tmp_path)
         assert [v.version for v in reg.versions("flights-binary")] == [1]
         assert reg.alias("flights-binary", "production") is None
         assert reg.alias("flights-binary", "candidate").version == 1
+        # nothing was promoted into an empty registry: said as such
+        assert s["production_version"] is None
+        text = format_summary(s)
+        assert text.endswith("\n  no production model yet") and "vNone" not in text
+
+
+def diabetes_run(root: Path, *overrides: str, noise: bool = False) -> dict:
+    """A training run on scikit-learn's diabetes data (or on it with a shuffled target)."""
+    from tests.conftest import diabetes_frame, diabetes_overrides
+
+    name = "noise" if noise else "diabetes"
+    csv = root / f"{name}.csv"
+    diabetes_frame(noise).to_csv(csv, index=False)
+    return training(overrides=[f"paths.root={root}", "tracking=disabled",
+                               *diabetes_overrides(csv, name), *overrides], config_dir=CONF)
+
+
+def summary_artifact(flow_run_id: str, model_name: str) -> str:
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    flt = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(flow_run_id)]))
+    with get_client(sync_client=True) as client:
+        arts = {a.key: a for a in client.read_artifacts(artifact_filter=flt)}
+    return arts[f"{model_name}-training-summary"].data
+
+
+class TestBaselineGate:
+    """The default gate works on any learnable data: it compares the model with a naive
+    baseline on the same test split, not with thresholds that suit one data set."""
+
+    def test_weak_but_learnable_regression_is_promoted(self, tmp_path: Path) -> None:
+        from prefab_mlops.flows.training import format_summary
+
+        s = diabetes_run(tmp_path)
+        assert 0.3 < s["metrics"]["r2"] < 0.6  # the old stock gate wanted r2 >= 0.8
+        gate = s["gate"]
+        assert (gate["passed"], gate["decided_by"]) == (True, ["baseline"])
+        assert gate["baseline"]["strategy"] == "mean"
+        assert s["metrics"]["rmse"] <= gate["baseline"]["required"] == pytest.approx(
+            0.95 * gate["baseline"]["value"])
+        assert s["decision"]["promote"] is True and s["production_version"] == 1
+        assert s["decision"]["reason"].startswith(
+            "no production model yet; quality gate passed: baseline rule: rmse ")
+        text = format_summary(s)
+        assert "  quality gate: passed: baseline rule: rmse " in text
+        assert text.endswith("\n  production is now v1")
+        md = summary_artifact(s["flow_run_id"], "diabetes-regression")
+        assert "**Quality gate**: passed: baseline rule: rmse" in md
+        assert f"baseline rule: <= {gate['baseline']['required']:.5g}" in md
+        assert "mean baseline" in md  # the baseline's own metrics, next to the model's
+        mv = registry(tmp_path).get_version("diabetes-regression", 1)
+        assert mv.gate is not None and mv.gate.to_json() == gate
+
+    def test_a_model_of_noise_fails_with_the_rule_named(self, tmp_path: Path) -> None:
+        from prefab_mlops.flows.training import format_summary
+
+        s = diabetes_run(tmp_path, noise=True)
+        gate = s["gate"]
+        assert (gate["passed"], gate["decided_by"]) == (False, ["baseline"])
+        assert s["decision"]["promote"] is False
+        assert s["decision"]["reason"].startswith("quality gate failed: baseline rule: rmse ")
+        assert "below the training-mean baseline's" in s["decision"]["reason"]
+        assert registry(tmp_path).alias("noise-regression", "production") is None
+        text = format_summary(s)
+        assert "  quality gate: FAILED: baseline rule: rmse " in text
+        assert text.endswith("\n  no production model yet")
+
+    def test_absolute_rules_are_an_option(self, tmp_path: Path) -> None:
+        s = diabetes_run(tmp_path, "evaluate.baseline=null", "+evaluate.gate.r2.min=0.8")
+        assert (s["gate"]["passed"], s["gate"]["decided_by"]) == (False, ["absolute"])
+        assert s["gate"]["baseline"] is None
+        assert s["decision"]["reason"].startswith("quality gate failed: absolute rule: r2 ")
+
+
+class TestLatestEvaluation:
+    def test_a_promoted_version_shows_its_latest_gate_result(
+            self, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+        """Run 1 fails a strict absolute gate; run 2 (same model, default gate) passes and
+        promotes it. The registry shows the latest evaluation, not the first one."""
+        from prefab_mlops.cli import main
+
+        first = run(tmp_path, "+evaluate.gate.roc_auc.min=0.99")
+        second = run(tmp_path)
+        assert (first["version"], first["gate"]["passed"]) == (1, False)
+        assert (second["version"], second["gate"]["passed"]) == (1, True)
+        assert second["decision"]["promote"] is True
+
+        reg = registry(tmp_path)
+        v1 = reg.get_version("flights-binary", 1)
+        assert reg.alias("flights-binary", "production").version == 1
+        assert reg.latest_evaluation(v1).gate.to_json() == second["gate"]
+        assert reg.latest_evaluation(v1).run.flow_run_id == second["flow_run_id"]
+
+        capsys.readouterr()
+        assert main(["registry", "list", "--config-dir", CONF, "--",
+                     f"paths.root={tmp_path}"]) == 0
+        line = capsys.readouterr().out.strip()
+        assert line.startswith("flights-binary v1")
+        assert "production" in line and "gate=ok(baseline)" in line
+        assert "decision=promoted" in line and "FAIL" not in line
+
+
+# The arrival delay, which the target `delayed = arr_delay > 15` is computed from, given to
+# the model as an input: real leakage on the real table.
+WITH_ARR_DELAY = [
+    "data.columns=[time_hour,month,day,sched_dep_time,sched_arr_time,carrier,flight,origin,"
+    "dest,distance,hour,arr_delay,delayed]",
+    "features.numeric.columns=[month,day,sched_dep_time,sched_arr_time,distance,flight,"
+    "arr_delay]"]
+
+
+class TestLeakageAlarm:
+    def test_fail_mode_stops_before_training(self, tmp_path: Path) -> None:
+        with pytest.raises(LeakageError, match=r"'arr_delay' \(roc_auc 1\.0000 alone\)") as err:
+            run(tmp_path, *WITH_ARR_DELAY, "validate.leakage=fail")
+        assert "remove 'arr_delay' from features.numeric.columns" in err.value.fix
+        assert registry(tmp_path).versions("flights-binary") == []
+
+    def test_warn_mode_names_the_column_in_the_summaries(self, tmp_path: Path) -> None:
+        from prefect import get_client
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+        from prefab_mlops.flows.training import format_summary
+
+        s = run(tmp_path, *WITH_ARR_DELAY)
+        leak = s["leakage"]
+        assert leak["before_training"]["suspects"] == ["arr_delay"]
+        assert 0.6 * s["data"]["rows"] < leak["before_training"]["scan"]["rows"] < 0.8 * s[
+            "data"]["rows"]  # the training split only
+        # the model is (nearly) perfect, so evaluate looks again and finds the same column
+        assert s["metrics"]["roc_auc"] >= 0.999
+        assert leak["at_evaluation"]["suspects"] == ["arr_delay"]
+        assert "leakage check: SUSPECTED: 'arr_delay' (roc_auc 1.0000 alone)" in \
+            format_summary(s)
+        flt = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(s["flow_run_id"])]))
+        with get_client(sync_client=True) as client:
+            arts = {a.key: a for a in client.read_artifacts(artifact_filter=flt)}
+        validation = arts["flights-binary-validation"].data
+        assert "## Leakage check (training rows)" in validation and "| arr_delay |" in validation
+        assert "**Leakage check**: SUSPECTED: 'arr_delay'" in arts[
+            "flights-binary-training-summary"].data
+
+    def test_clean_run_reports_no_suspect(self, tmp_path: Path) -> None:
+        s = run(tmp_path)
+        assert s["leakage"]["before_training"]["suspects"] == []
+        assert s["leakage"]["before_training"]["scan"]["columns"] == 10
+        assert s["leakage"]["at_evaluation"] is None
 
 
 class CoinFlip:
@@ -339,7 +498,8 @@ class TestChampionMovesDuringTheRun:
         assert (last["version"], last["previous"], last["attempt"]) == (2, 3, 2)
         assert last["decision"] == dec
         # what was registered with v2 is the comparison it was first decided on, with v1
-        assert registry(tmp_path).get_version("flights-binary", 2).champion["version"] == 1
+        champion = registry(tmp_path).get_version("flights-binary", 2).champion
+        assert champion is not None and champion.version == 1
 
         from prefect import get_client
         from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
@@ -362,7 +522,7 @@ class TestFullData:
         assert s["metrics"]["r2"] > 0.95 and s["metrics"]["rmse"] < 800
         assert s["decision"]["promote"] is True
         mv = registry(tmp_path).get_version("diamonds-regression", 1)
-        assert "plots/residuals.png" in mv.files and mv.data["rows"] == 53_940
+        assert "plots/residuals.png" in mv.files and mv.data.rows == 53_940
 
     def test_default_flights_run(self, tmp_path: Path) -> None:
         s = training(overrides=[f"paths.root={tmp_path}", "tracking=disabled"], config_dir=CONF)

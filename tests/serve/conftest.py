@@ -91,7 +91,7 @@ def served_project(tmp_path_factory: pytest.TempPathFactory) -> ServedProject:
     assert sorted(pipelines) == [1, 2]
     return ServedProject(root, registry, data.frame, features.test.X.reset_index(drop=True),
                          pipelines,
-                         list(features.input_schema))
+                         list(features.input_schema.names))
 
 
 # ------------------------------------------------------------------- servers

@@ -201,7 +201,8 @@ class TestOtherProblemTypes:
         from sklearn.pipeline import Pipeline
         from sklearn.preprocessing import StandardScaler
 
-        from prefab_mlops.core.registry import ModelVersion
+        from prefab_mlops.core.manifest import DataRecord, FeatureRecord, ModelVersion
+        from prefab_mlops.core.schema import ColumnKind, ColumnSpec, InputSchema
 
         numeric = ["month", "day", "sched_dep_time", "distance"]
         data = served_project.data
@@ -213,13 +214,13 @@ class TestOtherProblemTypes:
                 ("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]),
                 numeric)])),
             ("model", estimator)]).fit(data[numeric].head(5000), target.head(5000))
-        schema = {c: {"kind": "numeric", "dtype": "int64"} for c in numeric}
+        schema = InputSchema(tuple(ColumnSpec(c, ColumnKind.NUMERIC, "int64") for c in numeric))
         classes = None if problem == "regression" else sorted(target.unique().tolist())
         reg = ModelRegistry(LocalObjectStore(tmp_path / "registry"))
         mv = reg.register(ModelVersion(
             "other", 0, "", "fp", "", "", problem, metrics={"r2": 0.5},
-            data={"columns": [*numeric, "hour", "origin"]},
-            features={"input_schema": schema, "classes": classes}), pickle.dumps(pipe))
+            data=DataRecord(columns=[*numeric, "hour", "origin"]),
+            features=FeatureRecord(input_schema=schema, classes=classes)), pickle.dumps(pipe))
         reg.set_alias("other", "production", mv.version)
         rows = data[numeric].iloc[6000:6040].reset_index(drop=True)
         s = ServeSettings(registry=str(tmp_path / "registry"), model="other",
@@ -296,8 +297,8 @@ class TestRequestLog:
         assert report.passed and report.rows == 1000
         manifest = ModelRegistry(LocalObjectStore(served_project.registry)).get_version(
             MODEL, version)
-        check_batch_schema(batch.frame, manifest.features["input_schema"],
-                           [*manifest.data["columns"], "delayed"], batch.source)
+        check_batch_schema(batch.frame, manifest.features.input_schema,
+                           [*manifest.data.columns, "delayed"], batch.source)
 
     def test_rotation_and_cap_in_csv(self, served_project: ServedProject,
                                      tmp_path: Path) -> None:

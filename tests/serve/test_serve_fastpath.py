@@ -2,7 +2,8 @@
 
 Equality is checked on real flights rows, with missing values and unseen
 categories mixed in, for the registered pipeline and for other recipes that
-``tasks/featurize.py`` builds (one-hot, scalers, other imputers, every datetime part).
+``tasks/featurize.py`` builds (one-hot, scalers, other imputers, every datetime part),
+and end to end on a served model with a column of every kind of the input schema.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import KBinsDiscretizer
@@ -23,12 +25,13 @@ from prefab_mlops.config import (
     FeaturesConfig,
     NumericFeatures,
 )
-from prefab_mlops.core.registry import ModelVersion
+from prefab_mlops.core.manifest import FeatureRecord, ModelVersion
+from prefab_mlops.core.schema import CATEGORY_CAP, ColumnKind, InputSchema
 from prefab_mlops.serve.errors import FastPathUnsupported
 from prefab_mlops.serve.fastpath import compile_transformer
 from prefab_mlops.serve.model import ServedModel
 from prefab_mlops.serve.schema import RecordValidator
-from prefab_mlops.tasks.featurize import build_preprocessor
+from prefab_mlops.tasks.featurize import build_preprocessor, input_schema
 from prefab_mlops.testing.records import to_records
 from tests.serve.conftest import ServedProject
 
@@ -50,22 +53,19 @@ def with_gaps(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def schema_for(frame: pd.DataFrame, cfg: FeaturesConfig) -> dict:
-    schema = {c: {"kind": "numeric", "dtype": str(frame[c].dtype)} for c in cfg.numeric.columns}
-    for c in cfg.categorical.columns:
-        schema[c] = {"kind": "categorical", "dtype": "str",
-                     "categories": sorted(map(str, frame[c].dropna().unique()))}
-    for c in cfg.datetime.columns:
-        schema[c] = {"kind": "datetime", "dtype": str(frame[c].dtype)}
-    return schema
+def schema_for(frame: pd.DataFrame, cfg: FeaturesConfig) -> InputSchema:
+    """The input schema featurize writes for ``cfg``'s columns of ``frame``."""
+    columns = [*cfg.numeric.columns, *cfg.categorical.columns, *cfg.datetime.columns]
+    return input_schema(frame[columns], cfg)
 
 
-def fast_and_slow(ct, schema: dict, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def fast_and_slow(ct, schema: InputSchema, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     compiled = compile_transformer(ct, schema)
+    names = list(schema.names)
     checked = RecordValidator(schema, [], None, unknown_category="accept",
-                              max_rows=10**6).validate(to_records(frame[list(schema)]))
+                              max_rows=10**6).validate(to_records(frame[names]))
     fast = compiled.transform(checked.columns, checked.rows)
-    slow = np.asarray(ct.transform(frame[list(schema)]))
+    slow = np.asarray(ct.transform(frame[names]))
     return fast, slow
 
 
@@ -77,7 +77,7 @@ class TestRegisteredPipeline:
         from prefab_mlops.core.storage import LocalObjectStore
 
         schema = ModelRegistry(LocalObjectStore(served_project.registry)).get_version(
-            "flights-binary", 1).features["input_schema"]
+            "flights-binary", 1).features.input_schema
         frame = with_gaps(served_project.test_X)
         fast, slow = fast_and_slow(ct, schema, frame)
         assert fast.shape == slow.shape == (len(frame), 11)
@@ -140,7 +140,7 @@ class TestFallback:
             ("model", LogisticRegression(max_iter=200))]).fit(train, train["delayed"])
         schema = schema_for(train, cfg)
         mv = ModelVersion("m", 1, "", "", "", "", "binary",
-                          features={"input_schema": schema, "classes": [False, True]})
+                          features=FeatureRecord(input_schema=schema, classes=[False, True]))
         served = ServedModel(mv, pipe, RecordValidator(schema, [], None), fast_path=True,
                              check_frame=train)
         assert served.compiled is None
@@ -168,8 +168,71 @@ class TestFallback:
 
         mv = ModelRegistry(LocalObjectStore(served_project.registry)).get_version(
             "flights-binary", 1)
-        schema = mv.features["input_schema"]
+        schema = mv.features.input_schema
         served = ServedModel(mv, pipe, RecordValidator(schema, [], None), fast_path=True,
                              check_frame=served_project.test_X)
         assert served.compiled is None
         assert "differs from the scikit-learn pipeline" in served.fast_path_reason
+
+
+class TestEveryColumnKind:
+    """The fast path and the scikit-learn pipeline path of one served model agree on
+    every kind of input column: numeric (listed and passed through by the remainder),
+    categorical (with a complete and with a capped category list) and datetime (in a
+    zone and naive)."""
+
+    def test_fast_path_and_pipeline_path_predict_the_same(
+            self, served_project: ServedProject) -> None:
+        data = served_project.data.assign(
+            flight_id=served_project.data["carrier"] + served_project.data["flight"].astype(str),
+            local_time=served_project.data["time_hour"].dt.tz_convert("America/New_York")
+            .dt.tz_localize(None))
+        cfg = FeaturesConfig(
+            numeric=NumericFeatures(NUMERIC, impute="median", scale="standard"),
+            categorical=CategoricalFeatures([*CATEGORICAL, "flight_id"], encoding="ordinal",
+                                            impute="most_frequent"),
+            datetime=DatetimeFeatures(["time_hour", "local_time"],
+                                      parts=["month", "dayofweek", "hour", "is_weekend"]),
+            remainder="passthrough")
+        inputs = [*NUMERIC, *CATEGORICAL, "flight_id", "time_hour", "local_time", "hour"]
+        train = data[[*inputs, "delayed"]].head(8000)
+        pipe = Pipeline([("preprocess", build_preprocessor(cfg)),
+                         ("model", HistGradientBoostingClassifier(max_iter=30, random_state=0))]
+                        ).fit(train[inputs], train["delayed"])
+        schema = input_schema(train[inputs], cfg)
+        kinds = {(s.kind, s.capped, s.tz is None) for s in schema}
+        assert {(ColumnKind.NUMERIC, False, True), (ColumnKind.CATEGORICAL, False, True),
+                (ColumnKind.CATEGORICAL, True, True), (ColumnKind.DATETIME, False, False),
+                (ColumnKind.DATETIME, False, True)} == kinds
+        assert schema["hour"].kind is ColumnKind.NUMERIC  # passed through by the remainder
+        assert len(schema["flight_id"].categories) == CATEGORY_CAP
+        mv = ModelVersion("every-kind", 1, "", "", "", "", "binary",
+                          features=FeatureRecord(input_schema=schema, classes=[False, True]))
+
+        def served(fast: bool) -> ServedModel:
+            validator = RecordValidator(schema, [], None, unknown_category="accept",
+                                        max_rows=10**6)
+            return ServedModel(mv, pipe, validator, fast_path=fast, check_frame=train)
+
+        fast, slow = served(True), served(False)
+        assert fast.compiled is not None, fast.fast_path_reason
+        assert slow.compiled is None
+        rows = data[inputs].iloc[8000:10000].reset_index(drop=True)
+        rows = rows.assign(**{c: rows[c].astype("float64") for c in [*NUMERIC, "hour"]})
+        # a missing value in every column somewhere (but "hour": nothing imputes it)
+        for i, c in enumerate(inputs[:-1]):
+            rows.loc[i, c] = pd.NaT if c in ("time_hour", "local_time") else (
+                None if c in (*CATEGORICAL, "flight_id") else np.nan)
+        for i, c in enumerate([*CATEGORICAL, "flight_id"]):
+            rows.loc[20 + i, c] = "NEVER-SEEN"
+        checked = fast.validator.validate(to_records(rows))
+        assert checked.rows == len(rows)
+        np.testing.assert_array_equal(  # the same matrix, NaN where NaN
+            fast.compiled.transform(checked.columns, checked.rows),
+            np.asarray(pipe.named_steps["preprocess"].transform(
+                slow.frame(checked.columns, checked.rows)), dtype=np.float64))
+        by_fast = fast.predict(checked.columns, checked.rows)
+        by_pipeline = slow.predict(checked.columns, checked.rows)
+        np.testing.assert_allclose(by_fast.proba, by_pipeline.proba, rtol=1e-12, atol=0)
+        assert by_fast.labels.tolist() == by_pipeline.labels.tolist()
+        np.testing.assert_allclose(by_pipeline.proba, pipe.predict_proba(rows), rtol=1e-12)

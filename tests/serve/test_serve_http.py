@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefab_mlops.core.registry import ModelRegistry, ModelVersion
+from prefab_mlops.core.manifest import ModelVersion
+from prefab_mlops.core.registry import ModelRegistry
 from prefab_mlops.core.storage import LocalObjectStore
 from prefab_mlops.testing.records import to_records
 from tests.serve.conftest import MODEL, ServedProject, ServerProcess
@@ -247,7 +248,8 @@ class TestEndpoints:
         info = client.get("/model").json()
         v = info["version"]
         assert info["model"] == MODEL and info["alias_name"] == "production"
-        assert set(info["input_schema"]) == set(served_project.input_columns)
+        assert [c["name"] for c in info["input_schema"]["columns"]] == \
+            served_project.input_columns
         assert info["metrics"]["roc_auc"] > 0.6 and info["sha256"]
         assert info["lineage"]["data"]["rows"] == 20_000
         assert info["serving"]["fast_path"] is True
@@ -367,7 +369,7 @@ class TestHotReload:
         reg = registry_of(server)
         v1 = reg.get_version(MODEL, 1)
         data = model_bytes if model_bytes is not None else reg.store.get(v1.model_key)
-        manifest = ModelVersion(**{**dataclasses.asdict(v1), "version": 0, "files": {}})
+        manifest = dataclasses.replace(v1, version=0, files={})
         return reg.register(manifest, data)
 
     def _refused(self, server: ServerProcess, client: httpx.Client, version: int,

@@ -6,20 +6,26 @@ import datetime as dt
 
 import pytest
 
+from prefab_mlops.core.errors import ContractError
+from prefab_mlops.core.schema import CATEGORY_CAP, ColumnKind, ColumnSpec, InputSchema
 from prefab_mlops.serve.errors import RequestInvalid
 from prefab_mlops.serve.schema import MAX_ERRORS, RecordValidator
 
-SCHEMA = {
-    "distance": {"kind": "numeric", "dtype": "int64"},
-    "carrier": {"kind": "categorical", "dtype": "str", "categories": ["AA", "UA"]},
-    "time_hour": {"kind": "datetime", "dtype": "datetime64[us, UTC]"},
-}
+SCHEMA = InputSchema((
+    ColumnSpec("distance", ColumnKind.NUMERIC, "int64"),
+    ColumnSpec.categorical("carrier", ["UA", "AA"]),
+    ColumnSpec("time_hour", ColumnKind.DATETIME, "datetime64[us, UTC]"),
+))
 GOOD = {"distance": 1400, "carrier": "UA", "time_hour": "2013-01-01T05:00:00-05:00"}
 
 
 def validator(**kw) -> RecordValidator:
     return RecordValidator(SCHEMA, ["time_hour", "distance", "carrier", "flight", "delayed"],
                            "delayed", **kw)
+
+
+def datetime_column(dtype: str) -> InputSchema:
+    return InputSchema((ColumnSpec("t", ColumnKind.DATETIME, dtype),))
 
 
 def errors(payload, **kw) -> list[dict]:
@@ -78,9 +84,20 @@ class TestValues:
                                  "type": "unknown_category"}]
 
     def test_capped_category_list_is_not_enforced(self) -> None:
-        schema = {"c": {"kind": "categorical", "dtype": "str",
-                        "categories": [f"k{i}" for i in range(1000)]}}
-        assert RecordValidator(schema, [], None).validate({"c": "new"}).columns["c"] == ["new"]
+        capped = ColumnSpec.categorical("c", [f"k{i:04d}" for i in range(CATEGORY_CAP + 1)])
+        assert capped.capped and len(capped.categories) == CATEGORY_CAP
+        v = RecordValidator(InputSchema((capped,)), [], None)
+        assert v.validate({"c": "new"}).columns["c"] == ["new"]
+        assert v.validate([{"c": "new"}, {"c": None}]).columns["c"] == ["new", None]
+
+    def test_a_complete_list_of_cap_many_categories_is_enforced(self) -> None:
+        full = ColumnSpec.categorical("c", [f"k{i:04d}" for i in range(CATEGORY_CAP)])
+        assert not full.capped
+        v = RecordValidator(InputSchema((full,)), [], None)
+        with pytest.raises(RequestInvalid) as exc:
+            v.validate({"c": "new"})
+        assert exc.value.errors[0]["type"] == "unknown_category"
+        assert v.validate({"c": "k0999"}).columns["c"] == ["k0999"]
 
     @pytest.mark.parametrize("text, expected", [
         ("2013-01-01T05:00:00Z", dt.datetime(2013, 1, 1, 5, tzinfo=dt.UTC)),
@@ -93,8 +110,7 @@ class TestValues:
         assert out.columns["time_hour"] == [expected]
 
     def test_naive_training_column_keeps_wall_clock(self) -> None:
-        schema = {"t": {"kind": "datetime", "dtype": "datetime64[ns]"}}
-        v = RecordValidator(schema, [], None)
+        v = RecordValidator(datetime_column("datetime64[ns]"), [], None)
         assert v.validate({"t": "2013-01-01T05:00:00"}).columns["t"] == [
             dt.datetime(2013, 1, 1, 5)]
         assert v.validate({"t": "2013-01-01T05:00:00-05:00"}).columns["t"] == [
@@ -118,7 +134,7 @@ class TestValues:
         ("datetime64[ns]", "9999-12-31"),
     ])
     def test_datetime_out_of_range_is_a_field_error(self, dtype: str, text: str) -> None:
-        v = RecordValidator({"t": {"kind": "datetime", "dtype": dtype}}, [], None)
+        v = RecordValidator(datetime_column(dtype), [], None)
         for payload, loc in (({"t": text}, ["body", "t"]),
                              ([{"t": None}, {"t": text}], ["body", 1, "t"])):
             with pytest.raises(RequestInvalid) as exc:
@@ -185,6 +201,6 @@ class TestFields:
         out = validator(extra_fields="ignore").validate({**GOOD, "surprise": 1})
         assert out.extras == {} and out.rows == 1
 
-    def test_unknown_kind_is_refused(self) -> None:
-        with pytest.raises(ValueError, match="unknown kind"):
-            RecordValidator({"x": {"kind": "image"}}, [], None)
+    def test_unknown_kind_is_refused_where_the_schema_is_read(self) -> None:
+        with pytest.raises(ContractError, match=r"columns\[0\]\.kind': expected one of"):
+            InputSchema.from_json({"columns": [{"name": "x", "kind": "image", "dtype": ""}]})

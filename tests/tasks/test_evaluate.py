@@ -1,11 +1,14 @@
 """tasks/evaluate.py through ``evaluate.fn``/``evaluate_champion.fn``: metrics equal
-scikit-learn's on the same predictions, every gate failure listed, PNG plots, the
-regression metrics, and the champion comparison on the test rows neither model was
-trained on, on models trained on real slices."""
+scikit-learn's on the same predictions, the quality gate (the default baseline rule
+against a naive baseline fitted on the training split, and absolute rules), every
+gate failure listed with its rule, PNG plots, the regression metrics, and the
+champion comparison on the test rows neither model was trained on, on models trained
+on real slices (flights, diamonds, scikit-learn's diabetes data)."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import struct
 from pathlib import Path
@@ -17,6 +20,7 @@ import pytest
 from sklearn import metrics as skm
 
 from prefab_mlops.config import (
+    BaselineRule,
     ChampionCheckConfig,
     EvaluateConfig,
     GateRule,
@@ -25,16 +29,22 @@ from prefab_mlops.config import (
     TargetSpec,
     load_config,
 )
+from prefab_mlops.core.errors import ConfigError
 from prefab_mlops.core.fingerprint import RowFingerprint, row_hashes
-from prefab_mlops.core.registry import LoadedModel, ModelVersion
+from prefab_mlops.core.manifest import GateRecord, ModelVersion
+from prefab_mlops.core.registry import LoadedModel
 from prefab_mlops.orchestration.payloads import Payload
 from prefab_mlops.tasks.evaluate import (
+    ABSOLUTE_RULE,
+    BASELINE_RULE,
     COMPARED,
     INCOMPATIBLE,
     NO_CHAMPION,
     TOO_FEW_ROWS,
+    check_baseline,
     check_gate,
     compute_metrics,
+    confusion_plot,
     evaluate,
     evaluate_champion,
     importance,
@@ -44,6 +54,7 @@ from prefab_mlops.tasks.ingest import Dataset, ingest, prepare
 from prefab_mlops.tasks.register import RunInfo, register
 from prefab_mlops.tasks.registry import load_production, open_registry
 from prefab_mlops.tasks.train import TrainedModel, train
+from tests.conftest import diabetes_frame, diabetes_overrides
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -79,6 +90,20 @@ def regression(tmp_path_factory: pytest.TempPathFactory):
                   "model.n_jobs=1")
     frame = ingest.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed).frame
     return _fitted(cfg, frame)
+
+
+@pytest.fixture(scope="module")
+def diabetes(tmp_path_factory: pytest.TempPathFactory):
+    """A ridge regression on scikit-learn's diabetes data: weak (R² about 0.4) but learnable."""
+    cfg = _config(tmp_path_factory.mktemp("diabetes"), *diabetes_overrides())
+    return _fitted(cfg, diabetes_frame())
+
+
+@pytest.fixture(scope="module")
+def noise(tmp_path_factory: pytest.TempPathFactory):
+    """The same model on the diabetes data with its target shuffled: nothing to learn."""
+    cfg = _config(tmp_path_factory.mktemp("noise"), *diabetes_overrides(name="noise"))
+    return _fitted(cfg, diabetes_frame(noise=True))
 
 
 def png_size(png: bytes) -> tuple[int, int]:
@@ -124,7 +149,7 @@ class TestClassificationMetrics:
         assert low.fingerprint != high.fingerprint
 
 
-class TestGate:
+class TestAbsoluteRules:
     def test_every_failing_rule_is_listed(self, binary) -> None:
         cfg, fs, tm = binary
         gate = {"roc_auc": GateRule(min=0.99), "log_loss": GateRule(max=0.01),
@@ -132,33 +157,209 @@ class TestGate:
         ev = evaluate.fn(tm, fs, dataclasses.replace(cfg.evaluate, gate=gate, plots=False))
         m = ev.metrics
         assert ev.gate.passed is False
-        assert ev.gate.failures == [f"roc_auc {m['roc_auc']:.4f} < min 0.99",
-                                    f"log_loss {m['log_loss']:.4f} > max 0.01",
-                                    f"f1 {m['f1']:.4f} < min 0.95"]
+        assert ev.gate.failures == [f"absolute rule: roc_auc {m['roc_auc']:.4f} < min 0.99",
+                                    f"absolute rule: log_loss {m['log_loss']:.4f} > max 0.01",
+                                    f"absolute rule: f1 {m['f1']:.4f} < min 0.95"]
         assert ev.gate.rules["accuracy"] == {"min": 0.1, "max": None}
+        # the baseline rule (on by default) held; the absolute rules decided
+        assert [(c.rule, c.passed) for c in ev.gate.checks] == [
+            (BASELINE_RULE, True), (ABSOLUTE_RULE, False), (ABSOLUTE_RULE, False),
+            (ABSOLUTE_RULE, False), (ABSOLUTE_RULE, True)]
+        assert ev.gate.as_record().decided_by == [ABSOLUTE_RULE]
+        assert ev.gate.describe().startswith("FAILED: absolute rule: roc_auc")
 
     def test_gate_that_holds_passes(self, binary) -> None:
         cfg, fs, tm = binary
         gate = {"roc_auc": GateRule(min=0.6), "log_loss": GateRule(max=0.7)}
         ev = evaluate.fn(tm, fs, dataclasses.replace(cfg.evaluate, gate=gate, plots=False))
         assert ev.gate.passed is True and ev.gate.failures == []
+        assert ev.gate.as_record().decided_by == [BASELINE_RULE, ABSOLUTE_RULE]
+
+    def test_absolute_rules_alone(self, diabetes) -> None:
+        """The absolute option: evaluate.baseline=null and evaluate.gate set on purpose."""
+        cfg, fs, tm = diabetes
+        strict = dataclasses.replace(cfg.evaluate, baseline=None, plots=False,
+                                     gate={"r2": GateRule(min=0.8)})
+        ev = evaluate.fn(tm, fs, strict)
+        r2 = ev.metrics["r2"]
+        assert ev.gate.passed is False and ev.gate.baseline is None
+        assert ev.gate.failures == [f"absolute rule: r2 {r2:.4f} < min 0.8"]
+        record = ev.gate.as_record()
+        assert (record.decided_by, record.baseline) == ([ABSOLUTE_RULE], None)
+        lax = dataclasses.replace(strict, gate={"r2": GateRule(min=0.3)})
+        assert evaluate.fn(tm, fs, lax).gate.describe() == (
+            f"passed: absolute rule: r2 {r2:.4f} >= min 0.3")
 
     def test_unavailable_metric_fails_the_gate(self) -> None:
         result = check_gate({"roc_auc": 0.8, "log_loss": float("nan")},
                             {"rmse": GateRule(max=1.0), "log_loss": GateRule(max=0.5),
                              "roc_auc": GateRule(min=0.7, max=0.9)})
-        assert result.failures == ["rmse is not available", "log_loss is not available"]
+        assert result.failures == ["absolute rule: rmse is not available",
+                                   "absolute rule: log_loss is not available"]
+
+
+def constant_prediction_metrics(fs: FeatureSet, problem_type: str, value: Any,
+                                threshold: float = 0.5) -> dict[str, float]:
+    """Metrics of a model that predicts ``value`` (a probability row or a number)."""
+    class Constant:
+        def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+            return np.tile(np.asarray(value, dtype="float64"), (len(X), 1))
+
+        def predict(self, X: pd.DataFrame) -> np.ndarray:
+            return np.full(len(X), float(value))
+
+    out, _, _ = compute_metrics(Constant(), fs.test, problem_type, threshold)
+    return out
+
+
+class TestBaselineRule:
+    """The default gate: beat a naive baseline fitted on the training split."""
+
+    def test_stock_configs_default_to_the_baseline_rule(self, tmp_path: Path) -> None:
+        for overrides in ((), ("experiment=diamonds",)):
+            evaluate_cfg = _config(tmp_path, *overrides).evaluate
+            assert evaluate_cfg.baseline == BaselineRule(min_improvement=0.05)
+            assert evaluate_cfg.gate == {}
+
+    def test_classifier_baseline_is_the_training_class_prior(self, binary) -> None:
+        cfg, fs, tm = binary
+        ev = evaluate.fn(tm, fs, dataclasses.replace(cfg.evaluate, plots=False))
+        b = ev.gate.baseline
+        prior = float(np.mean(fs.train.y))  # fitted on the training split only
+        assert prior != float(np.mean(fs.test.y))
+        expected = constant_prediction_metrics(fs, "binary", [1 - prior, prior],
+                                               cfg.evaluate.threshold)
+        assert (b.strategy, b.metric) == ("prior", "roc_auc")
+        assert b.metrics == pytest.approx(expected, rel=1e-12, nan_ok=True)
+        assert b.value == 0.5 and b.required == pytest.approx(0.525)
+
+    def test_learnable_classifier_passes_with_the_rule_named(self, binary) -> None:
+        cfg, fs, tm = binary
+        ev = evaluate.fn(tm, fs, dataclasses.replace(cfg.evaluate, plots=False))
+        auc = ev.metrics["roc_auc"]
+        assert ev.gate.passed is True and 0.6 < auc
+        assert ev.gate.describe() == (
+            f"passed: baseline rule: roc_auc {auc:.4f} >= 0.5250 required: 5% of the way "
+            "from the class-prior baseline's 0.5000 to 1 "
+            "(evaluate.baseline.min_improvement=0.05)")
+
+    def test_weak_but_learnable_regression_passes(self, diabetes) -> None:
+        cfg, fs, tm = diabetes
+        ev = evaluate.fn(tm, fs, dataclasses.replace(cfg.evaluate, plots=False))
+        b = ev.gate.baseline
+        mean = constant_prediction_metrics(fs, "regression", float(np.mean(fs.train.y)))
+        assert 0.3 < ev.metrics["r2"] < 0.6  # far below the old stock gate, r2 >= 0.8
+        assert (b.strategy, b.metric, b.value) == ("mean", "rmse", mean["rmse"])
+        assert b.required == pytest.approx(0.95 * mean["rmse"], rel=1e-12)
+        assert ev.metrics["rmse"] < b.required
+        assert ev.gate.passed is True
+        assert [(c.rule, c.metric, c.passed) for c in ev.gate.checks] == [
+            (BASELINE_RULE, "rmse", True)]
+
+    def test_a_model_of_noise_fails_with_the_rule_named(self, noise) -> None:
+        cfg, fs, tm = noise
+        ev = evaluate.fn(tm, fs, dataclasses.replace(cfg.evaluate, plots=False))
+        b = ev.gate.baseline
+        assert ev.gate.passed is False and ev.metrics["r2"] < 0.05
+        assert ev.gate.failures == [
+            f"baseline rule: rmse {ev.metrics['rmse']:.4f} > {b.required:.4f} required: 5% "
+            f"below the training-mean baseline's {b.value:.4f} "
+            "(evaluate.baseline.min_improvement=0.05)"]
+        assert ev.gate.as_record().decided_by == [BASELINE_RULE]
+
+    def test_min_improvement_is_configurable(self, diabetes) -> None:
+        cfg, fs, tm = diabetes
+
+        def gate(m: float):
+            return evaluate.fn(tm, fs, dataclasses.replace(
+                cfg.evaluate, plots=False, baseline=BaselineRule(min_improvement=m))).gate
+
+        rmse = evaluate.fn(tm, fs, dataclasses.replace(cfg.evaluate, plots=False)
+                           ).metrics["rmse"]
+        assert 0.15 < 1 - rmse / gate(0.0).baseline.value < 0.4  # how much it learned
+        assert gate(0.1).passed is True
+        assert gate(0.5).passed is False
+        assert gate(0.5).baseline.required == pytest.approx(0.5 * gate(0.5).baseline.value)
+
+    def test_mae_is_judged_against_the_training_median(self, diabetes) -> None:
+        cfg, fs, tm = diabetes
+        ev = evaluate.fn(tm, fs, dataclasses.replace(cfg.evaluate, primary_metric="mae",
+                                                     plots=False))
+        median = constant_prediction_metrics(fs, "regression", float(np.median(fs.train.y)))
+        assert (ev.gate.baseline.strategy, ev.gate.baseline.value) == ("median", median["mae"])
+
+    @pytest.mark.parametrize(("metric", "base", "value", "required", "passed"), [
+        ("roc_auc", 0.5, 0.525, 0.525, True),     # a score: b + m * (1 - b)
+        ("roc_auc", 0.5, 0.52, 0.525, False),
+        ("r2", -0.02, 0.03, -0.02 + 0.05 * 1.02, False),
+        ("accuracy", 0.8, 0.81, 0.81, True),      # 5% of the way from 0.8 to 1
+        ("rmse", 100.0, 95.0, 95.0, True),        # an error: a relative reduction
+        ("rmse", 100.0, 95.5, 95.0, False),
+        ("log_loss", 0.5, 0.47, 0.475, True),
+        ("mae", 0.0, 0.0, 0.0, True),             # a perfect baseline leaves nothing to gain
+    ])
+    def test_required_value_per_metric_direction(self, metric: str, base: float, value: float,
+                                                 required: float, passed: bool) -> None:
+        check, numbers = check_baseline({metric: value}, {metric: base}, metric, "x",
+                                        BaselineRule(min_improvement=0.05))
+        assert numbers.required == pytest.approx(required, abs=1e-12)
+        assert (check.rule, check.metric, check.passed) == (BASELINE_RULE, metric, passed)
+
+    def test_a_metric_the_baseline_lacks_fails_the_rule(self) -> None:
+        check, _ = check_baseline({"roc_auc": 0.7}, {"roc_auc": float("nan")}, "roc_auc",
+                                  "prior", BaselineRule())
+        assert check.passed is False
+        assert check.text == ("baseline rule: the class-prior baseline's roc_auc is not "
+                              "available on this test split")
+        check, _ = check_baseline({"roc_auc": float("nan")}, {"roc_auc": 0.5}, "roc_auc",
+                                  "prior", BaselineRule())
+        assert (check.passed, check.text) == (False, "baseline rule: roc_auc is not available")
+
+    def test_record_is_json_safe_and_complete(self, diabetes) -> None:
+        cfg, fs, tm = diabetes
+        gate = evaluate.fn(tm, fs, dataclasses.replace(cfg.evaluate, plots=False)
+                           ).gate.as_record()
+        record = gate.to_json()
+        assert json.loads(json.dumps(record)) == record
+        assert GateRecord.from_json(json.loads(json.dumps(record))) == gate
+        assert set(record) == {"passed", "decided_by", "summary", "checks", "rules",
+                               "baseline"}
+        assert set(record["baseline"]) == {"metric", "strategy", "value", "required",
+                                           "min_improvement", "metrics"}
+        assert record["checks"][0]["rule"] == BASELINE_RULE
+
+
+class TestGateConfigChecks:
+    def test_min_improvement_must_be_below_one(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match="min_improvement' is 1.0"):
+            _config(tmp_path, "evaluate.baseline.min_improvement=1.0")
+
+    def test_a_gate_without_rules_is_refused(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match="quality gate has no rule"):
+            _config(tmp_path, "evaluate.baseline=null")
+        # unless promotion does not need the gate, or an absolute rule is set on purpose
+        assert _config(tmp_path, "evaluate.baseline=null",
+                       "promote.require_gate=false").evaluate.baseline is None
+        cfg = _config(tmp_path, "experiment=diamonds", "evaluate.baseline=null",
+                      "+evaluate.gate.r2.min=0.8")
+        assert cfg.evaluate.gate == {"r2": GateRule(min=0.8)}
 
 
 class TestPlots:
     def test_binary_plots_are_png(self, binary) -> None:
         cfg, fs, tm = binary
         ev = evaluate.fn(tm, fs, cfg.evaluate)
-        assert set(ev.plots) == {"roc.png", "pr.png", "importance.png"}
+        assert list(ev.plots) == ["roc.png", "pr.png", "confusion.png", "importance.png"]
         for name, png in ev.plots.items():
             width, height = png_size(png)
             assert width > 200 and height > 200, name
             assert png.endswith(b"IEND\xaeB`\x82"), name
+
+    def test_confusion_plot_grows_with_the_classes_up_to_a_cap(self) -> None:
+        three = png_size(confusion_plot([[50, 3, 0], [4, 61, 2], [0, 5, 70]], ["a", "b", "c"],
+                                        None))
+        many = png_size(confusion_plot(np.eye(30, dtype=int).tolist(), None, None))
+        assert 300 < three[0] < many[0] <= 900 and many[1] <= 900
 
     def test_no_plots_when_disabled(self, binary) -> None:
         cfg, fs, tm = binary
@@ -185,7 +386,7 @@ class TestRegression:
         assert ev.metrics["r2"] == pytest.approx(skm.r2_score(y, pred), rel=1e-9)
         assert ev.confusion_matrix is None
         assert (ev.primary_metric, ev.greater_is_better) == ("rmse", False)
-        assert ev.gate.passed is (ev.metrics["r2"] >= 0.8)
+        assert ev.gate.passed is (ev.metrics["rmse"] <= ev.gate.baseline.required)
 
     def test_residuals_plot(self, regression) -> None:
         cfg, fs, tm = regression
@@ -198,7 +399,8 @@ class TestRegression:
         gate = {"r2": GateRule(min=0.9999), "rmse": GateRule(max=1.0), "mae": GateRule(max=1e9)}
         ev = evaluate.fn(tm, fs, EvaluateConfig(primary_metric="rmse", greater_is_better=False,
                                                 gate=gate, plots=False))
-        assert [f.split()[0] for f in ev.gate.failures] == ["r2", "rmse"]
+        assert [(c.rule, c.metric) for c in ev.gate.checks if not c.passed] == [
+            (ABSOLUTE_RULE, "r2"), (ABSOLUTE_RULE, "rmse")]
 
 
 def champion(pipeline: Any, trained_rows: RowFingerprint | None,

@@ -14,6 +14,8 @@ import pytest
 from prefab_mlops.config import PipelineConfig, SplitConfig, TargetSpec
 from prefab_mlops.core.errors import DataError
 from prefab_mlops.core.fingerprint import row_hashes
+from prefab_mlops.core.manifest import SplitRecord
+from prefab_mlops.core.schema import CATEGORY_CAP, ColumnKind, ColumnSpec
 from prefab_mlops.tasks.featurize import FeatureSet, featurize, split_rows
 from prefab_mlops.tasks.ingest import Dataset, prepare
 
@@ -136,13 +138,13 @@ class TestHashSplit:
             self, config, flights_frame: pd.DataFrame) -> None:
         cfg = config("features.split.strategy=hash", "features.split.key=[flight,time_hour]")
         fs = run(cfg, flights(cfg, flights_frame))
-        assert fs.split_info == {"strategy": "hash", "key": ["flight", "time_hour"],
-                                 "seed": 42, "test_size": 0.2, "valid_size": 0.1,
-                                 "train_rows": len(fs.train), "valid_rows": len(fs.valid),
-                                 "test_rows": len(fs.test)}
+        assert fs.split_info == SplitRecord(strategy="hash", key=["flight", "time_hour"],
+                                            seed=42, test_size=0.2, valid_size=0.1,
+                                            train_rows=len(fs.train), valid_rows=len(fs.valid),
+                                            test_rows=len(fs.test))
         data = flights(cfg, flights_frame)
         whole_rows = config("features.split.strategy=hash")
-        assert run(whole_rows, data).split_info["key"] == list(data.frame.columns)
+        assert run(whole_rows, data).split_info.key == list(data.frame.columns)
 
     def test_each_split_carries_the_row_hashes_of_its_inputs(
             self, config, flights_frame: pd.DataFrame) -> None:
@@ -171,9 +173,9 @@ class TestSeededSplit:
             pd.testing.assert_frame_equal(getattr(a, part).X, getattr(b, part).X)
             np.testing.assert_array_equal(getattr(a, part).y, getattr(b, part).y)
         assert a.fingerprint == b.fingerprint
-        assert a.split_info == {"strategy": "random", "train_rows": len(a.train),
-                                "valid_rows": len(a.valid), "test_rows": len(a.test),
-                                "seed": cfg.seed, "test_size": 0.2, "valid_size": 0.1}
+        assert a.split_info == SplitRecord(strategy="random", train_rows=len(a.train),
+                                           valid_rows=len(a.valid), test_rows=len(a.test),
+                                           seed=cfg.seed, test_size=0.2, valid_size=0.1)
 
     def test_another_seed_other_rows(self, config, flights_frame: pd.DataFrame) -> None:
         cfg = config("features.split.strategy=random")
@@ -223,7 +225,7 @@ class TestTimeSplit:
         assert t_train.max() <= t_valid.min()
         assert t_valid.max() <= t_test.min()
         assert t_test.max() == data.frame["time_hour"].max()
-        assert fs.split_info["test_from"] == str(t_test.min())
+        assert fs.split_info.test_from == str(t_test.min())
         assert len(fs.test) == round(len(data.frame) * 0.2)
 
     def test_time_split_ignores_the_seed(self, config, flights_frame: pd.DataFrame) -> None:
@@ -326,10 +328,43 @@ class TestEncodings:
                                                 flights_frame: pd.DataFrame) -> None:
         cfg = config()
         fs = run(cfg, flights(cfg, flights_frame))
-        assert list(fs.input_schema) == [*NUMERIC, "carrier", "origin", "dest", "time_hour"]
-        assert fs.input_schema["origin"] == {"kind": "categorical", "dtype": "str",
-                                             "categories": ["EWR", "JFK", "LGA"]}
-        assert fs.input_schema["distance"] == {"kind": "numeric", "dtype": "int64"}
+        assert fs.input_schema.names == (*NUMERIC, "carrier", "origin", "dest", "time_hour")
+        assert fs.input_schema["origin"] == ColumnSpec(
+            "origin", ColumnKind.CATEGORICAL, "str", ("EWR", "JFK", "LGA"), capped=False)
+        assert fs.input_schema["distance"] == ColumnSpec("distance", ColumnKind.NUMERIC, "int64")
+        assert fs.input_schema["time_hour"].kind is ColumnKind.DATETIME
+        assert str(fs.input_schema["time_hour"].tz) == "UTC"
+
+    def test_categories_are_capped_and_marked(self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config()
+        frame = flights_frame.assign(dest=[f"D{i:05d}" for i in range(len(flights_frame))])
+        data = flights(cfg, frame)
+        dest = run(cfg, data).input_schema["dest"]
+        assert len(dest.categories) == CATEGORY_CAP and dest.capped
+        assert dest.categories == tuple(sorted(data.frame["dest"].unique())[:CATEGORY_CAP])
+        assert dest.known_categories is None
+
+    def test_passed_through_columns_are_inputs_of_their_dtype_kind(
+            self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config("features.remainder=passthrough", "features.numeric.columns=[month,day]")
+        fs = run(cfg, flights(cfg, flights_frame))
+        passed = ["sched_dep_time", "sched_arr_time", "flight", "distance", "hour"]
+        assert fs.input_schema.names == tuple(fs.train.X.columns) == (
+            "month", "day", "carrier", "origin", "dest", "time_hour", *passed)
+        for c in passed:
+            assert fs.input_schema[c] == ColumnSpec(c, ColumnKind.NUMERIC, "int64",
+                                                    remainder=True), c
+        assert not fs.input_schema["month"].remainder
+
+
+class TestDroppedColumns:
+    def test_drop_keeps_a_column_out_of_a_passthrough_model(
+            self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config("features.remainder=passthrough", "features.drop=[hour,time_hour]",
+                     "features.datetime.columns=[]")
+        fs = run(cfg, flights(cfg, flights_frame))
+        assert "hour" not in fs.train.X.columns and "time_hour" not in fs.train.X.columns
+        assert fs.feature_names == [*NUMERIC, "carrier", "origin", "dest"]
 
 
 class TestUnknownCategories:

@@ -95,7 +95,9 @@ class TestIngestCsv:
             "flights", "delayed", "time_hour", str(shared_csv))
         assert ds.stats == {"time_min": str(expected["time_hour"].min()),
                             "time_max": str(expected["time_hour"].max())}
-        assert ds.lineage_record()["rows"] == ds.rows
+        record = ds.lineage_record()
+        assert (record.rows, record.time_min, record.time_max) == (
+            ds.rows, ds.stats["time_min"], ds.stats["time_max"])
 
     @pytest.mark.parametrize("suffix", [".csv.gz", ".csv.zip"])
     def test_compressed_csv_reads_like_plain(self, cfg: PipelineConfig, tmp_path: Path, suffix: str,
@@ -631,7 +633,7 @@ class TestIngestDetectsTheLayout:
         assert ds.layout is not None
         assert (ds.layout.encoding, ds.layout.sep, ds.layout.detected) == (
             encoding, sep, detected)
-        record = ds.lineage_record()["read"]
+        record = ds.lineage_record().to_json()["read"]
         assert (record["encoding"], record["sep"], record["detected"]) == (
             encoding, sep, list(detected))
         assert f"read as {ds.layout.describe()}" in caplog.text

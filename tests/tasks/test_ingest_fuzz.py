@@ -58,7 +58,7 @@ def ingest_file(cfg: PipelineConfig, workdir: Path, file: DataFile, data: DataCo
     names = list(ds.frame.columns)
     assert all(isinstance(c, str) for c in names) and len(set(names)) == len(names)
     assert ds.rows == len(ds.frame) and ds.columns == names
-    assert ds.layout is not None and ds.lineage_record()["read"]["format"] in ("csv",
+    assert ds.layout is not None and ds.lineage_record().to_json()["read"]["format"] in ("csv",
                                                                                "parquet")
     event(f"read: {ds.layout.format}")
     return ds

@@ -23,10 +23,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefab_mlops.config import EvaluateConfig, PromoteConfig, RegisterConfig
+from prefab_mlops.config import (
+    BaselineRule,
+    EvaluateConfig,
+    GateRule,
+    PromoteConfig,
+    RegisterConfig,
+)
 from prefab_mlops.core.errors import AliasMovedError, RegistryError
 from prefab_mlops.core.fingerprint import RowFingerprint, row_hashes
-from prefab_mlops.core.registry import TRAINED_ROWS_FILE, ModelRegistry, ModelVersion
+from prefab_mlops.core.manifest import DataRecord, ModelVersion, SplitRecord, TrainedRowsRecord
+from prefab_mlops.core.problems import LOWER_IS_BETTER
+from prefab_mlops.core.registry import TRAINED_ROWS_FILE, ModelRegistry
+from prefab_mlops.core.schema import InputSchema
 from prefab_mlops.core.storage import S3Config, StorageConfig
 from prefab_mlops.orchestration.payloads import Payload
 from prefab_mlops.tasks.evaluate import (
@@ -38,6 +47,8 @@ from prefab_mlops.tasks.evaluate import (
     ChampionComparison,
     Evaluation,
     GateResult,
+    check_baseline,
+    check_gate,
     compute_metrics,
     evaluate_champion,
 )
@@ -65,11 +76,21 @@ def challenger(version: int = 2) -> ModelVersion:
                         model_key="", model_sha256="", problem_type="binary")
 
 
+def baseline_gate(metrics: dict[str, float], metric: str, passed: bool) -> GateResult:
+    """The default gate (the baseline rule) on ``metric``: a naive baseline the model
+    beats by far (``passed``) or one it does not beat at all."""
+    value = metrics[metric]
+    lower = metric in LOWER_IS_BETTER
+    base = value if not passed else (2 * value if lower else value / 2)
+    return check_gate(metrics, {}, check_baseline(metrics, {metric: base}, metric, "prior",
+                                                  BaselineRule()))
+
+
 def evaluation(value: float, metric: str = "roc_auc", greater_is_better: bool = True,
-               passed: bool = True) -> Evaluation:
-    failures = [] if passed else [f"{metric} {value} < 0.65", "log_loss 0.7 > 0.6"]
-    return Evaluation(metrics={metric: value, "n_test": 1000.0}, confusion_matrix=None,
-                      gate=GateResult(passed=passed, failures=failures), plots={},
+               passed: bool = True, gate: GateResult | None = None) -> Evaluation:
+    metrics = {metric: value, "n_test": 1000.0}
+    return Evaluation(metrics=metrics, confusion_matrix=None,
+                      gate=gate or baseline_gate(metrics, metric, passed), plots={},
                       primary_metric=metric, greater_is_better=greater_is_better,
                       fingerprint="ev")
 
@@ -92,9 +113,9 @@ def comparison(value: float, champion: float | None, champion_version: int | Non
 
 def decide(value: float, champion: float | None, champion_version: int | None = 1,
            metric: str = "roc_auc", greater_is_better: bool = True, passed: bool = True,
-           version: int = 2, **promote) -> PromotionDecision:
+           version: int = 2, gate: GateResult | None = None, **promote) -> PromotionDecision:
     return decide_promotion(challenger(version),
-                            evaluation(value, metric, greater_is_better, passed),
+                            evaluation(value, metric, greater_is_better, passed, gate),
                             comparison(value, champion, champion_version, metric),
                             PromoteConfig(**promote))
 
@@ -104,7 +125,8 @@ class TestDecideNoChampion:
         d = decide(0.70, None, champion_version=None)
 
         assert d.promote is True
-        assert d.reason == "no production model yet"
+        assert d.reason.startswith("no production model yet; quality gate passed: "
+                                   "baseline rule: roc_auc 0.7000 >= 0.3825 required")
         assert (d.champion_version, d.champion_value, d.delta) == (None, None, None)
         assert (d.challenger_version, d.challenger_value, d.primary_metric) == (2, 0.70,
                                                                                "roc_auc")
@@ -120,14 +142,40 @@ class TestDecideGate:
         d = decide(0.99, 0.5, passed=False)
 
         assert d.promote is False
-        assert d.reason.startswith("quality gate failed: ")
-        assert "log_loss 0.7 > 0.6" in d.reason
+        assert d.reason == ("quality gate failed: baseline rule: roc_auc 0.9900 < 0.9905 "
+                            "required: 5% of the way from the class-prior baseline's 0.9900 "
+                            "to 1 (evaluate.baseline.min_improvement=0.05)")
 
     def test_failed_gate_without_champion_never_promotes(self) -> None:
         assert decide(0.99, None, champion_version=None, passed=False).promote is False
 
     def test_gate_can_be_waived(self) -> None:
-        assert decide(0.80, 0.70, passed=False, require_gate=False).promote is True
+        d = decide(0.80, 0.70, passed=False, require_gate=False)
+        assert d.promote is True
+        assert d.reason.endswith("; quality gate not required (promote.require_gate=false): "
+                                 "FAILED: baseline rule: roc_auc 0.8000 < 0.8100 required: 5% "
+                                 "of the way from the class-prior baseline's 0.8000 to 1 "
+                                 "(evaluate.baseline.min_improvement=0.05)")
+
+    def test_reason_names_the_rule_that_let_it_through(self) -> None:
+        beats = decide(0.80, 0.70)
+        assert beats.promote is True
+        assert beats.reason.startswith("roc_auc 0.8000 beats v1's 0.7000 by 0.1000")
+        assert "; quality gate passed: baseline rule: roc_auc 0.8000 >= 0.4300 required" in (
+            beats.reason)
+        metrics = {"roc_auc": 0.8, "n_test": 1000.0}
+        absolute = check_gate(metrics, {"roc_auc": GateRule(min=0.75)})
+        d = decide(0.80, None, champion_version=None, gate=absolute)
+        assert d.reason == ("no production model yet; quality gate passed: absolute rule: "
+                            "roc_auc 0.8000 >= min 0.75")
+
+    def test_lower_is_better_baseline_rule(self) -> None:
+        d = decide(50.0, None, champion_version=None, metric="rmse", greater_is_better=False,
+                   passed=False)
+        assert d.promote is False
+        assert d.reason.startswith("quality gate failed: baseline rule: rmse 50.0000 > "
+                                   "47.5000 required: 5% below the class-prior baseline's "
+                                   "50.0000")
 
 
 class TestDecideComparison:
@@ -383,9 +431,10 @@ def features() -> FeatureSet:
     train = _split(np.arange(N_TEST, 3 * N_TEST), np.tile([0, 1], N_TEST))
     valid = _split(np.arange(3 * N_TEST, 4 * N_TEST), np.tile([0, 1], N_TEST // 2))
     return FeatureSet(payload=Payload(train=train, valid=valid, test=test),
-                      preprocessor=None, input_schema={}, feature_names=["row"],
+                      preprocessor=None, input_schema=InputSchema(), feature_names=["row"],
                       classes=[0, 1], problem_type="binary", native_categorical=False,
-                      split_info={}, fingerprint="fs")
+                      split_info=SplitRecord("hash", 0, 0.25, 0.25, 2 * N_TEST, N_TEST, N_TEST),
+                      fingerprint="fs")
 
 
 def auc_on(model: RowScores, split: Split) -> float:
@@ -444,16 +493,17 @@ class Runs:
             ModelVersion(model_name=MODEL, version=0, created_at="",
                          fingerprint=fingerprint or f"fp-{uuid.uuid4().hex}", model_key="",
                          model_sha256="", problem_type="binary", metrics=metrics,
-                         data={"trained_rows": {"columns": list(rows.columns),
-                                                "distinct": len(rows)}}),
+                         data=DataRecord(trained_rows=TrainedRowsRecord(list(rows.columns),
+                                                                        len(rows)))),
             pickle.dumps(model), {TRAINED_ROWS_FILE: rows.to_npy()})
         self.auc[mv.version] = metrics[METRIC]
-        ev = Evaluation(metrics=metrics, confusion_matrix=None, gate=GateResult(passed=True),
+        ev = Evaluation(metrics=metrics, confusion_matrix=None, gate=GateResult(),
                         plots={}, primary_metric=METRIC, greater_is_better=True,
                         fingerprint=f"ev-{mv.version}")
         trained = TrainedModel(payload=Payload(pipeline=model), fingerprint=mv.fingerprint,
                                estimator="RowScores", params={}, problem_type="binary",
-                               classes=[0, 1], input_schema={}, feature_names=["row"])
+                               classes=[0, 1], input_schema=InputSchema(),
+                               feature_names=["row"])
         # not decided yet: decide() sets the comparison with the champion
         return Challenge(mv, ev, trained, self.features, EVAL_CFG,
                          ChampionComparison(NO_CHAMPION, None, N_TEST))

@@ -16,9 +16,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefab_mlops.config import ModelSpec, PipelineConfig, RegisterConfig, TargetSpec, load_config
+from prefab_mlops.config import (
+    GateRule,
+    ModelSpec,
+    PipelineConfig,
+    RegisterConfig,
+    TargetSpec,
+    load_config,
+)
 from prefab_mlops.core.errors import IntegrityError
 from prefab_mlops.core.fingerprint import bytes_sha256, row_hashes
+from prefab_mlops.core.manifest import ChampionRecord, RunFacts, TrainedRowsRecord
 from prefab_mlops.core.registry import ModelRegistry
 from prefab_mlops.core.storage import S3Config, StorageConfig, parse_location, read_source
 from prefab_mlops.orchestration.payloads import Payload
@@ -77,9 +85,11 @@ def run_info(t: Trained) -> RunInfo:
 def do_register(t: Trained, cfg: RegisterConfig, storage: StorageConfig = LOCAL,
                 model: TrainedModel | None = None,
                 champion: ChampionComparison | None = None,
-                features: FeatureSet | None = None):
-    return register.fn(model or t.model, t.evaluation, t.data, features or t.features,
-                       champion, cfg, storage, run_info(t), t.cfg.seed)
+                features: FeatureSet | None = None, evaluation: Evaluation | None = None,
+                data: Dataset | None = None, run: RunInfo | None = None):
+    return register.fn(model or t.model, evaluation or t.evaluation, data or t.data,
+                       features or t.features, champion, cfg, storage, run or run_info(t),
+                       t.cfg.seed)
 
 
 def probabilities(pipeline: Any, t: Trained) -> np.ndarray:
@@ -109,46 +119,52 @@ class TestRegisterContents:
 
         assert back.metrics == trained.evaluation.metrics
         assert 0.5 < back.metrics["roc_auc"] <= 1.0
-        assert back.gate["passed"] == trained.evaluation.gate.passed
-        assert back.gate["rules"] == trained.evaluation.gate.rules
-        assert back.champion == {"version": 3, "metrics": {"roc_auc": 0.6, "log_loss": 0.5},
-                                 "challenger_metrics": {"roc_auc": 0.7, "log_loss": 0.4},
-                                 "status": "compared", "test_rows": 1000, "compared_rows": 900,
-                                 "excluded_rows": 100, "excluded_own_rows": 0, "checked": True,
-                                 "note": ""}
+        assert back.gate == trained.evaluation.gate.as_record()
+        assert (back.gate.passed, back.gate.decided_by) == (True, ["baseline"])
+        assert back.gate.baseline is not None
+        assert back.gate.baseline.value == 0.5  # the class prior's ROC AUC
+        assert back.champion == ChampionRecord(
+            version=3, metrics={"roc_auc": 0.6, "log_loss": 0.5},
+            challenger_metrics={"roc_auc": 0.7, "log_loss": 0.4}, status="compared",
+            test_rows=1000, compared_rows=900, excluded_rows=100, excluded_own_rows=0,
+            checked=True, note="")
         assert back.problem_type == "binary"
-        assert back.params["estimator"] == "xgboost.XGBClassifier"
+        assert back.estimator == "xgboost.XGBClassifier"
         assert back.params["n_estimators"] == 20 and back.params["random_state"] == 42
-        assert back.params["train_rows"] == len(trained.features.train)
+        assert back.fit == trained.model.fit
+        assert back.fit is not None and back.fit.train_rows == len(trained.features.train)
+        assert back.confusion_matrix == trained.evaluation.confusion_matrix
         assert back.config == trained.resolved
         assert back.config["data"]["sample_rows"] == 5000
-        assert back.run["flow_run_id"] == "run-123"
-        assert back.run["flow_run_name"] == "brave-otter"
-        assert back.features["target"] == "delayed"
-        assert back.features["classes"] == trained.model.classes
-        assert back.features["feature_names"] == trained.model.feature_names
-        assert set(back.features["input_schema"]) == set(trained.features.train.X.columns)
+        assert back.run == RunFacts(flow_run_id="run-123", flow_run_name="brave-otter")
+        assert back.features.target == "delayed"
+        assert back.features.classes == trained.model.classes
+        assert back.features.feature_names == trained.model.feature_names
+        assert back.features.input_schema == trained.features.input_schema
+        assert back.features.input_schema.names == tuple(trained.features.train.X.columns)
 
     def test_data_lineage_and_snapshot(self, trained: Trained, tmp_path: Path) -> None:
         mv = do_register(trained, reg_cfg(trained, tmp_path))
 
-        assert mv.data["fingerprint"] == trained.data.fingerprint
-        assert mv.data["source_fingerprint"] == trained.data.source_fingerprint
-        assert mv.data["rows"] == 5000
-        assert mv.data["split"]["train_rows"] == len(trained.features.train)
-        snapshot = mv.data["snapshot_uri"]
+        assert mv.data.fingerprint == trained.data.fingerprint
+        assert mv.data.source_fingerprint == trained.data.source_fingerprint
+        assert mv.data.rows == 5000
+        assert mv.data.split == trained.features.split_info
+        assert mv.data.split.train_rows == len(trained.features.train)
+        assert mv.data.time_min == trained.data.stats["time_min"]
+        snapshot = mv.data.snapshot_uri
         assert snapshot == trained.data.snapshot_uri and Path(snapshot).is_file()
         frame = pd.read_parquet(io.BytesIO(read_source(parse_location(snapshot), S3Config())))
         assert len(frame) == 5000
-        assert list(frame.columns) == mv.data["columns"]
+        assert list(frame.columns) == mv.data.columns
 
     def test_git_and_packages(self, trained: Trained, tmp_path: Path) -> None:
         mv = do_register(trained, reg_cfg(trained, tmp_path))
         head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"],
                               capture_output=True, text=True, check=True).stdout.strip()
 
-        assert mv.git["commit"] == head
-        assert isinstance(mv.git["dirty"], bool) and mv.git["branch"]
+        assert mv.git is not None and mv.git.commit == head
+        assert isinstance(mv.git.dirty, bool) and mv.git.branch
         for name in ("prefect", "pandas", "scikit-learn", "wandb"):
             assert mv.packages[name] == metadata.version(name)
         assert "xgboost-cpu" in mv.packages or "xgboost" in mv.packages
@@ -238,7 +254,7 @@ class TestTrainedRows:
         rows = open_registry(cfg, LOCAL).trained_rows(mv)
 
         assert rows is not None and list(rows.columns) == columns
-        assert mv.data["trained_rows"] == {"columns": columns, "distinct": len(rows)}
+        assert mv.data.trained_rows == TrainedRowsRecord(columns=columns, distinct=len(rows))
         expected = np.unique(np.concatenate([row_hashes(fs.train.X), row_hashes(fs.valid.X)]))
         np.testing.assert_array_equal(rows.hashes, expected)
         assert len(rows) == len(fs.train) + len(fs.valid)  # flights rows are distinct
@@ -277,7 +293,7 @@ class TestTrainedRows:
         registry = open_registry(cfg, LOCAL)
         registry.set_alias(cfg.model_name, "production", mv.version)
 
-        assert "train_rows.npy" not in mv.files and "trained_rows" not in mv.data
+        assert "train_rows.npy" not in mv.files and mv.data.trained_rows is None
         assert registry.trained_rows(mv) is None
         assert load_production.fn(cfg, LOCAL, with_trained_rows=True).trained_rows is None
 
@@ -295,16 +311,96 @@ class TestRegisterDedup:
         assert [v.version for v in registry.versions(cfg.model_name)] == [1]
         assert [e["event"] for e in registry.events(cfg.model_name)].count("register") == 1
 
-    def test_different_lineage_gives_a_new_version(self, trained: Trained, tmp_path: Path
+    def test_a_different_model_gives_a_new_version(self, trained: Trained, tmp_path: Path
                                                    ) -> None:
         cfg = reg_cfg(trained, tmp_path)
-        do_register(trained, cfg)
-        other = dataclasses.replace(trained.model, fingerprint="another-lineage")
+        first = do_register(trained, cfg)
+        spec = ModelSpec.from_config({**trained.cfg.model, "n_estimators": 21})
+        other = train.fn(trained.features, spec, trained.cfg.seed)
         second = do_register(trained, cfg, model=other)
 
-        assert second.version == 2
+        assert second.version == 2 and second.model_sha256 != first.model_sha256
         state = open_registry(cfg, LOCAL).alias(cfg.model_name, "candidate")
         assert (state.version, state.history) == (2, [1])
+
+    def test_a_byte_identical_model_of_another_lineage_is_not_registered_twice(
+            self, trained: Trained, tmp_path: Path) -> None:
+        """The same rows, read with the data snapshot switched off: the data lineage (and
+        so the model's) differs, the fitted model is byte for byte the same."""
+        cfg = reg_cfg(trained, tmp_path)
+        first = do_register(trained, cfg)
+        data_cfg = dataclasses.replace(trained.cfg.data, snapshot=False)
+        data = ingest.fn(data_cfg, trained.cfg.paths, trained.cfg.storage, trained.cfg.seed)
+        features = featurize.fn(data, trained.cfg.features, TargetSpec.from_data(data_cfg),
+                                trained.cfg.seed)
+        model = train.fn(features, ModelSpec.from_config(trained.cfg.model), trained.cfg.seed)
+        assert model.fingerprint != trained.model.fingerprint
+        assert bytes_sha256(pickle.dumps(model.pipeline, protocol=pickle.HIGHEST_PROTOCOL)
+                            ) == first.model_sha256
+
+        again = do_register(trained, cfg, model=model, features=features, data=data)
+        registry = open_registry(cfg, LOCAL)
+
+        assert again.version == first.version == 1
+        assert [v.version for v in registry.versions(cfg.model_name)] == [1]
+        assert registry.find_by_sha256(cfg.model_name, first.model_sha256).version == 1
+        assert registry.find_by_sha256(cfg.model_name, "0" * 64) is None
+
+
+class TestReRegistrationRecordsTheLatestEvaluation:
+    """A model registered again is not a new version, but the run's evaluation is its
+    latest: a version promoted after a failed gate never shows that failure."""
+
+    def test_the_latest_gate_result_is_shown(self, trained: Trained, tmp_path: Path) -> None:
+        cfg = reg_cfg(trained, tmp_path)
+        strict = dataclasses.replace(trained.cfg.evaluate, plots=False,
+                                     gate={"roc_auc": GateRule(min=0.99)})
+        failed = evaluate.fn(trained.model, trained.features, strict)
+        assert failed.gate.passed is False and trained.evaluation.gate.passed is True
+        first = do_register(trained, cfg, evaluation=failed)
+        registry = open_registry(cfg, LOCAL)
+        assert registry.latest_evaluation(first).gate.passed is False
+
+        later = RunInfo(flow_run_id="run-456", flow_run_name="calm-heron")
+        again = do_register(trained, cfg, run=later)  # the default gate: passes
+
+        assert again.version == first.version == 1
+        assert again.gate == failed.gate.as_record()  # the manifest is never rewritten
+        latest = registry.latest_evaluation(again)
+        assert latest.gate == trained.evaluation.gate.as_record()
+        assert (latest.gate.passed, latest.gate.decided_by) == (True, ["baseline"])
+        assert latest.metrics == trained.evaluation.metrics
+        assert latest.run.flow_run_id == "run-456" and not latest.registered
+        assert latest.data.fingerprint == trained.data.fingerprint
+        history = registry.evaluations(again)
+        assert [(e.registered, e.gate.passed) for e in history] == [(True, False),
+                                                                    (False, True)]
+        assert [e["event"] for e in registry.events(cfg.model_name)].count("evaluate") == 1
+
+    def test_an_unchanged_evaluation_is_not_recorded_again(self, trained: Trained,
+                                                           tmp_path: Path) -> None:
+        cfg = reg_cfg(trained, tmp_path)
+        mv = do_register(trained, cfg)
+        do_register(trained, cfg)
+        do_register(trained, cfg)
+
+        registry = open_registry(cfg, LOCAL)
+        assert len(registry.evaluations(mv)) == 1
+        assert registry.latest_evaluation(mv).registered is True
+
+    def test_a_byte_identical_model_records_its_evaluation_too(
+            self, trained: Trained, tmp_path: Path) -> None:
+        cfg = reg_cfg(trained, tmp_path)
+        mv = do_register(trained, cfg)
+        relabelled = dataclasses.replace(trained.model, fingerprint="another-lineage")
+        strict = dataclasses.replace(trained.cfg.evaluate, plots=False,
+                                     gate={"roc_auc": GateRule(min=0.99)})
+        failed = evaluate.fn(trained.model, trained.features, strict)
+
+        again = do_register(trained, cfg, model=relabelled, evaluation=failed)
+
+        assert again.version == mv.version == 1
+        assert open_registry(cfg, LOCAL).latest_evaluation(mv).gate.decided_by == ["absolute"]
 
 
 class TestLoadProduction:

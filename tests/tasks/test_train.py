@@ -96,7 +96,8 @@ class TestTrainEachModel:
         assert tm.pipeline.named_steps["preprocess"] is fs.preprocessor
         assert (tm.problem_type, tm.classes) == ("binary", [False, True])
         assert tm.params["random_state"] == cfg.seed == 42
-        assert tm.info["train_rows"] == len(fs.train)
+        assert tm.fit is not None and tm.fit.train_rows == len(fs.train)
+        assert tm.fit.seconds > 0
         assert abs(len(fs.train) / FLIGHT_ROWS - 0.7) < 0.03  # the hash split's sizes vary
         assert tm.input_schema == fs.input_schema and tm.feature_names == fs.feature_names
         proba = tm.pipeline.predict_proba(fs.test.X)  # raw columns in, as serving does
@@ -164,7 +165,7 @@ class TestEarlyStopping:
         cfg, fs = setup("model.n_estimators=300", "model.learning_rate=0.3", ONE)
         assert cfg.model["early_stopping_rounds"] == 30
         tm = fit(cfg, fs)
-        best = tm.info["best_iteration"]
+        best = tm.fit.best_iteration
         booster = tm.pipeline.named_steps["model"].get_booster()
         assert best < 300 - 30
         # Training went on for exactly early_stopping_rounds past the best round.
@@ -174,12 +175,12 @@ class TestEarlyStopping:
         cfg, fs = setup("experiment=diamonds", "model.n_estimators=2000",
                         "model.learning_rate=0.5", ONE)
         tm = fit(cfg, fs)
-        assert tm.info["best_iteration"] < 2000 - 30
+        assert tm.fit.best_iteration < 2000 - 30
 
     def test_no_early_stopping_when_unset(self, setup) -> None:
         cfg, fs = setup("model.n_estimators=15", "model.early_stopping_rounds=null", ONE)
         tm = fit(cfg, fs)
-        assert "best_iteration" not in tm.info
+        assert tm.fit.best_iteration is None
         assert tm.pipeline.named_steps["model"].get_booster().num_boosted_rounds() == 15
 
     def test_early_stopping_needs_a_validation_split(self, setup) -> None:

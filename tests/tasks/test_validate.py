@@ -389,3 +389,50 @@ class TestValidateBadInput:
             check(cfg, flights_dataset(cfg, flights_frame), columns=rules)
         assert "'integer'" in str(err.value) and "int" in err.value.fix
 
+
+
+class TestSoftRules:
+    """``expected_*`` (what inference saw) warn; only ``min``/``max``/``allowed`` fail."""
+
+    def soft(self, cfg: PipelineConfig) -> dict[str, ColumnRule]:
+        rules = dict(cfg.validate.columns)
+        rules["month"] = ColumnRule(dtype="int", nullable=False, expected_min=1,
+                                    expected_max=6)
+        rules["carrier"] = ColumnRule(dtype="str", nullable=False,
+                                      expected_values=["AA", "B6", "DL", "UA"])
+        rules["distance"] = ColumnRule(dtype="number", expected_min=100.5)
+        return rules
+
+    def test_values_beyond_them_pass_with_warnings(self, config, flights_frame: pd.DataFrame,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+        cfg = config()
+        data = flights_dataset(cfg, flights_frame)
+        frame = data.frame
+        with caplog.at_level(logging.WARNING, logger="prefab"):
+            report = check(cfg, data, columns=self.soft(cfg))  # on_failure: fail
+        assert report.passed and report.violations == []
+        found = by_column(report.warnings)
+        assert sorted(found) == ["carrier", "distance", "month"]
+        late = frame["month"] > 6
+        assert found["month"] == {"column": "month", "rule": "expected range [1, 6]",
+                                  "count": int(late.sum()), "examples": ["12"] * 5}
+        others = ~frame["carrier"].isin(["AA", "B6", "DL", "UA"])
+        assert found["carrier"]["count"] == int(others.sum())
+        assert found["carrier"]["examples"] == frame.loc[others, "carrier"].value_counts(
+            ).index[:5].tolist()
+        short = frame["distance"] < 100.5
+        assert found["distance"]["rule"] == "expected range [100.5, inf]"
+        assert found["distance"]["count"] == int(short.sum()) > 0
+        assert found["distance"]["examples"][0] == str(frame["distance"].min())
+        assert "goes beyond its expected values" in caplog.text
+        md = report.to_markdown()
+        assert "passed, 3 warning(s)" in md and "## Beyond the expected values" in md
+
+    def test_a_hard_bound_still_fails(self, config, flights_frame: pd.DataFrame) -> None:
+        cfg = config()
+        rules = self.soft(cfg)
+        rules["month"] = dataclasses.replace(rules["month"], max=6)
+        with pytest.raises(DataValidationError) as err:
+            check(cfg, flights_dataset(cfg, flights_frame), columns=rules)
+        (v,) = err.value.violations
+        assert v["column"] == "month" and v["rule"].startswith("less_than_or_equal_to(6")

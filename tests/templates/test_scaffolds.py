@@ -1,9 +1,11 @@
 """templates/task and templates/flow: scaffolds rendered into a generated project.
 
-A task scaffold adds a module, its config group and a test; a flow scaffold adds a
-module, a test and a deployment in prefect.yaml (inserted as text: Prefect's own
+A task scaffold adds a module, its step (``conf/steps``) and a test, and plugs the
+step into the stock training flow (one line of conf/pipeline.yaml); a flow scaffold
+adds a module, a test and a deployment in prefect.yaml (inserted as text: Prefect's own
 templates and the anchors survive). The rendered Python passes ruff, the new tests
-pass, and neither scaffold touches the project's answers file.
+pass (the task runs inside the stock training flow), and neither scaffold touches the
+project's answers file.
 """
 
 from __future__ import annotations
@@ -38,17 +40,32 @@ def ruff(project: Path, *paths: str) -> None:
 
 
 class TestTaskScaffold:
-    def test_adds_module_config_and_test(self, project: Path, template_repo: Path) -> None:
+    def test_adds_module_step_and_test_and_plugs_the_step_in(self, project: Path,
+                                                             template_repo: Path) -> None:
         before = {p: p.read_bytes() for p in project.rglob("*") if p.is_file()}
+        pipeline = project / "conf" / "pipeline.yaml"
         scaffold(template_repo, "task", project, task_name="clip_outliers")
         added = {str(p.relative_to(project)) for p in project.rglob("*")
                  if p.is_file() and p not in before}
-        assert added == {"tasks/clip_outliers.py", "conf/clip_outliers/default.yaml",
+        assert added == {"tasks/clip_outliers.py", "conf/steps/clip_outliers.yaml",
                          "tests/tasks/test_clip_outliers.py"}
-        assert all(p.read_bytes() == data for p, data in before.items())
+        assert all(p.read_bytes() == data for p, data in before.items() if p != pipeline)
+        # one line of conf/pipeline.yaml plugs it in; its comments stay
+        assert pipeline.read_text() == before[pipeline].decode().replace(
+            "  - steps: []\n", "  - steps: [clip_outliers]\n")
         ruff(project, "tasks/clip_outliers.py", "tests/tasks/test_clip_outliers.py")
         text = (project / "tasks" / "clip_outliers.py").read_text()
         assert '@task(name="clip-outliers")' in text and "def clip_outliers(" in text
+        step = yaml.safe_load((project / "conf" / "steps" / "clip_outliers.yaml").read_text())
+        assert step["clip_outliers"]["_target_"] == "tasks.clip_outliers.clip_outliers"
+        assert step["clip_outliers"]["hook"] == "after_ingest"
+
+    def test_a_second_task_runs_after_the_first(self, project: Path,
+                                                template_repo: Path) -> None:
+        scaffold(template_repo, "task", project, task_name="clip_outliers")
+        scaffold(template_repo, "task", project, task_name="clip_more")
+        assert "  - steps: [clip_outliers, clip_more]\n" in (
+            project / "conf" / "pipeline.yaml").read_text()
 
     @pytest.mark.parametrize(("name", "why"), [("ingest", "is taken"), ("Clip-It", "identifier"),
                                                ("class", "is taken")])
@@ -102,10 +119,12 @@ def test_scaffolded_tests_pass(project: Path, template_repo: Path) -> None:
     scaffold(template_repo, "flow", project, flow_name="data_check")
     res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                           "tests/tasks", "tests/flows", "tests/test_configs.py",
-                          "-k", "clip or data_check or bind"], cwd=project,
-                         env=project_env(project), capture_output=True, text=True, timeout=300)
+                          "-k", "clip or data_check or plugged"], cwd=project,
+                         env=project_env(project), capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
-    assert re.search(r"\b9 passed\b", res.stdout), res.stdout[-500:]
+    # the task's 8 (one runs the stock training flow with it), the flow's 2, and the
+    # configs: steps=clip_outliers and the plugged-in steps
+    assert re.search(r"\b12 passed\b", res.stdout), res.stdout[-500:]
 
 
 def test_cron_pattern_is_the_same_in_every_template() -> None:

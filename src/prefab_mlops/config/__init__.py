@@ -27,6 +27,7 @@ from prefab_mlops.config.loader import (
     load_config,
 )
 from prefab_mlops.config.schema import (
+    BaselineRule,
     CacheConfig,
     CategoricalFeatures,
     ChampionCheckConfig,
@@ -46,6 +47,7 @@ from prefab_mlops.config.schema import (
     ReadConfig,
     RegisterConfig,
     SplitConfig,
+    StepConfig,
     StorageConfig,
     TaskRuntime,
     TrackingConfig,
@@ -59,6 +61,7 @@ from prefab_mlops.core.problems import PROBLEM_TYPES
 __all__ = [
     "ALLOWED_TARGETS",
     "CONFIG_DIR_ENV",
+    "BaselineRule",
     "CacheConfig",
     "CategoricalFeatures",
     "ChampionCheckConfig",
@@ -83,6 +86,7 @@ __all__ = [
     "ReadConfig",
     "RegisterConfig",
     "SplitConfig",
+    "StepConfig",
     "StorageConfig",
     "TargetSpec",
     "TaskRuntime",

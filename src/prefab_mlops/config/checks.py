@@ -53,6 +53,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "data.window.newest": ("month", "week", "day"),
     "storage.kind": ("local", "s3"),
     "validate.on_failure": ("fail", "warn"),
+    "validate.leakage": ("warn", "fail", "off"),
     "features.split.strategy": ("hash", "random", "stratified", "time"),
     "features.numeric.impute": ("median", "mean", "zero", "none"),
     "features.numeric.scale": ("none", "standard", "robust"),
@@ -171,6 +172,9 @@ def _check_consistency(cfg: Any) -> None:
         errors.append("'monitor.drift_share' must be in (0, 1]")
     if cfg.monitor.max_rows < 100:
         errors.append("'monitor.max_rows' must be at least 100")
+    if cfg.monitor.plot_columns < 0:
+        errors.append(f"'monitor.plot_columns' must be 0 (no plots) or more, not "
+                      f"{cfg.monitor.plot_columns}")
     if "_target_" not in cfg.model:
         errors.append("'model' has no '_target_' (the estimator class to instantiate)")
     if cfg.storage.kind == "s3" and not cfg.storage.bucket:
@@ -183,6 +187,17 @@ def _check_consistency(cfg: Any) -> None:
         if metric not in valid:
             errors.append(f"'evaluate.gate.{metric}' is not a {cfg.data.problem_type} metric "
                           f"{sorted(valid)}")
+    baseline = cfg.evaluate.baseline
+    if baseline is not None and not 0 <= baseline.min_improvement < 1:
+        errors.append(f"'evaluate.baseline.min_improvement' is {baseline.min_improvement}; it "
+                      "must be in [0, 1) (the share of the way from the naive baseline to a "
+                      "perfect score, e.g. 0.05)")
+    if baseline is None and not cfg.evaluate.gate and cfg.promote.require_gate:
+        errors.append("the quality gate has no rule ('evaluate.baseline' is null and "
+                      "'evaluate.gate' is empty), so it would pass any model; set "
+                      "evaluate.baseline.min_improvement, add an absolute rule such as "
+                      "evaluate.gate.<metric>.min, or promote without a gate "
+                      "(promote.require_gate=false)")
     if errors:
         raise ConfigError("Inconsistent config: " + "; ".join(errors),
                           fix="Change the named keys, or pick matching config groups "

@@ -117,6 +117,13 @@ class ColumnRule:
 
     ``dtype`` is one of ``int``, ``float``, ``number``, ``str``, ``category``,
     ``bool``, ``datetime`` or null (any).
+
+    Hard rules fail validation (``on_failure``): ``min``, ``max`` and ``allowed``
+    are bounds you declare, such as a month in 1..12. Soft rules only warn:
+    ``expected_min``/``expected_max`` and ``expected_values`` record what the data
+    looked like (``prefab schema infer`` writes them from the rows it saw), so a new
+    batch beyond them passes with a warning in the validation report instead of
+    stopping the run.
     """
 
     dtype: str | None = None
@@ -124,15 +131,25 @@ class ColumnRule:
     min: float | None = None
     max: float | None = None
     allowed: list[Any] | None = None
+    expected_min: float | None = None
+    expected_max: float | None = None
+    expected_values: list[Any] | None = None
     unique: bool = False
     required: bool = True
 
 
 @dataclass
 class ValidateConfig:
-    """``conf/validate``: the data contract checked before any feature work."""
+    """``conf/validate``: the data contract checked before any feature work.
+
+    ``leakage`` is the leakage alarm on the model's input columns, run on the training
+    rows before training (:mod:`prefab_mlops.core.leakage`): ``warn`` names the
+    features that alone nearly determine the target in the validation and run
+    summaries, ``fail`` stops the run before training, ``off`` skips the check.
+    """
 
     on_failure: str = "fail"
+    leakage: str = "warn"
     min_rows: int = 1
     strict: bool = False
     columns: dict[str, ColumnRule] = field(default_factory=dict)
@@ -201,8 +218,30 @@ class FeaturesConfig:
 # ------------------------------------------------------------------ evaluate
 @dataclass
 class GateRule:
+    """An absolute rule of the quality gate (``evaluate.gate.<metric>``): the metric on
+    the test split must be at least ``min`` and at most ``max`` (either may be unset)."""
+
     min: float | None = None
     max: float | None = None
+
+
+@dataclass
+class BaselineRule:
+    """The default quality gate (``evaluate.baseline``): beat a naive baseline.
+
+    The baseline is fitted on the training split only and scored on the same test
+    split as the model: the class prior for classifiers (``DummyClassifier(strategy=
+    "prior")``: the training class frequencies as probabilities, the majority class as
+    the label), the training mean for regression (the median when the primary metric
+    is ``mae``). On the primary metric the model must go ``min_improvement`` of the way
+    from the baseline's value to a perfect score: ``required = baseline +
+    min_improvement * (perfect - baseline)``, where perfect is 1 for scores (AUC,
+    accuracy, R²...) and 0 for errors and losses (RMSE, MAE, log loss), for which the
+    rule is a relative reduction: ``rmse <= (1 - min_improvement) * baseline rmse``.
+    0 asks only to be no worse than the baseline; it must be below 1.
+    """
+
+    min_improvement: float = 0.05
 
 
 @dataclass
@@ -222,13 +261,18 @@ class ChampionCheckConfig:
 class EvaluateConfig:
     """``conf/evaluate``: metrics, plots, the quality gate and the champion comparison.
 
-    ``on_gate_failure``: ``warn`` registers the model as a candidate that is never
-    promoted; ``fail`` ends the run before anything is registered.
+    The quality gate is every rule that is set: ``baseline`` (the default: beat a
+    naive baseline by ``baseline.min_improvement``; ``null`` turns it off) and the
+    absolute rules in ``gate`` (none by default; a project sets them on purpose, e.g.
+    ``gate: {r2: {min: 0.8}}``). ``on_gate_failure``: ``warn`` registers the model as
+    a candidate that is never promoted; ``fail`` ends the run before anything is
+    registered.
     """
 
     primary_metric: str = MISSING
     greater_is_better: bool = True
     threshold: float = 0.5
+    baseline: BaselineRule | None = field(default_factory=BaselineRule)
     gate: dict[str, GateRule] = field(default_factory=dict)
     on_gate_failure: str = "warn"
     plots: bool = True
@@ -283,7 +327,9 @@ class MonitorConfig:
     ``drift_share``: the batch drifts when at least this share of the model's input
     columns drift (Evidently ``DataDriftPreset``). ``max_rows`` is the sampling
     budget per side, which keeps a 1M-row batch fast. ``labels: false`` monitors
-    batches without the target (e.g. logged serving traffic).
+    batches without the target (e.g. logged serving traffic). ``plot_columns``: how
+    many drifted columns get a reference-vs-current distribution plot in the run's
+    drift artifact (most drifted first; 0 for none).
     """
 
     drift_share: float = 0.5
@@ -294,6 +340,7 @@ class MonitorConfig:
     labels: bool = True
     event: str = "prefab.model.drift-detected"
     emit_event: bool = True
+    plot_columns: int = 4
     report_dir: str = MISSING
 
 
@@ -341,6 +388,35 @@ class OrchestrationConfig:
     tasks: dict[str, TaskRuntime] = field(default_factory=dict)
 
 
+# --------------------------------------------------------------------- steps
+@dataclass
+class StepConfig:
+    """One entry of ``conf/steps``: a project's own function at a hook of the training flow.
+
+    ``conf/steps/<name>.yaml`` holds ``<name>: {hook: ..., _target_: ..., params: ...}``
+    and ``conf/pipeline.yaml`` plugs it in (``- steps: [<name>, ...]`` in its
+    defaults, in running order). :func:`prefab_mlops.tasks.steps.resolve_steps` checks
+    every entry against its hook's contract before any work starts.
+
+    Attributes:
+        hook: Where it runs: ``after_ingest`` (rows in, rows out, before validation)
+            or ``after_evaluate`` (a check that adds metrics and can veto promotion).
+        _target_: The function or Prefect task, e.g. ``tasks.clip_outliers.clip_outliers``
+            (the project's ``tasks`` namespace is allowed, see ``allowed_targets``).
+        params: Its keyword arguments, checked against its signature.
+        family: The ``orchestration.tasks`` entry whose retries and timeout it runs with.
+        cache: Cache its result across runs on its code, params and inputs (only for a
+            step that reads nothing but its inputs). Off: it runs every time, and the
+            stock tasks after it are keyed on what it returned.
+    """
+
+    hook: str = MISSING
+    _target_: str = MISSING
+    params: dict[str, Any] = field(default_factory=dict)
+    family: str = "step"
+    cache: bool = False
+
+
 # ---------------------------------------------------------------------- root
 @dataclass
 class PipelineConfig:
@@ -364,6 +440,8 @@ class PipelineConfig:
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)
+    # The project's own steps at the training flow's hooks, by name (conf/steps)
+    steps: dict[str, StepConfig] = field(default_factory=dict)
     # Namespaces (dotted module prefixes) whose callables `_target_` may name, on top of
     # ALLOWED_TARGETS; add only code you trust.
     allowed_targets: list[str] = field(default_factory=list)

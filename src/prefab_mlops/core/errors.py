@@ -72,6 +72,54 @@ def _rebuild_validation(message: str, violations: list[dict], fix: str | None):
     return DataValidationError(message, violations, fix)
 
 
+class ContractError(PrefabError):
+    """A stored record (a model's input schema, a registry manifest) has the wrong shape.
+
+    Raised by the one parser of such records (:mod:`prefab_mlops.core.records`) when a
+    field is missing, unknown, or of the wrong type or value. Never transient.
+
+    Args:
+        message: What was expected and what was found.
+        field: The dotted path of the offending field, e.g.
+            ``features.input_schema.columns[2].kind`` (empty: the record itself).
+        fix: How to fix it.
+    """
+
+    def __init__(self, message: str, field: str = "", fix: str | None = None) -> None:
+        super().__init__(message, fix)
+        self.field = field
+
+    def __reduce__(self):
+        return (_rebuild_contract, (self.message, self.field, self.fix))
+
+
+def _rebuild_contract(message: str, field: str, fix: str | None) -> ContractError:
+    return ContractError(message, field, fix)
+
+
+class LeakageError(DataError):
+    """Model inputs alone nearly determine the target and ``validate.leakage`` is ``fail``.
+
+    Args:
+        message: Names each suspected column and its one-feature score.
+        suspects: ``(column, score, metric)`` per suspect.
+        fix: How to leave them out (conf/features).
+    """
+
+    def __init__(self, message: str, suspects: list[tuple[str, float, str]] | None = None,
+                 fix: str | None = None) -> None:
+        super().__init__(message, fix)
+        self.suspects = suspects or []
+
+    def __reduce__(self):
+        return (_rebuild_leakage, (self.message, self.suspects, self.fix))
+
+
+def _rebuild_leakage(message: str, suspects: list[tuple[str, float, str]],
+                     fix: str | None) -> LeakageError:
+    return LeakageError(message, suspects, fix)
+
+
 class QualityGateError(PrefabError):
     """A model failed its quality gate and the gate is configured to fail the run."""
 
@@ -112,6 +160,15 @@ class AliasMovedError(RegistryError):
 def _rebuild_alias_moved(message: str, current: int | None, expected: int | None,
                          fix: str | None) -> AliasMovedError:
     return AliasMovedError(message, current, expected, fix)
+
+
+class StepError(PrefabError):
+    """A project's own step (``conf/steps``) broke its hook's contract while running.
+
+    For example an ``after_ingest`` step that returned something other than a
+    DataFrame. A step that cannot be imported or whose ``params`` do not fit its
+    signature is a :class:`ConfigError`, raised before any work starts.
+    """
 
 
 class CacheError(PrefabError):

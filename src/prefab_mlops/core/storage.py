@@ -21,6 +21,7 @@ import importlib.util
 import io
 import os
 import random
+import stat
 import tarfile
 import tempfile
 import time
@@ -260,10 +261,14 @@ def source_fingerprint(loc: Location, s3: S3Config, data: bytes | None = None) -
         return stable_hash("file", bytes_sha256(data), loc.member)
     path = Path(loc.path)
     if not path.is_file():
-        raise DataSourceNotFound(
-            f"Data file '{loc.path}' does not exist.",
-            fix="Fix data.uri (a local path, s3://bucket/key or pkg://package/path).")
+        raise _no_data_file(loc)
     return stable_hash("file", file_sha256(path), loc.member)
+
+
+def _no_data_file(loc: Location) -> DataSourceNotFound:
+    return DataSourceNotFound(
+        f"Data file '{loc.path}' does not exist.",
+        fix="Fix data.uri (a local path, s3://bucket/key or pkg://package/path).")
 
 
 def source_stamp(loc: Location, s3: S3Config) -> str:
@@ -287,18 +292,29 @@ def source_stamp(loc: Location, s3: S3Config) -> str:
     try:
         st = path.stat()
     except OSError:
-        st = None
-    if st is None or not path.is_file():
-        raise DataSourceNotFound(
-            f"Data file '{loc.path}' does not exist.",
-            fix="Fix data.uri (a local path, s3://bucket/key or pkg://package/path).")
+        raise _no_data_file(loc) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise _no_data_file(loc)
     return stable_hash("stat", str(path.resolve()), st.st_dev, st.st_ino, st.st_size,
                        st.st_mtime_ns, st.st_ctime_ns, loc.member)
 
 
 # -------------------------------------------------------------- object stores
+@dataclass(frozen=True)
+class StoredObject:
+    """A key of an object store and when it was last written (POSIX seconds)."""
+
+    key: str
+    modified: float
+
+
 class ObjectStore(Protocol):
-    """A key → bytes namespace (keys use ``/``)."""
+    """A key → bytes namespace (keys use ``/``).
+
+    ``list`` and ``entries`` leave out hidden names (a path part starting with ``.``);
+    ``partial_writes`` lists what a writer killed mid-write left behind, which no
+    reader ever sees and only ``delete`` removes.
+    """
 
     def get(self, key: str) -> bytes: ...
     def put(self, key: str, data: bytes) -> None: ...
@@ -306,11 +322,22 @@ class ObjectStore(Protocol):
     def update(self, key: str, change: Callable[[bytes | None], bytes]) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str) -> list[str]: ...
+    def entries(self, prefix: str) -> list[StoredObject]: ...
+    def partial_writes(self, prefix: str) -> list[StoredObject]: ...
+    def delete(self, key: str) -> None: ...
     def uri(self, key: str) -> str: ...
 
 
+# The suffix of the hidden file a local write goes through before its rename.
+_PARTIAL_SUFFIX = ".tmp"
+
+
 class LocalObjectStore:
-    """An object store in a local directory. Every write is atomic (tmp + rename)."""
+    """An object store in a local directory. Every write is atomic (tmp + rename).
+
+    A writer killed mid-write leaves its hidden ``.<name>.<random>.tmp`` file behind
+    (never the key itself); :meth:`partial_writes` lists them for ``registry check``.
+    """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -328,8 +355,17 @@ class LocalObjectStore:
             raise KeyError(key) from None
 
     def _tmp(self, target: Path, data: bytes) -> Path:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        for _ in range(5):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=_PARTIAL_SUFFIX,
+                                           dir=target.parent)
+                break
+            except FileNotFoundError:  # `delete` removed the folder once it was empty
+                continue
+        else:
+            raise PrefabError(f"Cannot create a file in {target.parent}: the folder keeps "
+                              "disappearing.", fix="Stop whatever deletes it and retry.")
         try:
             os.fchmod(fd, 0o644)
             with os.fdopen(fd, "wb") as fh:
@@ -380,14 +416,43 @@ class LocalObjectStore:
         return self._path(key).is_file()
 
     def list(self, prefix: str) -> list[str]:
+        return [e.key for e in self.entries(prefix)]
+
+    def _files(self, prefix: str, hidden: bool) -> list[StoredObject]:
         base = self._path(prefix) if prefix else self.root
         if not base.is_dir():
             return []
         out = []
         for p in base.rglob("*"):
-            if p.is_file() and not p.name.startswith("."):
-                out.append(p.relative_to(self.root).as_posix())
-        return sorted(out)
+            if p.name.startswith(".") != hidden:
+                continue
+            try:
+                st = p.stat()  # one stat per file: its type and its write time
+            except FileNotFoundError:  # removed while listing
+                continue
+            if stat.S_ISREG(st.st_mode):
+                out.append(StoredObject(p.relative_to(self.root).as_posix(), st.st_mtime))
+        return sorted(out, key=lambda e: e.key)
+
+    def entries(self, prefix: str) -> list[StoredObject]:
+        return self._files(prefix, hidden=False)
+
+    def partial_writes(self, prefix: str) -> list[StoredObject]:
+        """Hidden temporary files of writes that never finished (their writer died)."""
+        return [e for e in self._files(prefix, hidden=True) if e.key.endswith(_PARTIAL_SUFFIX)]
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` (no error if it is gone), then its folders left empty."""
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        root = self.root.resolve()
+        for parent in path.parents:
+            if parent == root:
+                break
+            try:
+                parent.rmdir()
+            except OSError:  # not empty (or gone): stop climbing
+                break
 
     def uri(self, key: str) -> str:
         return str(self._path(key))
@@ -506,8 +571,11 @@ class S3ObjectStore:
             raise _s3_error(exc, f"s3://{self.bucket}/{self._key(key)}") from exc
 
     def list(self, prefix: str) -> list[str]:
+        return [e.key for e in self.entries(prefix)]
+
+    def entries(self, prefix: str) -> list[StoredObject]:
         full = self._key(prefix)
-        out: list[str] = []
+        out: list[StoredObject] = []
         try:
             paginator = self._client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
@@ -515,10 +583,20 @@ class S3ObjectStore:
                     key = obj["Key"]
                     rel = key[len(self.prefix) + 1:] if self.prefix else key
                     if not Path(rel).name.startswith("."):
-                        out.append(rel)
+                        out.append(StoredObject(rel, obj["LastModified"].timestamp()))
         except Exception as exc:  # noqa: BLE001
             raise _s3_error(exc, f"listing s3://{self.bucket}/{full}") from exc
-        return sorted(out)
+        return sorted(out, key=lambda e: e.key)
+
+    def partial_writes(self, prefix: str) -> list[StoredObject]:
+        """Always empty: an S3 ``PutObject`` lands whole or not at all."""
+        return []
+
+    def delete(self, key: str) -> None:
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:  # noqa: BLE001
+            raise _s3_error(exc, f"deleting s3://{self.bucket}/{self._key(key)}") from exc
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
@@ -542,7 +620,8 @@ def new_token() -> str:
 
 
 __all__ = [
-    "Location", "LocalObjectStore", "ObjectStore", "S3ObjectStore", "bytes_sha256",
+    "Location", "LocalObjectStore", "ObjectStore", "S3ObjectStore", "StoredObject",
+    "bytes_sha256",
     "member_bytes", "new_token", "object_store", "parse_location", "read_source",
     "s3_client", "source_fingerprint", "source_stamp",
 ]

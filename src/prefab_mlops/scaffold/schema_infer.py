@@ -3,11 +3,21 @@
 Reads a data set the way the training flow does (``tasks.ingest`` parses and
 prepares it, so dtypes are the ones ``validate`` will see), then proposes
 
-* ``conf/validate/<name>.yaml``: dtype, nullability, observed min/max of numbers,
-  allowed values of low-cardinality strings, a minimum row count;
-* ``conf/features/<name>.yaml``: numeric, categorical and datetime columns (the
-  target, the columns a derived target is computed from, constants and id-like
-  strings are left out), and a hash split (a row keeps its split as the data grows).
+* ``conf/validate/<name>.yaml``: dtype, nullability, a minimum row count, and what the
+  data looked like as *soft* rules: the observed range of numbers
+  (``expected_min``/``expected_max``) and the values of low-cardinality strings
+  (``expected_values``). A later batch beyond them passes validation with a warning;
+  only bounds you write yourself (``min``/``max``/``allowed``) fail it. The classes of
+  a classification target are the exception: they are ``allowed`` (hard), since a
+  new class is a different problem;
+* ``conf/features/<name>.yaml``: numeric, categorical and datetime columns, and a
+  hash split (a row keeps its split as the data grows). Left out, each with its
+  reason printed: the target; the columns a derived target is computed from, and
+  any other column that alone nearly determines a derived target (the one-feature
+  check of :mod:`prefab_mlops.core.leakage`); constants; row indexes and ids (names
+  such as ``id``, ``index``, ``rownames`` or pandas' ``Unnamed: 0``, unique integers
+  rising by one, strings with one value per row); free text. ``--keep COL`` (the
+  template's ``keep_columns`` answer) brings a column back.
 
 It also checks that the target fits the problem type (a binary target is 0/1 or
 true/false, a regression target is numeric), so a wrong answer fails at once.
@@ -15,6 +25,7 @@ true/false, a regression target is numeric), so a wrong answer fails at once.
 Two entry points share :func:`infer` (Examples)::
 
     prefab schema infer data/sales.csv --target churned            # print both YAMLs
+    prefab schema infer data/sales.csv --target churned --keep store_id
     prefab schema infer --dataset sales --write                    # from conf/data/sales.yaml
     python -m prefab_mlops.scaffold.schema_infer --dataset sales --from-copier  # template hook
 
@@ -30,17 +41,28 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from prefab_mlops.core.errors import PrefabError
 from prefab_mlops.core.problems import PROBLEM_TYPES
 
-LOW_CARDINALITY = 30        # strings with at most this many values get an `allowed` list
+if TYPE_CHECKING:  # pandas and scikit-learn are imported when inference runs
+    from prefab_mlops.core.leakage import LeakageScan
+
+LOW_CARDINALITY = 30        # strings with at most this many values get `expected_values`
 MAX_CATEGORIES = 1000       # more distinct strings than this: not a feature (id, free text)
 ID_SHARE = 0.5              # ... nor when more than this share of the rows are distinct
 MAX_CLASSES = 100           # a classification target with more classes is probably wrong
+MIN_ID_ROWS = 10            # id-by-values rules (rising by one, one per row) need this many rows
+FREE_TEXT_CHARS = 40        # strings this long (median) with spaces in most: free text
+#: Column names that mark a row index or id whatever the values: pandas' index written
+#: to CSV (``Unnamed: 0``), R's ``rownames`` and readr's ``...1``, and the usual names.
+ID_NAME = re.compile(r"^(id|index|idx|rownames|row_?id|row_?num(ber)?|uuid|guid|unnamed: \d+|"
+                     r"\.\.\.\d+)$", re.IGNORECASE)
+#: Names that look like a key (``customer_id``, ``orderId``): an id when unique per row.
+ID_LIKE_NAME = re.compile(r"(^id_|_id$|[a-z]Id$|_key$|_uuid$)")
 
 
 class SchemaInferenceError(PrefabError):
@@ -60,22 +82,45 @@ class Names:
     problem_type: str = "--problem-type"
     time_column: str = "--time-column"
     derive: str = "--derive"
+    keep: str = "--keep"
 
 
 COPIER_NAMES = Names(data_uri="the 'data_uri' answer", target="the 'target' answer",
                      problem_type="the 'problem_type' answer",
                      time_column="the 'time_column' answer",
-                     derive="the 'target_expression' answer")
+                     derive="the 'target_expression' answer",
+                     keep="the 'keep_columns' answer")
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """A column left out of the features, and why (printed, and written as a comment).
+
+    ``identifier``: a row index or id, whose range grows with the data, so no expected
+    range or values are recorded for it.
+    """
+
+    column: str
+    reason: str
+    identifier: bool = False
 
 
 @dataclass
 class InferredSchema:
-    """What :func:`infer` found: the two config documents and notes for the user."""
+    """What :func:`infer` found: the two config documents and notes for the user.
+
+    Attributes:
+        excluded: The columns left out of the features (the target aside), with reasons.
+        notes: Anything else worth saying (kept columns, suspected leaks kept).
+        leakage: The one-feature scan of the feature candidates against the target.
+    """
 
     validate: dict[str, Any]
     features: dict[str, Any]
     rows: int
     notes: list[str] = field(default_factory=list)
+    excluded: list[Exclusion] = field(default_factory=list)
+    leakage: LeakageScan | None = None
 
 
 # ------------------------------------------------------------------ reading
@@ -148,7 +193,9 @@ def read_prepared(data: Any, root: str | Path, s3: Any = None, names: Names = Na
 
 
 def _names_in(expr: str) -> list[str]:
-    return re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expr)
+    """The column names a pandas expression may use: identifiers and `back quoted` names."""
+    return [quoted or bare for quoted, bare in
+            re.findall(r"`([^`]+)`|([A-Za-z_][A-Za-z0-9_]*)", expr)]
 
 
 def _preview(columns: Any, limit: int = 40) -> str:
@@ -234,9 +281,50 @@ def guess_problem_type(series: Any) -> str:
     return "multiclass"
 
 
+def not_a_feature(name: str, series: Any, rows: int, max_categories: int) -> Exclusion | None:
+    """Why column ``name`` is no feature (a row index, an id, free text, a constant), or None.
+
+    Numbers are not judged by being unique, since a measurement often is. Integers
+    are an id when they are a row number (unique and rising by one, in any order), or
+    unique with a key-like name (``ID_LIKE_NAME``); strings when each row has its own,
+    or too many values.
+    """
+    kind = _kind(series)
+    values = series.dropna()
+    distinct = int(values.nunique()) if len(values) else 0
+    if distinct == 0:
+        return Exclusion(name, "it is empty")
+    if distinct == 1:
+        return Exclusion(name, "it is constant")
+    if ID_NAME.match(name):
+        return Exclusion(name, f"its name '{name}' marks a row index or id (e.g. a pandas "
+                         "index written to CSV)", identifier=True)
+    per_row = distinct == rows and rows >= MIN_ID_ROWS
+    if kind == "int" and per_row and int(values.max()) - int(values.min()) == rows - 1:
+        return Exclusion(name, f"its values are unique integers rising by one "
+                         f"({_py(values.min())}..{_py(values.max())}), a row number",
+                         identifier=True)
+    if per_row and ID_LIKE_NAME.search(name) and kind in ("int", "str"):
+        return Exclusion(name, "it has one value per row and an id-like name",
+                         identifier=True)
+    if kind != "str":
+        return None
+    if per_row:
+        return Exclusion(name, f"it has one value per row ({distinct} distinct strings), "
+                         "like an id", identifier=True)
+    text = values.astype(str)
+    length = float(text.str.len().median())
+    if length >= FREE_TEXT_CHARS and text.str.contains(" ", regex=False).mean() >= 0.5:
+        return Exclusion(name, f"it is free text (median {length:.0f} characters)")
+    if distinct > max_categories:
+        return Exclusion(name, f"its {distinct} distinct strings look like an id or free text")
+    return None
+
+
 def infer(frame: Any, target: str, problem_type: str, time_column: str | None = None,
           derive: dict[str, str] | None = None, source: str = "",
-          names: Names = Names()) -> InferredSchema:
+          names: Names = Names(), keep: list[str] | tuple[str, ...] = (),
+          seed: int = 0) -> InferredSchema:
     """Propose ``conf/validate`` and ``conf/features`` for ``frame``.
 
     Args:
@@ -245,16 +333,23 @@ def infer(frame: Any, target: str, problem_type: str, time_column: str | None = 
         problem_type: ``binary``, ``multiclass`` or ``regression`` (``data.problem_type``).
         time_column: ``data.time_column``, used by the ``time`` split.
         derive: ``data.derive``: the columns a derived target is computed from are
-            not features (they would leak the label).
+            not features (they would leak the label), nor are other columns that alone
+            nearly determine it (:func:`prefab_mlops.core.leakage.scan`).
         source: Where the rows came from (for the notes).
         names: How to name the inputs in error messages.
+        keep: Columns to use as features although they would be left out (``--keep``).
+        seed: Seeds the one-feature leakage check.
 
     Returns:
-        An :class:`InferredSchema` of plain dicts, ready for YAML.
+        An :class:`InferredSchema` of plain dicts, ready for YAML; ``excluded`` says
+        which columns were left out and why.
 
     Raises:
-        SchemaInferenceError: the target does not fit ``problem_type``.
+        SchemaInferenceError: the target does not fit ``problem_type``, or ``keep``
+            names the target or a column the data does not have.
     """
+    from prefab_mlops.core.leakage import scan
+
     if problem_type not in PROBLEM_TYPES:
         raise SchemaInferenceError(f"Unknown problem type '{problem_type}'.",
                                    fix=f"Change {names.problem_type} to one of "
@@ -265,53 +360,85 @@ def infer(frame: Any, target: str, problem_type: str, time_column: str | None = 
             f"Time column '{time_column}' is not a timestamp (dtype {frame[time_column].dtype}, "
             f"e.g. {frame[time_column].dropna().astype(str).head(3).tolist()}).",
             fix=f"Change {names.time_column} to a column of ISO dates/times, or leave it empty.")
+    all_columns = list(map(str, frame.columns))
+    unknown = [c for c in keep if c not in all_columns]
+    if unknown or target in keep:
+        what = (f"names {unknown}, which the data does not have; its columns are "
+                f"{_preview(all_columns)}" if unknown else f"names the target '{target}'")
+        raise SchemaInferenceError(f"{names.keep} {what}.",
+                                   fix=f"Change {names.keep} to columns of the data, "
+                                   "other than the target.")
     rows = len(frame)
     notes: list[str] = []
-    leaky = {c for expr in (derive or {}).values() for c in _names_in(expr)} & set(
-        map(str, frame.columns))
+    excluded: list[Exclusion] = []
+    leaky = {c for expr in (derive or {}).values() for c in _names_in(expr)} & set(all_columns)
+    max_categories = int(min(MAX_CATEGORIES, max(LOW_CARDINALITY, ID_SHARE * rows)))
     columns: dict[str, dict[str, Any]] = {}
-    numeric: list[str] = []
-    categorical: list[str] = []
-    datetimes: list[str] = []
-    parts: list[str] = ["month", "dayofweek"]
-    for name in map(str, frame.columns):
+    candidates: list[str] = []
+    for name in all_columns:
         s = frame[name]
         kind = _kind(s)
         rule: dict[str, Any] = {"dtype": kind, "nullable": bool(s.isna().any())}
         values = s.dropna()
         distinct = int(values.nunique()) if len(values) else 0
-        if kind in ("int", "number") and len(values):
-            rule["min"], rule["max"] = _py(values.min()), _py(values.max())
-        if kind == "str" and 0 < distinct <= LOW_CARDINALITY:
-            rule["allowed"] = sorted(map(str, values.unique()))
+        why: Exclusion | None = None
         if name == target:
             rule["nullable"] = False
-            if problem_type != "regression" and kind == "str":
-                rule["allowed"] = sorted(map(str, values.unique()))
+        elif name in leaky:
+            why = Exclusion(name, "the target is derived from it")
+        else:
+            why = not_a_feature(name, s, rows, max_categories)
+        if why is not None and name in keep:
+            notes.append(f"'{name}' is kept as a feature ({names.keep}), although {why.reason}")
+            why = None
+        id_like = why is not None and why.identifier
+        if kind in ("int", "number") and len(values) and not id_like:
+            rule["expected_min"], rule["expected_max"] = _py(values.min()), _py(values.max())
+        if kind == "str" and 0 < distinct <= LOW_CARDINALITY and not id_like:
+            rule["expected_values"] = sorted(map(str, values.unique()))
+        if name == target and problem_type != "regression" and kind == "str":
+            rule.pop("expected_values", None)
+            rule["allowed"] = sorted(map(str, values.unique()))  # the classes: hard
         columns[name] = rule
         if name == target:
             continue
-        if name in leaky:
-            notes.append(f"'{name}' is not a feature: the target is derived from it")
-        elif distinct <= 1:
-            notes.append(f"'{name}' is not a feature: it is constant")
-        elif kind == "datetime":
+        if why is not None:
+            excluded.append(why)
+        else:
+            candidates.append(name)
+    leakage = scan(frame[candidates], frame[target], problem_type, seed) if candidates else None
+    for found in leakage.suspects if leakage else []:
+        alone = f"alone it nearly determines the target ({found.metric} {found.score:.4f})"
+        if derive and found.column not in keep:
+            excluded.append(Exclusion(found.column, alone + ", like the columns the target "
+                                      "is derived from"))
+            candidates.remove(found.column)
+        else:
+            notes.append(f"'{found.column}' is a feature, but {alone}: if it is not known when "
+                         "a prediction is made, leave it out (training warns about it: "
+                         "validate.leakage)")
+    numeric: list[str] = []
+    categorical: list[str] = []
+    datetimes: list[str] = []
+    parts: list[str] = ["month", "dayofweek"]
+    for name in candidates:
+        kind = _kind(frame[name])
+        if kind == "datetime":
             datetimes.append(name)
+            values = frame[name].dropna()
             if (values.dt.normalize() != values).any() and "hour" not in parts:
                 parts.append("hour")
         elif kind in ("int", "number"):
             numeric.append(name)
-        elif kind == "bool" or distinct <= min(MAX_CATEGORIES, max(LOW_CARDINALITY,
-                                                                     ID_SHARE * rows)):
-            categorical.append(name)
         else:
-            notes.append(f"'{name}' is not a feature: {distinct} distinct strings look like "
-                         "an id or free text (add it to features.categorical if it is not)")
+            categorical.append(name)
     if not (numeric or categorical or datetimes):
         raise SchemaInferenceError(
             f"'{source or 'the data'}' has no usable feature columns besides the target "
-            f"'{target}'.", fix="Check the data, data.columns and the target.")
-    validate = {"on_failure": "fail", "min_rows": max(1, min(1000, rows // 10)),
+            f"'{target}'.", fix=f"Check the data, data.columns and the target, or keep a "
+            f"column with {names.keep}.")
+    validate = {"on_failure": "fail", "leakage": "warn",
+                "min_rows": max(1, min(1000, rows // 10)),
                 "strict": False, "max_examples": 5, "unique": [], "columns": columns}
     features = {
         "split": {"strategy": "hash", "key": [], "time_column": time_column or None,
@@ -322,16 +449,19 @@ def infer(frame: Any, target: str, problem_type: str, time_column: str | None = 
         "datetime": {"columns": datetimes, "parts": parts if datetimes else []},
         "drop": [], "remainder": "drop",
     }
-    return InferredSchema(validate=validate, features=features, rows=rows, notes=notes)
+    return InferredSchema(validate=validate, features=features, rows=rows, notes=notes,
+                          excluded=excluded, leakage=leakage)
 
 
 # ------------------------------------------------------------------- output
 _VALIDATE_HEAD = """\
 # Data contract for '{name}', inferred by `prefab schema infer` from
 #   {source} ({rows:,} rows).
-# A starting point: min/max are the observed bounds and `allowed` the observed values;
-# widen them to what is valid for your data. Checked after ingest and before any
-# feature work; every violation is reported at once.
+# Checked after ingest and before any feature work; every violation is reported at once.
+# expected_min/expected_max/expected_values record what those rows looked like: a new
+# batch beyond them passes with a warning (validation report, drift summary). Declare
+# hard limits with min/max/allowed: those fail the run (on_failure).
+# leakage: warn | fail | off - the features that alone nearly determine the target.
 """
 _FEATURES_HEAD = """\
 # Feature recipe for '{name}', inferred by `prefab schema infer` from
@@ -349,16 +479,19 @@ def render(schema: InferredSchema, name: str, source: str) -> tuple[str, str]:
     """The text of ``conf/validate/<name>.yaml`` and ``conf/features/<name>.yaml``."""
     head = _VALIDATE_HEAD.format(name=name, source=source, rows=schema.rows)
     feats = _FEATURES_HEAD.format(name=name, source=source)
+    if schema.excluded:
+        feats += ("# Not features (bring one back with `prefab schema infer --keep COLUMN`):\n"
+                  + "".join(f"#   - {e.column}: {e.reason}\n" for e in schema.excluded))
     if schema.notes:
-        feats += "".join(f"#   - {n}\n" for n in schema.notes)
+        feats += "# Notes:\n" + "".join(f"#   - {n}\n" for n in schema.notes)
     return head + _dump(schema.validate), feats + _dump(schema.features)
 
 
 def placeholders(name: str, reason: str, command: str) -> tuple[str, str]:
     """Files to write when the data cannot be read yet (e.g. ``s3://`` at generation)."""
     why = f"# Not inferred yet: {reason}\n# Infer it with:  {command}\n"
-    validate = why + _dump({"on_failure": "fail", "min_rows": 1, "strict": False,
-                            "max_examples": 5, "unique": [], "columns": {}})
+    validate = why + _dump({"on_failure": "fail", "leakage": "warn", "min_rows": 1,
+                            "strict": False, "max_examples": 5, "unique": [], "columns": {}})
     features = why + ("# Until then training stops with \"'features' lists no numeric, "
                       "categorical or datetime columns\".\n") + _dump({
         "split": {"strategy": "hash", "key": [], "time_column": None, "valid_size": 0.1,
@@ -403,7 +536,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--name", default=None,
                    help="data set name for the written files (default: the file name's stem)")
     p.add_argument("--derive", default=None, metavar="EXPR",
-                   help="pandas expression computing the target, e.g. 'arr_delay > 15'")
+                   help="pandas expression computing the target, e.g. 'amount > 100'")
+    p.add_argument("--keep", action="append", default=[], metavar="COL",
+                   help="use COL as a feature although inference leaves it out (an id, a "
+                   "constant, a suspected leak); repeat it or separate columns by commas")
     p.add_argument("--config-dir", default="conf", type=Path,
                    help="the project's conf/ directory (default: ./conf)")
     p.add_argument("--write", action="store_true",
@@ -482,19 +618,26 @@ def run(args: argparse.Namespace) -> int:
     frame = read_prepared(data, root, _s3_config(), names)
     if not args.dataset and args.problem_type is None:
         data.problem_type = guess_problem_type(frame[data.target])
+    keep = [c.strip() for arg in args.keep for c in arg.split(",") if c.strip()]
     schema = infer(frame, data.target, data.problem_type, data.time_column, data.derive,
-                   data.uri, names)
+                   data.uri, names, keep=keep)
     texts = render(schema, data.name, data.uri)
+    for gone in schema.excluded:
+        how = names.keep if args.from_copier else f"{names.keep} '{gone.column}'"
+        print(f"not a feature: '{gone.column}': {gone.reason} (keep it with {how})",
+              file=sys.stderr)
+    for note in schema.notes:
+        print(f"note: {note}", file=sys.stderr)
     if args.write or args.from_copier:
         written = write(args.config_dir, data.name, texts, args.force)
         for path in written:
             print(f"wrote {path}", file=sys.stderr)
-        for note in schema.notes:
-            print(f"note: {note}", file=sys.stderr)
     elif args.json:
         print(json.dumps({"name": data.name, "rows": schema.rows, "validate": schema.validate,
-                          "features": schema.features, "notes": schema.notes}, indent=2,
-                         default=str))
+                          "features": schema.features, "notes": schema.notes,
+                          "excluded": [e.__dict__ for e in schema.excluded],
+                          "leakage": schema.leakage.as_dict() if schema.leakage else None},
+                         indent=2, default=str))
     else:
         print(f"# --- conf/validate/{data.name}.yaml\n{texts[0]}\n"
               f"# --- conf/features/{data.name}.yaml\n{texts[1]}", end="")

@@ -2,8 +2,8 @@
 
 Examples::
 
-    # the production version of flights-binary in ./registry, on port 8000
-    python -m prefab_mlops.serve --registry registry --model flights-binary --port 8000
+    # the production version of sales-binary in ./registry, on port 8000
+    python -m prefab_mlops.serve --registry registry --model sales-binary --port 8000
 
     # registry and model name from the project config (conf/register, conf/storage)
     python -m prefab_mlops.serve --port 8000
@@ -26,13 +26,22 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import fields
 from typing import Any
 
 from prefab_mlops.core.errors import PrefabError
 from prefab_mlops.core.registry import PRODUCTION_ALIAS
 from prefab_mlops.serve.auth import DEFAULT_ENV as DEFAULT_API_KEY_ENV
+from prefab_mlops.serve.settings import (
+    EXTRA_FIELDS,
+    LOG_FORMATS,
+    UNKNOWN_CATEGORY,
+    ServeSettings,
+)
 
 ENV_PREFIX = "PREFAB_SERVE_"
+# Every flag's default is the setting's own (ServeSettings).
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(ServeSettings)}
 
 
 def _env(name: str, default: Any) -> Any:
@@ -48,13 +57,14 @@ def _flag(value: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    d = _DEFAULTS
     p = argparse.ArgumentParser(
         prog="python -m prefab_mlops.serve",
         description="Serve the production version of a registered model over HTTP: "
         "POST /predict, GET /health /ready /model /metrics. The served version follows "
         "the registry alias (hot reload).",
         epilog="examples:\n"
-        "  python -m prefab_mlops.serve --registry registry --model flights-binary --port 8000\n"
+        "  python -m prefab_mlops.serve --registry registry --model sales-binary --port 8000\n"
         "  python -m prefab_mlops.serve --port 8000                 # registry/model from conf/\n"
         "  python -m prefab_mlops.serve --workers 2 --request-log outputs/requests\n"
         "  curl -s localhost:8000/predict -d '[{\"month\": 1, ...}]'\n"
@@ -74,13 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("overrides", nargs="*", help="Hydra overrides for the project config "
                    "(after --), e.g. -- storage=s3")
     n = p.add_argument_group("network")
-    n.add_argument("--host", default=_env("host", "127.0.0.1"),
-                   help="interface (default 127.0.0.1; 0.0.0.0 in a container)")
-    n.add_argument("--port", type=int, default=int(_env("port", 8000)),
-                   help="TCP port, 1-65535 (default 8000)")
-    n.add_argument("--workers", type=int, default=int(_env("workers", 1)),
-                   help="worker processes sharing the port, 1-64 (default 1; use the "
-                   "number of cores)")
+    n.add_argument("--host", default=_env("host", d["host"]),
+                   help=f"interface (default {d['host']}; 0.0.0.0 in a container)")
+    n.add_argument("--port", type=int, default=int(_env("port", d["port"])),
+                   help=f"TCP port, 1-65535 (default {d['port']})")
+    n.add_argument("--workers", type=int, default=int(_env("workers", d["workers"])),
+                   help=f"worker processes sharing the port, 1-64 (default {d['workers']}; "
+                   "use the number of cores)")
     a = p.add_argument_group("access")
     a.add_argument("--api-key-env", metavar="NAME", default=_env("api_key_env", None),
                    help=f"environment variable holding the API key that /predict, /model, "
@@ -89,39 +99,49 @@ def build_parser() -> argparse.ArgumentParser:
                    f"{DEFAULT_API_KEY_ENV} when it is set; without either, no key. The key "
                    "itself is never a flag: command lines show in `ps`")
     r = p.add_argument_group("requests")
-    r.add_argument("--max-rows", type=int, default=int(_env("max_rows", 1000)),
-                   help="most records per request (default 1000)")
+    r.add_argument("--max-rows", type=int, default=int(_env("max_rows", d["max_rows"])),
+                   help=f"most records per request (default {d['max_rows']})")
     r.add_argument("--max-body-bytes", type=int,
-                   default=int(_env("max_body_bytes", 8 * 1024 * 1024)),
-                   help="largest body accepted, bytes (default 8 MiB)")
-    r.add_argument("--unknown-category", choices=("reject", "accept"),
-                   default=_env("unknown_category", "reject"),
-                   help="a category the model never saw: reject with 422 (default) or "
-                   "predict anyway and flag it in 'warnings'")
-    r.add_argument("--extra-fields", choices=("reject", "ignore"),
-                   default=_env("extra_fields", "reject"),
-                   help="fields that are neither inputs nor training-data columns")
+                   default=int(_env("max_body_bytes", d["max_body_bytes"])),
+                   help=f"largest body accepted, bytes (default {d['max_body_bytes']:,})")
+    r.add_argument("--unknown-category", choices=UNKNOWN_CATEGORY,
+                   default=_env("unknown_category", d["unknown_category"]),
+                   help="a category the model never saw: reject with 422 or predict anyway "
+                   f"and flag it in 'warnings' (default {d['unknown_category']})")
+    r.add_argument("--extra-fields", choices=EXTRA_FIELDS,
+                   default=_env("extra_fields", d["extra_fields"]),
+                   help="fields that are neither inputs nor training-data columns "
+                   f"(default {d['extra_fields']})")
     b = p.add_argument_group("speed")
-    b.add_argument("--batch-max-rows", type=int, default=int(_env("batch_max_rows", 1024)),
-                   help="most rows per model call (default 1024)")
-    b.add_argument("--batch-wait-ms", type=float, default=float(_env("batch_wait_ms", 1.0)),
-                   help="longest wait for requests already being read, 0-100 ms (default 1)")
-    b.add_argument("--fast-path", type=_flag, default=_flag(str(_env("fast_path", "true"))),
-                   help="numpy fast path when the pipeline supports it (default true)")
-    b.add_argument("--poll-seconds", type=float, default=float(_env("poll_seconds", 2.0)),
-                   help="how often to check the alias for a new version (default 2)")
+    b.add_argument("--batch-max-rows", type=int,
+                   default=int(_env("batch_max_rows", d["batch_max_rows"])),
+                   help=f"most rows per model call (default {d['batch_max_rows']})")
+    b.add_argument("--batch-wait-ms", type=float,
+                   default=float(_env("batch_wait_ms", d["batch_wait_ms"])),
+                   help="longest wait for requests already being read, 0-100 ms "
+                   f"(default {d['batch_wait_ms']})")
+    b.add_argument("--fast-path", type=_flag,
+                   default=_flag(str(_env("fast_path", d["fast_path"]))),
+                   help="numpy fast path when the pipeline supports it "
+                   f"(default {str(d['fast_path']).lower()})")
+    b.add_argument("--poll-seconds", type=float,
+                   default=float(_env("poll_seconds", d["poll_seconds"])),
+                   help="how often to check the alias for a new version "
+                   f"(default {d['poll_seconds']})")
     lg = p.add_argument_group("request log (for drift monitoring)")
     lg.add_argument("--request-log", default=_env("request_log", None),
                     help="directory for the request log (default: off)")
-    lg.add_argument("--request-log-format", choices=("parquet", "csv"),
-                    default=_env("request_log_format", "parquet"))
+    lg.add_argument("--request-log-format", choices=LOG_FORMATS,
+                    default=_env("request_log_format", d["request_log_format"]))
     lg.add_argument("--request-log-rows-per-file", type=int,
-                    default=int(_env("request_log_rows_per_file", 10_000)))
+                    default=int(_env("request_log_rows_per_file",
+                                     d["request_log_rows_per_file"])))
     lg.add_argument("--request-log-max-files", type=int,
-                    default=int(_env("request_log_max_files", 50)))
+                    default=int(_env("request_log_max_files", d["request_log_max_files"])))
     lg.add_argument("--request-log-flush-seconds", type=float,
-                    default=float(_env("request_log_flush_seconds", 10.0)))
-    p.add_argument("--log-level", default=_env("log_level", "info"),
+                    default=float(_env("request_log_flush_seconds",
+                                       d["request_log_flush_seconds"])))
+    p.add_argument("--log-level", default=_env("log_level", d["log_level"]),
                    choices=("debug", "info", "warning", "error"))
     p.add_argument("--print-settings", action="store_true",
                    help="print the resolved settings as JSON and exit")
@@ -130,8 +150,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> Any:
     """Resolve flags (and the project config for what they leave out) into settings."""
-    from prefab_mlops.serve.settings import ServeSettings
-
     registry, model, alias, storage = args.registry, args.model, args.alias, None
     if registry is None or model is None or args.overrides:
         try:

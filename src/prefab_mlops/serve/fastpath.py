@@ -32,10 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from prefab_mlops.core.schema import ColumnKind, InputSchema
 from prefab_mlops.core.transformers import DatetimeParts, NativeCategorical
 from prefab_mlops.serve.errors import FastPathUnsupported
-
-_NUMERIC_KINDS = ("numeric",)
 
 
 def _is_nan(value: Any) -> bool:
@@ -295,12 +294,12 @@ def _categorical_block(columns: list[str], steps: list[Any], what: str) -> _Cate
         missing_code=missing, dtype=encoder.dtype)
 
 
-def compile_transformer(ct: Any, input_schema: dict[str, dict[str, Any]]) -> CompiledTransformer:
+def compile_transformer(ct: Any, schema: InputSchema) -> CompiledTransformer:
     """Compile a fitted ``ColumnTransformer`` into a :class:`CompiledTransformer`.
 
     Args:
         ct: The pipeline's fitted ``preprocess`` step.
-        input_schema: The manifest's ``features.input_schema``.
+        schema: The version's input schema (its manifest's ``features.input_schema``).
 
     Raises:
         FastPathUnsupported: naming the first step it cannot reproduce.
@@ -326,27 +325,27 @@ def compile_transformer(ct: Any, input_schema: dict[str, dict[str, Any]]) -> Com
             continue
         what = f"transformer '{name}'"
         for c in cols:
-            if c not in input_schema:
+            if c not in schema:
                 raise FastPathUnsupported(f"{what}: column '{c}' is not in the input schema")
-        kinds = {input_schema[c]["kind"] for c in cols}
+        kinds = {schema[c].kind for c in cols}
         if trans == "passthrough":
-            if kinds - set(_NUMERIC_KINDS):
+            if kinds != {ColumnKind.NUMERIC}:
                 raise FastPathUnsupported(f"{what}: passthrough of non-numeric columns")
             block: Any = _NumericBlock(cols)
         elif isinstance(trans, DatetimeParts):
-            if kinds != {"datetime"}:
+            if kinds != {ColumnKind.DATETIME}:
                 raise FastPathUnsupported(f"{what}: DatetimeParts on non-datetime columns")
             block = _DatetimeBlock(cols, list(trans.parts))
             unknown = [p for p in block.parts if p not in _PARTS]
             if unknown:
                 raise FastPathUnsupported(f"{what}: datetime parts {unknown}")
-        elif kinds == {"numeric"}:
+        elif kinds == {ColumnKind.NUMERIC}:
             block = _numeric_block(cols, _steps_of(trans), what)
-        elif kinds == {"categorical"}:
+        elif kinds == {ColumnKind.CATEGORICAL}:
             block = _categorical_block(cols, _steps_of(trans), what)
         else:
-            raise FastPathUnsupported(f"{what}: {type(trans).__name__} on {sorted(kinds)} "
-                                      "columns")
+            raise FastPathUnsupported(f"{what}: {type(trans).__name__} on "
+                                      f"{sorted(k.value for k in kinds)} columns")
         sl = slice(pos, pos + block.width)
         expected = ct.output_indices_.get(name)
         if expected is not None and (expected.start, expected.stop) != (sl.start, sl.stop):

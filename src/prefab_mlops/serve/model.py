@@ -23,15 +23,23 @@ import numpy as np
 import pandas as pd
 
 from prefab_mlops.core.errors import PrefabError
-from prefab_mlops.core.registry import ModelRegistry, ModelVersion
+from prefab_mlops.core.manifest import ModelVersion
+from prefab_mlops.core.problems import REGRESSION
+from prefab_mlops.core.records import dump
+from prefab_mlops.core.registry import REFERENCE_FILE, ModelRegistry
+from prefab_mlops.core.schema import ColumnKind, InputSchema
 from prefab_mlops.serve.errors import FastPathUnsupported, ModelRefused
 from prefab_mlops.serve.fastpath import CompiledTransformer, compile_transformer, verify
-from prefab_mlops.serve.schema import RecordValidator
+from prefab_mlops.serve.schema import MAX_ROWS, RecordValidator
 
 log = logging.getLogger("prefab_mlops.serve")
 
 _CHECK_ROWS = 256
-_UNKNOWN = "__prefab_serve_unknown__"
+# A valid value of each kind in the edge rows of the fast-path check; a categorical
+# one the model never saw.
+_EDGE_VALUE: dict[ColumnKind, Any] = {ColumnKind.NUMERIC: 1,
+                                      ColumnKind.CATEGORICAL: "__prefab_serve_unknown__",
+                                      ColumnKind.DATETIME: "2020-02-29T23:30:00+00:00"}
 
 
 @dataclass
@@ -75,12 +83,12 @@ class ServedModel:
         steps = getattr(pipeline, "steps", None)
         self.estimator = steps[-1][1] if steps else pipeline
         self.preprocess = steps[0][1] if steps and len(steps) == 2 else None
-        self.is_classifier = self.problem_type != "regression"
+        self.is_classifier = self.problem_type != REGRESSION
         if self.is_classifier and not hasattr(self.estimator, "predict_proba"):
             raise ModelRefused(f"{mv.label} is a {self.problem_type} model whose estimator "
                                f"{type(self.estimator).__name__} has no predict_proba.",
                                fix="Register a classifier with predict_proba.")
-        classes = mv.features.get("classes")
+        classes: list[Any] | None = mv.features.classes
         if self.is_classifier and classes is None:
             classes = list(getattr(self.estimator, "classes_", []))
         self.classes = list(classes) if classes is not None else None
@@ -113,7 +121,7 @@ class ServedModel:
         if hasattr(self.estimator, "feature_names_in_"):
             raise FastPathUnsupported("the estimator was fitted on a DataFrame "
                                       "(it needs column names)")
-        schema = self.manifest.features["input_schema"]
+        schema = self.validator.schema
         compiled = compile_transformer(self.preprocess, schema)
         checker = RecordValidator(schema, [], None, unknown_category="accept",
                                   extra_fields="ignore", max_rows=10**9)
@@ -132,9 +140,9 @@ class ServedModel:
         data: dict[str, Any] = {}
         for spec in self.validator.specs:
             values = cols[spec.name]
-            if spec.kind == "numeric":
+            if spec.kind is ColumnKind.NUMERIC:
                 data[spec.name] = np.asarray(values, dtype=np.float64)
-            elif spec.kind == "categorical":
+            elif spec.kind is ColumnKind.CATEGORICAL:
                 arr = np.empty(n, dtype=object)
                 arr[:] = [np.nan if v is None else v for v in values]
                 data[spec.name] = arr
@@ -178,12 +186,12 @@ class ServedModel:
             "model": mv.model_name, "version": mv.version, "created_at": mv.created_at,
             "loaded_at": self.loaded_at, "problem_type": mv.problem_type,
             "sha256": mv.model_sha256, "fingerprint": mv.fingerprint,
-            "estimator": mv.params.get("estimator", type(self.estimator).__name__),
-            "classes": self.classes, "metrics": mv.metrics, "gate": mv.gate,
-            "input_schema": mv.features.get("input_schema"),
+            "estimator": mv.estimator or type(self.estimator).__name__,
+            "classes": self.classes, "metrics": mv.metrics, "gate": dump(mv.gate),
+            "input_schema": self.validator.schema.to_json(),
             "extra_fields": list(self.validator.extra_names),
-            "lineage": {"data": mv.data, "git": mv.git, "run": mv.run,
-                        "champion": mv.champion, "packages": mv.packages},
+            "lineage": {"data": dump(mv.data), "git": dump(mv.git), "run": dump(mv.run),
+                        "champion": dump(mv.champion), "packages": mv.packages},
             "serving": {"fast_path": self.compiled is not None,
                         "fast_path_reason": self.fast_path_reason,
                         "fast_path_steps": self.compiled.steps if self.compiled else None,
@@ -193,49 +201,46 @@ class ServedModel:
         }
 
 
-def check_records(schema: dict[str, dict[str, Any]],
-                  frame: pd.DataFrame | None) -> list[dict[str, Any]]:
+def check_records(schema: InputSchema, frame: pd.DataFrame | None) -> list[dict[str, Any]]:
     """JSON-like records to verify the fast path on: real rows plus edge rows.
 
     The edge rows hold a missing value in every field, an unseen value in every
-    categorical field, and each known category once.
+    categorical field, and each known category once (the stored list is at most
+    ``CATEGORY_CAP`` long).
     """
     records: list[dict[str, Any]] = []
+    names = schema.names
     if frame is not None and len(frame):
         sample = frame.head(_CHECK_ROWS)
-        cols = {c: sample[c] if c in sample.columns else pd.Series([None] * len(sample))
-                for c in schema}
-        for c, spec in schema.items():
-            s = cols[c]
-            if spec["kind"] == "datetime":
+        cols: dict[str, Any] = {}
+        for spec in schema:
+            s = sample[spec.name] if spec.name in sample.columns else \
+                pd.Series([None] * len(sample))
+            if spec.kind is ColumnKind.DATETIME:
                 s = pd.to_datetime(s, errors="coerce", utc=True)
-                cols[c] = [None if pd.isna(v) else v.isoformat() for v in s]
-            elif spec["kind"] == "numeric":
-                cols[c] = [None if pd.isna(v) else (int(v) if float(v).is_integer() else
-                                                    float(v)) for v in s]
+                cols[spec.name] = [None if pd.isna(v) else v.isoformat() for v in s]
+            elif spec.kind is ColumnKind.NUMERIC:
+                cols[spec.name] = [None if pd.isna(v) else (int(v) if float(v).is_integer()
+                                                            else float(v)) for v in s]
             else:
-                cols[c] = [None if pd.isna(v) else str(v) for v in s]
-        records += [{c: cols[c][i] for c in schema} for i in range(len(sample))]
-    records.append(dict.fromkeys(schema))
-    base: dict[str, Any] = {}
-    for c, spec in schema.items():
-        base[c] = {"numeric": 1, "categorical": _UNKNOWN,
-                   "datetime": "2020-02-29T23:30:00+00:00"}[spec["kind"]]
+                cols[spec.name] = [None if pd.isna(v) else str(v) for v in s]
+        records += [{c: cols[c][i] for c in names} for i in range(len(sample))]
+    records.append(dict.fromkeys(names))
+    base: dict[str, Any] = {spec.name: _EDGE_VALUE[spec.kind] for spec in schema}
     records.append(base)
-    longest = max([len(s.get("categories") or []) for s in schema.values()] or [0])
-    for k in range(min(longest, 2000)):
+    longest = max([len(spec.categories) for spec in schema] or [0])
+    for k in range(longest):
         row = dict(base)
-        for c, spec in schema.items():
-            cats = spec.get("categories") or []
-            if cats:
-                row[c] = str(cats[k % len(cats)])
+        for spec in schema:
+            if spec.categories:
+                row[spec.name] = spec.categories[k % len(spec.categories)]
         records.append(row)
     return records
 
 
 def load_served(registry: ModelRegistry, model_name: str, version: int, *,
                 unknown_category: str = "reject", extra_fields: str = "reject",
-                max_rows: int = 1000, fast_path: bool = True) -> ServedModel:
+                max_rows: int = MAX_ROWS, fast_path: bool = True) -> ServedModel:
     """Load ``version`` of ``model_name`` and make it ready to serve.
 
     Args:
@@ -264,21 +269,17 @@ def load_served(registry: ModelRegistry, model_name: str, version: int, *,
                            fix="Re-register the model with the package versions the "
                            "server runs (see the manifest's 'packages').") from exc
     mv = loaded.version
-    schema = mv.features.get("input_schema")
-    if not isinstance(schema, dict) or not schema:
-        raise ModelRefused(f"Refused {label}: its manifest has no features.input_schema, so "
-                           "requests cannot be validated.",
+    schema = mv.features.input_schema
+    if not schema:
+        raise ModelRefused(f"Refused {label}: its manifest's features.input_schema has no "
+                           "columns, so requests cannot be validated.",
                            fix="Register the model with the training flow (tasks/register.py).")
-    try:
-        validator = RecordValidator(schema, list(mv.data.get("columns") or []),
-                                    mv.features.get("target"), unknown_category,
-                                    extra_fields, max_rows)
-    except ValueError as exc:
-        raise ModelRefused(f"Refused {label}: {exc}") from exc
+    validator = RecordValidator(schema, mv.data.columns, mv.features.target or None,
+                                unknown_category, extra_fields, max_rows)
     check = None
-    if fast_path and "reference.parquet" in mv.files:
+    if fast_path and REFERENCE_FILE in mv.files:
         try:
-            check = pd.read_parquet(io.BytesIO(registry.read_file(mv, "reference.parquet")))
+            check = pd.read_parquet(io.BytesIO(registry.read_file(mv, REFERENCE_FILE)))
         except Exception as exc:  # noqa: BLE001 - the check then uses edge rows only
             log.warning("%s: cannot read its reference sample (%s); verifying the fast path "
                         "on edge rows only", label, exc)

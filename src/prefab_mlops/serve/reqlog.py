@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from prefab_mlops.core.schema import ColumnKind
 from prefab_mlops.serve.model import Prediction, ServedModel
 from prefab_mlops.serve.schema import Validated, preview
 
@@ -214,9 +215,9 @@ class RequestLog:
         cols: dict[str, Any] = {}
         for spec in model.validator.specs:
             values = data.columns[spec.name]
-            if spec.kind == "numeric":
+            if spec.kind is ColumnKind.NUMERIC:
                 cols[spec.name] = _numbers(values)
-            elif spec.kind == "categorical":
+            elif spec.kind is ColumnKind.CATEGORICAL:
                 cols[spec.name] = pd.Series(values, dtype=object)
             elif self.fmt == "csv":
                 cols[spec.name] = [None if v is None else v.isoformat() for v in values]

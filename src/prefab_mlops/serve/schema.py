@@ -1,6 +1,7 @@
-"""Request validation against a registered model's ``features.input_schema``.
+"""Request validation against a registered model's input schema.
 
-The schema is compiled once per loaded model into a :class:`RecordValidator`.
+The version's :class:`~prefab_mlops.core.schema.InputSchema` (its manifest's
+``features.input_schema``) is wrapped once per loaded model in a :class:`RecordValidator`.
 Validation is done in plain Python (no pydantic model per request: the schema
 is only known at run time and changes with every promoted version) and yields
 the rows *column-wise*, normalised for the model:
@@ -8,12 +9,13 @@ the rows *column-wise*, normalised for the model:
 * ``numeric``: JSON numbers; ``null`` is a missing value (the pipeline imputes it);
   booleans and strings are type errors.
 * ``categorical``: JSON strings; ``null`` is missing. A value outside the training
-  categories is rejected (``unknown_category="reject"``, 422 naming the field and
+  categories (when the stored list is complete, see ``ColumnSpec.known_categories``)
+  is rejected (``unknown_category="reject"``, 422 naming the field and
   the allowed values) or accepted and flagged (``"accept"``: the model's own
   unseen-value handling applies, the response carries a warning).
 * ``datetime``: ISO 8601 strings (``2013-01-01T05:00:00Z``, ``2013-01-01 05:00:00``,
   ``2013-01-01``); ``null`` is missing. Values are converted to the time zone of
-  the training column; a value without an offset is read as UTC, as
+  the training column (``ColumnSpec.tz``); a value without an offset is read as UTC, as
   :class:`prefab_mlops.core.transformers.DatetimeParts` reads strings. Only instants
   from :data:`DATETIME_MIN` to :data:`DATETIME_MAX` are accepted (within what a
   pandas ``datetime64[ns]`` column holds, whichever pandas version scores).
@@ -32,16 +34,20 @@ import itertools
 import reprlib
 from dataclasses import dataclass, field
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from prefab_mlops.core.schema import ColumnKind, ColumnSpec, InputSchema
 from prefab_mlops.serve.errors import RequestInvalid
 
 MAX_ERRORS = 50
+#: Most records accepted in one request unless the server is started with another
+#: ``--max-rows`` (the default of ``ServeSettings.max_rows``).
+MAX_ROWS = 1000
+_NUMERIC = ColumnKind.NUMERIC  # module names: the per-value loops look them up often
+_CATEGORICAL = ColumnKind.CATEGORICAL
 _NUMBER_TYPES = frozenset({int, float, type(None)})
 _STRING_TYPES = frozenset({str, type(None)})
 _DT_CACHE = 4096  # parsed datetime strings kept per model (requests repeat timestamps)
 _SHOW_CATEGORIES = 40  # allowed values listed in one error message
-_CATEGORY_CAP = 1000  # featurize stores at most this many categories per column
 _UTC = _dt.UTC
 # Accepted date-times: whole days inside pandas' nanosecond range
 # (1677-09-21T00:12:43.145224193 to 2262-04-11T23:47:16.854775807), compared as UTC
@@ -52,33 +58,6 @@ _DT_MIN_UTC = DATETIME_MIN.replace(tzinfo=_UTC)
 _DT_MAX_UTC = DATETIME_MAX.replace(tzinfo=_UTC)
 _DT_RANGE = f"{DATETIME_MIN:%Y-%m-%d} to {DATETIME_MAX:%Y-%m-%d}"
 _PREVIEW_CHARS = 40  # most characters of a user value quoted in a message
-
-
-def _target_tz(dtype: str) -> _dt.tzinfo | None:
-    """The zone a datetime column had in training; ``None`` for naive datetimes.
-
-    ``datetime64[us, UTC]`` → UTC, ``datetime64[ns]`` → naive, and anything else
-    (strings parsed by ``DatetimeParts``) → UTC.
-    """
-    if dtype.startswith("datetime64"):
-        inner = dtype[dtype.index("[") + 1: -1] if "[" in dtype else ""
-        if "," not in inner:
-            return None
-        name = inner.split(",", 1)[1].strip()
-        return _UTC if name.upper() in ("UTC", "Z", "+00:00") else ZoneInfo(name)
-    return _UTC
-
-
-@dataclass(frozen=True)
-class FieldSpec:
-    """One input column of the model."""
-
-    name: str
-    kind: str  # numeric | categorical | datetime
-    dtype: str
-    categories: frozenset[str] | None = None
-    allowed: tuple[str, ...] = ()
-    tz: _dt.tzinfo | None = None
 
 
 @dataclass
@@ -176,7 +155,7 @@ class RecordValidator:
     """Validate JSON records against one model's input schema.
 
     Args:
-        input_schema: The manifest's ``features.input_schema``.
+        schema: The version's input schema (its manifest's ``features.input_schema``).
         data_columns: The manifest's ``data.columns`` (training data columns);
             non-input ones are accepted as extra fields.
         target: The target column name (never accepted as an input).
@@ -185,26 +164,12 @@ class RecordValidator:
         max_rows: Most records per request (settings ``max_rows``).
     """
 
-    def __init__(self, input_schema: dict[str, dict[str, Any]], data_columns: list[str],
-                 target: str | None, unknown_category: str = "reject",
-                 extra_fields: str = "reject", max_rows: int = 1000) -> None:
-        specs = []
-        for name, spec in input_schema.items():
-            kind = spec.get("kind")
-            dtype = str(spec.get("dtype", ""))
-            if kind == "categorical":
-                cats = [str(c) for c in spec.get("categories") or []]
-                # featurize caps the stored list; a capped list cannot say what is unknown
-                known = frozenset(cats) if 0 < len(cats) < _CATEGORY_CAP else None
-                specs.append(FieldSpec(name, kind, dtype, known, tuple(cats)))
-            elif kind == "datetime":
-                specs.append(FieldSpec(name, kind, dtype, tz=_target_tz(dtype)))
-            elif kind == "numeric":
-                specs.append(FieldSpec(name, kind, dtype))
-            else:
-                raise ValueError(f"input_schema column '{name}' has unknown kind {kind!r}")
-        self.specs = tuple(specs)
-        self.names = tuple(s.name for s in specs)
+    def __init__(self, schema: InputSchema, data_columns: list[str], target: str | None,
+                 unknown_category: str = "reject", extra_fields: str = "reject",
+                 max_rows: int = MAX_ROWS) -> None:
+        self.schema = schema
+        self.specs: tuple[ColumnSpec, ...] = schema.columns
+        self.names = schema.names
         self._inputs = frozenset(self.names)
         self.extra_names = tuple(c for c in data_columns
                                  if c not in self._inputs and c != target)
@@ -289,13 +254,14 @@ class RecordValidator:
             except KeyError:
                 return None
             kinds = set(map(type, values))
-            if spec.kind == "numeric":
+            if spec.kind is _NUMERIC:
                 if not kinds <= _NUMBER_TYPES:
                     return None
-            elif spec.kind == "categorical":
+            elif spec.kind is _CATEGORICAL:
                 if not kinds <= _STRING_TYPES:
                     return None
-                if spec.categories is not None and not spec.categories.issuperset(
+                known = spec.known_categories
+                if known is not None and not known.issuperset(
                         v for v in values if v is not None):
                     return None
             else:
@@ -339,26 +305,27 @@ class RecordValidator:
                     continue
                 kind = spec.kind
                 t = type(v)
-                if kind == "numeric":
+                if kind is _NUMERIC:
                     if t is int or t is float:
                         columns[spec.name][i] = v
                     else:
                         errors.add((*base, spec.name), f"'{spec.name}' must be a number, "
                                    f"not {_describe(v)} ({preview(v)})", "number_type")
-                elif kind == "categorical":
+                elif kind is _CATEGORICAL:
                     if t is not str:
                         errors.add((*base, spec.name), f"'{spec.name}' must be a string, "
                                    f"not {_describe(v)} ({preview(v)})", "string_type")
                         continue
-                    if spec.categories is not None and v not in spec.categories:
+                    known = spec.known_categories
+                    if known is not None and v not in known:
                         if self.unknown_category == "reject":
-                            shown = list(spec.allowed[:_SHOW_CATEGORIES])
-                            more = len(spec.allowed) - len(shown)
+                            shown = list(spec.categories[:_SHOW_CATEGORIES])
+                            more = len(spec.categories) - len(shown)
                             errors.add((*base, spec.name),
                                        f"'{spec.name}' = {preview(v)} is not a category the "
                                        f"model was trained on; allowed: {shown}"
                                        + (f" and {more} more" if more > 0 else ""),
-                                       "unknown_category", allowed=list(spec.allowed))
+                                       "unknown_category", allowed=list(spec.categories))
                             continue
                         warnings.append({"row": i, "field": spec.name, "value": v,
                                          "type": "unknown_category"})
@@ -385,7 +352,7 @@ class RecordValidator:
         return Validated(columns, extras, n, warnings)
 
     @staticmethod
-    def _datetime(value: str, spec: FieldSpec) -> _dt.datetime | None:
+    def _datetime(value: str, spec: ColumnSpec) -> _dt.datetime | None:
         """``value`` in the training zone; ``None`` if it is not an ISO 8601 date-time
         or not between :data:`DATETIME_MIN` and :data:`DATETIME_MAX`."""
         try:
@@ -403,7 +370,7 @@ class RecordValidator:
             return None
 
     @staticmethod
-    def _datetime_error(value: Any, spec: FieldSpec) -> tuple[str, str, dict[str, str]]:
+    def _datetime_error(value: Any, spec: ColumnSpec) -> tuple[str, str, dict[str, str]]:
         """``(msg, type, ctx)`` for a value :meth:`_datetime` refused."""
         if isinstance(value, str):
             try:

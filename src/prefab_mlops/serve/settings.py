@@ -16,6 +16,7 @@ from prefab_mlops.core.registry import PRODUCTION_ALIAS
 from prefab_mlops.core.storage import S3Config, StorageConfig
 from prefab_mlops.serve.auth import key_problem
 from prefab_mlops.serve.errors import ServeConfigError
+from prefab_mlops.serve.schema import MAX_ROWS
 
 SETTINGS_ENV = "PREFAB_SERVE_SETTINGS"
 
@@ -70,7 +71,7 @@ class ServeSettings:
     port: int = 8000
     workers: int = 1
     poll_seconds: float = 2.0
-    max_rows: int = 1000
+    max_rows: int = MAX_ROWS
     max_body_bytes: int = 8 * 1024 * 1024
     unknown_category: str = "reject"
     extra_fields: str = "reject"

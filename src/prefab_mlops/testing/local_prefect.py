@@ -81,12 +81,16 @@ def wait_final(client: Any, flow_run_id: Any, timeout: float = 300,
 
 
 class PrefectServer:
-    """``prefect server start`` on a free loopback port with its own PREFECT_HOME (SQLite)."""
+    """``prefect server start`` on a free loopback port with its own PREFECT_HOME (SQLite).
+
+    Its UI is at ``ui_url`` and talks to this server's API.
+    """
 
     def __init__(self, home: Path, port: int | None = None, startup_timeout: float = 90) -> None:
         self.home = Path(home)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/api"
+        self.ui_url = f"http://127.0.0.1:{self.port}"
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen[bytes] | None = None
         self.startup_s = 0.0
@@ -99,10 +103,13 @@ class PrefectServer:
         """Start the server and wait until ``/api/health`` answers (``startup_s``)."""
         self.home.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
+        env = base_env(self.home)
+        # the bundled UI calls 127.0.0.1:4200 unless told where its API is
+        env["PREFECT_SERVER_UI_API_URL"] = self.url
         with open(self.log, "wb") as fh:
             self.proc = subprocess.Popen(
                 [_prefect(), "server", "start", "--host", "127.0.0.1", "--port",
-                 str(self.port)], env=base_env(self.home), stdout=fh, stderr=subprocess.STDOUT,
+                 str(self.port)], env=env, stdout=fh, stderr=subprocess.STDOUT,
                 start_new_session=True)
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:

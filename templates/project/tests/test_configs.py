@@ -2,14 +2,13 @@
 
 Options made for the other problem types (a regressor in a classification project,
 regression metrics...) must fail when the config is loaded, never halfway through a
-run. Config groups of project-specific tasks (``conf/<task>/``, scaffolded from
-templates/task) are bound to the signature of ``tasks.<task>.<task>``.
+run. The project's steps (``conf/steps/``, scaffolded from templates/task) import and
+fit their hooks and the signatures of their tasks.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from prefab_mlops.config import (
 )
 from prefab_mlops.core.errors import ConfigError
 from prefab_mlops.core.storage import parse_location
-from prefab_mlops.scaffold.params import bind_params, load_params
+from prefab_mlops.flows.common import project_steps
 from prefab_mlops.tasks.featurize import build_preprocessor
 from prefab_mlops.tasks.train import check_estimator_fits
 
@@ -32,7 +31,6 @@ TRAIN_GROUPS = {f.name for f in dataclasses.fields(PipelineConfig)} | {"experime
 # this project's groups plus the framework's stock ones (Hydra's search path)
 OPTIONS = config_groups(CONF)
 GROUP_DIRS = sorted(OPTIONS)
-TASK_GROUPS = [g for g in GROUP_DIRS if g not in TRAIN_GROUPS]
 
 
 def options(group: str) -> list[str]:
@@ -87,10 +85,12 @@ def test_every_option_composes_and_instantiates(group: str, option: str, tmp_pat
             spec = ModelSpec.from_config(cfg.model)
             check_estimator_fits(spec.instantiate(), cfg.data.problem_type, spec.target)
         return
-    cfg = compose(tmp_path, key).typed
+    loaded = compose(tmp_path, key)
+    cfg = loaded.typed
     spec = ModelSpec.from_config(cfg.model)
     check_estimator_fits(spec.instantiate(), cfg.data.problem_type, spec.target)
     assert build_preprocessor(cfg.features).transformers
+    project_steps(loaded)  # each step imports and fits its hook and its task's signature
     assert cfg.paths.root == str(tmp_path)
     assert cfg.register.model_name == f"{cfg.data.name}-{cfg.data.problem_type}"
 
@@ -109,13 +109,12 @@ def test_resolved_config_is_plain(tmp_path: Path) -> None:
     assert loaded.resolved["data"]["problem_type"] == PROBLEM_TYPE
 
 
-def test_task_configs_bind_to_their_tasks() -> None:
-    """conf/<task>/*.yaml of scaffolded tasks (none in a new project)."""
-    for group in TASK_GROUPS:
-        task = getattr(importlib.import_module(f"tasks.{group}"), group)
-        for option in options(group):
-            params = load_params(group, option, config_dir=CONF)
-            bind_params(getattr(task, "fn", task), params, f"conf/{group}/{option}.yaml")
+def test_the_plugged_in_steps_fit_their_tasks(tmp_path: Path) -> None:
+    """The steps conf/pipeline.yaml lists (none in a new project), together, in order."""
+    loaded = compose(tmp_path)
+    steps = project_steps(loaded)
+    assert {s.name for s in (*steps.after_ingest, *steps.after_evaluate)} == set(
+        loaded.typed.steps)
 
 
 class TestBadConfigFailsEarly:

@@ -1,8 +1,9 @@
 """The project's flows end to end on its own data, inside Prefect's test harness.
 
 A small sample of the configured data set (``data.sample_rows``) goes through
-training (ingest → validate → featurize → train → evaluate → register → promote),
-then batch scoring with the promoted model; everything is written under ``tmp_path``.
+training (ingest → validate → featurize → train → evaluate → register → promote, past
+the default quality gate), then batch scoring with the promoted model; everything is
+written under ``tmp_path``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def small(root: Path) -> list[str]:
     """Overrides for a quick run: a sample, no tracking, local storage, outputs in root."""
     cfg = load_config([f"paths.root={root}", "storage=local"], config_dir=CONF).typed
     overrides = [f"paths.root={root}", "storage=local", "tracking=disabled",
-                 f"data.sample_rows={SAMPLE_ROWS}", "promote.require_gate=false"]
+                 f"data.sample_rows={SAMPLE_ROWS}"]
     if "n_estimators" in cfg.model:
         overrides.append(f"model.n_estimators={min(int(cfg.model['n_estimators']), 100)}")
     return overrides
@@ -44,6 +45,9 @@ class TestTrainingRun:
         assert summary["version"] == 1
         assert summary["validation"]["passed"] is True
         assert 0 < summary["data"]["rows"] <= SAMPLE_ROWS
+        # the default quality gate: the model beats a naive baseline fitted on the
+        # training split (evaluate.baseline), whatever the data
+        assert summary["gate"]["passed"] is True, summary["gate"]["summary"]
         assert summary["decision"]["promote"] is True
         primary = cfg.evaluate.primary_metric
         assert primary in summary["metrics"]

@@ -1,0 +1,158 @@
+"""``prefab reproduce MODEL@VERSION``: train a registered version again from its record.
+
+A version records its data snapshot, its resolved config, the git commit and the
+package versions it was trained with (see :mod:`prefab_mlops.tasks.register`). This
+command re-runs the stock training flow on exactly that: the snapshot (which already
+holds the prepared rows, so no preparation is applied again) and the recorded config,
+into a throw-away registry under a temporary directory. Nothing in the project's
+registry, aliases or W&B project changes. It then compares the new model file's
+sha256 with the recorded one and, when they differ, names the inputs that differ:
+data, config, code (git commit, uncommitted changes) or package versions.
+
+The training runs with the code installed now; when the recorded commit differs, the
+report says so (check out that commit and run the command there to use its code).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prefab_mlops.config import ReadConfig, WindowConfig, as_plain, load_config
+from prefab_mlops.core.errors import RegistryError
+from prefab_mlops.core.manifest import ModelVersion
+from prefab_mlops.core.provenance import git_info, package_versions
+from prefab_mlops.core.storage import StorageConfig
+from prefab_mlops.tasks.registry import open_registry
+
+#: Data settings that prepare a source; a snapshot is already prepared.
+_PREPARED = {"format": "parquet", "dropna": [], "derive": {}, "columns": None,
+             "window": as_plain(WindowConfig()), "read": as_plain(ReadConfig()),
+             "sample_rows": None, "snapshot": False}
+
+
+@dataclasses.dataclass(frozen=True)
+class Reproduction:
+    """What ``prefab reproduce`` found."""
+
+    model_name: str
+    version: int
+    recorded_sha256: str
+    reproduced_sha256: str
+    differences: dict[str, list[str]]
+
+    @property
+    def identical(self) -> bool:
+        return self.recorded_sha256 == self.reproduced_sha256
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "identical": self.identical}
+
+    def render(self) -> str:
+        head = f"{self.model_name} v{self.version}: "
+        if self.identical:
+            text = head + f"reproduced byte-identical (sha256 {self.recorded_sha256[:12]}…)"
+        else:
+            text = (head + f"NOT identical: recorded sha256 {self.recorded_sha256[:12]}…, "
+                    f"reproduced {self.reproduced_sha256[:12]}…")
+        if self.differences:
+            text += "\n" + "\n".join(f"  {kind} differs: {'; '.join(items)}"
+                                     for kind, items in self.differences.items())
+        elif not self.identical:
+            text += ("\n  data, config, code and package versions are as recorded: the "
+                     "estimator is not deterministic with these settings (threads, seed)")
+        return text
+
+
+def replay_config(mv: ModelVersion, workdir: Path) -> Path:
+    """A conf/ directory whose ``pipeline.yaml`` is the version's resolved config, with
+    its data read from the snapshot and every write going under ``workdir``."""
+    if not mv.config:
+        raise RegistryError(f"{mv.label} has no recorded config to reproduce it from.")
+    snapshot = mv.data.snapshot_uri
+    if not snapshot:
+        raise RegistryError(
+            f"{mv.label} has no data snapshot, so the exact rows it was trained on are "
+            "unknown.", fix="Keep data.snapshot=true (the default) for versions you may "
+            "need to reproduce.")
+    cfg = dict(mv.config)
+    cfg["data"] = {**cfg["data"], **_PREPARED, "uri": snapshot}
+    root = workdir / "project"
+    cfg["paths"] = {"root": str(root), "data_dir": str(root / "data"),
+                    "registry_dir": str(root / "registry"),
+                    "cache_dir": str(root / ".cache"), "output_dir": str(root / "outputs"),
+                    "tracking_dir": str(root)}
+    cfg["register"] = {**cfg["register"], "root": str(root / "registry"), "aliases": []}
+    # the snapshot may live on S3; the throw-away registry is local
+    cfg["storage"] = {**cfg["storage"], "kind": "local"}
+    cfg["tracking"] = {**cfg["tracking"], "mode": "disabled"}
+    conf = workdir / "conf"
+    conf.mkdir(parents=True)
+    (conf / "pipeline.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return conf
+
+
+def differences(mv: ModelVersion, new: ModelVersion, project_root: str) -> dict[str, list[str]]:
+    """Which recorded inputs differ now: data, config, code, packages."""
+    out: dict[str, list[str]] = {}
+    if new.data.rows != mv.data.rows:
+        out["data"] = [f"{new.data.rows} rows read back from the snapshot, "
+                       f"{mv.data.rows} recorded"]
+    recorded_params = {"estimator": mv.estimator, **mv.params}
+    new_params = {"estimator": new.estimator, **new.params}
+    if recorded_params != new_params:
+        keys = sorted(k for k in set(recorded_params) | set(new_params)
+                      if recorded_params.get(k) != new_params.get(k))
+        out["config"] = [f"estimator parameter {k}: recorded {recorded_params.get(k)!r}, "
+                         f"now {new_params.get(k)!r}" for k in keys]
+    code: list[str] = []
+    now = git_info(project_root)
+    if mv.git is not None and (now is None or now.commit != mv.git.commit):
+        code.append(f"git commit: recorded {mv.git.commit[:12]}, "
+                    f"now {now.commit[:12] if now is not None else 'no git checkout'}")
+    if mv.git is not None and mv.git.dirty:
+        code.append("the recorded run had uncommitted changes")
+    if now is not None and now.dirty:
+        code.append("the working tree has uncommitted changes now")
+    if code:
+        out["code"] = code
+    current = package_versions()
+    pkgs = [f"{name}: recorded {ver}, now {current.get(name, 'not installed')}"
+            for name, ver in sorted(mv.packages.items()) if current.get(name) != ver]
+    if pkgs:
+        out["packages"] = pkgs
+    return out
+
+
+def reproduce(model: str, version: int, overrides: list[str] | None = None,
+              config_dir: str | None = None, keep: str | None = None) -> Reproduction:
+    """Train ``model`` v``version`` again from its record and compare the model files.
+
+    Args:
+        model: Registered model name.
+        version: Version number.
+        overrides: Hydra overrides for finding the project's registry (e.g. storage=s3).
+        config_dir: The project's ``conf/``.
+        keep: Keep the reproduction's files in this directory (default: removed).
+    """
+    from prefab_mlops.flows.training import training
+    from prefab_mlops.orchestration.runtime import in_process_run
+
+    loaded = load_config(overrides, "pipeline", config_dir)
+    project = loaded.typed
+    registry = open_registry(project.register, project.storage)
+    mv = registry.get_version(model, version)
+    with tempfile.TemporaryDirectory(prefix="prefab-reproduce-", dir=keep) as tmp:
+        conf = replay_config(mv, Path(tmp))
+        with in_process_run():
+            summary = training(config_dir=str(conf), refresh_cache=True)
+        replay = load_config(config_dir=str(conf)).typed
+        new = open_registry(replay.register, StorageConfig(kind="local")).get_version(
+            summary["model_name"], summary["version"])
+    return Reproduction(model_name=model, version=version, recorded_sha256=mv.model_sha256,
+                        reproduced_sha256=new.model_sha256,
+                        differences=differences(mv, new, project.paths.root))
