@@ -441,11 +441,9 @@ def with_checks(evaluation: Evaluation, checks: Sequence[tuple[Step, Check]]) ->
                 fix=f"Give the metrics of {step.target} names of their own, for example "
                 f"prefixed with '{step.name}_'.")
         metrics.update(check.metrics)
+        # a check fails exactly when it lists failures (Check.passed)
         added += [RuleCheck(rule=f"step {step.name}", metric="", passed=False,
                             text=f"{step.name}: {f}") for f in check.failures]
-        if not check.passed and not check.failures:
-            added.append(RuleCheck(rule=f"step {step.name}", metric="", passed=False,
-                                   text=f"{step.name}: check failed"))
     gate = replace(evaluation.gate, checks=[*evaluation.gate.checks, *added])
     return replace(evaluation, metrics=metrics, gate=gate,
                    fingerprint=stable_hash(evaluation.fingerprint,
