@@ -249,6 +249,36 @@ class TestLineage:
         assert registry.find_by_fingerprint(MODEL, "fp4").version == 4
 
 
+    def test_sha256_entry_lost_below_the_checkpoint_is_rebuilt(
+            self, registry: ModelRegistry) -> None:
+        """The sha256 index is what keeps a byte-identical model from being
+        registered twice; below the checkpoint a lookup trusts it too."""
+        sha = registry.get_version(MODEL, 1).model_sha256
+        key = f"{MODEL}/sha256/{sha}.json"
+        registry.store.delete(key)
+        assert registry.find_by_sha256(MODEL, sha) is None
+
+        problems = check_registry(registry)
+
+        assert kinds(problems) == [(ProblemKind.LINEAGE_STALE, key)]
+        assert "its model file is not indexed" in problems[0].detail
+        assert repair_registry(registry, grace_s=0).remaining == []
+        assert registry.find_by_sha256(MODEL, sha).version == 1
+
+    def test_sha256_entry_naming_other_bytes_is_rebuilt(self, registry: ModelRegistry
+                                                        ) -> None:
+        sha = registry.get_version(MODEL, 2).model_sha256
+        key = f"{MODEL}/sha256/{sha}.json"
+        registry.store.put(key, json.dumps({"version": 3}).encode())
+
+        problems = check_registry(registry)
+
+        assert kinds(problems) == [(ProblemKind.LINEAGE_STALE, key)]
+        assert "names v3, of another model file; the manifests say v2" in problems[0].detail
+        assert repair_registry(registry, grace_s=0).remaining == []
+        assert registry.find_by_sha256(MODEL, sha).version == 2
+
+
 class TestOrphans:
     def test_old_orphaned_blobs_are_removed_and_young_ones_kept(self, store,
                                                                 registry: ModelRegistry

@@ -7,8 +7,9 @@
   model file matches its sha256;
 * every alias points at an existing version (its history too), carries the event
   of its last move, and every earlier move of it has its event file (``seq`` 1..N);
-* the lineage index: each entry names a version of that lineage, the checkpoint is
-  not past the last version, and every version up to it is indexed;
+* the lineage and sha256 indexes: each entry names a version of that lineage (of
+  those model bytes), the checkpoint is not past the last version, and every version
+  up to it is indexed;
 * nothing is left of interrupted writes: blob folders that no manifest references
   and (local store) hidden ``.tmp`` files, once older than a grace period.
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import enum
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -42,6 +44,7 @@ from prefab_mlops.core.registry import (
     blobs_prefix,
     event_key,
     lineage_key,
+    sha256_key,
 )
 from prefab_mlops.core.storage import StoredObject
 
@@ -50,7 +53,24 @@ from prefab_mlops.core.storage import StoredObject
 DEFAULT_GRACE_S = 3600.0
 
 # The folders a model's keys live in; a top-level name with none of them is not a model.
-_MODEL_FOLDERS = ("versions", "blobs", "aliases", "events", "lineage")
+_MODEL_FOLDERS = ("versions", "blobs", "aliases", "events", "lineage", "sha256",
+                  "evaluations")
+
+
+@dataclass(frozen=True)
+class _Index:
+    """One of a model's lookup indexes: a folder of ``<value>.json`` entries, each
+    naming the earliest version whose ``of(manifest)`` is that value."""
+
+    folder: str
+    what: str
+    key: Callable[[str, str], str]
+    of: Callable[[ModelVersion], str]
+
+
+# What ModelRegistry._index_lineage writes, and catch_up_lineage's checkpoint covers.
+_INDEXES = (_Index("lineage", "lineage", lineage_key, lambda mv: mv.fingerprint),
+            _Index("sha256", "model file", sha256_key, lambda mv: mv.model_sha256))
 
 
 class ProblemKind(enum.Enum):
@@ -129,7 +149,8 @@ class _Scan:
     unreadable: set[int] = field(default_factory=set)
     orphan_blobs: dict[str, list[str]] = field(default_factory=dict)  # folder -> keys
     partials: list[str] = field(default_factory=list)
-    lineage_entries: dict[str, int | None] = field(default_factory=dict)  # fp -> version
+    # index folder -> indexed value (fingerprint, sha256) -> the version its entry names
+    entries: dict[str, dict[str, int | None]] = field(default_factory=dict)
     checkpoint: int | None = None  # None: absent or unreadable
     checkpoint_ok: bool = True
     pending_moves: list[AliasState] = field(default_factory=list)
@@ -137,13 +158,13 @@ class _Scan:
     def add(self, kind: ProblemKind, key: str, detail: str) -> None:
         self.problems.append(Problem(self.model, kind, key, detail))
 
-    def earliest(self) -> dict[str, int]:
-        """Lineage fingerprint -> its earliest readable version."""
+    def earliest(self, index: _Index) -> dict[str, int]:
+        """Indexed value -> its earliest readable version."""
         out: dict[str, int] = {}
         for n in sorted(self.manifests):
-            fp = self.manifests[n].fingerprint
-            if fp:
-                out.setdefault(fp, n)
+            value = index.of(self.manifests[n])
+            if value:
+                out.setdefault(value, n)
         return out
 
 
@@ -332,48 +353,54 @@ def _scan_aliases(registry: ModelRegistry, scan: _Scan, recorded: dict[str, set[
 
 def _scan_lineage(registry: ModelRegistry, scan: _Scan) -> None:
     model, store = scan.model, registry.store
-    earliest = scan.earliest()
     last = max(set(scan.manifests) | scan.unreadable, default=0)
-    for key in store.list(f"{model}/lineage/"):
-        if not key.endswith(".json"):
-            continue
-        fp = PurePosixPath(key).stem
-        if fp == LINEAGE_CHECKPOINT:
-            try:
-                scan.checkpoint = int(json.loads(store.get(key))["through"])
-            except (ValueError, TypeError, KeyError) as exc:
-                scan.checkpoint_ok = False
-                scan.add(ProblemKind.LINEAGE_STALE, key,
-                         f"unreadable checkpoint ({_first_line(exc)})")
-                continue
+    key = lineage_key(model, LINEAGE_CHECKPOINT)
+    if store.exists(key):
+        try:
+            scan.checkpoint = int(json.loads(store.get(key))["through"])
+        except (ValueError, TypeError, KeyError) as exc:
+            scan.checkpoint_ok = False
+            scan.add(ProblemKind.LINEAGE_STALE, key, f"unreadable checkpoint ({_first_line(exc)})")
+        else:
             if scan.checkpoint > last:
                 scan.checkpoint_ok = False
                 scan.add(ProblemKind.LINEAGE_STALE, key,
                          f"checkpoint at v{scan.checkpoint}, past the last version "
                          f"v{last}: later versions would never be indexed")
+    for index in _INDEXES:
+        _scan_index(registry, scan, index)
+
+
+def _scan_index(registry: ModelRegistry, scan: _Scan, index: _Index) -> None:
+    model, store = scan.model, registry.store
+    earliest = scan.earliest(index)
+    entries = scan.entries.setdefault(index.folder, {})
+    for key in store.list(f"{model}/{index.folder}/"):
+        value = PurePosixPath(key).stem
+        if not key.endswith(".json") or value == LINEAGE_CHECKPOINT:
             continue
         try:
             named: int | None = int(json.loads(store.get(key))["version"])
         except (ValueError, TypeError, KeyError):
             named = None
-        scan.lineage_entries[fp] = named
+        entries[value] = named
         if named in scan.unreadable:
             continue
         mv = scan.manifests.get(named) if named is not None else None
-        if mv is None or mv.fingerprint != fp:
+        if mv is None or index.of(mv) != value:
             what = ("is unreadable" if named is None else
                     f"names v{named}, which does not exist" if mv is None else
-                    f"names v{named}, of another lineage")
+                    f"names v{named}, of another {index.what}")
             scan.add(ProblemKind.LINEAGE_STALE, key,
-                     f"lineage entry {what}; the manifests say "
-                     f"{'v' + str(earliest[fp]) if fp in earliest else 'no version'}")
+                     f"{index.folder} index entry {what}; the manifests say "
+                     f"{'v' + str(earliest[value]) if value in earliest else 'no version'}")
     through = scan.checkpoint if scan.checkpoint_ok and scan.checkpoint else 0
     for n in sorted(scan.manifests):
-        fp = scan.manifests[n].fingerprint
-        if n <= through and fp and fp not in scan.lineage_entries:
-            scan.add(ProblemKind.LINEAGE_STALE, lineage_key(model, fp),
-                     f"v{n} is at or below the checkpoint (v{through}) but its lineage "
-                     "is not indexed: lookups would miss it")
+        value = index.of(scan.manifests[n])
+        if n <= through and value and value not in entries:
+            scan.add(ProblemKind.LINEAGE_STALE, index.key(model, value),
+                     f"v{n} is at or below the checkpoint (v{through}) but its "
+                     f"{index.what} is not indexed: lookups would miss it")
 
 
 # ------------------------------------------------------------------ repairing
@@ -398,35 +425,11 @@ def _repair(registry: ModelRegistry, scan: _Scan) -> list[Repair]:
 
 
 def _rebuild_lineage(registry: ModelRegistry, scan: _Scan) -> list[Repair]:
-    """Make every lineage entry name a version of its lineage, index every readable
+    """Make every index entry name a version of its value, index every readable
     version, and move the checkpoint up to the last version before a gap or an
     unreadable manifest (a bad checkpoint is rewritten there, however low)."""
     store, model = registry.store, scan.model
-    earliest = scan.earliest()
-    done = []
-    for fp, named in sorted(scan.lineage_entries.items()):
-        if named in scan.unreadable:
-            continue
-        mv = scan.manifests.get(named) if named is not None else None
-        if mv is not None and mv.fingerprint == fp:
-            continue
-        key = lineage_key(model, fp)
-        if fp in earliest:
-            store.put(key, json.dumps({"version": earliest[fp]}).encode())
-            done.append(Repair(model, ProblemKind.LINEAGE_STALE, key,
-                               f"rebuilt lineage entry (v{earliest[fp]})"))
-        else:
-            store.delete(key)
-            done.append(Repair(model, ProblemKind.LINEAGE_STALE, key,
-                               "removed lineage entry of no version"))
-    through = scan.checkpoint if scan.checkpoint_ok and scan.checkpoint else 0
-    for n in sorted(scan.manifests):
-        fp = scan.manifests[n].fingerprint
-        if fp and fp not in scan.lineage_entries and earliest.get(fp) == n:
-            key = lineage_key(model, fp)
-            if store.put_if_absent(key, json.dumps({"version": n}).encode()):
-                done.append(Repair(model, ProblemKind.LINEAGE_STALE if n <= through else None,
-                                   key, f"indexed v{n}"))
+    done = [r for index in _INDEXES for r in _rebuild_index(registry, scan, index)]
     numbers = sorted(set(scan.manifests) | scan.unreadable)
     complete = 0  # the last version with every version up to it readable (and indexed)
     for expected, n in enumerate(numbers, start=1):
@@ -438,6 +441,37 @@ def _rebuild_lineage(registry: ModelRegistry, scan: _Scan) -> list[Repair]:
         store.put(key, json.dumps({"through": complete}).encode())
         done.append(Repair(model, None if scan.checkpoint_ok else ProblemKind.LINEAGE_STALE,
                            key, f"moved the lineage checkpoint to v{complete}"))
+    return done
+
+
+def _rebuild_index(registry: ModelRegistry, scan: _Scan, index: _Index) -> list[Repair]:
+    store, model = registry.store, scan.model
+    earliest = scan.earliest(index)
+    entries = scan.entries.get(index.folder, {})
+    done = []
+    for value, named in sorted(entries.items()):
+        if named in scan.unreadable:
+            continue
+        mv = scan.manifests.get(named) if named is not None else None
+        if mv is not None and index.of(mv) == value:
+            continue
+        key = index.key(model, value)
+        if value in earliest:
+            store.put(key, json.dumps({"version": earliest[value]}).encode())
+            done.append(Repair(model, ProblemKind.LINEAGE_STALE, key,
+                               f"rebuilt {index.folder} index entry (v{earliest[value]})"))
+        else:
+            store.delete(key)
+            done.append(Repair(model, ProblemKind.LINEAGE_STALE, key,
+                               f"removed {index.folder} index entry of no version"))
+    through = scan.checkpoint if scan.checkpoint_ok and scan.checkpoint else 0
+    for n in sorted(scan.manifests):
+        value = index.of(scan.manifests[n])
+        if value and value not in entries and earliest.get(value) == n:
+            key = index.key(model, value)
+            if store.put_if_absent(key, json.dumps({"version": n}).encode()):
+                done.append(Repair(model, ProblemKind.LINEAGE_STALE if n <= through else None,
+                                   key, f"indexed v{n}"))
     return done
 
 
