@@ -34,7 +34,7 @@ from prefab_mlops.config import BaselineRule, ChampionCheckConfig, EvaluateConfi
 from prefab_mlops.core.fingerprint import RowFingerprint, lineage, row_hashes
 from prefab_mlops.core.leakage import LeakageScan, scan_if_perfect
 from prefab_mlops.core.manifest import BaselineCheck, GateRecord, RuleCheck
-from prefab_mlops.core.problems import LOWER_IS_BETTER, perfect_value
+from prefab_mlops.core.problems import LOWER_IS_BETTER, greater_is_better, perfect_value
 from prefab_mlops.core.registry import LoadedModel
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.tasks.featurize import FeatureSet, Split
@@ -110,13 +110,16 @@ class Evaluation:
     gate: GateResult
     plots: dict[str, bytes]
     primary_metric: str
-    greater_is_better: bool
     fingerprint: str
     leakage: LeakageScan | None = None
 
     @property
     def primary(self) -> float:
         return self.metrics[self.primary_metric]
+
+    @property
+    def greater_is_better(self) -> bool:
+        return greater_is_better(self.primary_metric)
 
 
 # ---------------------------------------------------------------- metrics
@@ -408,8 +411,7 @@ def evaluate(model: TrainedModel, features: FeatureSet, cfg: EvaluateConfig) -> 
         get_logger().warning("Suspiciously perfect test score; inputs that alone nearly "
                              "determine the target: %s", [s.text() for s in leakage.suspects])
     return Evaluation(metrics=values, confusion_matrix=cm, gate=gate, plots=plots,
-                      primary_metric=cfg.primary_metric, greater_is_better=cfg.greater_is_better,
-                      fingerprint=lineage(evaluate, model, features, cfg), leakage=leakage)
+                      primary_metric=cfg.primary_metric, fingerprint=lineage(evaluate, model, features, cfg), leakage=leakage)
 
 
 # ------------------------------------------------------ champion comparison

@@ -397,7 +397,7 @@ class TestRegression:
     def test_regression_gate_failures(self, regression) -> None:
         cfg, fs, tm = regression
         gate = {"r2": GateRule(min=0.9999), "rmse": GateRule(max=1.0), "mae": GateRule(max=1e9)}
-        ev = evaluate.fn(tm, fs, EvaluateConfig(primary_metric="rmse", greater_is_better=False,
+        ev = evaluate.fn(tm, fs, EvaluateConfig(primary_metric="rmse",
                                                 gate=gate, plots=False))
         assert [(c.rule, c.metric) for c in ev.gate.checks if not c.passed] == [
             (ABSOLUTE_RULE, "r2"), (ABSOLUTE_RULE, "rmse")]

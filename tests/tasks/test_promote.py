@@ -86,13 +86,12 @@ def baseline_gate(metrics: dict[str, float], metric: str, passed: bool) -> GateR
                                                   BaselineRule()))
 
 
-def evaluation(value: float, metric: str = "roc_auc", greater_is_better: bool = True,
-               passed: bool = True, gate: GateResult | None = None) -> Evaluation:
+def evaluation(value: float, metric: str = "roc_auc", passed: bool = True,
+               gate: GateResult | None = None) -> Evaluation:
     metrics = {metric: value, "n_test": 1000.0}
     return Evaluation(metrics=metrics, confusion_matrix=None,
                       gate=gate or baseline_gate(metrics, metric, passed), plots={},
-                      primary_metric=metric, greater_is_better=greater_is_better,
-                      fingerprint="ev")
+                      primary_metric=metric, fingerprint="ev")
 
 
 def comparison(value: float, champion: float | None, champion_version: int | None,
@@ -112,10 +111,10 @@ def comparison(value: float, champion: float | None, champion_version: int | Non
 
 
 def decide(value: float, champion: float | None, champion_version: int | None = 1,
-           metric: str = "roc_auc", greater_is_better: bool = True, passed: bool = True,
+           metric: str = "roc_auc", passed: bool = True,
            version: int = 2, gate: GateResult | None = None, **promote) -> PromotionDecision:
     return decide_promotion(challenger(version),
-                            evaluation(value, metric, greater_is_better, passed, gate),
+                            evaluation(value, metric, passed, gate),
                             comparison(value, champion, champion_version, metric),
                             PromoteConfig(**promote))
 
@@ -170,7 +169,7 @@ class TestDecideGate:
                             "roc_auc 0.8000 >= min 0.75")
 
     def test_lower_is_better_baseline_rule(self) -> None:
-        d = decide(50.0, None, champion_version=None, metric="rmse", greater_is_better=False,
+        d = decide(50.0, None, champion_version=None, metric="rmse",
                    passed=False)
         assert d.promote is False
         assert d.reason.startswith("quality gate failed: baseline rule: rmse 50.0000 > "
@@ -242,19 +241,19 @@ class TestDecideOnCleanRows:
 
 class TestDecideLowerIsBetter:
     def test_lower_rmse_promotes(self) -> None:
-        d = decide(9.0, 10.0, metric="rmse", greater_is_better=False, min_improvement=0.5)
+        d = decide(9.0, 10.0, metric="rmse", min_improvement=0.5)
 
         assert d.promote is True
         assert d.delta == pytest.approx(1.0)
 
     def test_higher_rmse_does_not_promote(self) -> None:
-        d = decide(11.0, 10.0, metric="rmse", greater_is_better=False)
+        d = decide(11.0, 10.0, metric="rmse")
 
         assert d.promote is False
         assert d.delta == pytest.approx(-1.0)
 
     def test_lower_rmse_by_too_little_does_not_promote(self) -> None:
-        d = decide(9.8, 10.0, metric="rmse", greater_is_better=False, min_improvement=0.5)
+        d = decide(9.8, 10.0, metric="rmse", min_improvement=0.5)
 
         assert d.promote is False
 
@@ -498,7 +497,7 @@ class Runs:
             pickle.dumps(model), {TRAINED_ROWS_FILE: rows.to_npy()})
         self.auc[mv.version] = metrics[METRIC]
         ev = Evaluation(metrics=metrics, confusion_matrix=None, gate=GateResult(),
-                        plots={}, primary_metric=METRIC, greater_is_better=True,
+                        plots={}, primary_metric=METRIC,
                         fingerprint=f"ev-{mv.version}")
         trained = TrainedModel(payload=Payload(pipeline=model), fingerprint=mv.fingerprint,
                                estimator="RowScores", params={}, problem_type="binary",

@@ -231,7 +231,7 @@ class TestAnswersReachTheConfig:
         assert (cfg.tracking.mode, cfg.tracking.entity) == ("online", "my-team")
         assert "cut" not in cfg.features.categorical.columns
         # the evaluate option made for multiclass: class probabilities, no threshold
-        assert (cfg.evaluate.primary_metric, cfg.evaluate.greater_is_better) == ("log_loss", False)
+        assert cfg.evaluate.primary_metric == "log_loss"
         assert cfg.validate.columns["cut"].allowed == ["Fair", "Good", "Ideal", "Premium",
                                                       "Very Good"]
         monkeypatch.setenv("PREFAB_S3_BUCKET", "other")

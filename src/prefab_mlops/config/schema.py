@@ -270,7 +270,6 @@ class EvaluateConfig:
     """
 
     primary_metric: str = MISSING
-    greater_is_better: bool = True
     threshold: float = 0.5
     baseline: BaselineRule | None = field(default_factory=BaselineRule)
     gate: dict[str, GateRule] = field(default_factory=dict)

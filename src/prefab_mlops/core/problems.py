@@ -32,3 +32,9 @@ def perfect_value(metric: str) -> float:
     way from a naive baseline's value to this one.
     """
     return 0.0 if metric in LOWER_IS_BETTER else 1.0
+
+
+def greater_is_better(metric: str) -> bool:
+    """Whether a larger ``metric`` means a better model (every metric but errors and
+    losses); the champion comparison and the gate follow it."""
+    return metric not in LOWER_IS_BETTER
