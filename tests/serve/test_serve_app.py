@@ -336,6 +336,28 @@ class TestRequestLog:
         assert logged == ["[[[...]]]", str(record[1]["hour"])], logged
         assert len(pd.read_parquet(preds[0])) == 2
 
+    def test_model_shows_the_latest_evaluation_of_its_version(
+            self, served_project: ServedProject, tmp_path: Path) -> None:
+        """A later run evaluated v1 again (the same model, registered once): /model
+        shows that evaluation's metrics and gate, not the ones of its registration."""
+        from prefab_mlops.core.manifest import EvaluationRecord, GateRecord
+        from prefab_mlops.serve.model import load_served
+
+        registry = ModelRegistry(LocalObjectStore(served_project.registry_copy(
+            tmp_path / "registry")))
+        registered = load_served(registry, MODEL, 1).describe()
+        assert registered["evaluated"]["at_registration"] is True
+        later = registry.record_evaluation(MODEL, EvaluationRecord(
+            version=1, at="", metrics={"roc_auc": 0.5123, "n_test": 10.0},
+            gate=GateRecord(passed=False, decided_by=["baseline"], summary="failed: later")))
+
+        shown = load_served(registry, MODEL, 1).describe()
+
+        assert shown["metrics"] == {"roc_auc": 0.5123, "n_test": 10.0}
+        assert shown["gate"]["summary"] == "failed: later"
+        assert shown["evaluated"] == {"at": later.at, "at_registration": False}
+        assert registered["metrics"] != shown["metrics"]
+
     def test_rows_beyond_the_memory_bound_are_dropped_and_counted(
             self, served_project: ServedProject, tmp_path: Path) -> None:
         from prefab_mlops.serve.model import load_served

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from prefab_mlops.core.errors import PrefabError
-from prefab_mlops.core.manifest import ModelVersion
+from prefab_mlops.core.manifest import EvaluationRecord, ModelVersion
 from prefab_mlops.core.problems import REGRESSION
 from prefab_mlops.core.records import dump
 from prefab_mlops.core.registry import REFERENCE_FILE, ModelRegistry
@@ -69,11 +69,16 @@ class ServedModel:
         validator: Request validator built from the manifest's input schema.
         fast_path: Try to compile and verify the numpy fast path.
         check_frame: Rows to verify the fast path on (the stored reference sample).
+        evaluation: The version's latest evaluation when it was loaded (a later run
+            may have evaluated the same model again); None: the one it was
+            registered with.
     """
 
     def __init__(self, mv: ModelVersion, pipeline: Any, validator: RecordValidator,
-                 fast_path: bool = True, check_frame: pd.DataFrame | None = None) -> None:
+                 fast_path: bool = True, check_frame: pd.DataFrame | None = None,
+                 evaluation: EvaluationRecord | None = None) -> None:
         self.manifest = mv
+        self.evaluation = evaluation or EvaluationRecord.at_registration(mv)
         self.version = mv.version
         self.name = mv.model_name
         self.pipeline = pipeline
@@ -187,7 +192,10 @@ class ServedModel:
             "loaded_at": self.loaded_at, "problem_type": mv.problem_type,
             "sha256": mv.model_sha256, "fingerprint": mv.fingerprint,
             "estimator": mv.estimator or type(self.estimator).__name__,
-            "classes": self.classes, "metrics": mv.metrics, "gate": dump(mv.gate),
+            "classes": self.classes, "metrics": self.evaluation.metrics,
+            "gate": dump(self.evaluation.gate),
+            "evaluated": {"at": self.evaluation.at,
+                          "at_registration": self.evaluation.registered},
             "input_schema": self.validator.schema.to_json(),
             "extra_fields": list(self.validator.extra_names),
             "lineage": {"data": dump(mv.data), "git": dump(mv.git), "run": dump(mv.run),
@@ -283,7 +291,14 @@ def load_served(registry: ModelRegistry, model_name: str, version: int, *,
         except Exception as exc:  # noqa: BLE001 - the check then uses edge rows only
             log.warning("%s: cannot read its reference sample (%s); verifying the fast path "
                         "on edge rows only", label, exc)
-    served = ServedModel(mv, loaded.model, validator, fast_path=fast_path, check_frame=check)
+    try:
+        evaluation = registry.latest_evaluation(mv)
+    except PrefabError as exc:  # shown as registered; the model itself is sound
+        log.warning("%s: cannot read its latest evaluation (%s); /model shows the one it "
+                    "was registered with", label, exc.message)
+        evaluation = None
+    served = ServedModel(mv, loaded.model, validator, fast_path=fast_path, check_frame=check,
+                         evaluation=evaluation)
     log.info("Loaded %s in %.2fs (fast path: %s)", label, time.perf_counter() - start,
              served.fast_path_reason)
     return served
