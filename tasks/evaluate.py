@@ -411,7 +411,8 @@ def evaluate(model: TrainedModel, features: FeatureSet, cfg: EvaluateConfig) -> 
         get_logger().warning("Suspiciously perfect test score; inputs that alone nearly "
                              "determine the target: %s", [s.text() for s in leakage.suspects])
     return Evaluation(metrics=values, confusion_matrix=cm, gate=gate, plots=plots,
-                      primary_metric=cfg.primary_metric, fingerprint=lineage(evaluate, model, features, cfg), leakage=leakage)
+                      primary_metric=cfg.primary_metric,
+                      fingerprint=lineage(evaluate, model, features, cfg), leakage=leakage)
 
 
 # ------------------------------------------------------ champion comparison

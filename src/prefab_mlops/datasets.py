@@ -26,8 +26,8 @@ import pandas as pd
 from prefab_mlops.config import DataConfig, ReadConfig, WindowConfig
 from prefab_mlops.config.schema import SEPARATOR_NAMES
 from prefab_mlops.core.errors import DataError, DataFormatError
-from prefab_mlops.core.storage import Location
 from prefab_mlops.core.manifest import ReadRecord
+from prefab_mlops.core.storage import Location
 
 _CSV_COMPRESSION = {".zip": "zip", ".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd"}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import json
 import threading
 import time
@@ -158,6 +159,27 @@ class TestSettingsInUse:
                                    served_project.expected_proba(body["version"], rows),
                                    rtol=1e-6, atol=1e-7)
 
+
+    def test_docs_example_is_a_record_of_the_served_model(
+            self, served_project: ServedProject) -> None:
+        """The /predict example in the OpenAPI document is the served model's first
+        reference row with exactly its input fields, and it scores."""
+        from prefab_mlops.core.registry import REFERENCE_FILE
+
+        registry = ModelRegistry(LocalObjectStore(served_project.registry))
+        with AppClient(create_app(settings(served_project.registry))) as c:
+            served = c.get("/model").json()
+            doc = c.get("/openapi.json").json()
+            example = doc["paths"]["/predict"]["post"]["requestBody"]["content"][
+                "application/json"]["example"]
+            scored = c.post("/predict", json=example)
+        reference = pd.read_parquet(io.BytesIO(registry.read_file(
+            registry.get_version(MODEL, served["version"]), REFERENCE_FILE)))
+        assert len(example) == 1
+        assert list(example[0]) == [c["name"] for c in served["input_schema"]["columns"]]
+        assert example[0]["distance"] == reference["distance"].iloc[0]
+        assert example[0]["carrier"] == reference["carrier"].iloc[0]
+        assert scored.status_code == 200, scored.text
 
 class TestDatetimeRange:
     @pytest.mark.parametrize("fast_path", [True, False])

@@ -34,6 +34,7 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 
 from prefab_mlops.core.registry import AliasState, ModelRegistry
@@ -60,10 +61,7 @@ _PREDICT_BODY = {
             {"type": "array", "items": {"type": "object"}, "description": "many records"},
             {"type": "object", "properties": {"records": {"type": "array",
                                                           "items": {"type": "object"}}},
-             "required": ["records"]}]},
-        "example": [{"month": 1, "day": 1, "sched_dep_time": 515, "sched_arr_time": 819,
-                     "distance": 1400, "flight": 1545, "carrier": "UA", "origin": "EWR",
-                     "dest": "IAH", "time_hour": "2013-01-01T10:00:00Z"}]}},
+             "required": ["records"]}]}}},
 }
 
 
@@ -420,6 +418,19 @@ def create_app(settings: ServeSettings, worker: str = "w0",
                               f"'{settings.model}'.", version="0.1.0", lifespan=lifespan,
                   redoc_url=None)
     app.state.serve = state
+
+    def openapi() -> dict[str, Any]:
+        """The OpenAPI document, with a /predict example made from the served model's
+        input schema (built on each request: the model can change)."""
+        doc = get_openapi(title=app.title, version=app.version,
+                          description=app.description, routes=app.routes)
+        if state.current is not None:
+            content = doc["paths"]["/predict"]["post"]["requestBody"]["content"]
+            content["application/json"] = {**content["application/json"],
+                                           "example": [state.current.example]}
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.post("/predict", openapi_extra={"requestBody": _PREDICT_BODY},
               summary="Score one or many records with the served model")

@@ -104,6 +104,7 @@ class ServedModel:
                 self.estimator.set_params(n_jobs=1)
         except Exception:  # noqa: BLE001 - an estimator without sklearn params API
             pass
+        self.example = example_record(validator.schema, check_frame)
         self.compiled: CompiledTransformer | None = None
         self.fast_path_reason = "disabled by --no-fast-path"
         if fast_path:
@@ -207,6 +208,14 @@ class ServedModel:
                         "extra_fields": self.validator.extra_fields,
                         "max_rows": self.validator.max_rows},
         }
+
+
+def example_record(schema: InputSchema, frame: pd.DataFrame | None) -> dict[str, Any]:
+    """One request record for the API docs: the first reference row as JSON values, or
+    typical values by kind when there is none."""
+    if frame is not None and len(frame):
+        return check_records(schema, frame.head(1))[0]
+    return {spec.name: _EDGE_VALUE[spec.kind] for spec in schema}
 
 
 def check_records(schema: InputSchema, frame: pd.DataFrame | None) -> list[dict[str, Any]]:
