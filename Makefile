@@ -20,7 +20,7 @@ SERVER_API   := http://127.0.0.1:$(PREFECT_PORT)/api
 POOL         ?= prefab-process
 
 .PHONY: setup train test test-fast bench-training bench-monitoring bench-leakage bench-fuzz \
-        bench-reliability lint rollback registry registry-check clean \
+        bench-reliability bench-scale lint rollback registry registry-check clean \
         server pool deploy worker monitor predict drift-demo
 
 # uv installs in seconds from its cache; without uv on PATH it is bootstrapped into
@@ -68,6 +68,10 @@ bench-leakage: $(STAMP)
 ## bench-reliability: registry writers SIGKILLed at random + 8 concurrent registrations, local and S3 (JSON)
 bench-reliability: $(STAMP)
 	@$(BIN)/python bench/reliability.py
+
+## bench-scale: candidate search on a 2-process Dask LocalCluster vs one at a time (JSON); BENCH_SEARCH_ROWS=N
+bench-scale: $(STAMP)
+	@$(BIN)/python bench/scale.py
 
 ## registry-check: verify every registered version (MODEL=...); ARGS=--repair removes leftovers of killed writers
 registry-check: $(STAMP)

@@ -15,7 +15,7 @@ the search goes on; only a search where no trial finished fails
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prefect import flow, unmapped
@@ -74,13 +74,13 @@ def _run_trials(trial_task: Any, s: TrialSettings, params: list[dict[str, Any]],
     """Map ``trial_task`` over the candidates; wait for all; keep failures as records."""
     log = get_logger()
     specs = [candidate_spec(s.model, p, threads) for p in params]
-    futures = trial_task.map(unmapped(s.features), specs, params, numbers, unmapped(s.seed),
+    futures = trial_task.map(unmapped(s.features), specs, params, unmapped(s.seed),
                              unmapped(s.metric), unmapped(s.threshold))
     trials: list[Trial] = []
     records: list[TrialRecord] = []
     for number, p, future in zip(numbers, params, futures, strict=True):
         try:
-            trial = future.result()
+            trial = replace(future.result(), number=number)
         except Exception as exc:  # noqa: BLE001 - a failed trial is recorded, not fatal
             message = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             log.warning("Trial %d %s failed: %s", number, p, message)
@@ -116,8 +116,7 @@ def candidate_search(features: FeatureRef, model: ModelSpec, search: SearchConfi
     Raises:
         SearchError: no trial finished.
     """
-    trial_task = configure(run_trial, "train", orch, cache=True, refresh=refresh_cache
-                           ).with_options(task_run_name="trial-{number}")
+    trial_task = configure(run_trial, "train", orch, cache=True, refresh=refresh_cache)
     threads = task_threads(orch)
     settings = TrialSettings(features, model, seed, metric, threshold)
     study = None

@@ -140,14 +140,21 @@ def check_candidates(model: ModelSpec, candidates: list[dict[str, Any]],
     Raises:
         ConfigError: a candidate's keys are not parameters of ``model._target_``.
     """
+    fix = ("Use only parameters of model._target_ in conf/search (search.grid, "
+           "search.candidates, search.optuna.space).")
+    # XGBoost takes any keyword (**kwargs) and only warns at fit time: check the names
+    # against the parameters the estimator declares
+    known = set(model.instantiate().get_params())
     for i, params in enumerate(candidates):
+        unknown = sorted(k for k in params if k not in known)
+        if unknown:
+            raise ConfigError(f"search candidate {i} {params}: {unknown} are not parameters of "
+                              f"'{model.target}'.", fix=fix)
         spec = candidate_spec(model, params, None)
         try:
             check_estimator_fits(spec.instantiate(), problem_type, spec.target)
         except ConfigError as exc:
-            raise ConfigError(f"search candidate {i} {params}: {exc.message}",
-                              fix="Use only parameters of model._target_ in conf/search "
-                              "(search.grid, search.candidates, search.optuna.space).") from None
+            raise ConfigError(f"search candidate {i} {params}: {exc.message}", fix=fix) from None
 
 
 @task(name="stage-features")
@@ -172,9 +179,17 @@ def stage_features(features: FeatureSet, directory: str) -> FeatureRef:
     return FeatureRef(str(path), features.fingerprint)
 
 
-@task(name="trial", persist_result=True)
-def run_trial(features: FeatureRef, model: ModelSpec, params: dict[str, Any], number: int,
-              seed: int, metric: str, threshold: float = 0.5) -> Trial:
+def trial_name() -> str:
+    """A trial's task run name: ``trial`` and the params it replaced."""
+    from prefect.runtime import task_run
+
+    params = task_run.parameters.get("params") or {}
+    return "trial-" + ",".join(f"{k}={v}" for k, v in params.items())
+
+
+@task(name="trial", persist_result=True, task_run_name=trial_name)
+def run_trial(features: FeatureRef, model: ModelSpec, params: dict[str, Any], seed: int,
+              metric: str, threshold: float = 0.5) -> Trial:
     """Train one candidate and score it on the validation split.
 
     Args:
@@ -182,14 +197,14 @@ def run_trial(features: FeatureRef, model: ModelSpec, params: dict[str, Any], nu
         model: The candidate's estimator (``conf/model`` with ``params`` replaced and the
             runner's thread count).
         params: The keys this candidate replaced (recorded with the trial).
-        number: The trial's number in its search.
         seed: Global seed.
         metric: ``evaluate.primary_metric``.
         threshold: ``evaluate.threshold`` for binary labels.
 
     Returns:
         The trial, with its trained model (a :class:`~prefab_mlops.tasks.train.TrainedModel`
-        exactly as the train task makes it).
+        exactly as the train task makes it). Its ``number`` is -1: the search numbers its
+        trials, and a trial's result (and cache key) does not depend on its place.
 
     Raises:
         SearchError: the validation split is empty, so candidates cannot be compared.
@@ -203,8 +218,8 @@ def run_trial(features: FeatureRef, model: ModelSpec, params: dict[str, Any], nu
     metrics, _, _ = compute_metrics(trained.pipeline, data.valid, data.problem_type, threshold)
     seconds = round(time.perf_counter() - start, 3)
     score = float(metrics[metric])
-    get_logger().info("Trial %d %s: %s=%.5f in %.1fs", number, params, metric, score, seconds)
-    return Trial(number=number, params=params, metric=metric, score=score, seconds=seconds,
+    get_logger().info("Trial %s: %s=%.5f in %.1fs", params, metric, score, seconds)
+    return Trial(number=-1, params=params, metric=metric, score=score, seconds=seconds,
                  best_iteration=trained.fit.best_iteration if trained.fit else None,
                  trained=trained)
 
@@ -334,4 +349,4 @@ def study_trials(cfg: OptunaConfig, name: str) -> list[TrialRecord]:
 __all__ = ["FeatureRef", "SearchError", "Trial", "TrialRecord", "ask_trials", "best_record",
            "best_trial", "params_to_check",
            "candidate_params", "candidate_spec", "check_candidates", "open_study",
-           "run_trial", "stage_features", "study_name", "study_trials", "tell_trials"]
+           "run_trial", "stage_features", "trial_name", "study_name", "study_trials", "tell_trials"]

@@ -40,7 +40,7 @@ def dask_cluster(prefect_api: str) -> Iterator[Any]:
     from distributed import LocalCluster
 
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           host="127.0.0.1", dashboard_address=None, memory_limit="2GB")
+                           host="127.0.0.1", dashboard_address=":0", memory_limit="2GB")
     try:
         yield cluster
     finally:

@@ -24,13 +24,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
 SMALL = ["data.sample_rows=4000", "model.n_estimators=60", "model.early_stopping_rounds=10",
-         "tracking=disabled", "search=grid", "search.grid.max_depth=[3,6]",
-         "search.grid.learning_rate=[0.05,0.3]", "~search.grid.min_child_weight"]
+         "tracking=disabled"]
+GRID = ["search=grid", "search.grid.max_depth=[3,6]", "search.grid.learning_rate=[0.05,0.3]",
+        "~search.grid.min_child_weight"]
 
 
-def run(root: Path, *overrides: str, refresh: bool = False) -> dict[str, Any]:
-    return training(overrides=[f"paths.root={root}", *SMALL, *overrides], config_dir=CONF,
-                    refresh_cache=refresh)
+def run(root: Path, *overrides: str, search: list[str] = GRID) -> dict[str, Any]:
+    return training(overrides=[f"paths.root={root}", *SMALL, *search, *overrides],
+                    config_dir=CONF)
 
 
 def dask_runner(cluster: Any) -> list[str]:
@@ -58,39 +59,45 @@ def trial_runs(flow_run_id: str) -> list[Any]:
     return [r for r in runs if r.name.startswith("trial-")]
 
 
+@pytest.fixture(scope="module")
+def on_dask(tmp_path_factory: pytest.TempPathFactory, dask_cluster: Any
+            ) -> tuple[Path, dict[str, Any]]:
+    """One search of four candidates on the Dask runner: its root and summary."""
+    root = tmp_path_factory.mktemp("on-dask")
+    return root, run(root, *dask_runner(dask_cluster))
+
+
 class TestSearchOnBothRunners:
-    def test_dask_and_thread_pick_the_same_best_of_four(self, tmp_path: Path,
-                                                         dask_cluster: Any) -> None:
-        on_dask = run(tmp_path / "dask", *dask_runner(dask_cluster))
+    def test_dask_and_thread_pick_the_same_best_of_four(
+            self, tmp_path: Path, on_dask: tuple[Path, dict[str, Any]]) -> None:
+        root, dask_summary = on_dask
         in_threads = run(tmp_path / "thread")
-        for s in (on_dask, in_threads):
+        for s in (dask_summary, in_threads):
             assert s["search"]["trials"] == 4 and s["search"]["failed"] == 0
             assert s["version"] == 1
         # the same candidates scored the same on the same split, whichever runner ran them
-        assert on_dask["search"]["best"]["params"] == in_threads["search"]["best"]["params"]
-        assert on_dask["search"]["best"]["score"] == pytest.approx(
-            in_threads["search"]["best"]["score"], abs=1e-9)
-        # the registered model is the best trial's (n_jobs from the runner's threads)
-        version = registry(tmp_path / "dask").get_version("flights-binary", 1)
-        best = on_dask["search"]["best"]["params"]
-        assert {k: version.params[k] for k in best} == best
+        best = dask_summary["search"]["best"]
+        assert best["params"] == in_threads["search"]["best"]["params"]
+        assert best["score"] == pytest.approx(in_threads["search"]["best"]["score"], abs=1e-9)
+        # the registered model is the best trial's, with the runner's threads per trial
+        version = registry(root).get_version("flights-binary", 1)
+        assert {k: version.params[k] for k in best["params"]} == best["params"]
         assert version.params["n_jobs"] == 1
-        # every trial ran in a worker process of the cluster, not in this one
-        pids = {p for p in dask_cluster.scheduler_info["workers"]}
-        assert len(pids) == 2
-        trials = trial_runs(on_dask["flow_run_id"])
-        assert sorted(r.name for r in trials) == [f"trial-{i}" for i in range(4)]
+        trials = trial_runs(dask_summary["flow_run_id"])
+        assert sorted(r.name for r in trials) == sorted(
+            f"trial-max_depth={d},learning_rate={r}" for d in (3, 6) for r in (0.05, 0.3))
         assert all(r.state.is_completed() for r in trials)
 
-    def test_rerun_resumes_from_cached_trials(self, tmp_path: Path, dask_cluster: Any) -> None:
-        first = run(tmp_path, *dask_runner(dask_cluster))
-        again = run(tmp_path, *dask_runner(dask_cluster), "search.grid.max_depth=[3,6,8]")
+    def test_rerun_resumes_from_cached_trials(self, on_dask: tuple[Path, dict[str, Any]],
+                                              dask_cluster: Any) -> None:
+        root, _ = on_dask
+        again = run(root, *dask_runner(dask_cluster), "search.grid.max_depth=[3,8,6]")
         states = {r.name: r.state.name for r in trial_runs(again["flow_run_id"])}
-        # trials 0..3 of the old grid are not the new grid's 0..3 (max_depth=8 comes in
-        # between), so count by params: the four old candidates are cache hits
+        # the four candidates of the first run are cache hits although two are numbered
+        # differently now (max_depth=8 comes before 6): only the two new ones train
         assert sorted(states.values()).count("Cached") == 4, states
-        assert again["search"]["trials"] == 6
-        assert first["search"]["failed"] == again["search"]["failed"] == 0
+        assert again["search"]["trials"] == 6 and again["search"]["failed"] == 0
+        assert all(states[n] == "Cached" for n in states if "max_depth=8" not in n), states
 
 
 class TestWorkerLoss:
@@ -98,7 +105,7 @@ class TestWorkerLoss:
                                                         dask_cluster: Any) -> None:
         from distributed import Client
 
-        slow = ["data.sample_rows=20000", "model.n_estimators=400",
+        slow = ["data.sample_rows=20000", "model.n_estimators=300",
                 "model.early_stopping_rounds=null", "search.grid.max_depth=[6,8]"]
         killed: list[int] = []
 
@@ -127,8 +134,33 @@ class TestWorkerLoss:
         finally:
             killer.join(30)
         assert killed, "no worker was busy during the search"
+        print("search after a worker was killed:", s["search"])
         assert s["search"]["trials"] == 4
         assert s["search"]["failed"] < 4
         assert s["version"] == 1
         # the cluster replaced the worker for the next tests
         dask_cluster.wait_for_workers(2, timeout=60)
+
+
+class TestOptunaStudy:
+    def test_study_runs_in_batches_on_dask_and_a_rerun_resumes_it(
+            self, tmp_path: Path, dask_cluster: Any) -> None:
+        import optuna
+
+        storage = f"sqlite:///{tmp_path / 'study.db'}"
+        study = ["search=optuna", "search.optuna.n_trials=4", f"search.optuna.storage={storage}",
+                 "~search.optuna.space.subsample", "~search.optuna.space.min_child_weight"]
+        first = run(tmp_path, *dask_runner(dask_cluster), search=study)
+        assert first["search"]["trials"] == 4 and first["search"]["failed"] == 0
+        # asked two at a time (2 workers × 1 thread)
+        assert len(trial_runs(first["flow_run_id"])) == 4 + 1  # + the best, a cache hit
+        again = run(tmp_path, *dask_runner(dask_cluster), "search.optuna.n_trials=6",
+                    search=study)
+        assert again["search"]["study"] == first["search"]["study"]
+        assert again["search"]["trials"] == 6
+        # only the two missing trials trained; the best's model came from the cache
+        states = [r.state.name for r in trial_runs(again["flow_run_id"])]
+        assert states.count("Completed") == 2 and states.count("Cached") == 1, states
+        (summary,) = optuna.get_all_study_summaries(storage)
+        assert summary.n_trials == 6 and summary.best_trial.value == pytest.approx(
+            again["search"]["best"]["score"])

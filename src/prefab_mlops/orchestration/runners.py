@@ -51,7 +51,7 @@ def task_runner(cfg: OrchestrationConfig) -> Any:
     return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs={
         "n_workers": dask.n_workers, "threads_per_worker": dask.threads_per_worker,
         "memory_limit": dask.memory_limit, "processes": True, "host": "127.0.0.1",
-        "dashboard_address": None, **dict(dask.cluster_kwargs)})
+        **dict(dask.cluster_kwargs)})
 
 
 def parallel_slots(cfg: OrchestrationConfig) -> int:
