@@ -295,10 +295,16 @@ def open_study(cfg: OptunaConfig, name: str, metric: str) -> int:
     return finished
 
 
-def _sampler(optuna: Any, cfg: OptunaConfig) -> Any:
+def _sampler(optuna: Any, cfg: OptunaConfig, asked: int = 0) -> Any:
+    """The study's sampler, seeded from ``cfg.seed`` and the trials ``asked`` so far.
+
+    Every batch loads the study with a new sampler; seeded alike, it would propose the
+    same points again (as a resumed study would), so the seed moves on with the study.
+    """
+    seed = None if cfg.seed is None else cfg.seed + asked
     if cfg.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=cfg.seed)
-    return optuna.samplers.TPESampler(seed=cfg.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
 
 
 def _distribution(optuna: Any, r: Any) -> Any:
@@ -315,8 +321,8 @@ def ask_trials(cfg: OptunaConfig, name: str, metric: str,
                n: int) -> list[tuple[int, dict[str, Any]]]:
     """Ask the study for ``n`` new trials: ``(optuna trial number, params)`` each."""
     optuna = _optuna()
-    study = optuna.load_study(study_name=name, storage=cfg.storage,
-                              sampler=_sampler(optuna, cfg))
+    study = optuna.load_study(study_name=name, storage=cfg.storage)
+    study.sampler = _sampler(optuna, cfg, len(study.get_trials(deepcopy=False)))
     space = {k: _distribution(optuna, r) for k, r in cfg.space.items()}
     asked = [study.ask(space) for _ in range(n)]
     return [(t.number, dict(t.params)) for t in asked]

@@ -152,8 +152,9 @@ class TestOptunaStudy:
                  "~search.optuna.space.subsample", "~search.optuna.space.min_child_weight"]
         first = run(tmp_path, *dask_runner(dask_cluster), search=study)
         assert first["search"]["trials"] == 4 and first["search"]["failed"] == 0
-        # asked two at a time (2 workers × 1 thread)
-        assert len(trial_runs(first["flow_run_id"])) == 4 + 1  # + the best, a cache hit
+        # four different candidates (trial runs are named by their params), then the best
+        first_runs = trial_runs(first["flow_run_id"])
+        assert len(first_runs) == 5 and len({r.name for r in first_runs}) == 4
         again = run(tmp_path, *dask_runner(dask_cluster), "search.optuna.n_trials=6",
                     search=study)
         assert again["search"]["study"] == first["search"]["study"]
@@ -161,6 +162,10 @@ class TestOptunaStudy:
         # only the two missing trials trained; the best's model came from the cache
         states = [r.state.name for r in trial_runs(again["flow_run_id"])]
         assert states.count("Completed") == 2 and states.count("Cached") == 1, states
+        # every batch proposed new points: no candidate was tried twice
+        study_obj = optuna.load_study(study_name=again["search"]["study"], storage=storage)
+        tried = [tuple(sorted(t.params.items())) for t in study_obj.trials]
+        assert len(set(tried)) == 6, tried
         (summary,) = optuna.get_all_study_summaries(storage)
         assert summary.n_trials == 6 and summary.best_trial.value == pytest.approx(
             again["search"]["best"]["score"])
