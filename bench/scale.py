@@ -20,7 +20,7 @@ Sections (each a function returning flat keys, merged by :func:`main`):
 
 Environment:
     BENCH_SECTIONS=a,b       sections to run (default: all)
-    BENCH_SEARCH_ROWS=N      flights rows sampled for the search (default 100000; 0: all)
+    BENCH_SEARCH_ROWS=N      flights rows sampled for the search (default 0: all 336,776)
     BENCH_SEARCH_CANDIDATES=N  candidates (8 by default; a multiple of 4)
     BENCH_QUIET_WAIT=S       wait up to S s (default 10) for a quiet machine before each run
 """
@@ -68,7 +68,7 @@ def search() -> dict[str, Any]:
     from prefab_mlops.tasks.ingest import ingest
     from prefab_mlops.tasks.search import candidate_params, stage_features
 
-    rows = int(os.environ.get("BENCH_SEARCH_ROWS", "100000"))
+    rows = int(os.environ.get("BENCH_SEARCH_ROWS", "0"))
     n = int(os.environ.get("BENCH_SEARCH_CANDIDATES", "8"))
     quiet = float(os.environ.get("BENCH_QUIET_WAIT", "10"))
     cores = os.cpu_count() or 1
