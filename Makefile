@@ -109,9 +109,10 @@ server: $(STAMP)
 pool: $(STAMP)
 	PREFECT_API_URL=$(SERVER_API) $(BIN)/prefect work-pool create $(POOL) --type process --overwrite
 
-## deploy: create/update every deployment in prefect.yaml (idempotent)
+## deploy: create/update every deployment in prefect.yaml and the crash-detection automation (idempotent)
 deploy: $(STAMP)
 	PREFECT_API_URL=$(SERVER_API) $(BIN)/prefect --no-prompt deploy --all
+	PREFECT_API_URL=$(SERVER_API) $(BIN)/python -m prefab_mlops.orchestration.crash_detection
 
 ## worker: a process worker for the pool (polls every 2 s)
 worker: $(STAMP)
