@@ -65,7 +65,7 @@ bench-fuzz: $(STAMP)
 bench-leakage: $(STAMP)
 	@$(BIN)/python bench/leakage.py
 
-## bench-reliability: registry writers SIGKILLed at random + 8 concurrent registrations, local and S3 (JSON)
+## bench-reliability: kills, concurrency, promotions, S3 outages, fuzzing, soak, reproduce (JSON); BENCH_QUICK=1
 bench-reliability: $(STAMP)
 	@$(BIN)/python bench/reliability.py
 
