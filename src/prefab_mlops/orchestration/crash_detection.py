@@ -14,6 +14,12 @@ self-hosted server does not have until you create it
   another heartbeat nor a final state arrives within :data:`WITHIN_S` seconds (three
   heartbeats, as Prefect's documentation does).
 
+The automation watches every flow run on the server that sends heartbeats, not only
+this project's: a flow run whose heartbeats come less often than every
+:data:`WITHIN_S` seconds (Prefect's default of 180 s, in a deployment that does not set
+30) and that runs longer than that would be marked Crashed while alive. Give every work
+pool on the server the same ``env`` setting, or install with a larger ``--within``.
+
 The next run of the deployment then runs normally on any worker. Install or update the
 automation once per server (idempotent; ``make deploy`` does it)::
 
