@@ -16,7 +16,9 @@ that worktree: the project's own modules (steps, ``_target_`` code under the pro
 the recorded commit's. The framework and the other packages are the ones installed now;
 the report names every package whose version differs from the recorded one. When the
 recorded commit is not in the repository, training runs with the current code and the
-report says so.
+report says so. Either way training runs in a fresh Python process working in the
+project's directory (of the worktree, or the project's own), so that the project's
+modules import as they do when its flows run, wherever the command was started.
 """
 
 from __future__ import annotations
@@ -232,9 +234,6 @@ def reproduce(model: str, version: int, overrides: list[str] | None = None,
         config_dir: The project's ``conf/``.
         keep: Keep the reproduction's files in this directory (default: removed).
     """
-    from prefab_mlops.flows.training import training
-    from prefab_mlops.orchestration.runtime import in_process_run
-
     loaded = load_config(overrides, "pipeline", config_dir)
     project = loaded.typed
     registry = open_registry(project.register, project.storage)
@@ -243,8 +242,8 @@ def reproduce(model: str, version: int, overrides: list[str] | None = None,
         conf = replay_config(mv, Path(tmp))
         with recorded_code(mv, project.paths.root, Path(tmp)) as checkout:
             if checkout is None:
-                with in_process_run():
-                    summary = training(config_dir=str(conf), refresh_cache=True)
+                # in the project's directory, where its own modules (steps) import from
+                summary = _train_in(loaded.config_dir.parent, conf, Path(tmp) / "summary.json")
                 ran_commit, code = None, "the working tree"
             else:
                 project_dir, ran_commit = checkout

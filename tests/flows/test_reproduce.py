@@ -137,3 +137,9 @@ class TestReproduceTheRecordedCommit:
         assert "code" not in result.differences, result.render()
         assert _git(project, "worktree", "list").count("\n") == 1  # removed again
         assert (project / "reprosteps" / "shape.py").read_text() == STEP_V2
+
+        # back at commit A: the working tree runs, its step imported from the project
+        # directory although this process works elsewhere
+        _git(project, "checkout", "-q", commit_a)
+        again = reproduce(v1.model_name, v1.version, overrides, str(conf))
+        assert again.identical and again.code == "the working tree", again.render()
