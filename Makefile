@@ -65,7 +65,7 @@ bench-fuzz: $(STAMP)
 bench-leakage: $(STAMP)
 	@$(BIN)/python bench/leakage.py
 
-## bench-reliability: registry writers SIGKILLed at random + 8 concurrent registrations, local and S3 (JSON)
+## bench-reliability: kills, concurrency, promotions, S3 outages, fuzzing, soak, reproduce (JSON); BENCH_QUICK=1
 bench-reliability: $(STAMP)
 	@$(BIN)/python bench/reliability.py
 
@@ -109,9 +109,10 @@ server: $(STAMP)
 pool: $(STAMP)
 	PREFECT_API_URL=$(SERVER_API) $(BIN)/prefect work-pool create $(POOL) --type process --overwrite
 
-## deploy: create/update every deployment in prefect.yaml (idempotent)
+## deploy: create/update every deployment in prefect.yaml and the crash-detection automation (idempotent)
 deploy: $(STAMP)
 	PREFECT_API_URL=$(SERVER_API) $(BIN)/prefect --no-prompt deploy --all
+	PREFECT_API_URL=$(SERVER_API) $(BIN)/python -m prefab_mlops.orchestration.crash_detection
 
 ## worker: a process worker for the pool (polls every 2 s)
 worker: $(STAMP)
