@@ -386,6 +386,14 @@ class TestBadAnswersAreRefused:
             render(template_repo, tmp_path / "p", **answers)
         assert not (tmp_path / "p").exists()
 
+    def test_the_template_folder_itself_points_to_the_root(self, template_repo: Path,
+                                                          tmp_path: Path) -> None:
+        """templates/project holds the content; the questions are in the root copier.yml."""
+        with pytest.raises(ValueError, match=r"generate from the repository root \(copier copy "
+                           r"--trust /abs/path/to/prefab-mlops DEST\)"):
+            render(template_repo / "templates" / "project", tmp_path / "p")
+        assert not (tmp_path / "p").exists()
+
     # The other data checks (target vs problem type, time column) are the same code path;
     # tests/core/test_schema_infer.py covers them without a render each.
     @pytest.mark.parametrize(("answers", "named"), [
