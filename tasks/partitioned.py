@@ -191,6 +191,7 @@ def list_files(uri: str, fmt: str, options: dict[str, Any]) -> tuple[Any, list[s
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(uri, **options)
+    fs.invalidate_cache()  # fsspec keeps listings per filesystem: see the files as they are now
     if any(ch in path for ch in "*?["):
         found = fs.glob(path)
     elif fs.isdir(path):
@@ -367,10 +368,12 @@ def ingest_partitioned(cfg: DataConfig, paths: PathsConfig, storage: StorageConf
         raw = dd.read_csv(urls, storage_options=options, blocksize=cfg.dask.blocksize,
                           parse_dates=list(cfg.parse_dates) or False,
                           sep=cfg.read.separator() or ",",
-                          encoding=None if cfg.read.encoding == "auto" else cfg.read.encoding)
+                          encoding="utf-8" if cfg.read.encoding == "auto" else cfg.read.encoding)
     prepared = raw.map_partitions(_prepare_partition, cfg, seed, uri,
                                   meta=datasets.prepare(raw._meta, cfg, seed, uri))
-    fingerprint = lineage(ingest_partitioned, src_fp, cfg, seed, code_hash(datasets))
+    # where the rows are computed is no part of what they are
+    fingerprint = lineage(ingest_partitioned, src_fp, replace(cfg, dask=DaskEngineConfig()),
+                          seed, code_hash(datasets))
     if storage.kind == "s3":
         base = f"s3://{storage.bucket}/{storage.prefix}/snapshots"
     else:

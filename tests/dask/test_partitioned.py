@@ -195,6 +195,23 @@ class TestPartitionedIngest:
             "arr_delay"].notna().sum()
 
 
+    def test_a_glob_of_csv_files(self, tmp_path: Path, flights_frame: pd.DataFrame) -> None:
+        frame = flights_frame.head(3000)
+        for i in range(3):
+            frame.iloc[i * 1000:(i + 1) * 1000].to_csv(tmp_path / f"f{i}.csv", index=False)
+        (tmp_path / "notes.txt").write_text("not data")
+        cfg = load_config([f"paths.root={tmp_path}", "data.engine=dask",
+                           f"data.uri={tmp_path}/f*.csv", "data.format=auto",
+                           "data.dask.blocksize=64KB"], config_dir=CONF).typed
+        data = P.ingest_partitioned.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed)
+        assert data.files == 3
+        assert data.rows == frame["arr_delay"].notna().sum()
+        report = P.validate_partitioned.fn(data, cfg.validate, TargetSpec.from_data(cfg.data),
+                                           cfg.storage)
+        assert report.passed, report.violations
+        snap = pd.read_parquet(data.uri)
+        assert str(snap["time_hour"].dtype).startswith("datetime64")
+
 @pytest.mark.usefixtures("dask_cluster")
 class TestPartitionedValidate:
     def test_every_violation_of_every_partition_in_one_error(
