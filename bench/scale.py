@@ -197,7 +197,8 @@ def main() -> int:
                               "cores": os.cpu_count(),
                               "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
                               "versions": {p: package_version(p) for p in (
-                                  "dask", "distributed", "xgboost", "pandas", "pyarrow",
+                                  "dask", "distributed", "xgboost", "xgboost-cpu", "pandas",
+                                  "pyarrow",
                                   "s3fs", "prefect")}}
     try:
         result.update(big(tmp, scale, memory))

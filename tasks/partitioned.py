@@ -980,9 +980,11 @@ def register_partitioned(model: TrainedModel, evaluation: Evaluation, data: Part
     the train and validation splits are not stored (they would be 8 bytes a row), so a
     later model is compared with this one on its whole test split.
     """
-    reference = (reference_sample(features, cfg.reference_sample_rows, seed, storage)
-                 if cfg.reference_sample_rows > 0 else None)
+    def reference() -> bytes:
+        return reference_sample(features, cfg.reference_sample_rows, seed, storage)
+
     return store_version(model, evaluation,
                          replace(data.lineage_record(), split=features.split_info),
-                         data.target, reference, None, comparison, cfg, storage, run)
+                         data.target, reference if cfg.reference_sample_rows > 0 else None,
+                         None, comparison, cfg, storage, run)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -151,16 +152,17 @@ def register(model: TrainedModel, evaluation: Evaluation, data: Dataset, feature
         registered before, its manifest as registered (its latest evaluation is
         :meth:`ModelRegistry.latest_evaluation`).
     """
-    reference = (_reference_sample(features, cfg.reference_sample_rows, seed)
-                 if cfg.reference_sample_rows > 0 else None)
+    def reference() -> bytes:
+        return _reference_sample(features, cfg.reference_sample_rows, seed)
+
     return store_version(model, evaluation, replace(data.lineage_record(),
                                                     split=features.split_info),
-                         data.target, reference, trained_rows(features), comparison, cfg,
-                         storage, run)
+                         data.target, reference if cfg.reference_sample_rows > 0 else None,
+                         trained_rows(features), comparison, cfg, storage, run)
 
 
 def store_version(model: TrainedModel, evaluation: Evaluation, data: DataRecord, target: str,
-                  reference: bytes | None, rows: RowFingerprint | None,
+                  reference: Callable[[], bytes] | None, rows: RowFingerprint | None,
                   comparison: ChampionComparison | None, cfg: RegisterConfig,
                   storage: StorageConfig, run: RunInfo) -> ModelVersion:
     """Register ``model`` from facts already computed (both data engines end here).
@@ -170,7 +172,8 @@ def store_version(model: TrainedModel, evaluation: Evaluation, data: DataRecord,
         evaluation: Its test metrics, gate outcome and plots.
         data: Where the data came from, with its split.
         target: The target column.
-        reference: The drift-reference sample as Parquet bytes (None: none stored).
+        reference: Makes the drift-reference sample as Parquet bytes, called only when
+            a new version is stored (None: none stored).
         rows: The train and validation rows as row hashes (None: not recorded).
         comparison, cfg, storage, run: as :func:`register`.
     """
@@ -190,7 +193,7 @@ def store_version(model: TrainedModel, evaluation: Evaluation, data: DataRecord,
         return existing
     files = {f"plots/{name}": png for name, png in evaluation.plots.items()}
     if reference is not None:
-        files[REFERENCE_FILE] = reference
+        files[REFERENCE_FILE] = reference()
     data_record = data
     if rows is not None:
         files[TRAINED_ROWS_FILE] = rows.to_npy()
