@@ -19,7 +19,7 @@ PREFECT_PORT ?= 4200
 SERVER_API   := http://127.0.0.1:$(PREFECT_PORT)/api
 POOL         ?= prefab-process
 
-.PHONY: setup train test test-fast bench-training bench-monitoring bench-leakage bench-fuzz \
+.PHONY: setup train test test-fast bench-training bench-monitoring bench-leakage bench-fuzz bench-scale \
         bench-reliability lint rollback registry registry-check clean \
         server pool deploy worker monitor predict drift-demo
 
@@ -59,6 +59,10 @@ test-fast: $(STAMP)
 ## bench-training: training pipeline benchmark (JSON); BENCH_SCALE=10 for 3.4M rows
 bench-training: $(STAMP)
 	@$(BIN)/python bench/training.py
+
+## bench-scale: the Dask data engine on flights x BENCH_SCALE (default 10; 100 = 34M rows) vs pandas at x10 (JSON)
+bench-scale: $(STAMP)
+	@$(BIN)/python bench/scale.py
 
 ## bench-monitoring: drift check vs Evidently's full report + drift-event loop (JSON); BENCH_DRIFT_ROWS=N
 bench-monitoring: $(STAMP)
