@@ -49,8 +49,8 @@ Then, once, with Prefect's test harness (a temporary API server) for the flows:
 picks phases; ``BENCH_QUICK=1`` shrinks every default (a few minutes in all).
 
 Environment:
-    BENCH_KILL_TRIALS=N        kill trials on the local store (default 100; quick 5)
-    BENCH_KILL_TRIALS_S3=N     kill trials on S3 (default 25, about 13 s each here; quick 2)
+    BENCH_KILL_TRIALS=N        kill trials on the local store (default 160; quick 5)
+    BENCH_KILL_TRIALS_S3=N     kill trials on S3 (default 40, about 8-13 s each here; quick 2)
     BENCH_KILL_WINDOW_S=S      kill delay range after the writer is ready (default 2.0)
     BENCH_RESET_EVERY=N        fresh registry every N trials (default 10)
     BENCH_CONCURRENT_ROUNDS=N  rounds of 8 concurrent registrations per store (default 3; quick 1)
@@ -352,8 +352,8 @@ def main() -> int:
         return _int_env(name, quick_default if quick else default, minimum)
 
     try:
-        trials = {"local": size("BENCH_KILL_TRIALS", 100, 5, 1),
-                  "s3": size("BENCH_KILL_TRIALS_S3", 25, 2, 1)}
+        trials = {"local": size("BENCH_KILL_TRIALS", 160, 5, 1),
+                  "s3": size("BENCH_KILL_TRIALS_S3", 40, 2, 1)}
         window = float(os.environ.get("BENCH_KILL_WINDOW_S", "2.0"))
         reset_every = _int_env("BENCH_RESET_EVERY", 10, 1)
         rounds = size("BENCH_CONCURRENT_ROUNDS", 3, 1)
