@@ -18,8 +18,14 @@ Sections (each a function returning flat keys, merged by :func:`main`):
   number of worker processes). Nothing is cached (``orchestration.cache.enabled=false``).
   ``search_trial_s``: the trials' own seconds (load, fit, score) summed, per run.
 
+* ``big``: the Dask data engine on flights x ``BENCH_SCALE`` (default 10; 100 is about
+  34M rows) as partitioned Parquet on a 2-worker ``LocalCluster`` with
+  ``BENCH_WORKER_MEMORY`` (5GB) each, against the pandas path at x ``BENCH_PANDAS_SCALE``
+  (10): ``big_rows``, ``big_engine_s``, ``big_peak_worker_rss_mb``,
+  ``per_million_rows_vs_pandas``, ``pandas_peak_rss_mb_scale10`` (bench/scale_big.py).
+
 Environment:
-    BENCH_SECTIONS=a,b       sections to run (default: all)
+    BENCH_SECTIONS=a,b       sections to run: search, big (default: both)
     BENCH_SEARCH_ROWS=N      flights rows sampled for the search (default 0: all 336,776)
     BENCH_SEARCH_CANDIDATES=N  candidates (8 by default; a multiple of 4)
     BENCH_QUIET_WAIT=S       wait up to S s (default 10) for a quiet machine before each run
@@ -148,7 +154,14 @@ def search() -> dict[str, Any]:
     return out
 
 
-SECTIONS: dict[str, Callable[[], dict[str, Any]]] = {"search": search}
+def big() -> dict[str, Any]:
+    """The ``big`` section: bench/scale_big.py."""
+    from bench.scale_big import big_section
+
+    return big_section()
+
+
+SECTIONS: dict[str, Callable[[], dict[str, Any]]] = {"search": search, "big": big}
 
 
 def main() -> int:

@@ -312,15 +312,22 @@ def client_main(args: argparse.Namespace) -> int:
 # -------------------------------------------------------------------- soak
 def soak_main() -> int:
     """The soak (``BENCH_MODE=soak``): see the module docstring."""
+    result = run_soak(seconds=env_float("BENCH_SOAK_S", 180.0),
+                      sample_rows=env_int("BENCH_SAMPLE_ROWS", 50_000))
+    print(json.dumps(result, indent=2))
+    return 0 if result["checks_ok"] else 1
+
+
+def run_soak(seconds: float, sample_rows: int) -> dict[str, Any]:
+    """Run the soak for ``seconds`` on a model trained on ``sample_rows`` rows; the other
+    settings come from the BENCH_* variables of the module docstring."""
     import numpy as np
 
     from prefab_mlops.core.registry import ModelRegistry
     from prefab_mlops.core.storage import LocalObjectStore
     from prefab_mlops.testing.soak import AliasMover, LoadProcess, RssSampler, worker_pids
 
-    sample_rows = env_int("BENCH_SAMPLE_ROWS", 50_000)
     workers = env_int("BENCH_WORKERS", 2)
-    seconds = env_float("BENCH_SOAK_S", 180.0)
     move_s = env_float("BENCH_SOAK_MOVE_S", 2.5)
     warmup = env_float("BENCH_SOAK_WARMUP_S", 10.0)
     concurrency = env_int("BENCH_SOAK_CONCURRENCY", 8)
@@ -427,8 +434,7 @@ def soak_main() -> int:
                 "cpus": os.cpu_count(), "other_load_cores_before": busy,
             },
         }
-        print(json.dumps(result, indent=2))
-        return 0 if result["checks_ok"] else 1
+        return result
     finally:
         for part in (mover, sampler):
             if part is not None:

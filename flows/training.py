@@ -23,7 +23,8 @@ from typing import Any
 from prefect import flow
 
 from prefab_mlops.config import LoadedConfig, ModelSpec, PipelineConfig, TargetSpec
-from prefab_mlops.core.errors import QualityGateError
+from prefab_mlops.core.errors import ConfigError, QualityGateError
+from prefab_mlops.core.manifest import ModelVersion
 from prefab_mlops.core.problems import LOWER_IS_BETTER
 from prefab_mlops.flows.common import (
     load_and_log,
@@ -38,17 +39,40 @@ from prefab_mlops.orchestration.artifacts import md_table, publish_markdown, pub
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.runners import task_runner
 from prefab_mlops.orchestration.runtime import configure
-from prefab_mlops.tasks.evaluate import ChampionComparison, evaluate, evaluate_champion
+from prefab_mlops.tasks.evaluate import (
+    ChampionComparison,
+    Evaluation,
+    evaluate,
+    evaluate_champion,
+)
 from prefab_mlops.tasks.featurize import featurize
-from prefab_mlops.tasks.ingest import ingest
+from prefab_mlops.tasks.ingest import Dataset, ingest
+from prefab_mlops.tasks.partitioned import (
+    PartitionedDataset,
+    dask_session,
+    evaluate_champion_partitioned,
+    evaluate_partitioned,
+    featurize_partitioned,
+    ingest_partitioned,
+    register_partitioned,
+    train_partitioned,
+    validate_partitioned,
+)
 from prefab_mlops.tasks.promote import Challenge, decide_promotion, promote
 from prefab_mlops.tasks.register import RunInfo, register
 from prefab_mlops.tasks.registry import load_production
 from prefab_mlops.tasks.search import check_candidates, params_to_check, stage_features
 from prefab_mlops.tasks.steps import Candidate
 from prefab_mlops.tasks.track import track, track_search
-from prefab_mlops.tasks.train import check_estimator_fits, train
-from prefab_mlops.tasks.validate import check_leakage, leakage_summary, leakage_text, validate
+from prefab_mlops.tasks.train import TrainedModel, check_estimator_fits, train
+from prefab_mlops.tasks.validate import (
+    LeakageReport,
+    ValidationReport,
+    check_leakage,
+    leakage_summary,
+    leakage_text,
+    validate,
+)
 from prefab_mlops.tracking import RunRecord
 
 
@@ -124,6 +148,56 @@ def _rule_text(gate: dict[str, Any], metric: str) -> str:
     return "; ".join(parts)
 
 
+def _stop_on_failed_gate(evaluation: Evaluation, cfg: PipelineConfig) -> None:
+    """Raise when the model failed its gate and ``evaluate.on_gate_failure`` is fail."""
+    if not evaluation.gate.passed and cfg.evaluate.on_gate_failure == "fail":
+        raise QualityGateError(
+            "Model failed its quality gate: " + "; ".join(evaluation.gate.failures),
+            fix="Improve the model, or change the rule that failed (the baseline rule: "
+            "evaluate.baseline.min_improvement; absolute rules: evaluate.gate); with "
+            "evaluate.on_gate_failure=warn it is registered but never promoted.")
+
+
+def _partitioned(cfg: PipelineConfig, run: RunInfo) -> tuple[
+        PartitionedDataset, ValidationReport, LeakageReport, TrainedModel, Evaluation,
+        ChampionComparison, ModelVersion]:
+    """ingest → validate → featurize → train → evaluate → register on the Dask engine
+    (``data.engine: dask``), inside the flow run's :func:`dask_session`.
+
+    The steps pass paths and fitted objects, never frames. The leakage check (which
+    fits one-feature models on the training rows in memory) is not run on this engine.
+    """
+    orch = cfg.orchestration
+    target = TargetSpec.from_data(cfg.data)
+    model_spec = ModelSpec.from_config(cfg.model)
+    data = configure(ingest_partitioned, "ingest", orch)(cfg.data, cfg.paths, cfg.storage,
+                                                         cfg.seed)
+    report = configure(validate_partitioned, "validate", orch)(data, cfg.validate, target,
+                                                               cfg.storage)
+    leakage = LeakageReport(mode="off", scan=None)
+    publish_markdown(f"{cfg.register.model_name}-validation", report.to_markdown(),
+                     "Validation summary")
+    features = configure(featurize_partitioned, "featurize", orch)(
+        data, cfg.features, target, cfg.seed, cfg.storage)
+    trained = configure(train_partitioned, "train", orch)(features, model_spec, cfg.seed,
+                                                          cfg.storage)
+    evaluation = configure(evaluate_partitioned, "evaluate", orch)(trained, features,
+                                                                   cfg.evaluate, cfg.storage)
+    _stop_on_failed_gate(evaluation, cfg)
+    champion = configure(load_production, "register", orch)(
+        cfg.register, cfg.storage, cfg.promote.alias, unless_lineage=trained.fingerprint,
+        with_trained_rows=True)
+    if champion is not None and champion.version.fingerprint == trained.fingerprint:
+        comparison = ChampionComparison.same_model(champion.version.version, evaluation)
+    else:
+        comparison = configure(evaluate_champion_partitioned, "evaluate", orch)(
+            champion, trained, features, cfg.evaluate, cfg.storage)
+    version = configure(register_partitioned, "register", orch)(
+        trained, evaluation, data, features, comparison, cfg.register, cfg.storage, run,
+        cfg.seed)
+    return data, report, leakage, trained, evaluation, comparison, version
+
+
 @flow(name="training")
 def training(overrides: list[str] | None = None, config_name: str = "pipeline",
              config_dir: str | None = None, refresh_cache: bool = False,
@@ -168,56 +242,65 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
     def heavy(t: Any, family: str, **kw: Any) -> Any:
         return configure(t, family, orch, cache=True, refresh=refresh_cache, **kw)
 
-    data = heavy(ingest, "ingest")(cfg.data, cfg.paths, cfg.storage, cfg.seed)
-    data = run_after_ingest(data, steps, orch, refresh_cache)
-    report = heavy(validate, "validate")(data, cfg.validate, target)
-    features = heavy(featurize, "featurize")(data, cfg.features, target, cfg.seed)
-    leakage = heavy(check_leakage, "validate")(features, cfg.validate, cfg.seed)
-    publish_markdown(f"{cfg.register.model_name}-validation",
-                     report.to_markdown() + "\n\n" + leakage.to_markdown(), "Validation summary")
-    searched: SearchResult | None = None
-    if runner is None:
-        trained = heavy(train, "train")(features, model_spec, cfg.seed)
-    else:
-        staged = configure(stage_features, "featurize", orch)(
-            features, str(Path(cfg.paths.cache_dir) / "search"))
-        searched = candidate_search.with_options(task_runner=runner)(
-            staged, model_spec, cfg.search, orch, cfg.seed, cfg.evaluate.primary_metric,
-            cfg.evaluate.threshold, cfg.register.model_name, refresh_cache)
-        trained = searched.best.trained
-    evaluation = heavy(evaluate, "evaluate")(trained, features, cfg.evaluate)
-    evaluation = run_after_evaluate(Candidate(trained, features, evaluation), steps, orch,
-                                    refresh_cache)
-    if not evaluation.gate.passed and cfg.evaluate.on_gate_failure == "fail":
-        raise QualityGateError(
-            "Model failed its quality gate: " + "; ".join(evaluation.gate.failures),
-            fix="Improve the model, or change the rule that failed (the baseline rule: "
-            "evaluate.baseline.min_improvement; absolute rules: evaluate.gate); with "
-            "evaluate.on_gate_failure=warn it is registered but never promoted.")
-
-    champion = configure(load_production, "register", orch)(
-        cfg.register, cfg.storage, cfg.promote.alias, unless_lineage=trained.fingerprint,
-        with_trained_rows=True)
-    if champion is not None and champion.version.fingerprint == trained.fingerprint:
-        # the champion *is* this model (same lineage): its metrics on this split are known
-        comparison = ChampionComparison.same_model(champion.version.version, evaluation)
-    else:
-        # both scored on the test rows neither was trained on
-        comparison = configure(evaluate_champion, "evaluate", orch)(
-            champion, trained, features, cfg.evaluate)
     flow_run_id, flow_run_name = run_ids()
     run = RunInfo(config=loaded.resolved, project_root=cfg.paths.root,
                   flow_run_id=flow_run_id, flow_run_name=flow_run_name,
                   triggered_by=triggered_by)
-    version = configure(register, "register", orch)(
-        trained, evaluation, data, features, comparison, cfg.register, cfg.storage, run,
-        cfg.seed)
+    data: Dataset | PartitionedDataset
+    challenge: Challenge | None = None
+    searched: SearchResult | None = None
+    if cfg.data.engine == "dask":
+        if steps.names():
+            raise ConfigError(
+                f"data.engine is 'dask' but the project has steps {steps.names()}; "
+                "they take a pandas data set.",
+                fix="Leave conf/steps empty with data.engine=dask, or use data.engine=pandas.")
+        with dask_session(cfg.data.dask):
+            data, report, leakage, trained, evaluation, comparison, version = \
+                _partitioned(cfg, run)
+    else:
+        data = heavy(ingest, "ingest")(cfg.data, cfg.paths, cfg.storage, cfg.seed)
+        data = run_after_ingest(data, steps, orch, refresh_cache)
+        report = heavy(validate, "validate")(data, cfg.validate, target)
+        features = heavy(featurize, "featurize")(data, cfg.features, target, cfg.seed)
+        leakage = heavy(check_leakage, "validate")(features, cfg.validate, cfg.seed)
+        publish_markdown(f"{cfg.register.model_name}-validation",
+                         report.to_markdown() + "\n\n" + leakage.to_markdown(),
+                         "Validation summary")
+        if runner is None:
+            trained = heavy(train, "train")(features, model_spec, cfg.seed)
+        else:
+            staged = configure(stage_features, "featurize", orch)(
+                features, str(Path(cfg.paths.cache_dir) / "search"))
+            searched = candidate_search.with_options(task_runner=runner)(
+                staged, model_spec, cfg.search, orch, cfg.seed, cfg.evaluate.primary_metric,
+                cfg.evaluate.threshold, cfg.register.model_name, refresh_cache)
+            trained = searched.best.trained
+        evaluation = heavy(evaluate, "evaluate")(trained, features, cfg.evaluate)
+        evaluation = run_after_evaluate(Candidate(trained, features, evaluation), steps, orch,
+                                        refresh_cache)
+        _stop_on_failed_gate(evaluation, cfg)
+        champion = configure(load_production, "register", orch)(
+            cfg.register, cfg.storage, cfg.promote.alias, unless_lineage=trained.fingerprint,
+            with_trained_rows=True)
+        if champion is not None and champion.version.fingerprint == trained.fingerprint:
+            # the champion *is* this model (same lineage): its metrics on this split are known
+            comparison = ChampionComparison.same_model(champion.version.version, evaluation)
+        else:
+            # both scored on the test rows neither was trained on
+            comparison = configure(evaluate_champion, "evaluate", orch)(
+                champion, trained, features, cfg.evaluate)
+        version = configure(register, "register", orch)(
+            trained, evaluation, data, features, comparison, cfg.register, cfg.storage, run,
+            cfg.seed)
+        challenge = Challenge(version, evaluation, trained, features, cfg.evaluate, comparison)
     decision = decide_promotion(version, evaluation, comparison, cfg.promote)
     # a compare-and-set: if another run moved production since, decide again against it
+    # (the pandas path; on the dask engine a moved champion fails the promotion)
     outcome = configure(promote, "promote", orch)(
-        decision, cfg.register.model_name, cfg.promote, cfg.register, cfg.storage,
-        Challenge(version, evaluation, trained, features, cfg.evaluate, comparison))
-    decision, comparison = outcome.decision, outcome.comparison
+        decision, cfg.register.model_name, cfg.promote, cfg.register, cfg.storage, challenge)
+    decision = outcome.decision
+    comparison = outcome.comparison if outcome.comparison is not None else comparison
 
     summary: dict[str, Any] = {
         "model_name": cfg.register.model_name, "version": version.version,

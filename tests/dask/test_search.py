@@ -1,7 +1,9 @@
 """Parallel candidate search through both task runners, on real flights data.
 
-The Dask runner runs against a real two-process ``LocalCluster`` (tests/dask/conftest.py)
-and a real Prefect server; the thread runner runs the same flow and config in process.
+The Dask runner runs against a real two-process ``LocalCluster`` and a real Prefect
+server (module fixtures: a Dask runner's flows against the ephemeral server log
+"database is locked"; this process and the workers use the server's API); the thread
+runner runs the same flow and config in process.
 """
 
 from __future__ import annotations
@@ -10,15 +12,18 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from prefab_mlops.core.environ import temporary_environ
 from prefab_mlops.core.registry import ModelRegistry
 from prefab_mlops.core.storage import LocalObjectStore
 from prefab_mlops.flows.training import training
 from prefab_mlops.tasks.search import SearchError
+from prefab_mlops.testing.local_prefect import PrefectServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -27,6 +32,33 @@ SMALL = ["data.sample_rows=4000", "model.n_estimators=60", "model.early_stopping
          "tracking=disabled"]
 GRID = ["search=grid", "search.grid.max_depth=[3,6]", "search.grid.learning_rate=[0.05,0.3]",
         "~search.grid.min_child_weight"]
+
+
+@pytest.fixture(scope="module")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prefect server; this process and later Dask workers use its API."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from prefab_mlops.orchestration.runtime import in_process_run
+
+    with PrefectServer(tmp_path_factory.mktemp("prefect-server"), startup_timeout=180) as server:
+        # environment for the worker processes the cluster spawns, settings for this one
+        with temporary_environ({"PREFECT_API_URL": server.url}), \
+                temporary_settings({PREFECT_API_URL: server.url}), in_process_run():
+            yield server.url
+
+
+@pytest.fixture(scope="module")
+def search_cluster(prefect_api: str) -> Iterator[Any]:
+    """Two worker processes with one thread each, on loopback."""
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                           host="127.0.0.1", dashboard_address=":0", memory_limit="2GB")
+    try:
+        yield cluster
+    finally:
+        cluster.close()
 
 
 def run(root: Path, *overrides: str, search: list[str] = GRID) -> dict[str, Any]:
@@ -60,11 +92,11 @@ def trial_runs(flow_run_id: str) -> list[Any]:
 
 
 @pytest.fixture(scope="module")
-def on_dask(tmp_path_factory: pytest.TempPathFactory, dask_cluster: Any
+def on_dask(tmp_path_factory: pytest.TempPathFactory, search_cluster: Any
             ) -> tuple[Path, dict[str, Any]]:
     """One search of four candidates on the Dask runner: its root and summary."""
     root = tmp_path_factory.mktemp("on-dask")
-    return root, run(root, *dask_runner(dask_cluster))
+    return root, run(root, *dask_runner(search_cluster))
 
 
 class TestSearchOnBothRunners:
@@ -89,9 +121,9 @@ class TestSearchOnBothRunners:
         assert all(r.state.is_completed() for r in trials)
 
     def test_rerun_resumes_from_cached_trials(self, on_dask: tuple[Path, dict[str, Any]],
-                                              dask_cluster: Any) -> None:
+                                              search_cluster: Any) -> None:
         root, _ = on_dask
-        again = run(root, *dask_runner(dask_cluster), "search.grid.max_depth=[3,8,6]")
+        again = run(root, *dask_runner(search_cluster), "search.grid.max_depth=[3,8,6]")
         states = {r.name: r.state.name for r in trial_runs(again["flow_run_id"])}
         # the four candidates of the first run are cache hits although two are numbered
         # differently now (max_depth=8 comes before 6): only the two new ones train
@@ -102,7 +134,7 @@ class TestSearchOnBothRunners:
 
 class TestWorkerLoss:
     def test_a_worker_killed_mid_search_still_completes(self, tmp_path: Path,
-                                                        dask_cluster: Any) -> None:
+                                                        search_cluster: Any) -> None:
         from distributed import Client
 
         slow = ["data.sample_rows=20000", "model.n_estimators=300",
@@ -110,7 +142,7 @@ class TestWorkerLoss:
         killed: list[int] = []
 
         def kill_a_busy_worker() -> None:
-            with Client(dask_cluster.scheduler_address, timeout=30) as client:
+            with Client(search_cluster.scheduler_address, timeout=30) as client:
                 deadline = time.monotonic() + 120
                 while time.monotonic() < deadline and not killed:
                     busy = [w for w, tasks in client.processing().items() if tasks]
@@ -125,7 +157,7 @@ class TestWorkerLoss:
         killer = threading.Thread(target=kill_a_busy_worker, daemon=True)
         killer.start()
         try:
-            s = run(tmp_path, *dask_runner(dask_cluster), *slow)
+            s = run(tmp_path, *dask_runner(search_cluster), *slow)
         except SearchError:
             # a named failure is allowed; then nothing may be registered
             assert killed
@@ -139,23 +171,23 @@ class TestWorkerLoss:
         assert s["search"]["failed"] < 4
         assert s["version"] == 1
         # the cluster replaced the worker for the next tests
-        dask_cluster.wait_for_workers(2, timeout=60)
+        search_cluster.wait_for_workers(2, timeout=60)
 
 
 class TestOptunaStudy:
     def test_study_runs_in_batches_on_dask_and_a_rerun_resumes_it(
-            self, tmp_path: Path, dask_cluster: Any) -> None:
+            self, tmp_path: Path, search_cluster: Any) -> None:
         import optuna
 
         storage = f"sqlite:///{tmp_path / 'study.db'}"
         study = ["search=optuna", "search.optuna.n_trials=4", f"search.optuna.storage={storage}",
                  "~search.optuna.space.subsample", "~search.optuna.space.min_child_weight"]
-        first = run(tmp_path, *dask_runner(dask_cluster), search=study)
+        first = run(tmp_path, *dask_runner(search_cluster), search=study)
         assert first["search"]["trials"] == 4 and first["search"]["failed"] == 0
         # four different candidates (trial runs are named by their params), then the best
         first_runs = trial_runs(first["flow_run_id"])
         assert len(first_runs) == 5 and len({r.name for r in first_runs}) == 4
-        again = run(tmp_path, *dask_runner(dask_cluster), "search.optuna.n_trials=6",
+        again = run(tmp_path, *dask_runner(search_cluster), "search.optuna.n_trials=6",
                     search=study)
         assert again["search"]["study"] == first["search"]["study"]
         assert again["search"]["trials"] == 6

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from prefab_mlops.core.manifest import ModelVersion
 from prefab_mlops.core.provenance import GitInfo
 from prefab_mlops.core.registry import ModelRegistry
 from prefab_mlops.core.storage import LocalObjectStore
@@ -55,3 +56,90 @@ def test_the_report_names_the_inputs_that_differ(tmp_path: Path) -> None:
     assert any("scikit-learn: recorded 0.0.1" in d for d in found["packages"])
     assert any("uncommitted changes" in d for d in found["code"])
     assert any("n_estimators" in d for d in found["config"])
+
+
+STEP_V1 = '''\
+import pandas as pd
+
+
+def shape(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame
+'''
+STEP_V2 = '''\
+import pandas as pd
+
+
+def shape(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame["distance"] > 400].reset_index(drop=True)
+'''
+
+
+def _git(root: Path, *args: str) -> str:
+    import subprocess
+
+    return subprocess.run(["git", "-C", str(root), "-c", "user.name=t", "-c",
+                           "user.email=t@example.com", *args], check=True,
+                          capture_output=True, text=True).stdout
+
+
+class TestReproduceTheRecordedCommit:
+    def test_a_later_commit_of_the_training_code_is_bypassed_by_a_worktree(
+            self, tmp_path: Path, flights_csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A project in its own git repository: v1 trained at commit A, then commit B
+        changes the project's step. Reproducing v1 checks A out in a temporary worktree
+        and gets the same bytes, which the code of B does not."""
+        import sys
+
+        import yaml
+
+        from prefab_mlops.testing.projects import make_project
+
+        project = tmp_path / "proj"
+        conf = make_project(project, data_uri=flights_csv, overrides={
+            "model": {"n_estimators": 20}})
+        local = conf / "local" / "default.yaml"
+        settings = yaml.safe_load(local.read_text().split("\n", 1)[1])
+        settings["allowed_targets"] = ["reprosteps"]
+        settings["steps"] = {"shape": {"hook": "after_ingest",
+                                       "_target_": "reprosteps.shape.shape"}}
+        local.write_text("# @package _global_\n" + yaml.safe_dump(settings, sort_keys=False))
+        (project / "reprosteps").mkdir()
+        (project / "reprosteps" / "__init__.py").write_text("")
+        (project / "reprosteps" / "shape.py").write_text(STEP_V1)
+        (project / ".gitignore").write_text("registry/\n.cache/\noutputs/\n__pycache__/\n")
+        _git(project, "init", "-q", "-b", "main")
+        _git(project, "add", "-A")
+        _git(project, "commit", "-q", "-m", "A")
+        commit_a = _git(project, "rev-parse", "HEAD").strip()
+        monkeypatch.setattr(sys, "dont_write_bytecode", True)
+        overrides = [f"paths.root={project}", "model=random_forest", *FAST]
+
+        def train() -> ModelVersion:
+            try:
+                s = training(overrides=overrides, config_dir=str(conf))
+            finally:
+                sys.modules.pop("reprosteps.shape", None)
+                sys.modules.pop("reprosteps", None)
+            return ModelRegistry(LocalObjectStore(project / "registry")).get_version(
+                s["model_name"], s["version"])
+
+        v1 = train()
+        assert v1.git is not None and v1.git.commit == commit_a and not v1.git.dirty
+
+        (project / "reprosteps" / "shape.py").write_text(STEP_V2)
+        _git(project, "commit", "-q", "-am", "B: train on long flights only")
+        assert train().model_sha256 != v1.model_sha256  # the code of B trains another model
+
+        result = reproduce(v1.model_name, v1.version, overrides, str(conf))
+
+        assert result.identical, result.render()
+        assert "worktree" in result.code and commit_a[:12] in result.code
+        assert "code" not in result.differences, result.render()
+        assert _git(project, "worktree", "list").count("\n") == 1  # removed again
+        assert (project / "reprosteps" / "shape.py").read_text() == STEP_V2
+
+        # back at commit A: the working tree runs, its step imported from the project
+        # directory although this process works elsewhere
+        _git(project, "checkout", "-q", commit_a)
+        again = reproduce(v1.model_name, v1.version, overrides, str(conf))
+        assert again.identical and again.code == "the working tree", again.render()

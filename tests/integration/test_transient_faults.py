@@ -18,7 +18,7 @@ from prefab_mlops.core.registry import ModelRegistry
 from prefab_mlops.core.storage import S3Config, S3ObjectStore
 from prefab_mlops.flows.batch_inference import batch_inference
 from prefab_mlops.flows.training import training
-from prefab_mlops.testing.faults import FaultyProxy, Outage
+from prefab_mlops.testing.faults import FaultyProxy, pipeline_outages
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.slow]
 
@@ -46,12 +46,7 @@ def test_runs_survive_an_endpoint_that_is_down_for_seconds(
                   Body=flights_frame.head(12000).to_csv(index=False).encode())
     s3.put_object(Bucket=bucket, Key="in/batch.csv",
                   Body=flights_frame.iloc[12000:14000].to_csv(index=False).encode())
-    proxy.outages += [
-        Outage(f"GET /{bucket}/in/flights.csv".encode(), DOWN_SECONDS),         # ingest
-        Outage(f"/{bucket}/prefab/registry/flights-binary/versions/".encode(),   # register
-               DOWN_SECONDS),
-        Outage(f"PUT /{bucket}/prefab/predictions/".encode(), DOWN_SECONDS),     # scoring
-    ]
+    proxy.outages += pipeline_outages(bucket, DOWN_SECONDS)  # ingest, register, scoring
     common = [f"paths.root={tmp_path}", "storage=s3", f"storage.bucket={bucket}",
               "tracking=disabled"]
 

@@ -13,31 +13,23 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import pickle
-import random
-import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from prefab_mlops.config import (
     BaselineRule,
-    EvaluateConfig,
     GateRule,
     PromoteConfig,
     RegisterConfig,
 )
 from prefab_mlops.core.errors import AliasMovedError, RegistryError
-from prefab_mlops.core.fingerprint import RowFingerprint, row_hashes
-from prefab_mlops.core.manifest import DataRecord, ModelVersion, SplitRecord, TrainedRowsRecord
+from prefab_mlops.core.fingerprint import RowFingerprint
+from prefab_mlops.core.manifest import ModelVersion
 from prefab_mlops.core.problems import LOWER_IS_BETTER
-from prefab_mlops.core.registry import TRAINED_ROWS_FILE, ModelRegistry
-from prefab_mlops.core.schema import InputSchema
+from prefab_mlops.core.registry import ModelRegistry
 from prefab_mlops.core.storage import S3Config, StorageConfig
-from prefab_mlops.orchestration.payloads import Payload
 from prefab_mlops.tasks.evaluate import (
     COMPARED,
     INCOMPATIBLE,
@@ -49,25 +41,31 @@ from prefab_mlops.tasks.evaluate import (
     GateResult,
     check_baseline,
     check_gate,
-    compute_metrics,
     evaluate_champion,
 )
-from prefab_mlops.tasks.featurize import FeatureSet, Split
+from prefab_mlops.tasks.featurize import FeatureSet
 from prefab_mlops.tasks.promote import (
     Challenge,
     PromotionDecision,
     PromotionOutcome,
-    decide_again,
     decide_promotion,
     promote,
     rollback,
 )
-from prefab_mlops.tasks.register import trained_rows
-from prefab_mlops.tasks.registry import load_production, open_registry
-from prefab_mlops.tasks.train import TrainedModel
+from prefab_mlops.tasks.registry import open_registry
+from prefab_mlops.testing.promotions import (
+    METRIC,
+    MODEL,
+    N_TEST,
+    Runs,
+    auc_on,
+    promote_all_at_once,
+    promotion_features,
+    promotion_regressions,
+    start_round,
+)
 from tests.conftest import make_bucket
 
-MODEL = "flights-binary"
 LOCAL = StorageConfig()
 
 
@@ -204,7 +202,7 @@ class TestDecideComparison:
 
 
 class TestDecideOnCleanRows:
-    def test_compares_the_metrics_on_the_clean_rows_not_the_whole_split(self) -> None:
+    def test_compares_the_metrics_on_the_clean_rows_not_the_wholesplit_of(self) -> None:
         # on the whole split the challenger scores 0.70 and the champion (flattered by
         # its own training rows) would look better; on the clean rows it is not
         cmp = ChampionComparison(COMPARED, 1, 1000, compared_rows=600, excluded_rows=400,
@@ -391,66 +389,10 @@ class TestRollback:
 
 
 # ------------------------------------------------------- compare-and-set promotion
-N_TEST = 400
-METRIC = "roc_auc"
-EVAL_CFG = EvaluateConfig(primary_metric=METRIC)
-
-
-class RowScores:
-    """A stand-in fitted pipeline: fixed positive-class scores for the test rows.
-
-    The test split's only column is ``row`` (0..N_TEST-1), so the model's metrics on
-    it are real and fixed: scoring it as a champion gives what it scored as a
-    challenger.
-    """
-
-    def __init__(self, scores: np.ndarray) -> None:
-        self.scores = np.asarray(scores, dtype="float64")
-
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        p = self.scores[X["row"].to_numpy()]
-        return np.column_stack([1 - p, p])
-
-
-def _split(rows: np.ndarray, y: np.ndarray) -> Split:
-    X = pd.DataFrame({"row": rows})
-    return Split(X=X, y=y, row_hash=row_hashes(X))
-
-
 @pytest.fixture(scope="module")
 def features() -> FeatureSet:
-    """A binary test split of N_TEST rows, half positives.
-
-    The train and validation splits hold other rows (``row`` from N_TEST on), which
-    are never scored: they are what every stand-in model records as trained on, so
-    none of the test rows is left out of a comparison unless a test says so.
-    """
-    y = np.random.default_rng(11).permutation(np.repeat([0, 1], N_TEST // 2))
-    test = _split(np.arange(N_TEST), y)
-    train = _split(np.arange(N_TEST, 3 * N_TEST), np.tile([0, 1], N_TEST))
-    valid = _split(np.arange(3 * N_TEST, 4 * N_TEST), np.tile([0, 1], N_TEST // 2))
-    return FeatureSet(payload=Payload(train=train, valid=valid, test=test),
-                      preprocessor=None, input_schema=InputSchema(), feature_names=["row"],
-                      classes=[0, 1], problem_type="binary", native_categorical=False,
-                      split_info=SplitRecord("hash", 0, 0.25, 0.25, 2 * N_TEST, N_TEST, N_TEST),
-                      fingerprint="fs")
-
-
-def auc_on(model: RowScores, split: Split) -> float:
-    """The model's true primary metric on ``split``."""
-    return compute_metrics(model, split, "binary", EVAL_CFG.threshold)[0][METRIC]
-
-
-NOISE = np.random.default_rng(5).normal(size=N_TEST)
-
-
-def model_of(strength: float, features: FeatureSet) -> RowScores:
-    """Scores that separate the classes better the higher ``strength`` is.
-
-    With the same noise for every model, the ROC AUC never decreases with strength.
-    """
-    margin = strength * (2 * features.test.y - 1) + NOISE
-    return RowScores(1 / (1 + np.exp(-margin)))
+    """A binary test split of N_TEST rows, half positives (see promotion_features)."""
+    return promotion_features()
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -462,69 +404,6 @@ def storage(request: pytest.FixtureRequest) -> StorageConfig:
     bucket = f"deploy-{uuid.uuid4().hex[:12]}"
     make_bucket(endpoint, bucket)
     return StorageConfig(kind="s3", bucket=bucket, s3=S3Config(endpoint_url=endpoint))
-
-
-class Runs:
-    """Training runs sharing one registry and one test split, at the promote step.
-
-    ``train`` registers a stand-in model with the rows it was trained on (as
-    ``register`` does) and returns its :class:`Challenge` (its real metrics on the
-    split); ``decide`` does what the training flow does before it promotes: load the
-    champion with its training rows, score both on the clean test rows and decide
-    (setting ``Challenge.comparison``).
-    """
-
-    def __init__(self, reg_cfg: RegisterConfig, storage: StorageConfig,
-                 features: FeatureSet) -> None:
-        self.reg_cfg, self.storage, self.features = reg_cfg, storage, features
-        self.registry = open_registry(reg_cfg, storage)
-        self.auc: dict[int, float] = {}  # every version's true metric on the split
-
-    def train(self, strength: float, fingerprint: str | None = None,
-              trained_on: RowFingerprint | None = None) -> Challenge:
-        """Register a model; it records ``trained_on`` (default: the train and valid rows)."""
-        model = model_of(strength, self.features)
-        metrics, _, _ = compute_metrics(model, self.features.test, "binary",
-                                        EVAL_CFG.threshold)
-        rows = trained_rows(self.features) if trained_on is None else trained_on
-        assert rows is not None
-        mv = self.registry.register(
-            ModelVersion(model_name=MODEL, version=0, created_at="",
-                         fingerprint=fingerprint or f"fp-{uuid.uuid4().hex}", model_key="",
-                         model_sha256="", problem_type="binary", metrics=metrics,
-                         data=DataRecord(trained_rows=TrainedRowsRecord(list(rows.columns),
-                                                                        len(rows)))),
-            pickle.dumps(model), {TRAINED_ROWS_FILE: rows.to_npy()})
-        self.auc[mv.version] = metrics[METRIC]
-        ev = Evaluation(metrics=metrics, confusion_matrix=None, gate=GateResult(),
-                        plots={}, primary_metric=METRIC,
-                        fingerprint=f"ev-{mv.version}")
-        trained = TrainedModel(payload=Payload(pipeline=model), fingerprint=mv.fingerprint,
-                               estimator="RowScores", params={}, problem_type="binary",
-                               classes=[0, 1], input_schema=InputSchema(),
-                               feature_names=["row"])
-        # not decided yet: decide() sets the comparison with the champion
-        return Challenge(mv, ev, trained, self.features, EVAL_CFG,
-                         ChampionComparison(NO_CHAMPION, None, N_TEST))
-
-    def decide(self, challenge: Challenge) -> PromotionDecision:
-        champion = load_production.fn(self.reg_cfg, self.storage, "production",
-                                      unless_lineage=challenge.challenger.fingerprint,
-                                      with_trained_rows=True)
-        decision, challenge.comparison = decide_again(challenge, champion, PromoteConfig())
-        return decision
-
-    def promote(self, decision: PromotionDecision, challenge: Challenge | None,
-                **kw) -> PromotionOutcome:
-        return promote.fn(decision, MODEL, PromoteConfig(), self.reg_cfg, self.storage,
-                          challenge, **kw)
-
-    def production(self) -> int | None:
-        state = self.registry.alias(MODEL, "production")
-        return state.version if state else None
-
-    def events(self, kind: str) -> list[dict]:
-        return [e for e in self.registry.events(MODEL) if e["event"] == kind]
 
 
 @pytest.fixture()
@@ -724,15 +603,12 @@ class TestConcurrentPromotions:
 
     def check(self, runs: Runs, decisions: list[PromotionDecision],
               outcomes: list[PromotionOutcome]) -> None:
+        # never a worse model over a better one, always over the one it was compared
+        # with, and production ends on the best model trained
+        assert promotion_regressions(runs) == []
         promotions = runs.events("promote")
-        for e in promotions:  # never a worse model over a better one
-            if e["previous"] is not None:
-                assert runs.auc[e["version"]] > runs.auc[e["previous"]], e
-        for e in promotions:  # and always over the one it was compared with
-            assert e["decision"]["champion_version"] == e["previous"]
         promoted = {e["version"] for e in promotions}
-        best_promoted = max(promoted, key=runs.auc.__getitem__)
-        assert runs.production() == best_promoted == max(runs.auc, key=runs.auc.__getitem__)
+        assert runs.production() == max(promoted, key=runs.auc.__getitem__)
         assert len(promotions) == 1 + sum(o.decision.promote for o in outcomes)
         # All decided against v1: the first compare-and-set from v1 wins, every other
         # run that wanted to promote finds production moved and decides again.
@@ -746,14 +622,10 @@ class TestConcurrentPromotions:
 
     def start(self, runs: Runs, seed: int, n: int) -> tuple[list[Challenge],
                                                           list[PromotionDecision]]:
-        rng = random.Random(seed)
-        challenges = [runs.train(rng.uniform(0.0, 1.5)) for _ in range(n)]
+        challenges, decisions = start_round(runs, seed, n)
         assert len(set(runs.auc.values())) == len(runs.auc)  # no ties: one best model
-        decisions = [runs.decide(c) for c in challenges]  # all against v1
-        assert {d.champion_version for d in decisions} == {1}
-        order = list(range(n))
-        rng.shuffle(order)
-        return [challenges[i] for i in order], [decisions[i] for i in order]
+        assert {d.champion_version for d in decisions} == {1}  # all against v1
+        return challenges, decisions
 
     @pytest.mark.parametrize("seed", [1, 2, 3])
     def test_in_shuffled_order(self, runs: Runs, seed: int) -> None:
@@ -766,17 +638,9 @@ class TestConcurrentPromotions:
 
     @pytest.mark.parametrize("seed", [4, 5])
     def test_all_at_once(self, runs: Runs, seed: int) -> None:
-        n = 6
-        challenges, decisions = self.start(runs, seed, n)
-        go = threading.Barrier(n)
+        challenges, decisions = self.start(runs, seed, 6)
 
-        def run(i: int) -> PromotionOutcome:
-            go.wait()
-            # each promotion in between can move production once: n attempts always do
-            return runs.promote(decisions[i], challenges[i], max_attempts=n)
-
-        with ThreadPoolExecutor(n) as pool:
-            outcomes = list(pool.map(run, range(n)))
+        outcomes = promote_all_at_once(runs, challenges, decisions)
 
         self.check(runs, decisions, outcomes)
 

@@ -31,6 +31,7 @@ import pytest
 import yaml
 
 from prefab_mlops.core.errors import ConfigError
+from prefab_mlops.orchestration.crash_detection import HEARTBEAT_S
 from tests.templates.conftest import (
     DEFAULT_CRONS,
     REPO,
@@ -163,8 +164,11 @@ class TestRenderedProject:
         docker = answers["work_pool_type"] == "docker"
         assert ("pull" in doc) is docker
         pool = doc["definitions"]["work_pools"][answers["work_pool_type"]]
+        heartbeats = {"env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S)}}
         assert pool["job_variables"] == ({"image": f"{answers['project_slug']}:latest",
-                                          "image_pull_policy": "IfNotPresent"} if docker else {})
+                                          "image_pull_policy": "IfNotPresent", **heartbeats}
+                                         if docker else heartbeats)
+        assert repo["definitions"]["work_pools"]["process"]["job_variables"] == heartbeats
 
 
 @pytest.mark.parametrize(("framework", "requirement"), [
@@ -380,6 +384,14 @@ class TestBadAnswersAreRefused:
                               tmp_path: Path) -> None:
         with pytest.raises(ValueError, match=f"Change the {named} answer"):
             render(template_repo, tmp_path / "p", **answers)
+        assert not (tmp_path / "p").exists()
+
+    def test_the_template_folder_itself_points_to_the_root(self, template_repo: Path,
+                                                          tmp_path: Path) -> None:
+        """templates/project holds the content; the questions are in the root copier.yml."""
+        with pytest.raises(ValueError, match=r"generate from the repository root \(copier copy "
+                           r"--trust /abs/path/to/prefab-mlops DEST\)"):
+            render(template_repo / "templates" / "project", tmp_path / "p")
         assert not (tmp_path / "p").exists()
 
     # The other data checks (target vs problem type, time column) are the same code path;
@@ -608,7 +620,8 @@ def test_docker_project_deploys(rendered: Callable[[str], Path], tmp_path: Path,
         monitor = client.read_deployment_by_name("monitoring/monitor")
         assert monitor.work_pool_name == "diamond_cut-docker"
         assert monitor.job_variables == {"image": "diamond_cut:latest",
-                                         "image_pull_policy": "IfNotPresent"}
+                                         "image_pull_policy": "IfNotPresent",
+                                         "env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}}
         assert monitor.pull_steps == [{"prefect.deployments.steps.set_working_directory": {
             "directory": "/opt/prefect/diamond_cut"}}]
         assert monitor.schedules[0].schedule.cron == "*/15 8-18 * * mon-fri"

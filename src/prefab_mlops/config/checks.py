@@ -50,6 +50,7 @@ def _check_targets(resolved: dict[str, Any]) -> None:
 _CHOICES: dict[str, tuple[str, ...]] = {
     "data.problem_type": PROBLEM_TYPES,
     "data.format": ("auto", "csv", "parquet"),
+    "data.engine": ("pandas", "dask"),
     "data.window.newest": ("month", "week", "day"),
     "storage.kind": ("local", "s3"),
     "validate.on_failure": ("fail", "warn"),
@@ -128,6 +129,36 @@ def _check_read(cfg: Any) -> None:
                           f"character, or one of {sorted(SEPARATOR_NAMES)}.")
 
 
+def _dask_engine_limits(cfg: PipelineConfig) -> list[str]:
+    """What ``data.engine: dask`` cannot do yet (each needs the whole table at once, or
+    a transformer statistic not computed by a Dask reduction)."""
+    why = "with 'data.engine' dask"
+    errors = []
+    if cfg.features.split.strategy != "hash":
+        errors.append(f"'features.split.strategy' must be 'hash' {why} (a row's split may "
+                      "not depend on the rest of the table)")
+    if cfg.data.problem_type not in ("binary", "regression"):
+        errors.append(f"'data.problem_type' must be 'binary' or 'regression' {why}")
+    if cfg.data.window.newest or cfg.data.sample_rows is not None:
+        errors.append(f"'data.window.newest' and 'data.sample_rows' must be null {why}")
+    if cfg.features.numeric.scale != "none":
+        errors.append(f"'features.numeric.scale' must be 'none' {why}")
+    cat = cfg.features.categorical
+    if cat.encoding == "native" or cat.min_frequency is not None:
+        errors.append(f"'features.categorical' needs encoding ordinal or onehot and no "
+                      f"min_frequency {why}")
+    if cfg.features.remainder != "drop":
+        errors.append(f"'features.remainder' must be 'drop' {why}")
+    if not str(cfg.model.get("_target_", "")).startswith("xgboost."):
+        errors.append(f"'model' must be an XGBoost model {why} (it trains with xgboost.dask)")
+    if cfg.data.dask.n_workers < 1 or cfg.data.dask.threads_per_worker < 1:
+        errors.append("'data.dask.n_workers' and 'data.dask.threads_per_worker' must be >= 1")
+    if cfg.search.strategy != "none":
+        errors.append(f"'search' must be 'none' {why} (a search trains many models on "
+                      "pandas data; one big model trains on the cluster)")
+    return errors
+
+
 def _check_consistency(cfg: Any) -> None:
     """Cross-group checks that a schema alone cannot express."""
     if not isinstance(cfg, PipelineConfig):
@@ -202,6 +233,8 @@ def _check_consistency(cfg: Any) -> None:
                       "evaluate.gate.<metric>.min, or promote without a gate "
                       "(promote.require_gate=false)")
     errors += _search_problems(cfg)
+    if cfg.data.engine == "dask":
+        errors += _dask_engine_limits(cfg)
     if errors:
         raise ConfigError("Inconsistent config: " + "; ".join(errors),
                           fix="Change the named keys, or pick matching config groups "

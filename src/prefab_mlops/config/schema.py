@@ -83,6 +83,25 @@ class ReadConfig:
 
 
 @dataclass
+class DaskEngineConfig:
+    """``data.dask``: the Dask cluster that ``data.engine: dask`` computes on.
+
+    ``address`` is the scheduler of an existing cluster (``tcp://host:8786``); without
+    it each flow run starts a ``LocalCluster`` of ``n_workers`` processes with
+    ``threads_per_worker`` threads and ``memory_limit`` each (``"5GB"``, or ``auto``:
+    the machine's memory shared out), on loopback, and closes it at the end. A flow run
+    that already has a Dask client (a Dask task runner) uses that one.
+    ``blocksize`` is how much of a CSV file one partition reads.
+    """
+
+    address: str | None = None
+    n_workers: int = 2
+    threads_per_worker: int = 1
+    memory_limit: str = "auto"
+    blocksize: str = "64MB"
+
+
+@dataclass
 class DataConfig:
     """``conf/data``: where the data comes from and how the target is defined.
 
@@ -92,6 +111,11 @@ class DataConfig:
     are, else by the file name). ``derive`` adds columns from pandas expressions
     *after* rows with nulls in ``dropna`` are removed (e.g. the target
     ``arr_delay > 15``).
+
+    ``engine`` is ``pandas`` (the default: the data set is read into one frame) or
+    ``dask`` (data larger than memory: ``uri`` is a partitioned Parquet dataset, a
+    directory of CSV files or a glob, read lazily on the cluster of ``data.dask``; see
+    :mod:`prefab_mlops.tasks.partitioned`).
     """
 
     name: str = MISSING
@@ -108,6 +132,8 @@ class DataConfig:
     window: WindowConfig = field(default_factory=WindowConfig)
     sample_rows: int | None = None
     snapshot: bool = True
+    engine: str = "pandas"
+    dask: DaskEngineConfig = field(default_factory=DaskEngineConfig)
 
 
 # ------------------------------------------------------------------ validate

@@ -28,6 +28,7 @@ Two entry points share :func:`infer` (Examples)::
     prefab schema infer data/sales.csv --target churned --keep store_id
     prefab schema infer --dataset sales --write                    # from conf/data/sales.yaml
     python -m prefab_mlops.scaffold.schema_infer --dataset sales --from-copier  # template hook
+    python -m prefab_mlops.scaffold.schema_infer --dataset sales --from-setup   # make setup
 
 The module imports only the standard library and PyYAML at import time, so the
 project template's post-generation step can report a missing dependency clearly
@@ -37,6 +38,7 @@ instead of failing on an import.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -255,12 +257,15 @@ def check_target(series: Any, problem_type: str, target: str, names: Names = Nam
         if not ok:
             hint = (f"Change {names.problem_type} to multiclass" if n <= MAX_CLASSES
                     else f"Change {names.problem_type} to regression")
+            # a value the column has, e.g. 'Yes' of No/Yes (the last in sorted order)
+            value = sorted(pd.unique(values), key=str)[-1]
+            literal = repr(value) if isinstance(value, str) else str(value)
             raise SchemaInferenceError(
                 f"Target '{target}' has {n} distinct values "
                 f"({values.astype(str).unique()[:5].tolist()}); a binary target must be 0/1 "
                 "or true/false.",
                 fix=f"{hint}, or derive a 0/1 target with {names.derive} "
-                f"(e.g. \"{target} == 'yes'\").")
+                f"(e.g. \"{target} == {literal}\").")
     elif n > MAX_CLASSES or (kind == "number" and not values.astype(float).apply(
             float.is_integer).all()):
         raise SchemaInferenceError(
@@ -547,6 +552,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="with --write: overwrite existing files")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--from-copier", action="store_true", help=argparse.SUPPRESS)
+    # the project's first `make setup`, inferring what a Copier of its own could not
+    p.add_argument("--from-setup", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
@@ -660,9 +667,20 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m prefab_mlops.scaffold.schema_infer", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter))
     args = parser.parse_args(argv)
+    # `make setup` runs the template's hook where Copier's own Python could not
+    args.from_copier = args.from_copier or args.from_setup
     try:
         return run(args)
     except PrefabError as exc:
+        if args.from_setup:
+            # the project exists: its answers change with its own Copier (a dev dependency)
+            copier = os.path.relpath(Path(sys.executable).parent / "copier")
+            print(f"error: Project setup stopped: the data contract (conf/validate, "
+                  f"conf/features) could not be inferred: {exc}\nTo change an answer of this "
+                  f"project: {copier} recopy --trust --defaults --overwrite --data "
+                  "NAME=VALUE (its other answers are kept); then run make again.",
+                  file=sys.stderr)
+            return 2
         where = "Project generation stopped: " if args.from_copier else ""
         print(f"error: {where}{exc}", file=sys.stderr)
         return 2

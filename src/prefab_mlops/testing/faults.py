@@ -122,3 +122,17 @@ class FaultyProxy:
             client.close()
             if upstream is not None:
                 upstream.close()
+
+
+def pipeline_outages(bucket: str, seconds: float, data_key: str = "in/flights.csv",
+                     model: str = "flights-binary") -> list[Outage]:
+    """One outage of ``seconds`` in each S3 phase of the pipeline, on the stock layout
+    (``conf/storage/s3``: the registry under ``prefab/registry``, predictions under
+    ``prefab/predictions``): while ingest reads ``s3://bucket/data_key``, while register
+    writes a version of ``model``, and while batch scoring writes its predictions."""
+    return [
+        Outage(f"GET /{bucket}/{data_key}".encode(), seconds),                      # ingest
+        Outage(f"/{bucket}/prefab/registry/{model}/versions/".encode(), seconds),   # register
+        Outage(f"PUT /{bucket}/prefab/predictions/".encode(), seconds),             # scoring
+    ]
+
