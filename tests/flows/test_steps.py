@@ -188,8 +188,12 @@ class TestCheckStep:
 
 class TestReproduceWithAStep:
     def test_a_version_trained_with_a_step_reproduces_byte_identical(
-            self, tmp_path: Path, conf: Path,
-            project_tasks: Callable[[str, str], Path]) -> None:
+            self, tmp_path: Path, project_tasks: Callable[[str, str], Path]) -> None:
+        # conf/ next to tasks/, as in a generated project: the reproduction trains in a
+        # process of its own, working in the directory that holds conf/
+        project = project_tasks("carriers", CARRIERS).parents[1]
+        conf = Path(shutil.copytree(REPO / "conf", project / "conf",
+                                    ignore=shutil.ignore_patterns("local")))
         plug_drop_carriers(conf, tmp_path, project_tasks, "EV\nB6\n")
         overrides = [f"paths.root={tmp_path}", *FAST, "steps=[drop_carriers]"]
         s = training(overrides=overrides, config_dir=str(conf))
