@@ -121,7 +121,7 @@ def big(tmp: Path, scale: int, memory_limit: str) -> dict[str, Any]:
         return out
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, memory_limit=memory_limit) as cluster, \
+                      dashboard_address=":0", memory_limit=memory_limit) as cluster, \
             Client(cluster) as client:
         pids = list(client.run(os.getpid).values())
         start = time.perf_counter()

@@ -128,7 +128,7 @@ def dask_session(cfg: DaskEngineConfig) -> Iterator[Any]:
         return
     with LocalCluster(n_workers=cfg.n_workers, threads_per_worker=cfg.threads_per_worker,
                       memory_limit=cfg.memory_limit, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
         yield client
 
 

@@ -22,6 +22,6 @@ def dask_cluster() -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, memory_limit="2GB",
+                      dashboard_address=":0", memory_limit="2GB",
                       env=MOTO_ENV) as cluster, Client(cluster) as client:
         yield client
