@@ -18,7 +18,6 @@ gate result).
 from __future__ import annotations
 
 import io
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -37,6 +36,7 @@ from prefab_mlops.core.manifest import (
     RunFacts,
     TrainedRowsRecord,
 )
+from prefab_mlops.core.pickling import dumps_model
 from prefab_mlops.core.provenance import git_info, package_versions
 from prefab_mlops.core.registry import (
     REFERENCE_FILE,
@@ -184,7 +184,7 @@ def store_version(model: TrainedModel, evaluation: Evaluation, data: DataRecord,
         _evaluated_again(registry, existing, f"same lineage {model.fingerprint[:12]}",
                          evaluation, data, comparison, run)
         return existing
-    blob = pickle.dumps(model.pipeline, protocol=pickle.HIGHEST_PROTOCOL)
+    blob = dumps_model(model.pipeline)
     sha = bytes_sha256(blob)
     existing = registry.find_by_sha256(cfg.model_name, sha)
     if existing is not None:

@@ -219,3 +219,16 @@ def project_tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
     yield write
     _forget_project_tasks()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the Dask tests (tests/dask) last.
+
+    Once a Dask client has run in this process, distributed's event-loop thread stays
+    and draws from the global ``random`` while later tests run; hypothesis then reports
+    its strategies' random state disturbed (``FlakyStrategyDefinition``). The cluster
+    itself is closed, and the environment it changed put back, at the end of that folder
+    (tests/dask/conftest.py).
+    """
+    dask_dir = Path(__file__).parent / "dask"
+    items.sort(key=lambda item: Path(str(item.path)).is_relative_to(dask_dir))

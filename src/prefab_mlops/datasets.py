@@ -57,15 +57,8 @@ class Layout:
 
     Logged by ingest and kept in the data set's lineage record, so a wrong guess
     (Windows-1252 for a file that was really Latin-2, say) is visible and can be
-    overridden in ``data.read``.
-
-    Attributes:
-        format: ``csv`` or ``parquet``.
-        encoding: The codec the CSV text was decoded with (None for Parquet).
-        sep: The CSV separator (None for Parquet).
-        compression: ``gzip``, ``zip``, ... or None.
-        detected: Which of the fields above were detected from the bytes rather than
-            set in ``conf/data`` or implied by the file name.
+    overridden in ``data.read``. The fields are those of its record,
+    :class:`~prefab_mlops.core.manifest.ReadRecord` (:meth:`record`).
     """
 
     format: str

@@ -11,7 +11,6 @@ decides (``decide_again`` against the champion ``load_production`` returns).
 
 from __future__ import annotations
 
-import pickle
 import random
 import threading
 import uuid
@@ -23,6 +22,7 @@ import pandas as pd
 from prefab_mlops.config import EvaluateConfig, PromoteConfig, RegisterConfig
 from prefab_mlops.core.fingerprint import RowFingerprint, row_hashes
 from prefab_mlops.core.manifest import DataRecord, ModelVersion, SplitRecord, TrainedRowsRecord
+from prefab_mlops.core.pickling import dumps_model
 from prefab_mlops.core.registry import TRAINED_ROWS_FILE
 from prefab_mlops.core.schema import InputSchema
 from prefab_mlops.core.storage import StorageConfig
@@ -138,7 +138,7 @@ class Runs:
                          model_sha256="", problem_type="binary", metrics=metrics,
                          data=DataRecord(trained_rows=TrainedRowsRecord(list(rows.columns),
                                                                         len(rows)))),
-            pickle.dumps(model), {TRAINED_ROWS_FILE: rows.to_npy()})
+            dumps_model(model), {TRAINED_ROWS_FILE: rows.to_npy()})
         self.auc[mv.version] = metrics[METRIC]
         ev = Evaluation(metrics=metrics, confusion_matrix=None, gate=GateResult(),
                         plots={}, primary_metric=METRIC,
