@@ -50,15 +50,20 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def search_cluster(prefect_api: str) -> Iterator[Any]:
-    """Two worker processes with one thread each, on loopback."""
+    """Two worker processes with one thread each, on loopback. This process's environment
+    is put back afterwards (a ``LocalCluster`` sets ``OMP_NUM_THREADS`` and friends in it;
+    see conftest.py)."""
     from distributed import LocalCluster
 
+    environ = dict(os.environ)
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                            host="127.0.0.1", dashboard_address=":0", memory_limit="2GB")
     try:
         yield cluster
     finally:
         cluster.close()
+        os.environ.clear()
+        os.environ.update(environ)
 
 
 def run(root: Path, *overrides: str, search: list[str] = GRID) -> dict[str, Any]:
