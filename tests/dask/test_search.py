@@ -145,19 +145,28 @@ class TestWorkerLoss:
         slow = ["data.sample_rows=20000", "model.n_estimators=300",
                 "model.early_stopping_rounds=null", "search.grid.max_depth=[6,8]"]
         killed: list[int] = []
+        errors: list[BaseException] = []
 
         def kill_a_busy_worker() -> None:
-            with Client(search_cluster.scheduler_address, timeout=30) as client:
-                deadline = time.monotonic() + 120
-                while time.monotonic() < deadline and not killed:
-                    busy = [w for w, tasks in client.processing().items() if tasks]
-                    if busy:
-                        time.sleep(0.5)  # inside the fit
-                        pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
-                        os.kill(pid, signal.SIGKILL)
-                        killed.append(pid)
-                        return
-                    time.sleep(0.05)
+            try:
+                with Client(search_cluster.scheduler_address, timeout=30) as client:
+                    pids = client.run(os.getpid)  # worker address -> pid, before the search
+                    deadline = time.monotonic() + 120
+                    while time.monotonic() < deadline:
+                        try:
+                            processing = client.processing()
+                        except OSError:  # a comm reset on a loaded machine: ask again
+                            time.sleep(0.2)
+                            continue
+                        busy = [w for w, tasks in processing.items() if tasks and w in pids]
+                        if busy:
+                            time.sleep(0.5)  # inside the fit
+                            os.kill(pids[busy[0]], signal.SIGKILL)
+                            killed.append(pids[busy[0]])
+                            return
+                        time.sleep(0.05)
+            except BaseException as exc:  # noqa: BLE001 - reported by the test below
+                errors.append(exc)
 
         killer = threading.Thread(target=kill_a_busy_worker, daemon=True)
         killer.start()
@@ -170,6 +179,7 @@ class TestWorkerLoss:
             return
         finally:
             killer.join(30)
+        assert not errors, f"the killer thread failed: {errors[0]!r}"
         assert killed, "no worker was busy during the search"
         print("search after a worker was killed:", s["search"])
         assert s["search"]["trials"] == 4
