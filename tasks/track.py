@@ -47,3 +47,17 @@ def track(record: RunRecord, cfg: TrackingConfig, model: ModelVersion | None = N
             raise TypeError("track(model=...) needs the registry and storage configs too")
         record = replace(record, model_bytes=open_registry(registry, storage).model_bytes(model))
     return log_to_wandb(cfg, record)
+
+
+@task(name="track-search", retry_condition_fn=retry_transient)
+def track_search(records: list[RunRecord], cfg: TrackingConfig) -> list[TrackedRun]:
+    """Send a search's trials to W&B, one run each (they share ``record.group``).
+
+    Args:
+        records: One record per trial (``job_type`` ``search-trial``).
+        cfg: ``conf/tracking``.
+
+    Returns:
+        The W&B runs, in the order of ``records``.
+    """
+    return [log_to_wandb(cfg, record) for record in records]

@@ -52,6 +52,8 @@ class RunRecord:
     model_metadata: dict[str, Any] = field(default_factory=dict)
     aliases: list[str] = field(default_factory=list)
     job_type: str = "train"
+    # W&B run group: a search's trials and the run that registered its best share one
+    group: str | None = None
 
 
 # OSError numbers that mean "the network is not there right now", not "wrong setup".
@@ -132,6 +134,7 @@ def log_to_wandb(cfg: TrackingConfig, record: RunRecord) -> TrackedRun:
                                       console="off", x_disable_stats=True)
             run = wandb.init(project=cfg.project, entity=cfg.entity, mode=cfg.mode,
                              dir=cfg.dir, name=record.name, job_type=record.job_type,
+                             group=record.group,
                              config=record.config, tags=list(cfg.tags), settings=settings,
                              reinit="create_new")
             try:

@@ -7,9 +7,8 @@ The cluster lives for the tests of this folder only (``package`` scope), and thi
 process's environment is put back when it closes: starting a ``LocalCluster`` sets
 ``OMP_NUM_THREADS=1``, ``PYTHONHASHSEED`` and friends in the parent's ``os.environ``,
 and a default client left running draws from the global ``random`` while later tests
-run. Later tests saw both: a reproduction's training process inherited one thread and
-another hash seed (not byte-identical), and hypothesis found its strategies' random
-state disturbed.
+run. Later tests would see both: the processes they start inherit one OpenMP thread and
+a fixed hash seed, and hypothesis finds its strategies' random state disturbed.
 """
 
 from __future__ import annotations

@@ -64,6 +64,9 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "evaluate.on_gate_failure": ("warn", "fail"),
     "tracking.mode": ("offline", "online", "disabled"),
     "inference.format": ("parquet", "csv"),
+    "orchestration.task_runner": ("thread", "dask"),
+    "search.strategy": ("none", "grid", "list", "optuna"),
+    "search.optuna.sampler": ("tpe", "random"),
 }
 
 
@@ -150,6 +153,9 @@ def _dask_engine_limits(cfg: PipelineConfig) -> list[str]:
         errors.append(f"'model' must be an XGBoost model {why} (it trains with xgboost.dask)")
     if cfg.data.dask.n_workers < 1 or cfg.data.dask.threads_per_worker < 1:
         errors.append("'data.dask.n_workers' and 'data.dask.threads_per_worker' must be >= 1")
+    if cfg.search.strategy != "none":
+        errors.append(f"'search' must be 'none' {why} (a search trains many models on "
+                      "pandas data; one big model trains on the cluster)")
     return errors
 
 
@@ -226,9 +232,63 @@ def _check_consistency(cfg: Any) -> None:
                       "evaluate.baseline.min_improvement, add an absolute rule such as "
                       "evaluate.gate.<metric>.min, or promote without a gate "
                       "(promote.require_gate=false)")
+    errors += _search_problems(cfg)
     if cfg.data.engine == "dask":
         errors += _dask_engine_limits(cfg)
     if errors:
         raise ConfigError("Inconsistent config: " + "; ".join(errors),
                           fix="Change the named keys, or pick matching config groups "
                           "(e.g. experiment=diamonds for regression).")
+
+
+def _search_problems(cfg: PipelineConfig) -> list[str]:
+    """What keeps ``orchestration``'s runner and ``search`` from describing a search."""
+    errors: list[str] = []
+    orch = cfg.orchestration
+    if orch.thread_workers < 1:
+        errors.append("'orchestration.thread_workers' must be at least 1")
+    dask = orch.dask
+    if orch.task_runner == "dask" and (dask.n_workers < 1 or dask.threads_per_worker < 1):
+        errors.append("'orchestration.dask.n_workers' and 'threads_per_worker' must be at "
+                      "least 1")
+    if orch.task_runner == "dask" and dask.address and dask.cluster_class:
+        errors.append("'orchestration.dask.address' and 'cluster_class' are both set; a run "
+                      "uses either a running scheduler or a cluster of its own")
+    search = cfg.search
+    if search.strategy == "grid":
+        empty = [k for k, v in search.grid.items() if not v]
+        if not search.grid or empty:
+            errors.append("'search.strategy' is 'grid' but 'search.grid' "
+                          + (f"has no values for {empty}" if empty else "is empty")
+                          + " (e.g. search.grid: {max_depth: [4, 6], learning_rate: [0.05, 0.1]})")
+        else:
+            n = 1
+            for values in search.grid.values():
+                n *= len(values)
+            if n > search.max_candidates:
+                errors.append(f"'search.grid' makes {n} candidates, more than "
+                              f"'search.max_candidates' ({search.max_candidates})")
+    if search.strategy == "list" and not search.candidates:
+        errors.append("'search.strategy' is 'list' but 'search.candidates' is empty")
+    if search.strategy == "list" and len(search.candidates) > search.max_candidates:
+        errors.append(f"'search.candidates' has {len(search.candidates)} entries, more than "
+                      f"'search.max_candidates' ({search.max_candidates})")
+    opt = search.optuna
+    if search.strategy == "optuna":
+        if not opt.space:
+            errors.append("'search.strategy' is 'optuna' but 'search.optuna.space' is empty")
+        if not 1 <= opt.n_trials <= search.max_candidates:
+            errors.append(f"'search.optuna.n_trials' must be in [1, search.max_candidates="
+                          f"{search.max_candidates}], not {opt.n_trials}")
+        for name, r in opt.space.items():
+            if r.type == "categorical":
+                if not r.choices:
+                    errors.append(f"'search.optuna.space.{name}' is categorical without choices")
+            elif r.type in ("int", "float"):
+                if r.low is None or r.high is None or r.low > r.high or (r.log and r.low <= 0):
+                    errors.append(f"'search.optuna.space.{name}' needs low <= high (and low > 0 "
+                                  "with log: true)")
+            else:
+                errors.append(f"'search.optuna.space.{name}.type' is {r.type!r}; expected one "
+                              "of ['int', 'float', 'categorical']")
+    return errors

@@ -406,11 +406,99 @@ class CacheConfig:
 
 
 @dataclass
+class DaskConfig:
+    """``orchestration.dask``: the Dask cluster of ``task_runner: dask``.
+
+    One of three, in this order: ``address`` of a running scheduler
+    (``tcp://scheduler:8786``); ``cluster_class``, a cluster class to start per flow
+    run with ``cluster_kwargs`` (e.g. ``dask_kubernetes.operator.KubeCluster``); else a
+    ``distributed.LocalCluster`` of ``n_workers`` processes with ``threads_per_worker``
+    threads and ``memory_limit`` each (``auto``, ``4GB``...).
+
+    ``threads_per_worker`` is also the thread count of each search trial's model
+    (XGBoost ``n_jobs``), so that trials running side by side do not oversubscribe
+    the cores; set it to what the workers of an ``address`` or ``cluster_class`` have.
+    """
+
+    address: str | None = None
+    n_workers: int = 2
+    threads_per_worker: int = 1
+    memory_limit: str = "auto"
+    cluster_class: str | None = None
+    cluster_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class OrchestrationConfig:
-    """``conf/orchestration``: retries, timeouts and caching per task family."""
+    """``conf/orchestration``: retries, timeouts and caching per task family, and where
+    mapped tasks (a search's trials) run.
+
+    ``task_runner``: ``thread`` (the default: in the flow's process, ``thread_workers``
+    tasks at a time, each model with its own ``n_jobs``) or ``dask`` (prefect-dask's
+    ``DaskTaskRunner`` on the cluster that ``dask`` describes; needs the ``[dask]``
+    extra).
+    """
 
     cache: CacheConfig = field(default_factory=CacheConfig)
     tasks: dict[str, TaskRuntime] = field(default_factory=dict)
+    task_runner: str = "thread"
+    thread_workers: int = 1
+    dask: DaskConfig = field(default_factory=DaskConfig)
+
+
+# -------------------------------------------------------------------- search
+@dataclass
+class ParamRange:
+    """One hyperparameter of an Optuna search space (``search.optuna.space.<name>``).
+
+    ``type``: ``int`` or ``float`` between ``low`` and ``high`` (``log`` for a log
+    scale), or ``categorical`` over ``choices``.
+    """
+
+    type: str = "float"
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[Any] | None = None
+
+
+@dataclass
+class OptunaConfig:
+    """``search.optuna``: an Optuna study over ``space`` on top of ``conf/model``.
+
+    ``storage`` (an Optuna RDB URL such as ``sqlite:///path/optuna.db``) keeps the
+    study, so a rerun resumes it: the study is named after the model, the data's
+    fingerprint and the space, and only the trials still missing from ``n_trials``
+    run. ``batch`` trials are asked at a time and run side by side on the task runner
+    (default: the Dask workers, or ``thread_workers``).
+    """
+
+    sampler: str = "tpe"
+    n_trials: int = 20
+    seed: int | None = None
+    storage: str | None = None
+    batch: int | None = None
+    space: dict[str, ParamRange] = field(default_factory=dict)
+
+
+@dataclass
+class SearchConfig:
+    """``conf/search``: candidate models tried before evaluation (none by default).
+
+    ``strategy``: ``none`` (train ``conf/model`` as it is), ``grid`` (every
+    combination of the values in ``grid``), ``list`` (each entry of ``candidates``)
+    or ``optuna`` (a study, see :class:`OptunaConfig`). Each candidate is
+    ``conf/model`` with its keys replaced. Trials are mapped Prefect tasks on the
+    task runner (``orchestration.task_runner``), scored on the validation split by
+    ``evaluate.primary_metric``; the best goes on to evaluation, the gate and
+    registration. ``max_candidates`` stops a grid that grew by mistake.
+    """
+
+    strategy: str = "none"
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    optuna: OptunaConfig = field(default_factory=OptunaConfig)
+    max_candidates: int = 256
 
 
 # --------------------------------------------------------------------- steps
@@ -465,6 +553,7 @@ class PipelineConfig:
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     # The project's own steps at the training flow's hooks, by name (conf/steps)
     steps: dict[str, StepConfig] = field(default_factory=dict)
     # Namespaces (dotted module prefixes) whose callables `_target_` may name, on top of
