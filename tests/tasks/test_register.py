@@ -27,6 +27,7 @@ from prefab_mlops.config import (
 from prefab_mlops.core.errors import IntegrityError
 from prefab_mlops.core.fingerprint import bytes_sha256, row_hashes
 from prefab_mlops.core.manifest import ChampionRecord, RunFacts, TrainedRowsRecord
+from prefab_mlops.core.pickling import dumps_model
 from prefab_mlops.core.registry import ModelRegistry
 from prefab_mlops.core.storage import S3Config, StorageConfig, parse_location, read_source
 from prefab_mlops.orchestration.payloads import Payload
@@ -335,8 +336,7 @@ class TestRegisterDedup:
                                 trained.cfg.seed)
         model = train.fn(features, ModelSpec.from_config(trained.cfg.model), trained.cfg.seed)
         assert model.fingerprint != trained.model.fingerprint
-        assert bytes_sha256(pickle.dumps(model.pipeline, protocol=pickle.HIGHEST_PROTOCOL)
-                            ) == first.model_sha256
+        assert bytes_sha256(dumps_model(model.pipeline)) == first.model_sha256
 
         again = do_register(trained, cfg, model=model, features=features, data=data)
         registry = open_registry(cfg, LOCAL)
