@@ -39,6 +39,7 @@ from prefab_mlops.orchestration.artifacts import md_table, publish_markdown, pub
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.runners import task_runner
 from prefab_mlops.orchestration.runtime import configure
+from prefab_mlops.partitions import PartitionedDataset, dask_session
 from prefab_mlops.tasks.evaluate import (
     ChampionComparison,
     Evaluation,
@@ -48,8 +49,6 @@ from prefab_mlops.tasks.evaluate import (
 from prefab_mlops.tasks.featurize import featurize
 from prefab_mlops.tasks.ingest import Dataset, ingest
 from prefab_mlops.tasks.partitioned import (
-    PartitionedDataset,
-    dask_session,
     evaluate_champion_partitioned,
     evaluate_partitioned,
     featurize_partitioned,

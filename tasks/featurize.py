@@ -32,7 +32,7 @@ from sklearn.preprocessing import (
 
 from prefab_mlops.config import FeaturesConfig, TargetSpec
 from prefab_mlops.core.errors import DataError
-from prefab_mlops.core.fingerprint import lineage, row_hashes
+from prefab_mlops.core.fingerprint import hash_position, lineage, row_hashes
 from prefab_mlops.core.manifest import SplitRecord
 from prefab_mlops.core.schema import ColumnKind, ColumnSpec, InputSchema
 from prefab_mlops.core.transformers import DatetimeParts, NativeCategorical, as_str_object
@@ -183,29 +183,6 @@ def _labels(y: pd.Series, target: TargetSpec) -> tuple[np.ndarray, list[Any] | N
     index = {c: i for i, c in enumerate(classes)}
     return y.map(index).to_numpy(dtype="int64"), [
         c.item() if hasattr(c, "item") else c for c in classes]
-
-
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finalizer: a bijection of uint64 that spreads every input bit.
-
-    uint64 array arithmetic wraps around, as intended here.
-    """
-    x = x ^ (x >> np.uint64(30))
-    x = x * np.uint64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> np.uint64(27))
-    x = x * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
-def hash_position(hashes: np.ndarray, seed: int) -> np.ndarray:
-    """Each row's place in [0, 1), from its row hash and the seed (pure).
-
-    The seed is mixed into the hash, so another seed gives another split, and the
-    result is uniform however the row hashes are distributed.
-    """
-    salt = _mix64(np.array([seed % 2**64], dtype=np.uint64))
-    mixed = _mix64(np.asarray(hashes, dtype=np.uint64) ^ salt)
-    return (mixed >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
 def split_rows(frame: pd.DataFrame, y: np.ndarray, cfg: FeaturesConfig, seed: int,

@@ -32,15 +32,12 @@ secedes the task's thread so ``xgboost.dask`` cannot deadlock a one-thread worke
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from prefect import task
-from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
 from prefab_mlops import datasets
@@ -55,19 +52,31 @@ from prefab_mlops.config import (
     ValidateConfig,
 )
 from prefab_mlops.config.schema import DaskEngineConfig
-from prefab_mlops.core.errors import ConfigError, DataError, DataSourceNotFound, DataValidationError
-from prefab_mlops.core.fingerprint import (
-    RowFingerprint,
-    code_hash,
-    lineage,
-    row_hashes,
-    stable_hash,
-)
-from prefab_mlops.core.manifest import DataRecord, FitRecord, SplitRecord
-from prefab_mlops.core.registry import REFERENCE_TARGET
+from prefab_mlops.core.errors import ConfigError, DataError, DataValidationError
+from prefab_mlops.core.fingerprint import code_hash, lineage
+from prefab_mlops.core.manifest import FitRecord, SplitRecord
 from prefab_mlops.core.storage import StorageConfig
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.payloads import Payload
+from prefab_mlops.partitions import (
+    COMPLETE_MARKER,
+    TEST,
+    TRAIN,
+    VALID,
+    PartitionedDataset,
+    PartitionedFeatures,
+    compute_client,
+    design_matrix,
+    files_fingerprint,
+    list_files,
+    metrics_from_counts,
+    reference_sample,
+    resolve_uri,
+    score_partitions,
+    split_codes,
+    split_rows_of,
+    storage_options,
+)
 from prefab_mlops.tasks.evaluate import (
     COMPARED,
     INCOMPATIBLE,
@@ -79,7 +88,7 @@ from prefab_mlops.tasks.evaluate import (
     check_baseline,
     check_gate,
 )
-from prefab_mlops.tasks.featurize import build_preprocessor, hash_position, input_schema
+from prefab_mlops.tasks.featurize import build_preprocessor, input_schema
 from prefab_mlops.tasks.register import RunInfo, store_version
 from prefab_mlops.tasks.train import TrainedModel, _json_safe, check_estimator_fits
 from prefab_mlops.tasks.validate import (
@@ -89,241 +98,6 @@ from prefab_mlops.tasks.validate import (
     build_schema,
     soft_warnings,
 )
-
-#: Split codes of a row (see :func:`split_codes`).
-TRAIN, VALID, TEST = 0, 1, 2
-#: Bins of the score histograms the AUCs are computed from: an AUC is exact up to
-#: ties within a bin (scores closer than 1/AUC_BINS).
-AUC_BINS = 1 << 14
-#: Marker written last into a finished partitioned snapshot.
-COMPLETE_MARKER = "_PREFAB_COMPLETE"
-_DATA_SUFFIXES = {"parquet": (".parquet", ".parq", ".pq"),
-                  "csv": (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".tsv")}
-
-
-# ------------------------------------------------------------------ cluster
-@contextmanager
-def dask_session(cfg: DaskEngineConfig) -> Iterator[Any]:
-    """The Dask client the partitioned steps of one flow run compute on.
-
-    An existing default client (a Dask task runner's) is used as is; ``address``
-    connects to that scheduler; else a ``LocalCluster`` on loopback is started and
-    closed when the block ends.
-
-    Args:
-        cfg: ``data.dask``.
-    """
-    from distributed import Client, LocalCluster
-
-    try:
-        from distributed import default_client
-
-        yield default_client()
-        return
-    except ValueError:
-        pass  # no client yet: make one for this run
-    if cfg.address:
-        with Client(cfg.address) as client:
-            yield client
-        return
-    with LocalCluster(n_workers=cfg.n_workers, threads_per_worker=cfg.threads_per_worker,
-                      memory_limit=cfg.memory_limit, processes=True, host="127.0.0.1",
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
-        yield client
-
-
-@contextmanager
-def _client() -> Iterator[Any]:
-    """The client a task computes with: a seceding ``worker_client`` on a Dask worker,
-    else the flow run's default client."""
-    from distributed import default_client, get_worker, worker_client
-
-    try:
-        get_worker()
-    except ValueError:
-        try:
-            yield default_client()
-        except ValueError:
-            raise ConfigError("data.engine is 'dask' but no Dask client is running.",
-                              fix="Run the step inside prefab_mlops.tasks.partitioned."
-                              "dask_session (the training flow does).") from None
-        return
-    with worker_client() as client:
-        yield client
-
-
-# ------------------------------------------------------------------- files
-def storage_options(uri: str, storage: StorageConfig) -> dict[str, Any]:
-    """fsspec options for ``uri``: the S3 endpoint and region of ``conf/storage``."""
-    if not uri.startswith("s3://"):
-        return {}
-    kwargs: dict[str, Any] = {"region_name": storage.s3.region_name}
-    if storage.s3.endpoint_url:
-        kwargs["endpoint_url"] = storage.s3.endpoint_url
-    return {"client_kwargs": kwargs}
-
-
-def _resolve(uri: str, paths: PathsConfig) -> str:
-    if "://" in uri or uri.startswith("/"):
-        return uri
-    return f"{paths.root.rstrip('/')}/{uri}"
-
-
-def _format(cfg_format: str, files: list[str], uri: str) -> str:
-    if cfg_format != "auto":
-        return cfg_format
-    for fmt, suffixes in _DATA_SUFFIXES.items():
-        if files and all(f.lower().endswith(suffixes) for f in files):
-            return fmt
-    raise DataError(f"Cannot tell the format of the files at '{uri}' ({files[:3]}...).",
-                    fix="Set data.format to parquet or csv.")
-
-
-def list_files(uri: str, fmt: str, options: dict[str, Any]) -> tuple[Any, list[str], str]:
-    """The data files at ``uri`` (a directory, a glob or one file), sorted.
-
-    Returns:
-        ``(filesystem, files, format)``; the files carry no protocol prefix.
-
-    Raises:
-        DataSourceNotFound: no data file is there.
-    """
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(uri, **options)
-    fs.invalidate_cache()  # fsspec keeps listings per filesystem: see the files as they are now
-    if any(ch in path for ch in "*?["):
-        found = fs.glob(path)
-    elif fs.isdir(path):
-        found = fs.find(path)
-    elif fs.exists(path):
-        found = [path]
-    else:
-        found = []
-    names = sorted(f for f in found
-                   if not any(p.startswith(("_", ".")) for p in f[len(path):].split("/")))
-    suffixes = _DATA_SUFFIXES.get(fmt) or tuple(s for v in _DATA_SUFFIXES.values() for s in v)
-    files = [f for f in names if f.lower().endswith(suffixes)]
-    if not files:
-        raise DataSourceNotFound(f"No {'' if fmt == 'auto' else fmt + ' '}data files at "
-                                 f"'{uri}'.", fix="Point data.uri at a partitioned Parquet "
-                                 "dataset, a directory of CSV files or a glob.")
-    return fs, files, _format(fmt, files, uri)
-
-
-def files_fingerprint(fs: Any, files: list[str], root: str) -> str:
-    """A fingerprint of the files from their metadata alone (no data is read).
-
-    Each file's name under ``root``, size, and ETag (S3) or modification time (local),
-    like DVC: a rewritten file changes it, an untouched dataset keeps it.
-    """
-    facts = []
-    for f in files:
-        info = fs.info(f)
-        version = info.get("ETag") or info.get("etag") or info.get("mtime") \
-            or info.get("LastModified") or info.get("created")
-        facts.append([f[len(root):] if f.startswith(root) else f, info.get("size"),
-                      str(version)])
-    return stable_hash("files", facts)
-
-
-# ------------------------------------------------------------------ records
-@dataclass
-class PartitionedDataset:
-    """Where the prepared rows of a partitioned data set are, and what they are.
-
-    The counterpart of :class:`prefab_mlops.tasks.ingest.Dataset` without the frame:
-    ``uri`` is the partitioned Parquet copy every later step reads.
-
-    Attributes:
-        name, source, fingerprint, source_fingerprint, snapshot_uri, target, rows,
-            columns, time_column, stats: as on ``Dataset``.
-        uri: The prepared rows as partitioned Parquet (the snapshot, or a working copy
-            under ``paths.cache_dir`` when ``data.snapshot`` is false).
-        files: How many source files were read.
-        partitions: How many partitions ``uri`` holds.
-    """
-
-    name: str
-    uri: str
-    fingerprint: str
-    source: str
-    source_fingerprint: str
-    snapshot_uri: str | None
-    target: str
-    rows: int
-    columns: list[str]
-    files: int
-    partitions: int
-    time_column: str | None = None
-    stats: dict[str, Any] = field(default_factory=dict)
-
-    def lineage_record(self) -> DataRecord:
-        """Where the data came from, as registered models record it (no split yet)."""
-        return DataRecord(name=self.name, source=self.source, fingerprint=self.fingerprint,
-                          source_fingerprint=self.source_fingerprint,
-                          snapshot_uri=self.snapshot_uri, rows=self.rows,
-                          columns=list(self.columns), time_min=self.stats.get("time_min"),
-                          time_max=self.stats.get("time_max"))
-
-
-@dataclass
-class PartitionedFeatures:
-    """The split rule, the fitted transformer and the model's input, for partitioned data.
-
-    Nothing here holds rows: :meth:`rows` reads the rows of a split from ``data_uri``
-    partition by partition, placed by :func:`split_codes`.
-    """
-
-    data_uri: str
-    feature_columns: list[str]
-    split_key: list[str]
-    target: str
-    preprocessor: ColumnTransformer
-    input_schema: Any
-    feature_names: list[str]
-    classes: list[Any] | None
-    problem_type: str
-    split_info: SplitRecord
-    fingerprint: str
-
-    def frame(self, options: dict[str, Any]) -> Any:
-        """The prepared rows as a lazy Dask DataFrame."""
-        import dask.dataframe as dd
-
-        return dd.read_parquet(self.data_uri, storage_options=options)
-
-
-def split_codes(part: pd.DataFrame, key: list[str], seed: int, test_size: float,
-                valid_size: float) -> np.ndarray:
-    """Each row's split (:data:`TRAIN`, :data:`VALID` or :data:`TEST`), pure.
-
-    The pandas path's ``hash`` split (:func:`prefab_mlops.tasks.featurize.split_rows`):
-    the row hash of its values in ``key`` (every column when empty) placed by the
-    seed, so a row lands in the same split on both engines and in every partitioning.
-    """
-    where = hash_position(row_hashes(part, key or None), seed)
-    codes = np.full(len(part), TRAIN, dtype=np.int8)
-    codes[where < test_size + valid_size] = VALID
-    codes[where < test_size] = TEST
-    return codes
-
-
-def _labels(y: pd.Series, classes: list[Any] | None) -> np.ndarray:
-    if classes is None:
-        return y.to_numpy(dtype="float64")
-    index = {c: i for i, c in enumerate(classes)}
-    return y.map(index).to_numpy(dtype="int64")
-
-
-def _split_rows(part: pd.DataFrame, feats: PartitionedFeatures, which: int
-                ) -> tuple[pd.DataFrame, np.ndarray]:
-    """The rows of split ``which`` in one partition: ``(X, y)``."""
-    info = feats.split_info
-    codes = split_codes(part, feats.split_key, info.seed, info.test_size, info.valid_size)
-    rows = part.loc[codes == which]
-    return rows[feats.feature_columns].reset_index(drop=True), _labels(rows[feats.target],
-                                                                       feats.classes)
 
 
 # ------------------------------------------------------------------- ingest
@@ -355,7 +129,7 @@ def ingest_partitioned(cfg: DataConfig, paths: PathsConfig, storage: StorageConf
     import dask.dataframe as dd
 
     log = get_logger()
-    uri = _resolve(cfg.uri, paths)
+    uri = resolve_uri(cfg.uri, paths)
     options = storage_options(uri, storage)
     fs, files, fmt = list_files(uri, cfg.format, options)
     root = fs._strip_protocol(uri.split("*")[0])
@@ -385,7 +159,7 @@ def ingest_partitioned(cfg: DataConfig, paths: PathsConfig, storage: StorageConf
     import fsspec
 
     out_fs, out_path = fsspec.core.url_to_fs(out, **out_options)
-    with _client():
+    with compute_client():
         if not out_fs.exists(f"{out_path}/{COMPLETE_MARKER}"):
             prepared.to_parquet(out, write_index=False, storage_options=out_options,
                                 overwrite=out_fs.exists(out_path))
@@ -474,7 +248,7 @@ def validate_partitioned(data: PartitionedDataset, cfg: ValidateConfig, target: 
     import dask.dataframe as dd
 
     options = storage_options(data.uri, storage)
-    with _client():
+    with compute_client():
         ddf = dd.read_parquet(data.uri, storage_options=options)
         per_part = [dask.delayed(_partition_violations)(p, cfg, target)
                     for p in ddf.to_delayed()]
@@ -573,7 +347,7 @@ def featurize_partitioned(data: PartitionedDataset, cfg: FeaturesConfig, target:
     key = list(cfg.split.key)
     sp = cfg.split
     options = storage_options(data.uri, storage)
-    with _client():
+    with compute_client():
         ddf = dd.read_parquet(data.uri, storage_options=options)
         codes = ddf.map_partitions(lambda p: pd.Series(split_codes(
             p, key, seed, sp.test_size, sp.valid_size), index=p.index),
@@ -625,26 +399,6 @@ def featurize_partitioned(data: PartitionedDataset, cfg: FeaturesConfig, target:
         fingerprint=lineage(featurize_partitioned, data, cfg, target, seed))
 
 
-# -------------------------------------------------------------------- train
-def _design(part: pd.DataFrame, feats: PartitionedFeatures, which: int) -> pd.DataFrame:
-    """The transformed rows of split ``which`` in one partition, plus the label column
-    ``__y__`` (pure)."""
-    X, y = _split_rows(part, feats, which)
-    Xt = np.asarray(feats.preprocessor.transform(X), dtype="float32") if len(X) else \
-        np.empty((0, len(feats.feature_names)), dtype="float32")
-    out = pd.DataFrame(Xt, columns=[f"f{i}" for i in range(Xt.shape[1])])
-    out["__y__"] = y.astype("float32")
-    return out
-
-
-def _design_matrix(ddf: Any, feats: PartitionedFeatures, which: int) -> tuple[Any, Any]:
-    meta = pd.DataFrame({**{f"f{i}": pd.Series(dtype="float32")
-                            for i in range(len(feats.feature_names))},
-                         "__y__": pd.Series(dtype="float32")})
-    design = ddf.map_partitions(_design, feats, which, meta=meta)
-    return design.drop(columns="__y__"), design["__y__"]
-
-
 @task(name="train-partitioned")
 def train_partitioned(features: PartitionedFeatures, model: ModelSpec, seed: int,
                       storage: StorageConfig) -> TrainedModel:
@@ -688,13 +442,13 @@ def train_partitioned(features: PartitionedFeatures, model: ModelSpec, seed: int
 
     options = storage_options(features.data_uri, storage)
     start = time.perf_counter()
-    with _client() as client:
+    with compute_client() as client:
         ddf = dd.read_parquet(features.data_uri, storage_options=options)
-        X, y = _design_matrix(ddf, features, TRAIN)
+        X, y = design_matrix(ddf, features, TRAIN)
         dtrain = xgb.dask.DaskQuantileDMatrix(client, X, y)
         evals = []
         if early:
-            Xv, yv = _design_matrix(ddf, features, VALID)
+            Xv, yv = design_matrix(ddf, features, VALID)
             evals = [(xgb.dask.DaskQuantileDMatrix(client, Xv, yv, ref=dtrain), "valid")]
         out = xgb.dask.train(client, params, dtrain, num_boost_round=est.n_estimators,
                              evals=evals, early_stopping_rounds=early or None,
@@ -736,113 +490,6 @@ class _Constant:
         return np.full(len(X), self.value)
 
 
-def _counts(y: np.ndarray, scores: np.ndarray, problem_type: str,
-            threshold: float) -> dict[str, Any]:
-    """The additive counts the metrics are reduced from (pure)."""
-    if problem_type == "regression":
-        err = scores - y
-        return {"n": len(y), "se": float(np.sum(err ** 2)), "ae": float(np.sum(np.abs(err))),
-                "sy": float(np.sum(y)), "syy": float(np.sum(y ** 2))}
-    p = np.clip(scores, 1e-15, 1 - 1e-15)
-    pred = scores >= threshold
-    pos = y == 1
-    bins = np.minimum((scores * AUC_BINS).astype(np.int64), AUC_BINS - 1)
-    return {"n": len(y), "pos": int(pos.sum()),
-            "ll": float(-np.sum(np.where(pos, np.log(p), np.log(1 - p)))),
-            "tp": int(np.sum(pred & pos)), "fp": int(np.sum(pred & ~pos)),
-            "fn": int(np.sum(~pred & pos)), "tn": int(np.sum(~pred & ~pos)),
-            "hpos": np.bincount(bins[pos], minlength=AUC_BINS),
-            "hneg": np.bincount(bins[~pos], minlength=AUC_BINS)}
-
-
-def _add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    return {k: a[k] + b[k] for k in a}
-
-
-def metrics_from_counts(c: dict[str, Any], problem_type: str
-                        ) -> tuple[dict[str, float], list[list[int]] | None]:
-    """The test metrics of :func:`prefab_mlops.tasks.evaluate.compute_metrics` from the
-    summed counts (pure). The AUCs are exact up to ties within a histogram bin."""
-    n = c["n"]
-    out: dict[str, float] = {"n_test": float(n)}
-    if problem_type == "regression":
-        mean = c["sy"] / n
-        ss_tot = c["syy"] - n * mean ** 2
-        out.update(rmse=float(np.sqrt(c["se"] / n)), mae=c["ae"] / n,
-                   r2=float(1 - c["se"] / ss_tot) if ss_tot > 0 else float("nan"))
-        return out, None
-    tp, fp, fn, tn = c["tp"], c["fp"], c["fn"], c["tn"]
-    P, N = c["pos"], n - c["pos"]  # noqa: N806
-    hpos, hneg = c["hpos"].astype(float), c["hneg"].astype(float)
-    if P and N:
-        below = np.cumsum(hneg) - hneg  # negatives scored in lower bins
-        auc = float(np.sum(hpos * (below + 0.5 * hneg)) / (P * N))
-        # average precision over the thresholds at each bin, from the top
-        tp_at = np.cumsum(hpos[::-1])
-        fp_at = np.cumsum(hneg[::-1])
-        nonempty = (hpos[::-1] + hneg[::-1]) > 0
-        precision = np.divide(tp_at, tp_at + fp_at, out=np.zeros_like(tp_at),
-                              where=(tp_at + fp_at) > 0)
-        ap = float(np.sum((hpos[::-1] / P * precision)[nonempty]))
-    else:
-        auc = ap = float("nan")
-    prec = tp / (tp + fp) if tp + fp else 0.0
-    rec = tp / (tp + fn) if tp + fn else 0.0
-    out.update(roc_auc=auc, pr_auc=ap, log_loss=c["ll"] / n, positive_rate=P / n,
-               accuracy=(tp + tn) / n, f1=2 * prec * rec / (prec + rec) if prec + rec else 0.0,
-               precision=prec, recall=rec)
-    return out, [[int(tn), int(fp)], [int(fn), int(tp)]]
-
-
-def _score_partition(part: pd.DataFrame, feats: PartitionedFeatures, models: dict[str, Any],
-                     threshold: float, exclude: RowFingerprint | None) -> dict[str, Any]:
-    """Counts of each model on the test rows of one partition (pure).
-
-    Rows whose inputs are in ``exclude`` (a champion's training rows) are left out
-    and counted as ``excluded``.
-    """
-    X, y = _split_rows(part, feats, TEST)
-    out: dict[str, Any] = {"rows": len(X), "excluded": 0}
-    if exclude is not None and len(X):
-        seen = exclude.contains_hashes(row_hashes(X, exclude.columns))
-        out["excluded"] = int(seen.sum())
-        X, y = X.loc[~seen].reset_index(drop=True), y[~seen]
-    for name, model in models.items():
-        if feats.problem_type == "regression":
-            scores = np.asarray(model.predict(X), dtype="float64") if len(X) else np.empty(0)
-        else:
-            scores = (np.asarray(model.predict_proba(X), dtype="float64")[:, 1] if len(X)
-                      else np.empty(0))
-        out[name] = _counts(y, scores, feats.problem_type, threshold)
-    return out
-
-
-def score_partitions(features: PartitionedFeatures, models: dict[str, Any], threshold: float,
-                     storage: StorageConfig, exclude: RowFingerprint | None = None
-                     ) -> dict[str, Any]:
-    """Each model's counts on the test split, summed over the partitions."""
-    import dask
-    import dask.dataframe as dd
-
-    ddf = dd.read_parquet(features.data_uri,
-                          storage_options=storage_options(features.data_uri, storage))
-    shared = dask.delayed(models, traverse=False)
-    parts = [dask.delayed(_score_partition)(p, features, shared, threshold, exclude)
-             for p in ddf.to_delayed()]
-    total = dask.delayed(lambda ps: _sum_parts(ps))(parts)
-    with _client():
-        result: dict[str, Any] = total.compute()
-    return result
-
-
-def _sum_parts(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    out = dict(parts[0])
-    for p in parts[1:]:
-        for k, v in p.items():
-            out[k] = out[k] + v if not isinstance(v, dict) else _add(out[k], v)
-    return out
-
-
 def _train_label_center(features: PartitionedFeatures, metric: str,
                         storage: StorageConfig) -> float:
     """The naive baseline's one prediction, from the train split (a Dask reduction):
@@ -851,10 +498,10 @@ def _train_label_center(features: PartitionedFeatures, metric: str,
 
     ddf = dd.read_parquet(features.data_uri,
                           storage_options=storage_options(features.data_uri, storage))
-    y = ddf.map_partitions(lambda p: pd.Series(_split_rows(p, features, TRAIN)[1]),
+    y = ddf.map_partitions(lambda p: pd.Series(split_rows_of(p, features, TRAIN)[1]),
                            meta=pd.Series(dtype="float64"))
     _, strategy = baseline_model(features.problem_type, metric)
-    with _client():
+    with compute_client():
         return float((y.quantile(0.5) if strategy == "median" else y.mean()).compute())
 
 
@@ -942,33 +589,6 @@ def evaluate_champion_partitioned(champion: Any, challenger: TrainedModel,
     return ChampionComparison(COMPARED, champion=champ, challenger=mine, **base)
 
 
-# ----------------------------------------------------------------- register
-def reference_sample(features: PartitionedFeatures, rows: int, seed: int,
-                     storage: StorageConfig) -> bytes:
-    """A seeded sample of about ``rows`` train rows drawn across all partitions, as
-    Parquet bytes with the encoded label (what monitoring compares new data with)."""
-    import io
-
-    import dask.dataframe as dd
-
-    ddf = dd.read_parquet(features.data_uri,
-                          storage_options=storage_options(features.data_uri, storage))
-
-    def train_rows(part: pd.DataFrame) -> pd.DataFrame:
-        X, y = _split_rows(part, features, TRAIN)
-        return X.assign(**{REFERENCE_TARGET: y})
-
-    meta = train_rows(ddf._meta)
-    train = ddf.map_partitions(train_rows, meta=meta)
-    total = max(features.split_info.train_rows, 1)
-    with _client():
-        sample = train.sample(frac=min(1.0, 1.2 * rows / total), random_state=seed).compute()
-    sample = sample.head(rows).reset_index(drop=True)
-    buf = io.BytesIO()
-    sample.to_parquet(buf, index=False)
-    return buf.getvalue()
-
-
 @task(name="register-partitioned")
 def register_partitioned(model: TrainedModel, evaluation: Evaluation, data: PartitionedDataset,
                          features: PartitionedFeatures, comparison: ChampionComparison | None,
@@ -987,4 +607,3 @@ def register_partitioned(model: TrainedModel, evaluation: Evaluation, data: Part
                          replace(data.lineage_record(), split=features.split_info),
                          data.target, reference if cfg.reference_sample_rows > 0 else None,
                          None, comparison, cfg, storage, run)
-

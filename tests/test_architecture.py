@@ -28,9 +28,11 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"core", "config"},
     "orchestration": {"core", "config", "orchestration"},
     "datasets": {"core", "config", "datasets"},
+    "partitions": {"core", "config", "partitions"},  # the Dask engine's machinery
     "tracking": {"core", "config", "orchestration", "tracking"},
-    "tasks": {"core", "config", "orchestration", "datasets", "tracking", "tasks"},
-    "flows": {"core", "config", "orchestration", "datasets", "tracking", "tasks", "flows"},
+    "tasks": {"core", "config", "orchestration", "datasets", "partitions", "tracking", "tasks"},
+    "flows": {"core", "config", "orchestration", "datasets", "partitions", "tracking", "tasks",
+              "flows"},
     "scaffold": {"core", "config", "datasets", "scaffold"},
     "cli": {"core", "config", "scaffold", "cli"},
     "testing": {"core", "config", "orchestration", "datasets", "testing"},
