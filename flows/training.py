@@ -45,25 +45,18 @@ from prefab_mlops.tasks.evaluate import (
     Evaluation,
     evaluate,
     evaluate_champion,
-)
-from prefab_mlops.tasks.featurize import featurize
-from prefab_mlops.tasks.ingest import Dataset, ingest
-from prefab_mlops.tasks.partitioned import (
     evaluate_champion_partitioned,
     evaluate_partitioned,
-    featurize_partitioned,
-    ingest_partitioned,
-    register_partitioned,
-    train_partitioned,
-    validate_partitioned,
 )
+from prefab_mlops.tasks.featurize import featurize, featurize_partitioned
+from prefab_mlops.tasks.ingest import Dataset, ingest, ingest_partitioned
 from prefab_mlops.tasks.promote import Challenge, decide_promotion, promote
-from prefab_mlops.tasks.register import RunInfo, register
+from prefab_mlops.tasks.register import RunInfo, register, register_partitioned
 from prefab_mlops.tasks.registry import load_production
 from prefab_mlops.tasks.search import check_candidates, params_to_check, stage_features
 from prefab_mlops.tasks.steps import Candidate
 from prefab_mlops.tasks.track import track, track_search
-from prefab_mlops.tasks.train import TrainedModel, check_estimator_fits, train
+from prefab_mlops.tasks.train import TrainedModel, check_estimator_fits, train, train_partitioned
 from prefab_mlops.tasks.validate import (
     LeakageReport,
     ValidationReport,
@@ -71,6 +64,7 @@ from prefab_mlops.tasks.validate import (
     leakage_summary,
     leakage_text,
     validate,
+    validate_partitioned,
 )
 from prefab_mlops.tracking import RunRecord
 
