@@ -286,6 +286,30 @@ def _summarize(failure_cases: pd.DataFrame, frame: pd.DataFrame,
     return out
 
 
+def _soft_warnings_of_typed(frame: pd.DataFrame, cfg: ValidateConfig,
+                            violations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The soft rules' warnings on the columns whose dtype is right (a column with a
+    dtype violation is reported once, as that)."""
+    dtype_bad = {v["column"] for v in violations if v["rule"].startswith("dtype ")}
+    return soft_warnings(frame, {k: r for k, r in cfg.columns.items() if k not in dtype_bad},
+                         cfg.max_examples)
+
+
+def _settle(report: ValidationReport) -> ValidationReport:
+    """Log the report's warnings, then fail on its violations (``on_failure: fail``) or
+    log them and go on (``warn``); both engines' validate end here."""
+    if report.warnings:
+        get_logger().warning("%s", report.warning_text())
+    if report.violations:
+        if report.on_failure == "fail":
+            raise DataValidationError(
+                report.message(), report.violations,
+                fix="Fix the data at its source, or relax the rule in conf/validate "
+                "(set validate.on_failure=warn to continue anyway).")
+        get_logger().warning("%s\n(on_failure=warn: continuing)", report.message())
+    return report
+
+
 @task(name="validate", persist_result=True)
 def validate(data: Dataset, cfg: ValidateConfig, target: TargetSpec,
              labelled: bool = True) -> ValidationReport:
@@ -325,23 +349,12 @@ def validate(data: Dataset, cfg: ValidateConfig, target: TargetSpec,
                                "count": int(dup.sum()),
                                "examples": frame.loc[dup, present].drop_duplicates()
                                .head(cfg.max_examples).astype(str).values.tolist()})
-    dtype_bad = {v["column"] for v in violations if v["rule"].startswith("dtype ")}
-    warnings = soft_warnings(frame, {k: r for k, r in cfg.columns.items() if k not in dtype_bad},
-                             cfg.max_examples)
+    warnings = _soft_warnings_of_typed(frame, cfg, violations)
     report = ValidationReport(passed=not violations, rows=len(frame), columns=frame.shape[1],
                               violations=violations, on_failure=cfg.on_failure,
                               fingerprint=lineage(validate, data, cfg, target, labelled),
                               dataset=f"{data.name} ({data.source})", warnings=warnings)
-    if warnings:
-        get_logger().warning("%s", report.warning_text())
-    if violations:
-        if cfg.on_failure == "fail":
-            raise DataValidationError(
-                report.message(), violations,
-                fix="Fix the data at its source, or relax the rule in conf/validate "
-                "(set validate.on_failure=warn to continue anyway).")
-        get_logger().warning("%s\n(on_failure=warn: continuing)", report.message())
-    return report
+    return _settle(report)
 
 
 # ------------------------------------------------------------------ leakage
@@ -583,9 +596,7 @@ def _partition_violations(part: pd.DataFrame, cfg: ValidateConfig, target: Targe
         found = _summarize(err.failure_cases, part, cfg.max_examples)
         violations += [v for v in found if v["rule"] != _TWO_CLASSES
                        and not v["rule"].startswith("min_rows")]
-    bad = {v["column"] for v in violations if v["rule"].startswith("dtype ")}
-    warnings = soft_warnings(part, {k: r for k, r in cfg.columns.items() if k not in bad},
-                             cfg.max_examples)
+    warnings = _soft_warnings_of_typed(part, cfg, violations)
     return violations, warnings
 
 
@@ -661,13 +672,4 @@ def validate_partitioned(data: PartitionedDataset, cfg: ValidateConfig, target: 
                               violations=violations, on_failure=cfg.on_failure,
                               fingerprint=lineage(validate_partitioned, data, cfg, target),
                               dataset=f"{data.name} ({data.source})", warnings=warnings)
-    if warnings:
-        get_logger().warning("%s", report.warning_text())
-    if violations:
-        if cfg.on_failure == "fail":
-            raise DataValidationError(
-                report.message(), violations,
-                fix="Fix the data at its source, or relax the rule in conf/validate "
-                "(set validate.on_failure=warn to continue anyway).")
-        get_logger().warning("%s\n(on_failure=warn: continuing)", report.message())
-    return report
+    return _settle(report)
