@@ -91,6 +91,17 @@ def check_estimator_fits(estimator: Any, problem_type: str, target: str) -> None
                           fix="Pick a classification model, e.g. model=xgboost.")
 
 
+def _trained(est: Any, features: FeatureSet | PartitionedFeatures, model: ModelSpec,
+             fit: FitRecord, fingerprint: str) -> TrainedModel:
+    """The fitted estimator behind the fitted transformer, as both engines return it."""
+    pipeline = Pipeline([("preprocess", features.preprocessor), ("model", est)])
+    return TrainedModel(payload=Payload(pipeline=pipeline), fingerprint=fingerprint,
+                        estimator=model.target, params=_json_safe(est.get_params()),
+                        problem_type=features.problem_type, classes=features.classes,
+                        input_schema=features.input_schema,
+                        feature_names=features.feature_names, fit=fit)
+
+
 @task(name="train", persist_result=True)
 def train(features: FeatureSet, model: ModelSpec, seed: int) -> TrainedModel:
     """Fit the configured estimator on the train split.
@@ -131,15 +142,9 @@ def train(features: FeatureSet, model: ModelSpec, seed: int) -> TrainedModel:
     best = getattr(est, "best_iteration", None) if early else None
     fit = FitRecord(seconds=round(seconds, 3), train_rows=len(features.train),
                     best_iteration=None if best is None else int(best))
-    pipeline = Pipeline([("preprocess", features.preprocessor), ("model", est)])
     log.info("Trained %s on %s rows in %.1fs%s", model.target, len(features.train), seconds,
              f" (best iteration {best})" if best is not None else "")
-    return TrainedModel(payload=Payload(pipeline=pipeline),
-                        fingerprint=lineage(train, features, model, seed),
-                        estimator=model.target, params=_json_safe(est.get_params()),
-                        problem_type=features.problem_type, classes=features.classes,
-                        input_schema=features.input_schema,
-                        feature_names=features.feature_names, fit=fit)
+    return _trained(est, features, model, fit, lineage(train, features, model, seed))
 
 
 # ------------------------------------------- data.engine: dask (partitioned data)
@@ -210,10 +215,5 @@ def train_partitioned(features: PartitionedFeatures, model: ModelSpec, seed: int
     get_logger().info("Trained %s with xgboost.dask on %s rows in %.1fs%s", model.target,
                       features.split_info.train_rows, seconds,
                       f" (best iteration {best})" if best is not None else "")
-    pipeline = Pipeline([("preprocess", features.preprocessor), ("model", final)])
-    return TrainedModel(payload=Payload(pipeline=pipeline),
-                        fingerprint=lineage(train_partitioned, features, model, seed),
-                        estimator=model.target, params=_json_safe(final.get_params()),
-                        problem_type=features.problem_type, classes=features.classes,
-                        input_schema=features.input_schema,
-                        feature_names=features.feature_names, fit=fit)
+    return _trained(final, features, model, fit,
+                    lineage(train_partitioned, features, model, seed))
