@@ -98,9 +98,12 @@ def big(tmp: Path, scale: int, memory_limit: str) -> dict[str, Any]:
     from distributed import Client, LocalCluster
 
     from prefab_mlops.config import ModelSpec, TargetSpec, load_config
-    from prefab_mlops.tasks import partitioned as P
-    from prefab_mlops.tasks.evaluate import ChampionComparison
-    from prefab_mlops.tasks.register import RunInfo
+    from prefab_mlops.tasks.evaluate import ChampionComparison, evaluate_partitioned
+    from prefab_mlops.tasks.featurize import featurize_partitioned
+    from prefab_mlops.tasks.ingest import ingest_partitioned
+    from prefab_mlops.tasks.register import RunInfo, register_partitioned
+    from prefab_mlops.tasks.train import train_partitioned
+    from prefab_mlops.tasks.validate import validate_partitioned
 
     data_dir = tmp / f"flights_x{scale}"
     rows = write_copies(flights(), data_dir, scale)
@@ -125,18 +128,18 @@ def big(tmp: Path, scale: int, memory_limit: str) -> dict[str, Any]:
         pids = list(client.run(os.getpid).values())
         start = time.perf_counter()
         with RssSampler(pids) as rss:
-            data = timed("ingest", P.ingest_partitioned.fn, cfg.data, cfg.paths, cfg.storage,
+            data = timed("ingest", ingest_partitioned.fn, cfg.data, cfg.paths, cfg.storage,
                          cfg.seed)
-            timed("validate", P.validate_partitioned.fn, data, cfg.validate, target,
+            timed("validate", validate_partitioned.fn, data, cfg.validate, target,
                   cfg.storage)
-            feats = timed("featurize", P.featurize_partitioned.fn, data, cfg.features, target,
+            feats = timed("featurize", featurize_partitioned.fn, data, cfg.features, target,
                           cfg.seed, cfg.storage)
-            trained = timed("train", P.train_partitioned.fn, feats,
+            trained = timed("train", train_partitioned.fn, feats,
                             ModelSpec.from_config(cfg.model), cfg.seed, cfg.storage)
-            evaluation = timed("evaluate", P.evaluate_partitioned.fn, trained, feats,
+            evaluation = timed("evaluate", evaluate_partitioned.fn, trained, feats,
                                cfg.evaluate, cfg.storage)
             comparison = ChampionComparison("no_champion", None, feats.split_info.test_rows)
-            timed("register", P.register_partitioned.fn, trained, evaluation, data, feats,
+            timed("register", register_partitioned.fn, trained, evaluation, data, feats,
                   comparison, cfg.register, cfg.storage,
                   RunInfo(config=loaded.resolved, project_root=cfg.paths.root), cfg.seed)
         seconds = time.perf_counter() - start

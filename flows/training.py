@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
+from prefect import Task, flow
 
 from prefab_mlops.config import LoadedConfig, ModelSpec, PipelineConfig, TargetSpec
 from prefab_mlops.core.errors import ConfigError, QualityGateError
@@ -39,32 +39,24 @@ from prefab_mlops.orchestration.artifacts import md_table, publish_markdown, pub
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.runners import task_runner
 from prefab_mlops.orchestration.runtime import configure
+from prefab_mlops.partitions import PartitionedDataset, dask_session
 from prefab_mlops.tasks.evaluate import (
     ChampionComparison,
     Evaluation,
     evaluate,
     evaluate_champion,
-)
-from prefab_mlops.tasks.featurize import featurize
-from prefab_mlops.tasks.ingest import Dataset, ingest
-from prefab_mlops.tasks.partitioned import (
-    PartitionedDataset,
-    dask_session,
     evaluate_champion_partitioned,
     evaluate_partitioned,
-    featurize_partitioned,
-    ingest_partitioned,
-    register_partitioned,
-    train_partitioned,
-    validate_partitioned,
 )
+from prefab_mlops.tasks.featurize import featurize, featurize_partitioned
+from prefab_mlops.tasks.ingest import Dataset, ingest, ingest_partitioned
 from prefab_mlops.tasks.promote import Challenge, decide_promotion, promote
-from prefab_mlops.tasks.register import RunInfo, register
+from prefab_mlops.tasks.register import RunInfo, register, register_partitioned
 from prefab_mlops.tasks.registry import load_production
 from prefab_mlops.tasks.search import check_candidates, params_to_check, stage_features
 from prefab_mlops.tasks.steps import Candidate
 from prefab_mlops.tasks.track import track, track_search
-from prefab_mlops.tasks.train import TrainedModel, check_estimator_fits, train
+from prefab_mlops.tasks.train import TrainedModel, check_estimator_fits, train, train_partitioned
 from prefab_mlops.tasks.validate import (
     LeakageReport,
     ValidationReport,
@@ -72,6 +64,7 @@ from prefab_mlops.tasks.validate import (
     leakage_summary,
     leakage_text,
     validate,
+    validate_partitioned,
 )
 from prefab_mlops.tracking import RunRecord
 
@@ -158,6 +151,24 @@ def _stop_on_failed_gate(evaluation: Evaluation, cfg: PipelineConfig) -> None:
             "evaluate.on_gate_failure=warn it is registered but never promoted.")
 
 
+def _compare_with_champion(cfg: PipelineConfig, trained: TrainedModel, evaluation: Evaluation,
+                           compare: Task[..., ChampionComparison], *args: Any
+                           ) -> ChampionComparison:
+    """The production model (the champion) against ``trained``, on either engine.
+
+    ``compare`` is the engine's comparison task (``evaluate_champion`` or
+    ``evaluate_champion_partitioned``), called as ``compare(champion, trained, *args)``.
+    """
+    champion = configure(load_production, "register", cfg.orchestration)(
+        cfg.register, cfg.storage, cfg.promote.alias, unless_lineage=trained.fingerprint,
+        with_trained_rows=True)
+    if champion is not None and champion.version.fingerprint == trained.fingerprint:
+        # the champion *is* this model (same lineage): its metrics on this split are known
+        return ChampionComparison.same_model(champion.version.version, evaluation)
+    # both scored on the test rows neither was trained on
+    return configure(compare, "evaluate", cfg.orchestration)(champion, trained, *args)
+
+
 def _partitioned(cfg: PipelineConfig, run: RunInfo) -> tuple[
         PartitionedDataset, ValidationReport, LeakageReport, TrainedModel, Evaluation,
         ChampionComparison, ModelVersion]:
@@ -184,14 +195,8 @@ def _partitioned(cfg: PipelineConfig, run: RunInfo) -> tuple[
     evaluation = configure(evaluate_partitioned, "evaluate", orch)(trained, features,
                                                                    cfg.evaluate, cfg.storage)
     _stop_on_failed_gate(evaluation, cfg)
-    champion = configure(load_production, "register", orch)(
-        cfg.register, cfg.storage, cfg.promote.alias, unless_lineage=trained.fingerprint,
-        with_trained_rows=True)
-    if champion is not None and champion.version.fingerprint == trained.fingerprint:
-        comparison = ChampionComparison.same_model(champion.version.version, evaluation)
-    else:
-        comparison = configure(evaluate_champion_partitioned, "evaluate", orch)(
-            champion, trained, features, cfg.evaluate, cfg.storage)
+    comparison = _compare_with_champion(cfg, trained, evaluation, evaluate_champion_partitioned,
+                                        features, cfg.evaluate, cfg.storage)
     version = configure(register_partitioned, "register", orch)(
         trained, evaluation, data, features, comparison, cfg.register, cfg.storage, run,
         cfg.seed)
@@ -280,16 +285,8 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
         evaluation = run_after_evaluate(Candidate(trained, features, evaluation), steps, orch,
                                         refresh_cache)
         _stop_on_failed_gate(evaluation, cfg)
-        champion = configure(load_production, "register", orch)(
-            cfg.register, cfg.storage, cfg.promote.alias, unless_lineage=trained.fingerprint,
-            with_trained_rows=True)
-        if champion is not None and champion.version.fingerprint == trained.fingerprint:
-            # the champion *is* this model (same lineage): its metrics on this split are known
-            comparison = ChampionComparison.same_model(champion.version.version, evaluation)
-        else:
-            # both scored on the test rows neither was trained on
-            comparison = configure(evaluate_champion, "evaluate", orch)(
-                champion, trained, features, cfg.evaluate)
+        comparison = _compare_with_champion(cfg, trained, evaluation, evaluate_champion,
+                                            features, cfg.evaluate)
         version = configure(register, "register", orch)(
             trained, evaluation, data, features, comparison, cfg.register, cfg.storage, run,
             cfg.seed)

@@ -18,6 +18,11 @@ compared on the test rows that neither was trained on: test rows that were in th
 champion's train or validation split (it records their row hashes when it is
 registered) would flatter it, so they are left out, and both models are scored on
 the same remaining rows (:func:`compare_with_champion`).
+
+:func:`evaluate_partitioned` and :func:`evaluate_champion_partitioned` are the Dask
+engine's steps (``data.engine: dask``): they score the test split partition by
+partition and reduce the per-partition counts to the metrics (an AUC from score
+histograms).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from prefect import task
 from sklearn import metrics as skm
 
@@ -36,7 +42,17 @@ from prefab_mlops.core.leakage import LeakageScan, scan_if_perfect
 from prefab_mlops.core.manifest import BaselineCheck, GateRecord, RuleCheck
 from prefab_mlops.core.problems import LOWER_IS_BETTER, greater_is_better, perfect_value
 from prefab_mlops.core.registry import LoadedModel
+from prefab_mlops.core.storage import StorageConfig
 from prefab_mlops.orchestration.logs import get_logger
+from prefab_mlops.partitions import (
+    TRAIN,
+    PartitionedFeatures,
+    compute_client,
+    metrics_from_counts,
+    score_partitions,
+    split_rows_of,
+    storage_options,
+)
 from prefab_mlops.tasks.featurize import FeatureSet, Split
 from prefab_mlops.tasks.train import TrainedModel
 
@@ -591,3 +607,117 @@ def evaluate_champion(champion: LoadedModel | None, challenger: TrainedModel,
     return compare_with_champion(champion.model, champion.version.version,
                                  champion.trained_rows, challenger.pipeline, own, features.test,
                                  features.problem_type, cfg.threshold, cfg.champion)
+
+
+# ------------------------------------------- data.engine: dask (partitioned data)
+class _Constant:
+    """A model that gives every row the same score (the naive baseline's prediction)."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = np.full(len(X), self.value)
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return np.full(len(X), self.value)
+
+
+def _train_label_center(features: PartitionedFeatures, metric: str,
+                        storage: StorageConfig) -> float:
+    """The naive baseline's one prediction, from the train split (a Dask reduction):
+    the positive rate (classes), the mean or, for ``mae``, the median (regression)."""
+    import dask.dataframe as dd
+
+    ddf = dd.read_parquet(features.data_uri,
+                          storage_options=storage_options(features.data_uri, storage))
+    y = ddf.map_partitions(lambda p: pd.Series(split_rows_of(p, features, TRAIN)[1]),
+                           meta=pd.Series(dtype="float64"))
+    _, strategy = baseline_model(features.problem_type, metric)
+    with compute_client():
+        return float((y.quantile(0.5) if strategy == "median" else y.mean()).compute())
+
+
+@task(name="evaluate-partitioned")
+def evaluate_partitioned(model: TrainedModel, features: PartitionedFeatures,
+                         cfg: EvaluateConfig, storage: StorageConfig) -> Evaluation:
+    """Score the model on the test split partition by partition and check the gate.
+
+    The naive baseline of the gate (``evaluate.baseline``) is scored in the same pass.
+    No plots, and no leakage scan of the training rows, on this engine.
+
+    Args:
+        model: From :func:`train_partitioned`.
+        features: From :func:`featurize_partitioned`.
+        cfg: ``conf/evaluate``.
+        storage: ``conf/storage`` (to read the data on S3).
+
+    Returns:
+        An :class:`~prefab_mlops.tasks.evaluate.Evaluation`.
+    """
+    models: dict[str, Any] = {"model": model.pipeline}
+    strategy = ""
+    if cfg.baseline is not None:
+        _, strategy = baseline_model(model.problem_type, cfg.primary_metric)
+        models["baseline"] = _Constant(_train_label_center(features, cfg.primary_metric,
+                                                           storage))
+    counts = score_partitions(features, models, cfg.threshold, storage)
+    values, cm = metrics_from_counts(counts["model"], model.problem_type)
+    baseline = None
+    if cfg.baseline is not None:
+        base, _ = metrics_from_counts(counts["baseline"], model.problem_type)
+        baseline = check_baseline(values, base, cfg.primary_metric, strategy, cfg.baseline)
+    gate = check_gate(values, cfg.gate, baseline)
+    get_logger().info("Test metrics (%s partition-wise): %s; quality gate %s",
+                      int(values["n_test"]), {k: round(v, 4) for k, v in values.items()},
+                      gate.describe())
+    return Evaluation(metrics=values, confusion_matrix=cm, gate=gate, plots={},
+                      primary_metric=cfg.primary_metric,
+                      fingerprint=lineage(evaluate_partitioned, model, features, cfg))
+
+
+@task(name="evaluate-champion-partitioned")
+def evaluate_champion_partitioned(champion: Any, challenger: TrainedModel,
+                                  features: PartitionedFeatures, cfg: EvaluateConfig,
+                                  storage: StorageConfig) -> ChampionComparison:
+    """The production model and the new one on the test rows the champion was not
+    trained on, partition by partition (the counterpart of
+    :func:`prefab_mlops.tasks.evaluate.evaluate_champion`; a test row never shares a
+    ``hash`` split with a training row of the same inputs, so none is left out as the
+    challenger's own).
+
+    Args:
+        champion: The production model (``LoadedModel``), or None.
+        challenger: The newly trained model.
+        features: From :func:`featurize_partitioned`.
+        cfg: ``conf/evaluate`` (threshold, ``champion`` check).
+        storage: ``conf/storage``.
+    """
+    n = features.split_info.test_rows
+    if champion is None:
+        return ChampionComparison(NO_CHAMPION, None, n)
+    label = f"v{champion.version.version}"
+    base: dict[str, Any] = dict(champion_version=champion.version.version, test_rows=n,
+                                checked=champion.trained_rows is not None)
+    rows = champion.trained_rows
+    if rows is not None and not set(rows.columns) <= set(features.feature_columns):
+        note = f"{label} cannot score the current test split (columns {rows.columns})"
+        return ChampionComparison(INCOMPATIBLE, note=note, **base)
+    try:
+        counts = score_partitions(features, {"champion": champion.model,
+                                             "challenger": challenger.pipeline},
+                                  cfg.threshold, storage, exclude=rows)
+    except Exception as exc:  # noqa: BLE001 - an incompatible champion is not fatal
+        note = f"{label} cannot score the current test split ({type(exc).__name__}: {exc})"
+        get_logger().warning("%s; treating it as not comparable.", note)
+        return ChampionComparison(INCOMPATIBLE, note=note, **base)
+    kept = n - counts["excluded"]
+    base.update(compared_rows=kept, excluded_rows=counts["excluded"])
+    if kept < max(min(cfg.champion.min_rows, n), cfg.champion.min_share * n):
+        note = (f"only {kept:,} of {n:,} test rows were not used to train {label} "
+                "(evaluate.champion)")
+        return ChampionComparison(TOO_FEW_ROWS, note=note, **base)
+    champ, _ = metrics_from_counts(counts["champion"], features.problem_type)
+    mine, _ = metrics_from_counts(counts["challenger"], features.problem_type)
+    return ChampionComparison(COMPARED, champion=champ, challenger=mine, **base)

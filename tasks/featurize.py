@@ -8,6 +8,11 @@ records what a model was trained on.
 The transformer is built from ``conf/features`` (impute, scale, one-hot/ordinal/
 native categorical, datetime parts, drop), fitted on the train split only, and
 later saved *inside* the model as one inference pipeline.
+
+:func:`featurize_partitioned` is the Dask engine's step (``data.engine: dask``): each
+row is placed by the same ``hash`` split, whatever the partitioning, and the
+transformer's statistics (medians or means, category sets) are Dask reductions over
+the train split.
 """
 
 from __future__ import annotations
@@ -32,12 +37,23 @@ from sklearn.preprocessing import (
 
 from prefab_mlops.config import FeaturesConfig, TargetSpec
 from prefab_mlops.core.errors import DataError
-from prefab_mlops.core.fingerprint import lineage, row_hashes
+from prefab_mlops.core.fingerprint import hash_position, lineage, row_hashes
 from prefab_mlops.core.manifest import SplitRecord
 from prefab_mlops.core.schema import ColumnKind, ColumnSpec, InputSchema
+from prefab_mlops.core.storage import StorageConfig
 from prefab_mlops.core.transformers import DatetimeParts, NativeCategorical, as_str_object
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.payloads import Payload
+from prefab_mlops.partitions import (
+    TEST,
+    TRAIN,
+    VALID,
+    PartitionedDataset,
+    PartitionedFeatures,
+    compute_client,
+    split_codes,
+    storage_options,
+)
 from prefab_mlops.tasks.ingest import Dataset
 
 MISSING_CATEGORY = "__missing__"
@@ -185,29 +201,6 @@ def _labels(y: pd.Series, target: TargetSpec) -> tuple[np.ndarray, list[Any] | N
         c.item() if hasattr(c, "item") else c for c in classes]
 
 
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finalizer: a bijection of uint64 that spreads every input bit.
-
-    uint64 array arithmetic wraps around, as intended here.
-    """
-    x = x ^ (x >> np.uint64(30))
-    x = x * np.uint64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> np.uint64(27))
-    x = x * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
-def hash_position(hashes: np.ndarray, seed: int) -> np.ndarray:
-    """Each row's place in [0, 1), from its row hash and the seed (pure).
-
-    The seed is mixed into the hash, so another seed gives another split, and the
-    result is uniform however the row hashes are distributed.
-    """
-    salt = _mix64(np.array([seed % 2**64], dtype=np.uint64))
-    mixed = _mix64(np.asarray(hashes, dtype=np.uint64) ^ salt)
-    return (mixed >> np.uint64(11)).astype(np.float64) * 2.0**-53
-
-
 def split_rows(frame: pd.DataFrame, y: np.ndarray, cfg: FeaturesConfig, seed: int,
                time_column: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row positions of train, validation and test (pure, seeded).
@@ -321,3 +314,108 @@ def featurize(data: Dataset, cfg: FeaturesConfig, target: TargetSpec, seed: int)
                       native_categorical=cfg.categorical.encoding == "native"
                       and bool(cfg.categorical.columns),
                       split_info=info, fingerprint=lineage(featurize, data, cfg, target, seed))
+
+
+# ------------------------------------------- data.engine: dask (partitioned data)
+def _fit_frame(meta: pd.DataFrame, head: pd.DataFrame, centers: dict[str, float],
+               categories: dict[str, list[Any]]) -> pd.DataFrame:
+    """A small frame on which fitting the transformer gives the statistics computed by
+    Dask: each numeric column constant at its center (its median or mean), each
+    categorical column holding each of its values (pure)."""
+    n = max([len(v) for v in categories.values()] + [1])
+    out = {}
+    for col in meta.columns:
+        if col in categories:
+            values = categories[col] or [None]
+            out[col] = pd.Series([values[i % len(values)] for i in range(n)], dtype=object)
+        elif col in centers:
+            center = centers[col]
+            dtype = meta[col].dtype
+            if pd.api.types.is_integer_dtype(dtype) and not float(center).is_integer():
+                dtype = np.dtype("float64")
+            out[col] = pd.Series([center] * n).astype(dtype)
+        else:
+            out[col] = pd.Series([head[col].iloc[0]] * n).astype(meta[col].dtype)
+    return pd.DataFrame(out)
+
+
+@task(name="featurize-partitioned")
+def featurize_partitioned(data: PartitionedDataset, cfg: FeaturesConfig, target: TargetSpec,
+                          seed: int, storage: StorageConfig) -> PartitionedFeatures:
+    """Place each row in a split and fit the transformer on the train split's statistics.
+
+    Args:
+        data: From :func:`ingest_partitioned`.
+        cfg: ``conf/features`` (``hash`` split only).
+        target: Target column and problem type.
+        seed: Global seed (``seed``) for the split.
+        storage: ``conf/storage`` (to read ``data.uri`` on S3).
+
+    Returns:
+        A :class:`PartitionedFeatures` (no rows: the splits are read when used).
+
+    Raises:
+        DataError: a feature or ``split.key`` column is missing, or a split is empty.
+    """
+    import dask
+    import dask.dataframe as dd
+
+    feature_cols = [*cfg.numeric.columns, *cfg.categorical.columns, *cfg.datetime.columns]
+    missing = [c for c in [*feature_cols, *cfg.split.key, target.name] if c not in data.columns]
+    if missing:
+        raise DataError(f"Data set '{data.name}' has no column(s) {missing} named in "
+                        f"conf/features; it has {data.columns}.",
+                        fix="Fix the column lists in conf/features or data.columns.")
+    key = list(cfg.split.key)
+    sp = cfg.split
+    options = storage_options(data.uri, storage)
+    with compute_client():
+        ddf = dd.read_parquet(data.uri, storage_options=options)
+        codes = ddf.map_partitions(lambda p: pd.Series(split_codes(
+            p, key, seed, sp.test_size, sp.valid_size), index=p.index),
+            meta=pd.Series(dtype="int8"))
+        # one expression that filters each partition (a boolean mask from another
+        # expression need not line up: Dask may fuse partitions of a column projection)
+        train = ddf.map_partitions(lambda p: p.loc[split_codes(
+            p, key, seed, sp.test_size, sp.valid_size) == TRAIN], meta=ddf._meta)
+        num = list(cfg.numeric.columns)
+        lazy: dict[str, Any] = {"counts": codes.value_counts()}
+        if num and cfg.numeric.impute == "median":
+            lazy["centers"] = train[num].quantile(0.5)
+        elif num and cfg.numeric.impute == "mean":
+            lazy["centers"] = train[num].mean()
+        lazy["categories"] = {c: train[c].astype("object").dropna().unique()
+                              for c in cfg.categorical.columns}
+        lazy["missing"] = {c: train[c].isna().any() for c in cfg.categorical.columns}
+        if target.problem_type != "regression":
+            lazy["classes"] = ddf[target.name].dropna().unique()
+        lazy["head"] = train[feature_cols].head(1, npartitions=-1)
+        (got,) = dask.compute(lazy)
+    counts = {int(k): int(v) for k, v in got["counts"].items()}
+    tr, va, te = (counts.get(c, 0) for c in (TRAIN, VALID, TEST))
+    if min(tr, te) == 0:
+        raise DataError(f"Split of {data.rows} rows left an empty train or test set.",
+                        fix="Use more data or change features.split sizes.")
+    centers = ({str(k): float(v) for k, v in got["centers"].items()} if "centers" in got
+               else dict.fromkeys(num, 0.0))
+    categories = {c: sorted(map(str, v)) + ([None] if got["missing"][c] else [])
+                  for c, v in got["categories"].items()}
+    classes = None
+    if "classes" in got:
+        found = sorted(pd.unique(got["classes"]).tolist(), key=lambda v: (str(type(v)), v))
+        classes = [c.item() if hasattr(c, "item") else c for c in found]
+    meta = ddf._meta[feature_cols]
+    fit_on = _fit_frame(meta, got["head"], centers, categories)
+    pre = build_preprocessor(cfg)
+    pre.fit(fit_on)
+    names = [str(n) for n in pre.get_feature_names_out()]
+    info = SplitRecord(strategy="hash", seed=seed, test_size=sp.test_size,
+                       valid_size=sp.valid_size, train_rows=tr, valid_rows=va, test_rows=te,
+                       key=key or list(data.columns))
+    get_logger().info("Split %s rows: %s train / %s valid / %s test (hash, %s partitions); "
+                      "%s features", data.rows, tr, va, te, data.partitions, len(names))
+    return PartitionedFeatures(
+        data_uri=data.uri, feature_columns=feature_cols, split_key=key, target=target.name,
+        preprocessor=pre, input_schema=input_schema(fit_on, cfg), feature_names=names,
+        classes=classes, problem_type=target.problem_type, split_info=info,
+        fingerprint=lineage(featurize_partitioned, data, cfg, target, seed))

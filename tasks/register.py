@@ -13,6 +13,9 @@ read from another path), returns the existing version instead of creating a
 duplicate, and records this run's evaluation as that version's latest when its
 metrics or gate outcome differ from the last one (so a version never shows a stale
 gate result).
+
+:func:`register_partitioned` is the Dask engine's step (``data.engine: dask``): the
+same version, with a seeded drift-reference sample drawn across partitions.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from prefab_mlops.core.registry import (
 from prefab_mlops.core.storage import StorageConfig
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.retries import retry_transient
+from prefab_mlops.partitions import PartitionedDataset, PartitionedFeatures, reference_sample
 from prefab_mlops.tasks.evaluate import ChampionComparison, Evaluation
 from prefab_mlops.tasks.featurize import FeatureSet
 from prefab_mlops.tasks.ingest import Dataset
@@ -219,3 +223,24 @@ def store_version(model: TrainedModel, evaluation: Evaluation, data: DataRecord,
         registry.set_alias(cfg.model_name, alias, mv.version, reason="registered")
     log.info("Registered %s (sha256 %s…)", mv.label, mv.model_sha256[:12])
     return mv
+
+
+# ------------------------------------------- data.engine: dask (partitioned data)
+@task(name="register-partitioned")
+def register_partitioned(model: TrainedModel, evaluation: Evaluation, data: PartitionedDataset,
+                         features: PartitionedFeatures, comparison: ChampionComparison | None,
+                         cfg: RegisterConfig, storage: StorageConfig, run: RunInfo,
+                         seed: int) -> Any:
+    """Register ``model`` as :func:`prefab_mlops.tasks.register.register` does.
+
+    The drift-reference sample is a seeded sample across partitions. The row hashes of
+    the train and validation splits are not stored (they would be 8 bytes a row), so a
+    later model is compared with this one on its whole test split.
+    """
+    def reference() -> bytes:
+        return reference_sample(features, cfg.reference_sample_rows, seed, storage)
+
+    return store_version(model, evaluation,
+                         replace(data.lineage_record(), split=features.split_info),
+                         data.target, reference if cfg.reference_sample_rows > 0 else None,
+                         None, comparison, cfg, storage, run)

@@ -4,6 +4,10 @@ The estimator is built through Hydra ``_target_`` (XGBoost classifier/regressor,
 scikit-learn random forest, logistic/linear regression, or any scikit-learn
 compatible class). XGBoost models stop early on the validation split when
 ``early_stopping_rounds`` is set. Training is deterministic for a fixed seed.
+
+:func:`train_partitioned` is the Dask engine's step (``data.engine: dask``): it trains
+with ``xgboost.dask`` and keeps a plain XGBoost model behind the fitted transformer,
+the same kind of pipeline the pandas path registers.
 """
 
 from __future__ import annotations
@@ -22,8 +26,17 @@ from prefab_mlops.core.errors import ConfigError
 from prefab_mlops.core.fingerprint import lineage
 from prefab_mlops.core.manifest import FitRecord
 from prefab_mlops.core.schema import InputSchema
+from prefab_mlops.core.storage import StorageConfig
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.payloads import Payload
+from prefab_mlops.partitions import (
+    TRAIN,
+    VALID,
+    PartitionedFeatures,
+    compute_client,
+    design_matrix,
+    storage_options,
+)
 from prefab_mlops.tasks.featurize import FeatureSet
 
 
@@ -78,6 +91,17 @@ def check_estimator_fits(estimator: Any, problem_type: str, target: str) -> None
                           fix="Pick a classification model, e.g. model=xgboost.")
 
 
+def _trained(est: Any, features: FeatureSet | PartitionedFeatures, model: ModelSpec,
+             fit: FitRecord, fingerprint: str) -> TrainedModel:
+    """The fitted estimator behind the fitted transformer, as both engines return it."""
+    pipeline = Pipeline([("preprocess", features.preprocessor), ("model", est)])
+    return TrainedModel(payload=Payload(pipeline=pipeline), fingerprint=fingerprint,
+                        estimator=model.target, params=_json_safe(est.get_params()),
+                        problem_type=features.problem_type, classes=features.classes,
+                        input_schema=features.input_schema,
+                        feature_names=features.feature_names, fit=fit)
+
+
 @task(name="train", persist_result=True)
 def train(features: FeatureSet, model: ModelSpec, seed: int) -> TrainedModel:
     """Fit the configured estimator on the train split.
@@ -118,12 +142,78 @@ def train(features: FeatureSet, model: ModelSpec, seed: int) -> TrainedModel:
     best = getattr(est, "best_iteration", None) if early else None
     fit = FitRecord(seconds=round(seconds, 3), train_rows=len(features.train),
                     best_iteration=None if best is None else int(best))
-    pipeline = Pipeline([("preprocess", features.preprocessor), ("model", est)])
     log.info("Trained %s on %s rows in %.1fs%s", model.target, len(features.train), seconds,
              f" (best iteration {best})" if best is not None else "")
-    return TrainedModel(payload=Payload(pipeline=pipeline),
-                        fingerprint=lineage(train, features, model, seed),
-                        estimator=model.target, params=_json_safe(est.get_params()),
-                        problem_type=features.problem_type, classes=features.classes,
-                        input_schema=features.input_schema,
-                        feature_names=features.feature_names, fit=fit)
+    return _trained(est, features, model, fit, lineage(train, features, model, seed))
+
+
+# ------------------------------------------- data.engine: dask (partitioned data)
+@task(name="train-partitioned")
+def train_partitioned(features: PartitionedFeatures, model: ModelSpec, seed: int,
+                      storage: StorageConfig) -> TrainedModel:
+    """Train the XGBoost model of ``conf/model`` with ``xgboost.dask``.
+
+    ``DaskQuantileDMatrix`` over the transformed train split, early stopping on the
+    validation split when ``early_stopping_rounds`` is set. The booster goes into a
+    plain ``XGBClassifier``/``XGBRegressor`` behind the fitted transformer, so the
+    registered pipeline is the pandas path's kind.
+
+    Args:
+        features: From :func:`featurize_partitioned`.
+        model: ``conf/model`` (an ``xgboost`` estimator).
+        seed: Global seed (``seed``); part of the lineage.
+        storage: ``conf/storage`` (to read the data on S3).
+
+    Returns:
+        A :class:`~prefab_mlops.tasks.train.TrainedModel`.
+
+    Raises:
+        ConfigError: not an XGBoost model, or early stopping with no validation rows.
+    """
+    import xgboost as xgb
+    import xgboost.dask  # noqa: F401 - makes xgb.dask available
+
+    est = model.instantiate()
+    check_estimator_fits(est, features.problem_type, model.target)
+    if not isinstance(est, xgb.XGBModel):
+        raise ConfigError(f"model._target_ '{model.target}' is not an XGBoost model; "
+                          "data.engine=dask trains with xgboost.dask.",
+                          fix="Use model=xgboost (or xgboost_regressor), or data.engine=pandas.")
+    params = est.get_xgb_params()
+    params.pop("n_jobs", None)
+    params.update(tree_method="hist", nthread=None)
+    params = {k: v for k, v in params.items() if v is not None}
+    early = est.get_params().get("early_stopping_rounds")
+    if early and features.split_info.valid_rows == 0:
+        raise ConfigError("model.early_stopping_rounds is set but the validation split is "
+                          "empty.", fix="Set features.split.valid_size > 0.")
+    import dask.dataframe as dd
+
+    options = storage_options(features.data_uri, storage)
+    start = time.perf_counter()
+    with compute_client() as client:
+        ddf = dd.read_parquet(features.data_uri, storage_options=options)
+        X, y = design_matrix(ddf, features, TRAIN)
+        dtrain = xgb.dask.DaskQuantileDMatrix(client, X, y)
+        evals = []
+        if early:
+            Xv, yv = design_matrix(ddf, features, VALID)
+            evals = [(xgb.dask.DaskQuantileDMatrix(client, Xv, yv, ref=dtrain), "valid")]
+        out = xgb.dask.train(client, params, dtrain, num_boost_round=est.n_estimators,
+                             evals=evals, early_stopping_rounds=early or None,
+                             verbose_eval=False)
+    seconds = time.perf_counter() - start
+    booster = out["booster"]
+    # the pipeline gives the model a plain array, as on the pandas path
+    booster.feature_names = None
+    booster.feature_types = None
+    final = type(est)(**est.get_params())
+    final.load_model(bytearray(booster.save_raw("ubj")))
+    best = final.best_iteration if early else None
+    fit = FitRecord(seconds=round(seconds, 3), train_rows=features.split_info.train_rows,
+                    best_iteration=None if best is None else int(best))
+    get_logger().info("Trained %s with xgboost.dask on %s rows in %.1fs%s", model.target,
+                      features.split_info.train_rows, seconds,
+                      f" (best iteration {best})" if best is not None else "")
+    return _trained(final, features, model, fit,
+                    lineage(train_partitioned, features, model, seed))

@@ -11,11 +11,15 @@ them are listed as warnings in the report.
 :func:`check_leakage` is the leakage alarm (``validate.leakage``): on the training
 split, before training, it names the model inputs that alone nearly determine the
 target (:mod:`prefab_mlops.core.leakage`).
+
+:func:`validate_partitioned` is the Dask engine's step (``data.engine: dask``): the
+same data contract partition by partition (the pandas check on each partition);
+global rules (row count, uniqueness, two classes) are Dask aggregations.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -27,8 +31,10 @@ from prefab_mlops.core.errors import DataValidationError, LeakageError
 from prefab_mlops.core.fingerprint import lineage
 from prefab_mlops.core.leakage import LeakageScan, scan
 from prefab_mlops.core.schema import ColumnKind, InputSchema
+from prefab_mlops.core.storage import StorageConfig
 from prefab_mlops.orchestration.artifacts import md_table
 from prefab_mlops.orchestration.logs import get_logger
+from prefab_mlops.partitions import PartitionedDataset, compute_client, storage_options
 from prefab_mlops.tasks.featurize import FeatureSet
 from prefab_mlops.tasks.ingest import Dataset
 
@@ -280,6 +286,30 @@ def _summarize(failure_cases: pd.DataFrame, frame: pd.DataFrame,
     return out
 
 
+def _soft_warnings_of_typed(frame: pd.DataFrame, cfg: ValidateConfig,
+                            violations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The soft rules' warnings on the columns whose dtype is right (a column with a
+    dtype violation is reported once, as that)."""
+    dtype_bad = {v["column"] for v in violations if v["rule"].startswith("dtype ")}
+    return soft_warnings(frame, {k: r for k, r in cfg.columns.items() if k not in dtype_bad},
+                         cfg.max_examples)
+
+
+def _settle(report: ValidationReport) -> ValidationReport:
+    """Log the report's warnings, then fail on its violations (``on_failure: fail``) or
+    log them and go on (``warn``); both engines' validate end here."""
+    if report.warnings:
+        get_logger().warning("%s", report.warning_text())
+    if report.violations:
+        if report.on_failure == "fail":
+            raise DataValidationError(
+                report.message(), report.violations,
+                fix="Fix the data at its source, or relax the rule in conf/validate "
+                "(set validate.on_failure=warn to continue anyway).")
+        get_logger().warning("%s\n(on_failure=warn: continuing)", report.message())
+    return report
+
+
 @task(name="validate", persist_result=True)
 def validate(data: Dataset, cfg: ValidateConfig, target: TargetSpec,
              labelled: bool = True) -> ValidationReport:
@@ -319,23 +349,12 @@ def validate(data: Dataset, cfg: ValidateConfig, target: TargetSpec,
                                "count": int(dup.sum()),
                                "examples": frame.loc[dup, present].drop_duplicates()
                                .head(cfg.max_examples).astype(str).values.tolist()})
-    dtype_bad = {v["column"] for v in violations if v["rule"].startswith("dtype ")}
-    warnings = soft_warnings(frame, {k: r for k, r in cfg.columns.items() if k not in dtype_bad},
-                             cfg.max_examples)
+    warnings = _soft_warnings_of_typed(frame, cfg, violations)
     report = ValidationReport(passed=not violations, rows=len(frame), columns=frame.shape[1],
                               violations=violations, on_failure=cfg.on_failure,
                               fingerprint=lineage(validate, data, cfg, target, labelled),
                               dataset=f"{data.name} ({data.source})", warnings=warnings)
-    if warnings:
-        get_logger().warning("%s", report.warning_text())
-    if violations:
-        if cfg.on_failure == "fail":
-            raise DataValidationError(
-                report.message(), violations,
-                fix="Fix the data at its source, or relax the rule in conf/validate "
-                "(set validate.on_failure=warn to continue anyway).")
-        get_logger().warning("%s\n(on_failure=warn: continuing)", report.message())
-    return report
+    return _settle(report)
 
 
 # ------------------------------------------------------------------ leakage
@@ -556,3 +575,101 @@ def validate_batch(frame: pd.DataFrame, schema: InputSchema,
     """Task form of :func:`check_batch_schema`; returns the number of rows checked."""
     check_batch_schema(frame, schema, allowed_extra, source)
     return len(frame)
+
+
+# ------------------------------------------- data.engine: dask (partitioned data)
+def _partition_violations(part: pd.DataFrame, cfg: ValidateConfig, target: TargetSpec
+                          ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The per-row rules of the data contract on one partition: (violations, warnings).
+
+    Global rules are left to :func:`validate_partitioned`: the row count, uniqueness
+    and the two classes of a classification target.
+    """
+    import pandera.pandas as pa
+
+    local = replace(cfg, min_rows=0, unique=[],
+                    columns={k: replace(r, unique=False) for k, r in cfg.columns.items()})
+    schema, violations, _ = build_schema(part, local, target)
+    try:
+        schema.validate(part, lazy=True)
+    except pa.errors.SchemaErrors as err:
+        found = _summarize(err.failure_cases, part, cfg.max_examples)
+        violations += [v for v in found if v["rule"] != _TWO_CLASSES
+                       and not v["rule"].startswith("min_rows")]
+    warnings = _soft_warnings_of_typed(part, cfg, violations)
+    return violations, warnings
+
+
+def _merge(records: list[dict[str, Any]], max_examples: int) -> list[dict[str, Any]]:
+    """Records of the same (column, rule) from several partitions as one: counts added,
+    examples pooled (a table-wide rule such as a dtype is counted once per partition)."""
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in records:
+        key = (r["column"], r["rule"])
+        if key not in merged:
+            merged[key] = {**r, "examples": list(r["examples"])}
+            continue
+        m = merged[key]
+        m["count"] += r["count"]
+        m["examples"] += [e for e in r["examples"] if e not in m["examples"]]
+    for m in merged.values():
+        m["examples"] = m["examples"][:max_examples]
+    return list(merged.values())
+
+
+@task(name="validate-partitioned")
+def validate_partitioned(data: PartitionedDataset, cfg: ValidateConfig, target: TargetSpec,
+                         storage: StorageConfig) -> ValidationReport:
+    """Check the data contract on every partition and the global rules on the whole.
+
+    Args:
+        data: From :func:`ingest_partitioned`.
+        cfg: ``conf/validate``.
+        target: Target column and problem type (from ``conf/data``).
+        storage: ``conf/storage`` (to read ``data.uri`` on S3).
+
+    Returns:
+        A :class:`ValidationReport` (also when ``on_failure`` is ``warn``).
+
+    Raises:
+        DataValidationError: violations found and ``on_failure`` is ``fail``.
+    """
+    import dask
+    import dask.dataframe as dd
+
+    options = storage_options(data.uri, storage)
+    with compute_client():
+        ddf = dd.read_parquet(data.uri, storage_options=options)
+        per_part = [dask.delayed(_partition_violations)(p, cfg, target)
+                    for p in ddf.to_delayed()]
+        unique_cols = [c for c, r in cfg.columns.items() if r.unique and c in ddf.columns]
+        keys = [[c for c in cols if c in ddf.columns] for cols in cfg.unique]
+        dup_counts = {c: (ddf[c].value_counts() > 1).sum() for c in unique_cols}
+        group_dups = {", ".join(k): ddf.groupby(k).size().pipe(lambda s: s[s > 1]).sum()
+                      for k in keys if k}
+        classes = (ddf[target.name].dropna().nunique()
+                   if target.problem_type != "regression" and target.name in ddf.columns
+                   else None)
+        (parts,) = dask.compute(per_part)  # delayed and expressions: computed apart
+        dups, groups, n_classes = dask.compute(dup_counts, group_dups, classes)
+    violations = _merge([v for vs, _ in parts for v in vs], cfg.max_examples)
+    warnings = _merge([w for _, ws in parts for w in ws], cfg.max_examples)
+    if data.rows < cfg.min_rows:
+        violations.append({"column": "<table>", "rule": f"min_rows({cfg.min_rows})",
+                           "count": 1, "examples": [f"found {data.rows} row(s)"]})
+    for col, n in dups.items():
+        if n:
+            violations.append({"column": col, "rule": "field_uniqueness", "count": int(n),
+                               "examples": ["values that occur more than once"]})
+    for cols, n in groups.items():
+        if n:
+            violations.append({"column": cols, "rule": "unique together", "count": int(n),
+                               "examples": []})
+    if n_classes is not None and n_classes < 2:
+        violations.append({"column": target.name, "rule": _TWO_CLASSES, "count": 1,
+                           "examples": [f"found {n_classes} class(es)"]})
+    report = ValidationReport(passed=not violations, rows=data.rows, columns=len(data.columns),
+                              violations=violations, on_failure=cfg.on_failure,
+                              fingerprint=lineage(validate_partitioned, data, cfg, target),
+                              dataset=f"{data.name} ({data.source})", warnings=warnings)
+    return _settle(report)

@@ -28,9 +28,11 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"core", "config"},
     "orchestration": {"core", "config", "orchestration"},
     "datasets": {"core", "config", "datasets"},
+    "partitions": {"core", "config", "partitions"},  # the Dask engine's machinery
     "tracking": {"core", "config", "orchestration", "tracking"},
-    "tasks": {"core", "config", "orchestration", "datasets", "tracking", "tasks"},
-    "flows": {"core", "config", "orchestration", "datasets", "tracking", "tasks", "flows"},
+    "tasks": {"core", "config", "orchestration", "datasets", "partitions", "tracking", "tasks"},
+    "flows": {"core", "config", "orchestration", "datasets", "partitions", "tracking", "tasks",
+              "flows"},
     "scaffold": {"core", "config", "datasets", "scaffold"},
     "cli": {"core", "config", "scaffold", "cli"},
     "testing": {"core", "config", "orchestration", "datasets", "testing"},
@@ -148,6 +150,18 @@ class TestLayers:
                  if imp.split(".")[0] in SERVER_FORBIDDEN
                  and (name, imp) not in SERVER_EXCEPTIONS]
         assert not wrong
+
+    def test_the_dask_engine_machinery_needs_neither_prefect_nor_the_dask_extra(self) -> None:
+        """``prefab_mlops.partitions`` is at the data layer: no prefect at all, and the
+        optional ``[dask]`` extra only inside functions, so every stage module imports
+        without it."""
+        path = _modules()["prefab_mlops.partitions"]
+        assert not [i for i in _imports(path) if i.split(".")[0] == "prefect"]
+        top = ast.parse(path.read_text()).body
+        at_import = {a.name for n in top if isinstance(n, ast.Import) for a in n.names} | {
+            n.module for n in top if isinstance(n, ast.ImportFrom) and n.module}
+        assert not {i for i in at_import
+                    if i.split(".")[0] in ("dask", "distributed", "xgboost", "s3fs")}
 
     def test_server_runtime_imports_no_training_stack_at_run_time(self) -> None:
         """Build the app and load a server worker's modules in a fresh interpreter."""

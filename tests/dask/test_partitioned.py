@@ -23,12 +23,14 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
+from prefab_mlops import partitions as P
 from prefab_mlops.config import TargetSpec, load_config
 from prefab_mlops.core.errors import ConfigError, DataValidationError
 from prefab_mlops.core.registry import REFERENCE_FILE, REFERENCE_TARGET, ModelRegistry
 from prefab_mlops.core.storage import LocalObjectStore, S3Config, StorageConfig
-from prefab_mlops.tasks import partitioned as P
 from prefab_mlops.tasks.featurize import split_rows
+from prefab_mlops.tasks.ingest import ingest_partitioned
+from prefab_mlops.tasks.validate import validate_partitioned
 from tests.conftest import make_bucket
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -177,20 +179,20 @@ class TestPartitionedIngest:
             frame.iloc[i * 1000:(i + 1) * 1000].to_parquet(parts / f"p{i}.parquet", index=False)
         cfg = load_config([f"paths.root={tmp_path}", *dask_overrides(parts)],
                           config_dir=CONF).typed
-        first = P.ingest_partitioned.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed)
+        first = ingest_partitioned.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed)
         marker = Path(first.uri) / P.COMPLETE_MARKER
         written = marker.stat().st_mtime_ns
-        same = P.ingest_partitioned.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed)
+        same = ingest_partitioned.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed)
         assert same.fingerprint == first.fingerprint and marker.stat().st_mtime_ns == written
         assert first.rows == frame["arr_delay"].notna().sum() and first.files == 2
         # the same bytes rewritten: a new mtime is a new version, DVC-style
         later = time.time() + 5
         os.utime(parts / "p1.parquet", (later, later))
-        touched = P.ingest_partitioned.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed)
+        touched = ingest_partitioned.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed)
         assert touched.source_fingerprint != first.source_fingerprint
         # a new file is a new version too
         frame.iloc[:10].to_parquet(parts / "p2.parquet", index=False)
-        grown = P.ingest_partitioned.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed)
+        grown = ingest_partitioned.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed)
         assert grown.files == 3 and grown.rows == first.rows + frame.iloc[:10][
             "arr_delay"].notna().sum()
 
@@ -203,10 +205,10 @@ class TestPartitionedIngest:
         cfg = load_config([f"paths.root={tmp_path}", "data.engine=dask",
                            f"data.uri={tmp_path}/f*.csv", "data.format=auto",
                            "data.dask.blocksize=64KB"], config_dir=CONF).typed
-        data = P.ingest_partitioned.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed)
+        data = ingest_partitioned.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed)
         assert data.files == 3
         assert data.rows == frame["arr_delay"].notna().sum()
-        report = P.validate_partitioned.fn(data, cfg.validate, TargetSpec.from_data(cfg.data),
+        report = validate_partitioned.fn(data, cfg.validate, TargetSpec.from_data(cfg.data),
                                            cfg.storage)
         assert report.passed, report.violations
         snap = pd.read_parquet(data.uri)
@@ -231,16 +233,16 @@ class TestPartitionedValidate:
         cfg = load_config([f"paths.root={tmp_path}", *dask_overrides(parts),
                            "validate.unique=[[time_hour,carrier,flight,origin]]"],
                           config_dir=CONF).typed
-        data = P.ingest_partitioned.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed)
+        data = ingest_partitioned.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed)
         with pytest.raises(DataValidationError) as err:
-            P.validate_partitioned.fn(data, cfg.validate, TargetSpec.from_data(cfg.data),
+            validate_partitioned.fn(data, cfg.validate, TargetSpec.from_data(cfg.data),
                                       cfg.storage)
         found = {(v["column"], v["rule"]): v["count"] for v in err.value.violations}
         assert found[("month", "less_than_or_equal_to(12.0)")] == 5
         assert found[("origin", "isin(['EWR', 'JFK', 'LGA'])")] == 4
         assert found[("time_hour, carrier, flight, origin", "unique together")] == 4
         ok = replace(cfg.validate, on_failure="warn")
-        report = P.validate_partitioned.fn(data, ok, TargetSpec.from_data(cfg.data),
+        report = validate_partitioned.fn(data, ok, TargetSpec.from_data(cfg.data),
                                            cfg.storage)
         assert not report.passed and len(report.violations) == 3
 
@@ -269,18 +271,18 @@ class TestPartitionedS3:
             config_dir=CONF).typed
         assert cfg.storage == StorageConfig(kind="s3", bucket=bucket, prefix="prefab",
                                             s3=S3Config(endpoint_url=s3_env))
-        data = P.ingest_partitioned.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed)
+        data = ingest_partitioned.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed)
         assert data.uri.startswith(f"s3://{bucket}/prefab/snapshots/flights/")
         assert data.files == 4 and data.rows == frame["arr_delay"].notna().sum()
         keys = [o["Key"] for o in s3.list_objects_v2(
             Bucket=bucket, Prefix="prefab/snapshots/")["Contents"]]
         assert sum(k.endswith(".parquet") for k in keys) == 4
-        report = P.validate_partitioned.fn(data, cfg.validate, TargetSpec.from_data(cfg.data),
+        report = validate_partitioned.fn(data, cfg.validate, TargetSpec.from_data(cfg.data),
                                            cfg.storage)
         assert report.passed
         # the fingerprint follows the ETags: new bytes in one file, a new fingerprint
         upload(3, frame.iloc[3000:3999])
-        changed = P.ingest_partitioned.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed)
+        changed = ingest_partitioned.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed)
         assert changed.source_fingerprint != data.source_fingerprint
         assert changed.rows == data.rows - int(pd.notna(frame["arr_delay"].iloc[3999]))
 

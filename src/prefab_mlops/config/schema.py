@@ -115,7 +115,7 @@ class DataConfig:
     ``engine`` is ``pandas`` (the default: the data set is read into one frame) or
     ``dask`` (data larger than memory: ``uri`` is a partitioned Parquet dataset, a
     directory of CSV files or a glob, read lazily on the cluster of ``data.dask``; see
-    :mod:`prefab_mlops.tasks.partitioned`).
+    :mod:`prefab_mlops.partitions` and each stage's ``*_partitioned`` task).
     """
 
     name: str = MISSING

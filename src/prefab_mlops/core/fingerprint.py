@@ -211,3 +211,26 @@ class RowFingerprint:
         """Read what :meth:`to_npy` wrote."""
         hashes = np.load(io.BytesIO(data), allow_pickle=False)
         return cls(tuple(columns), np.asarray(hashes, dtype=np.uint64))
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer: a bijection of uint64 that spreads every input bit.
+
+    uint64 array arithmetic wraps around, as intended here.
+    """
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def hash_position(hashes: np.ndarray, seed: int) -> np.ndarray:
+    """Each row's place in [0, 1), from its row hash and the seed (pure).
+
+    The seed is mixed into the hash, so another seed gives another split, and the
+    result is uniform however the row hashes are distributed.
+    """
+    salt = _mix64(np.array([seed % 2**64], dtype=np.uint64))
+    mixed = _mix64(np.asarray(hashes, dtype=np.uint64) ^ salt)
+    return (mixed >> np.uint64(11)).astype(np.float64) * 2.0**-53
