@@ -176,23 +176,6 @@ def prefect_harness() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(autouse=True)
-def _no_event_stream_under_hypothesis(request: pytest.FixtureRequest) -> None:
-    """Stop Prefect's events worker before a hypothesis test.
-
-    Once a flow has run, the worker keeps a websocket open to the session's Prefect server,
-    and its keepalive ping draws ``random.getrandbits`` in Prefect's event-loop thread every
-    20 s. Hypothesis checks that the global ``random`` state is unchanged around each draw,
-    so a ping landing inside one failed the test at random (CI, tests/tasks fuzz tests). The
-    worker starts again by itself when a flow next emits an event.
-    """
-    if getattr(request.function, "is_hypothesis_test", False) and \
-            "prefect.events.worker" in sys.modules:
-        from prefect.events.worker import EventsWorker
-
-        EventsWorker.drain_all(timeout=30)
-
-
 # ---------------------------------------------------------------- configs
 @pytest.fixture()
 def load(tmp_path: Path):
