@@ -143,8 +143,10 @@ class TestWorkerLoss:
         import psutil
         from distributed import Client
 
-        slow = ["data.sample_rows=20000", "model.n_estimators=300",
-                "model.early_stopping_rounds=null", "search.grid.max_depth=[6,8]"]
+        # trials of several seconds each (300 trees on 20,000 rows took 0.5 s on a quiet
+        # machine: over before the killer saw a busy worker)
+        slow = ["data.sample_rows=80000", "model.n_estimators=2000",
+                "model.early_stopping_rounds=null", "search.grid.max_depth=[8,10]"]
         with Client(search_cluster.scheduler_address, timeout=30) as client:
             workers = [psutil.Process(pid) for pid in client.run(os.getpid).values()]
         killed: list[int] = []
@@ -158,10 +160,9 @@ class TestWorkerLoss:
                     w.cpu_percent(None)
                 deadline = time.monotonic() + 180
                 while time.monotonic() < deadline:
-                    time.sleep(0.25)
+                    time.sleep(0.1)
                     busy = [w for w in workers if w.cpu_percent(None) > 60]
                     if busy:
-                        time.sleep(0.5)  # inside the fit
                         os.kill(busy[0].pid, signal.SIGKILL)
                         killed.append(busy[0].pid)
                         return
