@@ -21,9 +21,10 @@ import itertools
 import os
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cloudpickle
 from prefect import task
@@ -36,6 +37,8 @@ from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.tasks.evaluate import compute_metrics
 from prefab_mlops.tasks.featurize import FeatureSet
 from prefab_mlops.tasks.train import TrainedModel, check_estimator_fits, train
+
+_T = TypeVar("_T")
 
 
 class SearchError(PrefabError):
@@ -224,20 +227,27 @@ def run_trial(features: FeatureRef, model: ModelSpec, params: dict[str, Any], se
                  trained=trained)
 
 
+def _best(items: Sequence[_T], score: Callable[[_T], float | None],
+          number: Callable[[_T], int], metric: str, counted: str, fix: str) -> _T:
+    """The item with the best ``score`` by ``metric`` (None and NaN never win; ties go to
+    the lower number); ``counted`` and ``fix`` word the error when none has a score."""
+    scored = [(s, number(i), i) for i in items if (s := score(i)) is not None and s == s]
+    if not scored:
+        raise SearchError(f"No search trial finished with a {metric} score "
+                          f"({len(items)} {counted}).", fix=fix)
+    sign = -1.0 if greater_is_better(metric) else 1.0
+    return min(scored, key=lambda x: (sign * x[0], x[1]))[2]
+
+
 def best_trial(trials: list[Trial], metric: str) -> Trial:
     """The best trial by ``metric`` (NaN scores never win; ties go to the lower number).
 
     Raises:
         SearchError: no trial finished with a score.
     """
-    scored = [t for t in trials if t.score == t.score]
-    if not scored:
-        raise SearchError(f"No search trial finished with a {metric} score "
-                          f"({len(trials)} finished).",
-                          fix="See the failed trials in the search artifact; fix their cause "
-                          "and rerun (finished trials are cached).")
-    sign = -1.0 if greater_is_better(metric) else 1.0
-    return min(scored, key=lambda t: (sign * t.score, t.number))
+    return _best(trials, lambda t: t.score, lambda t: t.number, metric, "finished",
+                 "See the failed trials in the search artifact; fix their cause and rerun "
+                 "(finished trials are cached).")
 
 
 def best_record(records: list[TrialRecord], metric: str) -> TrialRecord:
@@ -246,15 +256,9 @@ def best_record(records: list[TrialRecord], metric: str) -> TrialRecord:
     Raises:
         SearchError: no record finished with a score.
     """
-    scored = [r for r in records if r.status == "complete" and r.score is not None
-              and r.score == r.score]
-    if not scored:
-        raise SearchError(f"No search trial finished with a {metric} score "
-                          f"({len(records)} recorded).",
-                          fix="See the failed trials in the search artifact; fix their cause "
-                          "and rerun.")
-    sign = -1.0 if greater_is_better(metric) else 1.0
-    return min(scored, key=lambda r: (sign * float(r.score or 0.0), r.number))
+    return _best(records, lambda r: r.score if r.status == "complete" else None,
+                 lambda r: r.number, metric, "recorded",
+                 "See the failed trials in the search artifact; fix their cause and rerun.")
 
 
 # ------------------------------------------------------------------- optuna
