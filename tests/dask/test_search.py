@@ -9,9 +9,6 @@ runner runs the same flow and config in process.
 from __future__ import annotations
 
 import os
-import signal
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -140,48 +137,21 @@ class TestSearchOnBothRunners:
 class TestWorkerLoss:
     def test_a_worker_killed_mid_search_still_completes(self, tmp_path: Path,
                                                         search_cluster: Any) -> None:
-        import psutil
-        from distributed import Client
+        from prefab_mlops.testing.dask_faults import kill_a_worker_running
 
-        # trials of several seconds each (300 trees on 20,000 rows took 0.5 s on a quiet
-        # machine: over before the killer saw a busy worker)
-        slow = ["data.sample_rows=80000", "model.n_estimators=2000",
-                "model.early_stopping_rounds=null", "search.grid.max_depth=[8,10]"]
-        with Client(search_cluster.scheduler_address, timeout=30) as client:
-            workers = [psutil.Process(pid) for pid in client.run(os.getpid).values()]
-        killed: list[int] = []
-        errors: list[BaseException] = []
-
-        def kill_a_busy_worker() -> None:
-            """SIGKILL the first worker process seen fitting (a core busy), from outside:
-            polling the scheduler from here failed on comm resets under load."""
+        # the first worker to start a trial is killed while it runs it (the worker marks
+        # what it executes: sampling CPU or polling the scheduler missed short trials)
+        with kill_a_worker_running(search_cluster.scheduler_address, "run_trial",
+                                   tmp_path / "executing") as killer:
             try:
-                for w in workers:
-                    w.cpu_percent(None)
-                deadline = time.monotonic() + 180
-                while time.monotonic() < deadline:
-                    time.sleep(0.1)
-                    busy = [w for w in workers if w.cpu_percent(None) > 60]
-                    if busy:
-                        os.kill(busy[0].pid, signal.SIGKILL)
-                        killed.append(busy[0].pid)
-                        return
-            except BaseException as exc:  # noqa: BLE001 - reported by the test below
-                errors.append(exc)
-
-        killer = threading.Thread(target=kill_a_busy_worker, daemon=True)
-        killer.start()
-        try:
-            s = run(tmp_path, *dask_runner(search_cluster), *slow)
-        except SearchError:
-            # a named failure is allowed; then nothing may be registered
-            assert killed
-            assert registry(tmp_path).versions("flights-binary") == []
-            return
-        finally:
-            killer.join(30)
-        assert not errors, f"the killer thread failed: {errors[0]!r}"
-        assert killed, "no worker was busy during the search"
+                s = run(tmp_path, *dask_runner(search_cluster))
+            except SearchError:
+                # a named failure is allowed; then nothing may be registered
+                assert killer.killed
+                assert registry(tmp_path).versions("flights-binary") == []
+                return
+        assert not killer.errors, f"the killer failed: {killer.errors[0]!r}"
+        assert killer.killed, "no worker started a trial"
         print("search after a worker was killed:", s["search"])
         assert s["search"]["trials"] == 4
         assert s["search"]["failed"] < 4

@@ -32,6 +32,7 @@ from tests.flows.test_training import FAST, HEAVY, registry, states, task_runs
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 REPO = Path(__file__).resolve().parents[2]
+WITH_STEP = (*HEAVY, "drop_carriers")
 
 CARRIERS = '''
 from __future__ import annotations
@@ -104,7 +105,7 @@ class TestDataStepInTheTrainingFlow:
         listing = plug_drop_carriers(conf, tmp_path, project_tasks, "EV\nB6\n")
         s = run(conf, tmp_path, "steps=[drop_carriers]")
 
-        runs = task_runs(s["flow_run_id"], expect=len(HEAVY) + 1)
+        runs = task_runs(s["flow_run_id"], WITH_STEP)
         assert runs["drop_carriers"].state.name == "Completed"
         assert s["steps"] == {"after_ingest": ["drop_carriers"]}
         mv = registry(tmp_path).get_version("flights-binary", s["version"])
@@ -124,7 +125,7 @@ class TestStepCaching:
         first = run(conf, tmp_path, "steps=[drop_carriers]")
 
         again = run(conf, tmp_path, "steps=[drop_carriers]")
-        st = states(again["flow_run_id"])
+        st = states(again["flow_run_id"], WITH_STEP)
         assert st["drop_carriers"] == "Completed"  # uncached: it runs every time
         assert {t: st[t] for t in HEAVY} == {t: "Cached" for t in HEAVY}
         assert again["version"] == first["version"] == 1
@@ -132,7 +133,7 @@ class TestStepCaching:
         # same code, same params, but the file the step reads changed
         listing.write_text("EV\nUA\n")
         changed = run(conf, tmp_path, "steps=[drop_carriers]")
-        st = states(changed["flow_run_id"])
+        st = states(changed["flow_run_id"], WITH_STEP)
         assert st["ingest"] == "Cached"
         assert [st[t] for t in ("drop_carriers", "validate", "featurize", "train",
                                 "evaluate")] == ["Completed"] * 5
@@ -145,14 +146,14 @@ class TestStepCaching:
         plug_drop_carriers(conf, tmp_path, project_tasks, "EV\n", cache=True)
         run(conf, tmp_path, "steps=[drop_carriers]")
         again = run(conf, tmp_path, "steps=[drop_carriers]")
-        st = states(again["flow_run_id"])
+        st = states(again["flow_run_id"], WITH_STEP)
         assert st["drop_carriers"] == "Cached"
         assert {t: st[t] for t in HEAVY} == {t: "Cached" for t in HEAVY}
 
         project_tasks("carriers", CARRIERS.replace(
             '.reset_index(drop=True)', '.query("distance > 200").reset_index(drop=True)'))
         changed = run(conf, tmp_path, "steps=[drop_carriers]")
-        st = states(changed["flow_run_id"])
+        st = states(changed["flow_run_id"], WITH_STEP)
         assert [st[t] for t in ("drop_carriers", "validate", "featurize", "train",
                                 "evaluate")] == ["Completed"] * 5
         assert changed["version"] == 2
@@ -166,7 +167,7 @@ class TestCheckStep:
         plug(conf, "jfk", "after_evaluate", "tasks.checks.origin_recall",
              params={"origin": "JFK", "min_recall": 0.0})
         first = run(conf, tmp_path, "steps=[jfk]")
-        assert task_runs(first["flow_run_id"])["jfk"].state.name == "Completed"
+        assert task_runs(first["flow_run_id"], (*HEAVY, "jfk"))["jfk"].state.name == "Completed"
         recall = first["metrics"]["jfk_recall"]
         assert 0 < recall < 1
         assert first["gate"]["passed"] and first["decision"]["promote"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import pickle
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from uuid import UUID
 
@@ -47,24 +48,27 @@ def run(root: Path, *overrides: str, refresh: bool = False) -> dict:
                     refresh_cache=refresh)
 
 
-def task_runs(flow_run_id: str, expect: int | None = None) -> dict[str, object]:
-    """Task runs of a flow run by task name (polls until all are terminal)."""
+def task_runs(flow_run_id: str, expect: Iterable[str] = HEAVY) -> dict[str, object]:
+    """Task runs of a flow run by task name, once every task named in ``expect`` is
+    recorded and all are terminal (task-run states reach the server as events, so the
+    last ones can land after the flow run has returned)."""
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     flt = FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)]))
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 30
     while True:
         with get_client(sync_client=True) as client:
             runs = client.read_task_runs(flow_run_filter=flt)
+        by_name = {r.name.rsplit("-", 1)[0]: r for r in runs}
         done = all(r.state and r.state.is_final() for r in runs)
-        if (done and (expect is None or len(runs) >= expect)) or time.monotonic() > deadline:
-            return {r.name.rsplit("-", 1)[0]: r for r in runs}
+        if (done and set(expect) <= set(by_name)) or time.monotonic() > deadline:
+            return by_name
         time.sleep(0.2)
 
 
-def states(flow_run_id: str) -> dict[str, str]:
-    return {k: r.state.name for k, r in task_runs(flow_run_id, expect=len(HEAVY)).items()}
+def states(flow_run_id: str, expect: Iterable[str] = HEAVY) -> dict[str, str]:
+    return {k: r.state.name for k, r in task_runs(flow_run_id, expect).items()}
 
 
 def registry(root: Path) -> ModelRegistry:
