@@ -9,6 +9,7 @@ runner runs the same flow and config in process.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -77,20 +78,29 @@ def registry(root: Path) -> ModelRegistry:
     return ModelRegistry(LocalObjectStore(root / "registry"))
 
 
-def trial_runs(flow_run_id: str) -> list[Any]:
-    """The trial task runs of the search subflow of a training run."""
+def trial_runs(flow_run_id: str, expect: int) -> list[Any]:
+    """The trial task runs of the search subflow of a training run, once ``expect`` of
+    them are recorded and all are terminal (task-run states reach the server as events,
+    so the last ones can land after the flow run has returned)."""
     from uuid import UUID
 
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
-    with get_client(sync_client=True) as client:
-        subflows = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[UUID(flow_run_id)])))
-        runs = []
-        for sub in subflows:
-            runs += client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [sub.id]}))
-    return [r for r in runs if r.name.startswith("trial-")]
+    deadline = time.monotonic() + 30
+    while True:
+        with get_client(sync_client=True) as client:
+            subflows = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[UUID(flow_run_id)])))
+            runs = []
+            for sub in subflows:
+                runs += client.read_task_runs(
+                    flow_run_filter=FlowRunFilter(id={"any_": [sub.id]}))
+        trials = [r for r in runs if r.name.startswith("trial-")]
+        final = all(r.state and r.state.is_final() for r in trials)
+        if (final and len(trials) >= expect) or time.monotonic() > deadline:
+            return trials
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +127,7 @@ class TestSearchOnBothRunners:
         version = registry(root).get_version("flights-binary", 1)
         assert {k: version.params[k] for k in best["params"]} == best["params"]
         assert version.params["n_jobs"] == 1
-        trials = trial_runs(dask_summary["flow_run_id"])
+        trials = trial_runs(dask_summary["flow_run_id"], 4)
         assert sorted(r.name for r in trials) == sorted(
             f"trial-max_depth={d},learning_rate={r}" for d in (3, 6) for r in (0.05, 0.3))
         assert all(r.state.is_completed() for r in trials)
@@ -126,7 +136,7 @@ class TestSearchOnBothRunners:
                                               search_cluster: Any) -> None:
         root, _ = on_dask
         again = run(root, *dask_runner(search_cluster), "search.grid.max_depth=[3,8,6]")
-        states = {r.name: r.state.name for r in trial_runs(again["flow_run_id"])}
+        states = {r.name: r.state.name for r in trial_runs(again["flow_run_id"], 6)}
         # the four candidates of the first run are cache hits although two are numbered
         # differently now (max_depth=8 comes before 6): only the two new ones train
         assert sorted(states.values()).count("Cached") == 4, states
@@ -171,14 +181,14 @@ class TestOptunaStudy:
         first = run(tmp_path, *dask_runner(search_cluster), search=study)
         assert first["search"]["trials"] == 4 and first["search"]["failed"] == 0
         # four different candidates (trial runs are named by their params), then the best
-        first_runs = trial_runs(first["flow_run_id"])
+        first_runs = trial_runs(first["flow_run_id"], 5)
         assert len(first_runs) == 5 and len({r.name for r in first_runs}) == 4
         again = run(tmp_path, *dask_runner(search_cluster), "search.optuna.n_trials=6",
                     search=study)
         assert again["search"]["study"] == first["search"]["study"]
         assert again["search"]["trials"] == 6
         # only the two missing trials trained; the best's model came from the cache
-        states = [r.state.name for r in trial_runs(again["flow_run_id"])]
+        states = [r.state.name for r in trial_runs(again["flow_run_id"], 3)]
         assert states.count("Completed") == 2 and states.count("Cached") == 1, states
         # every batch proposed new points: no candidate was tried twice
         study_obj = optuna.load_study(study_name=again["search"]["study"], storage=storage)
