@@ -103,7 +103,7 @@ def big(tmp: Path, scale: int, memory_limit: str) -> dict[str, Any]:
     from prefab_mlops.tasks.ingest import ingest_partitioned
     from prefab_mlops.tasks.register import RunInfo, register_partitioned
     from prefab_mlops.tasks.train import train_partitioned
-    from prefab_mlops.tasks.validate import validate_partitioned
+    from prefab_mlops.tasks.validate import check_leakage_partitioned, validate_partitioned
 
     data_dir = tmp / f"flights_x{scale}"
     rows = write_copies(flights(), data_dir, scale)
@@ -134,6 +134,8 @@ def big(tmp: Path, scale: int, memory_limit: str) -> dict[str, Any]:
                   cfg.storage)
             feats = timed("featurize", featurize_partitioned.fn, data, cfg.features, target,
                           cfg.seed, cfg.storage)
+            timed("check-leakage", check_leakage_partitioned.fn, feats, cfg.validate,
+                  cfg.seed, cfg.storage)
             trained = timed("train", train_partitioned.fn, feats,
                             ModelSpec.from_config(cfg.model), cfg.seed, cfg.storage)
             evaluation = timed("evaluate", evaluate_partitioned.fn, trained, feats,

@@ -61,6 +61,7 @@ from prefab_mlops.tasks.validate import (
     LeakageReport,
     ValidationReport,
     check_leakage,
+    check_leakage_partitioned,
     leakage_summary,
     leakage_text,
     validate,
@@ -175,8 +176,8 @@ def _partitioned(cfg: PipelineConfig, run: RunInfo) -> tuple[
     """ingest → validate → featurize → train → evaluate → register on the Dask engine
     (``data.engine: dask``), inside the flow run's :func:`dask_session`.
 
-    The steps pass paths and fitted objects, never frames. The leakage check (which
-    fits one-feature models on the training rows in memory) is not run on this engine.
+    The steps pass paths and fitted objects, never frames. The leakage check fits its
+    one-feature models on a seeded sample of the training split drawn across partitions.
     """
     orch = cfg.orchestration
     target = TargetSpec.from_data(cfg.data)
@@ -185,11 +186,13 @@ def _partitioned(cfg: PipelineConfig, run: RunInfo) -> tuple[
                                                          cfg.seed)
     report = configure(validate_partitioned, "validate", orch)(data, cfg.validate, target,
                                                                cfg.storage)
-    leakage = LeakageReport(mode="off", scan=None)
-    publish_markdown(f"{cfg.register.model_name}-validation", report.to_markdown(),
-                     "Validation summary")
     features = configure(featurize_partitioned, "featurize", orch)(
         data, cfg.features, target, cfg.seed, cfg.storage)
+    leakage = configure(check_leakage_partitioned, "validate", orch)(
+        features, cfg.validate, cfg.seed, cfg.storage)
+    publish_markdown(f"{cfg.register.model_name}-validation",
+                     report.to_markdown() + "\n\n" + leakage.to_markdown(),
+                     "Validation summary")
     trained = configure(train_partitioned, "train", orch)(features, model_spec, cfg.seed,
                                                           cfg.storage)
     evaluation = configure(evaluate_partitioned, "evaluate", orch)(trained, features,

@@ -29,12 +29,19 @@ from prefect import task
 from prefab_mlops.config import ColumnRule, TargetSpec, ValidateConfig
 from prefab_mlops.core.errors import DataValidationError, LeakageError
 from prefab_mlops.core.fingerprint import lineage
+from prefab_mlops.core.leakage import MAX_ROWS as LEAKAGE_SCAN_ROWS
 from prefab_mlops.core.leakage import LeakageScan, scan
 from prefab_mlops.core.schema import ColumnKind, InputSchema
 from prefab_mlops.core.storage import StorageConfig
 from prefab_mlops.orchestration.artifacts import md_table
 from prefab_mlops.orchestration.logs import get_logger
-from prefab_mlops.partitions import PartitionedDataset, compute_client, storage_options
+from prefab_mlops.partitions import (
+    PartitionedDataset,
+    PartitionedFeatures,
+    compute_client,
+    storage_options,
+    train_sample,
+)
 from prefab_mlops.tasks.featurize import FeatureSet
 from prefab_mlops.tasks.ingest import Dataset
 
@@ -503,7 +510,39 @@ def check_leakage(features: FeatureSet, cfg: ValidateConfig, seed: int) -> Leaka
     listed = {s.name: s.kind.value for s in features.input_schema if not s.remainder}
     if cfg.leakage == "off":
         return LeakageReport("off", None, listed)
-    result = scan(features.train.X, features.train.y, features.problem_type, seed)
+    return _leakage_report(scan(features.train.X, features.train.y, features.problem_type,
+                                seed), cfg, listed)
+
+
+@task(name="check-leakage-partitioned")
+def check_leakage_partitioned(features: PartitionedFeatures, cfg: ValidateConfig, seed: int,
+                              storage: StorageConfig) -> LeakageReport:
+    """:func:`check_leakage` on the Dask engine: the same scan, on a seeded sample of the
+    training split drawn across all partitions (the scan uses at most 20,000 rows either
+    way, so the sample is what it would draw from rows in memory).
+
+    Args:
+        features: The partitioned split and the model's input columns.
+        cfg: ``conf/validate``: ``leakage`` is ``warn``, ``fail`` or ``off``.
+        seed: Global seed (``seed``): the row sample, folds and trees.
+        storage: Where the prepared rows are (S3 options for s3:// data).
+
+    Returns:
+        A :class:`LeakageReport`.
+
+    Raises:
+        LeakageError: with ``leakage: fail``, as :func:`check_leakage`.
+    """
+    listed = {s.name: s.kind.value for s in features.input_schema if not s.remainder}
+    if cfg.leakage == "off":
+        return LeakageReport("off", None, listed)
+    X, y = train_sample(features, LEAKAGE_SCAN_ROWS, seed, storage)
+    return _leakage_report(scan(X, y, features.problem_type, seed), cfg, listed)
+
+
+def _leakage_report(result: LeakageScan, cfg: ValidateConfig,
+                    listed: dict[str, str]) -> LeakageReport:
+    """Log what a scan found, and raise with ``leakage: fail``."""
     report = LeakageReport(cfg.leakage, result, listed)
     log = get_logger()
     if result.unchecked:

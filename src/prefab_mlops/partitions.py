@@ -408,13 +408,11 @@ def _sum_parts(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-# ----------------------------------------------------------------- register
-def reference_sample(features: PartitionedFeatures, rows: int, seed: int,
-                     storage: StorageConfig) -> bytes:
-    """A seeded sample of about ``rows`` train rows drawn across all partitions, as
-    Parquet bytes with the encoded label (what monitoring compares new data with)."""
-    import io
-
+# ----------------------------------------------------------------- samples
+def train_sample(features: PartitionedFeatures, rows: int, seed: int,
+                 storage: StorageConfig) -> tuple[pd.DataFrame, np.ndarray]:
+    """A seeded sample of about ``rows`` rows of the train split drawn across all
+    partitions: the model's raw input columns and the encoded labels ``(X, y)``."""
     import dask.dataframe as dd
 
     ddf = dd.read_parquet(features.data_uri,
@@ -429,7 +427,20 @@ def reference_sample(features: PartitionedFeatures, rows: int, seed: int,
     total = max(features.split_info.train_rows, 1)
     with compute_client():
         sample = train.sample(frac=min(1.0, 1.2 * rows / total), random_state=seed).compute()
-    sample = sample.head(rows).reset_index(drop=True)
+    if len(sample) > rows:  # a seeded cut, not the first partitions' rows
+        sample = sample.sample(n=rows, random_state=seed)
+    sample = sample.reset_index(drop=True)
+    return sample.drop(columns=[REFERENCE_TARGET]), sample[REFERENCE_TARGET].to_numpy()
+
+
+# ----------------------------------------------------------------- register
+def reference_sample(features: PartitionedFeatures, rows: int, seed: int,
+                     storage: StorageConfig) -> bytes:
+    """A seeded sample of about ``rows`` train rows drawn across all partitions, as
+    Parquet bytes with the encoded label (what monitoring compares new data with)."""
+    import io
+
+    X, y = train_sample(features, rows, seed, storage)
     buf = io.BytesIO()
-    sample.to_parquet(buf, index=False)
+    X.assign(**{REFERENCE_TARGET: y}).to_parquet(buf, index=False)
     return buf.getvalue()

@@ -5,8 +5,8 @@ metrics reduced from per-partition counts equal scikit-learn's; the training flo
 a partitioned copy of flights reaches the pandas path's gate decision with the same
 split and metrics within :data:`TOLERANCE`, and registers a plain XGBoost pipeline that
 the model server's loader and batch scoring use as is; the fingerprint comes from file
-metadata; every violation of every partition in one error; a partitioned dataset on the
-moto S3 server; and the config checks of what the engine cannot do.
+metadata; every violation of every partition in one error; a leaking input column stops
+the run before training; a partitioned dataset on the moto S3 server; and the config checks of what the engine cannot do.
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ from sklearn import metrics as skm
 
 from prefab_mlops import partitions as P
 from prefab_mlops.config import TargetSpec, load_config
-from prefab_mlops.core.errors import ConfigError, DataValidationError
+from prefab_mlops.core.errors import ConfigError, DataValidationError, LeakageError
 from prefab_mlops.core.registry import REFERENCE_FILE, REFERENCE_TARGET, ModelRegistry
 from prefab_mlops.core.storage import LocalObjectStore, S3Config, StorageConfig
 from prefab_mlops.tasks.featurize import split_rows
 from prefab_mlops.tasks.ingest import ingest_partitioned
 from prefab_mlops.tasks.validate import validate_partitioned
 from tests.conftest import make_bucket
+from tests.flows.test_training import WITH_ARR_DELAY
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 ROWS, PARTS = 8000, 4
@@ -130,6 +131,11 @@ class TestEngineMatchesPandas:
         for k in ("roc_auc", "pr_auc", "log_loss", "accuracy"):
             assert abs(dask_run["metrics"][k] - pandas_run["metrics"][k]) < TOLERANCE, k
         assert dask_run["metrics"]["n_test"] == pandas_run["metrics"]["n_test"]
+        # the leakage check ran on the train split (all of it: under the scan's 20,000)
+        for r in (dask_run, pandas_run):
+            assert r["leakage"]["before_training"]["suspects"] == []
+        assert dask_run["leakage"]["before_training"]["scan"]["rows"] == \
+            pandas_run["leakage"]["before_training"]["scan"]["rows"]
 
         reg = {k: ModelRegistry(LocalObjectStore(tmp_path / k / "registry"))
                for k in ("pandas", "dask")}
@@ -166,6 +172,24 @@ class TestEngineMatchesPandas:
         assert again["comparison"]["compared_rows"] == dask_run["metrics"]["n_test"]
         assert again["comparison"]["champion"]["roc_auc"] == pytest.approx(
             dask_run["metrics"]["roc_auc"])
+
+
+@pytest.mark.usefixtures("prefect_harness", "dask_cluster")
+class TestLeakageAlarmOnDask:
+    def test_a_leaking_column_stops_the_run_before_training(
+            self, tmp_path: Path, flights_parts: tuple[Path, Path]) -> None:
+        """The arrival delay (``delayed = arr_delay > 15``) as an input: the scan of a
+        sample drawn across the partitions names it, and nothing is registered."""
+        from prefab_mlops.flows.training import training
+
+        parts, _ = flights_parts
+        with pytest.raises(LeakageError, match=r"'arr_delay' \(roc_auc 1\.0000 alone\)") as err:
+            training(overrides=[f"paths.root={tmp_path}", *dask_overrides(parts),
+                                *WITH_ARR_DELAY, "validate.leakage=fail"],
+                     config_dir=str(CONF))
+        assert "remove 'arr_delay' from features.numeric.columns" in err.value.fix
+        assert ModelRegistry(LocalObjectStore(tmp_path / "registry")).versions(
+            "flights-binary") == []
 
 
 @pytest.mark.usefixtures("dask_cluster")
