@@ -50,7 +50,7 @@ from prefab_mlops.tasks.evaluate import (
 )
 from prefab_mlops.tasks.featurize import featurize, featurize_partitioned
 from prefab_mlops.tasks.ingest import Dataset, ingest, ingest_partitioned
-from prefab_mlops.tasks.promote import Challenge, decide_promotion, promote
+from prefab_mlops.tasks.promote import Challenge, PromotionDecision, decide_promotion, promote
 from prefab_mlops.tasks.register import RunInfo, register, register_partitioned
 from prefab_mlops.tasks.registry import load_production
 from prefab_mlops.tasks.search import check_candidates, params_to_check, stage_features
@@ -172,9 +172,10 @@ def _compare_with_champion(cfg: PipelineConfig, trained: TrainedModel, evaluatio
 
 def _partitioned(cfg: PipelineConfig, run: RunInfo) -> tuple[
         PartitionedDataset, ValidationReport, LeakageReport, TrainedModel, Evaluation,
-        ChampionComparison, ModelVersion]:
+        ChampionComparison, ModelVersion, Challenge]:
     """ingest → validate → featurize → train → evaluate → register on the Dask engine
-    (``data.engine: dask``), inside the flow run's :func:`dask_session`.
+    (``data.engine: dask``), inside the flow run's :func:`dask_session`; the challenge
+    is what a promotion decides again with if the champion moves meanwhile.
 
     The steps pass paths and fitted objects, never frames. The leakage check fits its
     one-feature models on a seeded sample of the training split drawn across partitions.
@@ -203,7 +204,22 @@ def _partitioned(cfg: PipelineConfig, run: RunInfo) -> tuple[
     version = configure(register_partitioned, "register", orch)(
         trained, evaluation, data, features, comparison, cfg.register, cfg.storage, run,
         cfg.seed)
-    return data, report, leakage, trained, evaluation, comparison, version
+    challenge = Challenge(version, evaluation, trained, features, cfg.evaluate, comparison,
+                          cfg.storage)
+    return data, report, leakage, trained, evaluation, comparison, version, challenge
+
+
+def _promote(cfg: PipelineConfig, version: ModelVersion, evaluation: Evaluation,
+             comparison: ChampionComparison, challenge: Challenge
+             ) -> tuple[PromotionDecision, ChampionComparison]:
+    """Decide, then apply the decision as a compare-and-set: if another run moved
+    production since, decide again against it (on either engine). Returns the final
+    decision and the comparison it was made with."""
+    decision = decide_promotion(version, evaluation, comparison, cfg.promote)
+    outcome = configure(promote, "promote", cfg.orchestration)(
+        decision, cfg.register.model_name, cfg.promote, cfg.register, cfg.storage, challenge)
+    return outcome.decision, (outcome.comparison if outcome.comparison is not None
+                              else comparison)
 
 
 @flow(name="training")
@@ -255,7 +271,6 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
                   flow_run_id=flow_run_id, flow_run_name=flow_run_name,
                   triggered_by=triggered_by)
     data: Dataset | PartitionedDataset
-    challenge: Challenge | None = None
     searched: SearchResult | None = None
     if cfg.data.engine == "dask":
         if steps.names():
@@ -264,8 +279,10 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
                 "they take a pandas data set.",
                 fix="Leave conf/steps empty with data.engine=dask, or use data.engine=pandas.")
         with dask_session(cfg.data.dask):
-            data, report, leakage, trained, evaluation, comparison, version = \
+            data, report, leakage, trained, evaluation, comparison, version, challenge = \
                 _partitioned(cfg, run)
+            # deciding again against a moved champion scores it on the cluster
+            decision, comparison = _promote(cfg, version, evaluation, comparison, challenge)
     else:
         data = heavy(ingest, "ingest")(cfg.data, cfg.paths, cfg.storage, cfg.seed)
         data = run_after_ingest(data, steps, orch, refresh_cache)
@@ -294,13 +311,7 @@ def training(overrides: list[str] | None = None, config_name: str = "pipeline",
             trained, evaluation, data, features, comparison, cfg.register, cfg.storage, run,
             cfg.seed)
         challenge = Challenge(version, evaluation, trained, features, cfg.evaluate, comparison)
-    decision = decide_promotion(version, evaluation, comparison, cfg.promote)
-    # a compare-and-set: if another run moved production since, decide again against it
-    # (the pandas path; on the dask engine a moved champion fails the promotion)
-    outcome = configure(promote, "promote", orch)(
-        decision, cfg.register.model_name, cfg.promote, cfg.register, cfg.storage, challenge)
-    decision = outcome.decision
-    comparison = outcome.comparison if outcome.comparison is not None else comparison
+        decision, comparison = _promote(cfg, version, evaluation, comparison, challenge)
 
     summary: dict[str, Any] = {
         "model_name": cfg.register.model_name, "version": version.version,

@@ -34,6 +34,7 @@ from prefab_mlops.core.registry import (
 from prefab_mlops.core.storage import StorageConfig
 from prefab_mlops.orchestration.logs import get_logger
 from prefab_mlops.orchestration.retries import retry_transient
+from prefab_mlops.partitions import PartitionedFeatures
 from prefab_mlops.tasks.evaluate import (
     INCOMPATIBLE,
     NO_CHAMPION,
@@ -42,6 +43,7 @@ from prefab_mlops.tasks.evaluate import (
     ChampionComparison,
     Evaluation,
     evaluate_champion,
+    evaluate_champion_partitioned,
 )
 from prefab_mlops.tasks.featurize import FeatureSet
 from prefab_mlops.tasks.registry import load_production, open_registry
@@ -157,18 +159,23 @@ class Challenge:
         trained: The challenger's fitted pipeline, scored next to a new champion on
             the test rows neither was trained on.
         features: The run's feature set: its test split (and the challenger's train
-            and validation rows, which are left out) scores a new champion.
+            and validation rows, which are left out) scores a new champion. On the
+            Dask engine the partitioned split, scored partition by partition (inside
+            the flow run's Dask session).
         evaluate: ``conf/evaluate`` (the threshold and the ``champion`` check).
         comparison: The first champion and the challenger on that split
             (:func:`~prefab_mlops.tasks.evaluate.evaluate_champion`).
+        storage: ``conf/storage``, where partitioned rows are read from (only read
+            with partitioned ``features``).
     """
 
     challenger: ModelVersion
     evaluation: Evaluation
     trained: TrainedModel
-    features: FeatureSet
+    features: FeatureSet | PartitionedFeatures
     evaluate: EvaluateConfig
     comparison: ChampionComparison
+    storage: StorageConfig | None = None
 
 
 @dataclass
@@ -208,13 +215,22 @@ def decide_again(challenge: Challenge, champion: LoadedModel | None, cfg: Promot
     Returns:
         The decision and the comparison it was made with.
     """
+    features = challenge.features
+    if isinstance(features, PartitionedFeatures):
+        test_rows = features.split_info.test_rows
+    else:
+        test_rows = len(features.test)
     if champion is None:
-        comparison = ChampionComparison(NO_CHAMPION, None, len(challenge.features.test))
+        comparison = ChampionComparison(NO_CHAMPION, None, test_rows)
     elif champion.version.fingerprint == challenge.challenger.fingerprint:
         comparison = ChampionComparison.same_model(champion.version.version,
                                                    challenge.evaluation)
+    elif isinstance(features, PartitionedFeatures):
+        comparison = evaluate_champion_partitioned.fn(
+            champion, challenge.trained, features, challenge.evaluate,
+            challenge.storage or StorageConfig())
     else:
-        comparison = evaluate_champion.fn(champion, challenge.trained, challenge.features,
+        comparison = evaluate_champion.fn(champion, challenge.trained, features,
                                           challenge.evaluate)
     return decide_promotion(challenge.challenger, challenge.evaluation, comparison,
                             cfg), comparison

@@ -6,7 +6,9 @@ a partitioned copy of flights reaches the pandas path's gate decision with the s
 split and metrics within :data:`TOLERANCE`, and registers a plain XGBoost pipeline that
 the model server's loader and batch scoring use as is; the fingerprint comes from file
 metadata; every violation of every partition in one error; a leaking input column stops
-the run before training; a partitioned dataset on the moto S3 server; and the config checks of what the engine cannot do.
+the run before training; a run whose champion moved before it promoted decides again
+against the new one; a partitioned dataset on the moto S3 server; and the config checks
+of what the engine cannot do.
 """
 
 from __future__ import annotations
@@ -172,6 +174,83 @@ class TestEngineMatchesPandas:
         assert again["comparison"]["compared_rows"] == dask_run["metrics"]["n_test"]
         assert again["comparison"]["champion"]["roc_auc"] == pytest.approx(
             dask_run["metrics"]["roc_auc"])
+
+
+def dask_challenge(root: Path, parts: Path, n_estimators: int) -> Any:
+    """One dask-engine training run up to registration, each step's ``.fn`` on the test
+    cluster: what the flow hands to promote (a ``Challenge``), decided against no
+    champion, as two runs started side by side both decide."""
+    from prefab_mlops.config import ModelSpec
+    from prefab_mlops.tasks.evaluate import (
+        NO_CHAMPION,
+        ChampionComparison,
+        evaluate_partitioned,
+    )
+    from prefab_mlops.tasks.featurize import featurize_partitioned
+    from prefab_mlops.tasks.promote import Challenge
+    from prefab_mlops.tasks.register import RunInfo, register_partitioned
+    from prefab_mlops.tasks.train import train_partitioned
+
+    loaded = load_config([f"paths.root={root}", *dask_overrides(parts),
+                          f"model.n_estimators={n_estimators}"], config_dir=CONF)
+    cfg = loaded.typed
+    data = ingest_partitioned.fn(cfg.data, cfg.paths, cfg.storage, cfg.seed)
+    feats = featurize_partitioned.fn(data, cfg.features, TargetSpec.from_data(cfg.data),
+                                     cfg.seed, cfg.storage)
+    trained = train_partitioned.fn(feats, ModelSpec.from_config(cfg.model), cfg.seed,
+                                   cfg.storage)
+    evaluation = evaluate_partitioned.fn(trained, feats, cfg.evaluate, cfg.storage)
+    comparison = ChampionComparison(NO_CHAMPION, None, feats.split_info.test_rows)
+    version = register_partitioned.fn(trained, evaluation, data, feats, comparison,
+                                      cfg.register, cfg.storage,
+                                      RunInfo(config=loaded.resolved, project_root=str(root)),
+                                      cfg.seed)
+    return cfg, Challenge(version, evaluation, trained, feats, cfg.evaluate, comparison,
+                          cfg.storage)
+
+
+@pytest.mark.usefixtures("dask_cluster")
+class TestPromotionRaceOnDask:
+    """Two dask-engine runs decided against the same champion (none): the one that
+    promotes second finds production moved, scores the new champion on the cluster,
+    and decides again."""
+
+    @pytest.mark.parametrize("better_first", [True, False])
+    def test_the_late_run_decides_again_against_the_moved_champion(
+            self, tmp_path: Path, flights_parts: tuple[Path, Path], better_first: bool
+    ) -> None:
+        from prefab_mlops.tasks.evaluate import COMPARED
+        from prefab_mlops.tasks.promote import decide_promotion, promote
+
+        parts, _ = flights_parts
+        _, strong = dask_challenge(tmp_path, parts, 60)
+        cfg, weak = dask_challenge(tmp_path, parts, 3)
+        auc = {c.challenger.version: c.evaluation.metrics["roc_auc"] for c in (strong, weak)}
+        assert auc[strong.challenger.version] > auc[weak.challenger.version]
+        first, late = (strong, weak) if better_first else (weak, strong)
+
+        def run_promote(c: Any) -> Any:
+            decision = decide_promotion(c.challenger, c.evaluation, c.comparison, cfg.promote)
+            assert (decision.promote, decision.champion_version) == (True, None)
+            return promote.fn(decision, cfg.register.model_name, cfg.promote, cfg.register,
+                              cfg.storage, c)
+
+        assert run_promote(first).attempts == 1
+        outcome = run_promote(late)
+
+        assert outcome.attempts == 2
+        assert outcome.decision.champion_version == first.challenger.version
+        assert outcome.decision.promote is (not better_first)
+        assert (outcome.comparison.status, outcome.comparison.champion_version) == (
+            COMPARED, first.challenger.version)
+        # both scored on the late run's test split, partition by partition
+        assert outcome.comparison.compared_rows == first.comparison.test_rows
+        assert outcome.comparison.champion["roc_auc"] == pytest.approx(
+            auc[first.challenger.version], abs=1e-9)
+        reg = ModelRegistry(LocalObjectStore(tmp_path / "registry"))
+        production = reg.alias(cfg.register.model_name, "production")
+        assert production is not None
+        assert production.version == strong.challenger.version
 
 
 @pytest.mark.usefixtures("prefect_harness", "dask_cluster")
