@@ -48,6 +48,7 @@ from prefab_mlops.partitions import (
     TRAIN,
     PartitionedFeatures,
     compute_client,
+    curves_from_counts,
     metrics_from_counts,
     score_partitions,
     split_rows_of,
@@ -363,18 +364,8 @@ def make_plots(trained: TrainedModel, split: Split, scores: np.ndarray, top_k: i
     y = split.y
     if trained.problem_type == "binary":
         fpr, tpr, _ = skm.roc_curve(y, scores)
-        fig, ax = new_figure(f"ROC (AUC {skm.auc(fpr, tpr):.3f})")
-        ax.plot(fpr, tpr)
-        ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
-        ax.set_xlabel("false positive rate")
-        ax.set_ylabel("true positive rate")
-        plots["roc.png"] = to_png(fig)
         prec, rec, _ = skm.precision_recall_curve(y, scores)
-        fig, ax = new_figure("Precision-recall")
-        ax.plot(rec, prec)
-        ax.set_xlabel("recall")
-        ax.set_ylabel("precision")
-        plots["pr.png"] = to_png(fig)
+        plots.update(curve_plots(fpr, tpr, rec, prec))
     elif trained.problem_type == "regression":
         fig, ax = new_figure("Residuals")
         ax.scatter(scores, y - scores, s=2, alpha=0.3)
@@ -382,6 +373,32 @@ def make_plots(trained: TrainedModel, split: Split, scores: np.ndarray, top_k: i
         ax.set_xlabel("predicted")
         ax.set_ylabel("actual - predicted")
         plots["residuals.png"] = to_png(fig)
+    plots.update(common_plots(trained, top_k, confusion, threshold))
+    return plots
+
+
+def curve_plots(fpr: np.ndarray, tpr: np.ndarray, recall: np.ndarray,
+                precision: np.ndarray) -> dict[str, bytes]:
+    """``roc.png`` and ``pr.png`` of a binary classifier from its curves' points."""
+    fig, ax = new_figure(f"ROC (AUC {skm.auc(fpr, tpr):.3f})")
+    ax.plot(fpr, tpr)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    plots = {"roc.png": to_png(fig)}
+    fig, ax = new_figure("Precision-recall")
+    ax.plot(recall, precision)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    plots["pr.png"] = to_png(fig)
+    return plots
+
+
+def common_plots(trained: TrainedModel, top_k: int, confusion: list[list[int]] | None,
+                 threshold: float | None) -> dict[str, bytes]:
+    """``confusion.png`` (classifiers) and ``importance.png`` (when the model has
+    importances), on either engine."""
+    plots: dict[str, bytes] = {}
     if confusion is not None:
         plots["confusion.png"] = confusion_plot(
             confusion, trained.classes, threshold if trained.problem_type == "binary" else None)
@@ -645,7 +662,9 @@ def evaluate_partitioned(model: TrainedModel, features: PartitionedFeatures,
     """Score the model on the test split partition by partition and check the gate.
 
     The naive baseline of the gate (``evaluate.baseline``) is scored in the same pass.
-    No plots, and no leakage scan of the training rows, on this engine.
+    The ROC and precision-recall plots are drawn from the score histograms, the
+    confusion matrix and importances as on the pandas path; no residual plot (it needs
+    every row) and no second leakage scan of a perfect model's training rows.
 
     Args:
         model: From :func:`train_partitioned`.
@@ -672,7 +691,13 @@ def evaluate_partitioned(model: TrainedModel, features: PartitionedFeatures,
     get_logger().info("Test metrics (%s partition-wise): %s; quality gate %s",
                       int(values["n_test"]), {k: round(v, 4) for k, v in values.items()},
                       gate.describe())
-    return Evaluation(metrics=values, confusion_matrix=cm, gate=gate, plots={},
+    plots: dict[str, bytes] = {}
+    if model.problem_type == "binary":
+        fpr, tpr, precision = curves_from_counts(counts["model"])
+        plots.update(curve_plots(fpr, tpr, tpr, precision))
+    plots.update(common_plots(model, cfg.importance_top_k, cm,
+                              cfg.threshold if model.problem_type == "binary" else None))
+    return Evaluation(metrics=values, confusion_matrix=cm, gate=gate, plots=plots,
                       primary_metric=cfg.primary_metric,
                       fingerprint=lineage(evaluate_partitioned, model, features, cfg))
 

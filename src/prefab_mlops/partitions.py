@@ -359,6 +359,20 @@ def metrics_from_counts(c: dict[str, Any], problem_type: str
     return out, [[int(tn), int(fp)], [int(fn), int(tp)]]
 
 
+def curves_from_counts(c: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ROC and precision-recall curves of binary counts (pure): ``(fpr, tpr,
+    precision)`` at each non-empty histogram bin taken as the threshold, from the top,
+    starting at (0, 0); the recall is ``tpr``. The area under ``(fpr, tpr)`` is the ROC
+    AUC of :func:`metrics_from_counts`."""
+    hpos, hneg = c["hpos"].astype(float)[::-1], c["hneg"].astype(float)[::-1]
+    keep = (hpos + hneg) > 0
+    tp = np.concatenate([[0.0], np.cumsum(hpos)[keep]])
+    fp = np.concatenate([[0.0], np.cumsum(hneg)[keep]])
+    P, N = max(tp[-1], 1.0), max(fp[-1], 1.0)  # noqa: N806
+    precision = np.divide(tp, tp + fp, out=np.ones_like(tp), where=(tp + fp) > 0)
+    return fp / N, tp / P, precision
+
+
 def _score_partition(part: pd.DataFrame, feats: PartitionedFeatures, models: dict[str, Any],
                      threshold: float, exclude: RowFingerprint | None) -> dict[str, Any]:
     """Counts of each model on the test rows of one partition (pure).

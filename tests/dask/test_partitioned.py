@@ -101,6 +101,24 @@ class TestMetricsFromCounts:
         assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
         assert cm == skm.confusion_matrix(y, pred).tolist()
 
+    def test_curves_are_sklearns_on_the_binned_scores(self, flights_frame: pd.DataFrame
+                                                      ) -> None:
+        frame = flights_frame.dropna(subset=["arr_delay"])
+        y = (frame["arr_delay"] > 15).to_numpy(dtype=int)
+        score = frame["sched_dep_time"].to_numpy() / 2400.0
+        counts = P._add(P._counts(y[:5000], score[:5000], "binary", 0.5),
+                        P._counts(y[5000:], score[5000:], "binary", 0.5))
+        fpr, tpr, precision = P.curves_from_counts(counts)
+        binned = np.minimum((score * P.AUC_BINS).astype(np.int64), P.AUC_BINS - 1)
+        want_fpr, want_tpr, _ = skm.roc_curve(y, binned, drop_intermediate=False)
+        assert np.allclose(fpr, want_fpr) and np.allclose(tpr, want_tpr)
+        got, _ = P.metrics_from_counts(counts, "binary")
+        assert skm.auc(fpr, tpr) == pytest.approx(got["roc_auc"], abs=1e-12)
+        want_prec, want_rec, _ = skm.precision_recall_curve(y, binned)
+        # sklearn lists the points from the lowest threshold up, ending at (recall 0, 1)
+        assert np.allclose(precision[1:], want_prec[::-1][1:])
+        assert np.allclose(tpr[1:], want_rec[::-1][1:])
+
     def test_regression_metrics_equal_sklearn(self, flights_frame: pd.DataFrame) -> None:
         y = flights_frame["distance"].to_numpy(dtype=float)
         pred = flights_frame["air_time"].fillna(0).to_numpy(dtype=float) * 7.5
@@ -149,6 +167,9 @@ class TestEngineMatchesPandas:
             == (split["pandas"].train_rows, split["pandas"].valid_rows,
                 split["pandas"].test_rows)
         assert mv["dask"].features.feature_names == mv["pandas"].features.feature_names
+        plots = {k: {f for f in m.files if f.startswith("plots/")} for k, m in mv.items()}
+        assert plots["dask"] == plots["pandas"] == {
+            "plots/roc.png", "plots/pr.png", "plots/confusion.png", "plots/importance.png"}
         snapshot = Path(dask_run["data"]["snapshot_uri"])
         assert len(list(snapshot.glob("*.parquet"))) == PARTS
 
