@@ -104,17 +104,26 @@ def trial_runs(flow_run_id: str, expect: int) -> list[Any]:
 
 
 @pytest.fixture(scope="module")
-def on_dask(tmp_path_factory: pytest.TempPathFactory, search_cluster: Any
-            ) -> tuple[Path, dict[str, Any]]:
-    """One search of four candidates on the Dask runner: its root and summary."""
+def on_dask(tmp_path_factory: pytest.TempPathFactory, search_cluster: Any,
+            dask_cluster: Any) -> tuple[Path, dict[str, Any], list[str]]:
+    """One search of four candidates on the Dask runner: its root, its summary and the
+    keys of the tasks the search cluster's workers ran. ``dask_cluster`` is another
+    cluster whose client is this process's default (prefect-dask's own runner would run
+    the trials there, whatever address it was given)."""
+    from prefab_mlops.testing.dask_faults import executing_markers
+
     root = tmp_path_factory.mktemp("on-dask")
-    return root, run(root, *dask_runner(search_cluster))
+    with executing_markers(search_cluster.scheduler_address, root / "executing") as marks:
+        summary = run(root, *dask_runner(search_cluster))
+    return root, summary, [m.read_text() for m in marks.glob("[0-9]*")]
 
 
 class TestSearchOnBothRunners:
     def test_dask_and_thread_pick_the_same_best_of_four(
-            self, tmp_path: Path, on_dask: tuple[Path, dict[str, Any]]) -> None:
-        root, dask_summary = on_dask
+            self, tmp_path: Path, on_dask: tuple[Path, dict[str, Any], list[str]]) -> None:
+        root, dask_summary, ran_on_search_cluster = on_dask
+        # the trials ran on the configured cluster, not the default client's
+        assert any("run_trial" in key for key in ran_on_search_cluster), ran_on_search_cluster
         in_threads = run(tmp_path / "thread")
         for s in (dask_summary, in_threads):
             assert s["search"]["trials"] == 4 and s["search"]["failed"] == 0
@@ -132,9 +141,10 @@ class TestSearchOnBothRunners:
             f"trial-max_depth={d},learning_rate={r}" for d in (3, 6) for r in (0.05, 0.3))
         assert all(r.state.is_completed() for r in trials)
 
-    def test_rerun_resumes_from_cached_trials(self, on_dask: tuple[Path, dict[str, Any]],
-                                              search_cluster: Any) -> None:
-        root, _ = on_dask
+    def test_rerun_resumes_from_cached_trials(
+            self, on_dask: tuple[Path, dict[str, Any], list[str]], search_cluster: Any
+    ) -> None:
+        root, _, _ = on_dask
         again = run(root, *dask_runner(search_cluster), "search.grid.max_depth=[3,8,6]")
         states = {r.name: r.state.name for r in trial_runs(again["flow_run_id"], 6)}
         # the four candidates of the first run are cache hits although two are numbered
@@ -146,7 +156,10 @@ class TestSearchOnBothRunners:
 
 class TestWorkerLoss:
     def test_a_worker_killed_mid_search_still_completes(self, tmp_path: Path,
-                                                        search_cluster: Any) -> None:
+                                                        search_cluster: Any,
+                                                        dask_cluster: Any) -> None:
+        """With another cluster's client as this process's default (``dask_cluster``):
+        the trials must run, and a worker die, on the configured one."""
         from prefab_mlops.testing.dask_faults import kill_a_worker_running
 
         # the first worker to start a trial is killed while it runs it (the worker marks

@@ -5,7 +5,9 @@
 ``DaskTaskRunner`` on the cluster ``orchestration.dask`` describes: a running
 scheduler (``address``), a cluster class started per flow run (``cluster_class`` with
 ``cluster_kwargs``, e.g. dask-kubernetes' ``KubeCluster``), or a ``LocalCluster`` of
-worker processes. prefect-dask is imported only here and only for ``dask``.
+worker processes (a configured ``address`` is where the tasks run even when this
+process already holds another Dask client: :mod:`.dask_runner`). prefect-dask is
+imported only here and only for ``dask``.
 
 Flows take the runner with ``flow.with_options(task_runner=task_runner(cfg))``, so
 the same flow and config run either way.
@@ -37,6 +39,8 @@ def task_runner(cfg: OrchestrationConfig) -> Any:
         return ThreadPoolTaskRunner(max_workers=cfg.thread_workers)
     try:
         from prefect_dask import DaskTaskRunner
+
+        from prefab_mlops.orchestration.dask_runner import AddressedDaskTaskRunner
     except ImportError as exc:
         raise DaskNotInstalled(
             f"orchestration.task_runner is 'dask' but prefect-dask cannot be imported ({exc}).",
@@ -44,7 +48,7 @@ def task_runner(cfg: OrchestrationConfig) -> Any:
             "or set orchestration.task_runner=thread.") from None
     dask = cfg.dask
     if dask.address:
-        return DaskTaskRunner(address=dask.address)
+        return AddressedDaskTaskRunner(address=dask.address)
     if dask.cluster_class:
         return DaskTaskRunner(cluster_class=dask.cluster_class,
                               cluster_kwargs=dict(dask.cluster_kwargs))

@@ -66,22 +66,34 @@ class WorkerKiller:
 
 
 @contextlib.contextmanager
+def executing_markers(scheduler_address: str, directory: Path) -> Iterator[Path]:
+    """While the block runs, each worker of the cluster at ``scheduler_address`` writes
+    ``directory/<pid>`` with the key of the task it starts; the plugin is removed
+    afterwards. Tells which cluster ran a task, and which worker."""
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"prefab-executing-marker-{uuid.uuid4().hex[:8]}"
+    with Client(scheduler_address, timeout=30, set_as_default=False) as client:
+        client.register_plugin(ExecutingMarker(str(directory)), name=name)
+    try:
+        yield directory
+    finally:
+        with contextlib.suppress(Exception), \
+                Client(scheduler_address, timeout=30, set_as_default=False) as client:
+            client.unregister_worker_plugin(name)
+
+
+@contextlib.contextmanager
 def kill_a_worker_running(scheduler_address: str, key_part: str, directory: Path,
                           timeout: float = 300) -> Iterator[WorkerKiller]:
     """While the block runs, kill the first worker of the cluster at ``scheduler_address``
     that starts a task whose Dask key contains ``key_part`` (a Prefect task's function
     name, e.g. ``run_trial``). The plugin is removed afterwards."""
-    directory.mkdir(parents=True, exist_ok=True)
-    name = f"prefab-executing-marker-{uuid.uuid4().hex[:8]}"
     killer = WorkerKiller(directory, key_part)
-    with Client(scheduler_address, timeout=30) as client:
-        client.register_plugin(ExecutingMarker(str(directory)), name=name)
-    thread = threading.Thread(target=killer.watch, args=(timeout,), daemon=True)
-    thread.start()
-    try:
-        yield killer
-    finally:
-        killer.stop.set()
-        thread.join(5)
-        with contextlib.suppress(Exception), Client(scheduler_address, timeout=30) as client:
-            client.unregister_worker_plugin(name)
+    with executing_markers(scheduler_address, directory):
+        thread = threading.Thread(target=killer.watch, args=(timeout,), daemon=True)
+        thread.start()
+        try:
+            yield killer
+        finally:
+            killer.stop.set()
+            thread.join(5)
