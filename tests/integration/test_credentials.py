@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import secrets
 import string
+import time
 import uuid
 from pathlib import Path
 from uuid import UUID
@@ -53,12 +54,19 @@ def _prefect_texts(flow_run_id: str) -> list[bytes]:
     )
 
     run_id = UUID(flow_run_id)
-    with get_client(sync_client=True) as client:
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(
-            any_=[run_id])), limit=200)
-        arts = client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
-        run = client.read_flow_run(run_id)
+    # logs and artifacts reach the server in the background (the API log handler and
+    # the events worker), so the last ones can land after the flow run has returned
+    deadline = time.monotonic() + 30
+    while True:
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(
+                any_=[run_id])), limit=200)
+            arts = client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+            run = client.read_flow_run(run_id)
+        if (logs and arts) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert logs and arts, "the run left no logs or artifacts to scan"
     return ([log.message.encode() for log in logs]
             + [str(a.data).encode() + str(a.description).encode() for a in arts]
