@@ -396,8 +396,9 @@ def curve_plots(fpr: np.ndarray, tpr: np.ndarray, recall: np.ndarray,
 
 def common_plots(trained: TrainedModel, top_k: int, confusion: list[list[int]] | None,
                  threshold: float | None) -> dict[str, bytes]:
-    """``confusion.png`` (classifiers) and ``importance.png`` (when the model has
-    importances), on either engine."""
+    """``confusion.png`` (classifiers; ``threshold`` goes in its title for a binary
+    classifier) and ``importance.png`` (when the model has importances), on either
+    engine."""
     plots: dict[str, bytes] = {}
     if confusion is not None:
         plots["confusion.png"] = confusion_plot(
@@ -695,8 +696,7 @@ def evaluate_partitioned(model: TrainedModel, features: PartitionedFeatures,
     if model.problem_type == "binary":
         fpr, tpr, precision = curves_from_counts(counts["model"])
         plots.update(curve_plots(fpr, tpr, tpr, precision))
-    plots.update(common_plots(model, cfg.importance_top_k, cm,
-                              cfg.threshold if model.problem_type == "binary" else None))
+    plots.update(common_plots(model, cfg.importance_top_k, cm, cfg.threshold))
     return Evaluation(metrics=values, confusion_matrix=cm, gate=gate, plots=plots,
                       primary_metric=cfg.primary_metric,
                       fingerprint=lineage(evaluate_partitioned, model, features, cfg))
